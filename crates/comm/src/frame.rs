@@ -1,0 +1,247 @@
+//! Wire frames exchanged between ranks once the handshake is done.
+//!
+//! On the wire every frame is a 4-byte big-endian length followed by that many bytes
+//! (tokio-util's `LengthDelimitedCodec` format). The body starts with a one-byte kind.
+//! Data frames carry a fixed 32-byte binary header and then the payload as raw bytes:
+//! payloads are never encoded element by element. A message larger than [`MAX_CHUNK`] is
+//! split into several data frames sent back to back, the first flagged [`FIRST`], the
+//! last [`LAST`], each carrying the message's total length.
+//!
+//! Decoding never panics: every malformed body is a [`FrameError`].
+
+use bytes::{Buf, Bytes};
+
+/// Largest payload carried by one data frame; bigger messages are streamed in chunks.
+pub const MAX_CHUNK: usize = 4 << 20;
+/// Size of a data frame's fixed header.
+pub const DATA_HEADER_LEN: usize = 32;
+/// Largest frame body a peer may send; anything longer is rejected before it is buffered.
+pub const MAX_FRAME: usize = MAX_CHUNK + DATA_HEADER_LEN;
+/// Flag: first chunk of a message.
+pub const FIRST: u8 = 1;
+/// Flag: last chunk of a message.
+pub const LAST: u8 = 2;
+
+const KIND_DATA: u8 = 0;
+const KIND_ABORT: u8 = 1;
+const KIND_GOODBYE: u8 = 2;
+const MAX_ABORT_REASON: usize = 64 << 10;
+
+/// Which matching space a data frame belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Space {
+    /// Part of collective number `seq`; matched strictly in order.
+    Collective,
+    /// A point-to-point message; matched by tag.
+    Message,
+}
+
+/// The collective operations, as carried in frame headers to detect mismatched calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[allow(missing_docs)]
+pub enum CollectiveOp {
+    Barrier,
+    Bcast,
+    Gatherv,
+    Scatterv,
+    Allgatherv,
+    Reduce,
+    Allreduce,
+    Alltoallv,
+    Finalize,
+    /// Point-to-point traffic (not a collective).
+    PointToPoint,
+}
+
+impl CollectiveOp {
+    const ALL: [CollectiveOp; 10] = [
+        CollectiveOp::Barrier,
+        CollectiveOp::Bcast,
+        CollectiveOp::Gatherv,
+        CollectiveOp::Scatterv,
+        CollectiveOp::Allgatherv,
+        CollectiveOp::Reduce,
+        CollectiveOp::Allreduce,
+        CollectiveOp::Alltoallv,
+        CollectiveOp::Finalize,
+        CollectiveOp::PointToPoint,
+    ];
+
+    /// The name users know the operation by.
+    pub fn name(self) -> &'static str {
+        match self {
+            CollectiveOp::Barrier => "barrier",
+            CollectiveOp::Bcast => "bcast",
+            CollectiveOp::Gatherv => "gatherv",
+            CollectiveOp::Scatterv => "scatterv",
+            CollectiveOp::Allgatherv => "allgatherv",
+            CollectiveOp::Reduce => "reduce",
+            CollectiveOp::Allreduce => "allreduce",
+            CollectiveOp::Alltoallv => "alltoallv",
+            CollectiveOp::Finalize => "finalize",
+            CollectiveOp::PointToPoint => "send/recv",
+        }
+    }
+
+    fn code(self) -> u8 {
+        Self::ALL.iter().position(|&op| op == self).unwrap_or(0) as u8
+    }
+
+    fn from_code(code: u8) -> Option<Self> {
+        Self::ALL.get(code as usize).copied()
+    }
+}
+
+/// What a collective call looked like on the sending rank; receivers compare it with
+/// their own call to detect mismatches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Signature {
+    /// The operation.
+    pub op: CollectiveOp,
+    /// The root rank (0 for rootless collectives).
+    pub root: u32,
+    /// A hash of the element type's name (0 when untyped).
+    pub type_hash: u32,
+}
+
+/// The fixed header of a data frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataHeader {
+    /// Matching space.
+    pub space: Space,
+    /// [`FIRST`] and/or [`LAST`].
+    pub flags: u8,
+    /// The sender's view of the call.
+    pub sig: Signature,
+    /// Collective sequence number, or the user's tag for point-to-point messages.
+    pub seq: u64,
+    /// Total length of the message this chunk belongs to.
+    pub total: u64,
+}
+
+impl DataHeader {
+    /// Writes the 32-byte header.
+    pub fn encode(&self) -> [u8; DATA_HEADER_LEN] {
+        let mut b = [0u8; DATA_HEADER_LEN];
+        b[0] = KIND_DATA;
+        b[1] = match self.space {
+            Space::Collective => 0,
+            Space::Message => 1,
+        };
+        b[2] = self.flags;
+        b[3] = self.sig.op.code();
+        b[4..8].copy_from_slice(&self.sig.root.to_le_bytes());
+        b[8..16].copy_from_slice(&self.seq.to_le_bytes());
+        b[16..20].copy_from_slice(&self.sig.type_hash.to_le_bytes());
+        b[24..32].copy_from_slice(&self.total.to_le_bytes());
+        b
+    }
+}
+
+/// A decoded frame body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    /// One chunk of a message.
+    Data {
+        /// Its header.
+        header: DataHeader,
+        /// The chunk's bytes.
+        payload: Bytes,
+    },
+    /// The sender aborts the whole job.
+    Abort {
+        /// Why, for people.
+        reason: String,
+    },
+    /// The sender has finalized and will send nothing more.
+    Goodbye,
+}
+
+/// A frame body that does not decode.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct FrameError(pub String);
+
+impl Frame {
+    /// Encodes an abort frame body.
+    pub fn abort_body(reason: &str) -> Vec<u8> {
+        let mut reason = reason.as_bytes();
+        if reason.len() > MAX_ABORT_REASON {
+            reason = &reason[..MAX_ABORT_REASON];
+        }
+        let mut b = Vec::with_capacity(1 + reason.len());
+        b.push(KIND_ABORT);
+        b.extend_from_slice(reason);
+        b
+    }
+
+    /// Encodes a goodbye frame body.
+    pub fn goodbye_body() -> Vec<u8> {
+        vec![KIND_GOODBYE]
+    }
+
+    /// Decodes a frame body (the bytes after the length prefix).
+    pub fn decode(mut body: Bytes) -> Result<Frame, FrameError> {
+        if body.len() > MAX_FRAME {
+            return Err(FrameError(format!("frame of {} bytes exceeds the {MAX_FRAME}-byte limit", body.len())));
+        }
+        let Some(&kind) = body.first() else {
+            return Err(FrameError("empty frame".into()));
+        };
+        match kind {
+            KIND_DATA => {
+                if body.len() < DATA_HEADER_LEN {
+                    return Err(FrameError(format!("data frame of {} bytes is shorter than its header", body.len())));
+                }
+                let h = body.split_to(DATA_HEADER_LEN);
+                let space = match h[1] {
+                    0 => Space::Collective,
+                    1 => Space::Message,
+                    other => return Err(FrameError(format!("unknown matching space {other}"))),
+                };
+                let flags = h[2];
+                if flags & !(FIRST | LAST) != 0 {
+                    return Err(FrameError(format!("unknown flags {flags:#x}")));
+                }
+                let op = CollectiveOp::from_code(h[3])
+                    .ok_or_else(|| FrameError(format!("unknown operation code {}", h[3])))?;
+                let mut rest = &h[4..];
+                let root = rest.get_u32_le();
+                let seq = rest.get_u64_le();
+                let type_hash = rest.get_u32_le();
+                let _reserved = rest.get_u32_le();
+                let total = rest.get_u64_le();
+                if (body.len() as u64) > total {
+                    return Err(FrameError(format!("chunk of {} bytes is larger than its message ({total} bytes)", body.len())));
+                }
+                Ok(Frame::Data {
+                    header: DataHeader { space, flags, sig: Signature { op, root, type_hash }, seq, total },
+                    payload: body,
+                })
+            }
+            KIND_ABORT => {
+                Ok(Frame::Abort { reason: String::from_utf8_lossy(&body[1..]).into_owned() })
+            }
+            KIND_GOODBYE if body.len() == 1 => Ok(Frame::Goodbye),
+            KIND_GOODBYE => Err(FrameError("goodbye frame with trailing bytes".into())),
+            other => Err(FrameError(format!("unknown frame kind {other}"))),
+        }
+    }
+}
+
+/// The codec used to cut a byte stream into frame bodies, with the size limit enforced.
+pub fn codec() -> tokio_util::codec::LengthDelimitedCodec {
+    tokio_util::codec::LengthDelimitedCodec::builder()
+        .length_field_length(4)
+        .max_frame_length(MAX_FRAME)
+        .new_codec()
+}
+
+/// A stable 32-bit hash of a type's name, carried in headers to detect ranks that disagree
+/// on the element type of a collective.
+pub fn type_hash<T: ?Sized>() -> u32 {
+    // FNV-1a: stable across builds and platforms, unlike `std`'s hasher.
+    std::any::type_name::<T>()
+        .bytes()
+        .fold(0x811c_9dc5u32, |h, b| (h ^ b as u32).wrapping_mul(0x0100_0193))
+}

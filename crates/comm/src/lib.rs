@@ -1,0 +1,37 @@
+//! The communication layer of chorus.
+//!
+//! This crate moves bytes between the processes of a job and builds the SPMD model on
+//! them. From the bottom up:
+//!
+//! - [`frame`]: length-delimited frames with a fixed binary header; payloads travel as raw
+//!   bytes and large messages are streamed in bounded chunks;
+//! - [`secret`], [`fingerprint`] and [`handshake`]: every connection proves it knows the
+//!   job secret (HMAC challenge-response) and that both ends run the same build and protocol;
+//! - [`link`]: Unix-domain sockets between same-host processes, TCP across hosts;
+//! - [`rendezvous`]: how ranks find each other through a coordinator;
+//! - [`World`]: the full mesh among ranks and the collectives (barrier, bcast, gatherv,
+//!   scatterv, allgatherv, reduce, allreduce, alltoallv) and tagged send/recv.
+//!
+//! The crate knows nothing of tasks or launchers: `chorus-runtime` decides how processes
+//! are started and fills in a [`WorldConfig`].
+
+#![warn(missing_docs)]
+
+mod diag;
+mod error;
+pub mod fingerprint;
+pub mod frame;
+pub mod handshake;
+pub mod link;
+mod reduce;
+pub mod rendezvous;
+pub mod secret;
+mod world;
+
+pub use bytemuck::Pod;
+pub use error::{Error, Refusal, Result};
+pub use reduce::{Max, Min, Prod, ReduceOp, Sum};
+pub use secret::Secret;
+pub use world::{PeerLostHook, World, WorldConfig};
+pub use link::TransportPreference;
+pub use diag::warn as warn_diagnostic;

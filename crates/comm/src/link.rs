@@ -1,0 +1,144 @@
+//! Byte streams between processes: Unix-domain sockets between processes of one host (and
+//! network namespace), TCP otherwise.
+//!
+//! Everything above this module sees a link as a boxed reader and writer, so a same-host
+//! shared-memory link can be added here without changing [`crate::World`].
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+
+use crate::{Error, Result};
+
+/// The reading half of a link.
+pub type LinkReader = Box<dyn AsyncRead + Send + Unpin>;
+/// The writing half of a link.
+pub type LinkWriter = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// Which transport same-host ranks use (`CHORUS_TRANSPORT=auto|tcp|unix`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TransportPreference {
+    /// Unix-domain sockets between processes sharing a host and network namespace (the
+    /// faster of the two on Linux, measured by `bench/collectives`), TCP otherwise.
+    #[default]
+    Auto,
+    /// TCP everywhere.
+    Tcp,
+}
+
+impl TransportPreference {
+    /// Reads `CHORUS_TRANSPORT`.
+    pub fn from_env() -> Result<Self> {
+        match std::env::var("CHORUS_TRANSPORT").as_deref() {
+            Err(_) | Ok("") | Ok("auto") | Ok("unix") => Ok(Self::Auto),
+            Ok("tcp") => Ok(Self::Tcp),
+            Ok(other) => Err(Error::Config(format!("CHORUS_TRANSPORT={other:?}: expected auto, unix or tcp"))),
+        }
+    }
+}
+
+/// Identifies "the same host and network namespace": processes with equal keys can reach
+/// each other's Unix sockets and loopback addresses.
+pub fn host_key() -> String {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    let netns = std::fs::read_link("/proc/self/ns/net").map(|p| p.display().to_string()).unwrap_or_default();
+    format!("{}|{}", boot.trim(), netns)
+}
+
+/// The listeners a rank accepts its peers on.
+pub struct Listeners {
+    /// TCP, bound to the address this rank reaches its coordinator from.
+    pub tcp: TcpListener,
+    /// Unix socket, for same-host peers.
+    pub unix: Option<(UnixListener, PathBuf)>,
+}
+
+impl Listeners {
+    /// Binds a TCP listener on `ip` (any port) and, unless TCP is forced, a Unix socket in a
+    /// fresh private directory.
+    pub async fn bind(ip: std::net::IpAddr, pref: TransportPreference) -> Result<Listeners> {
+        let tcp = TcpListener::bind(SocketAddr::new(ip, 0))
+            .await
+            .map_err(|e| Error::io(format!("binding a TCP listener on {ip}"), e))?;
+        let unix = match pref {
+            TransportPreference::Tcp => None,
+            TransportPreference::Auto => {
+                let dir = private_dir()?;
+                let path = dir.join("rank.sock");
+                let l = UnixListener::bind(&path)
+                    .map_err(|e| Error::io(format!("binding a Unix socket at {}", path.display()), e))?;
+                Some((l, path))
+            }
+        };
+        Ok(Listeners { tcp, unix })
+    }
+
+    /// The TCP address peers connect to.
+    pub fn tcp_addr(&self) -> Result<SocketAddr> {
+        self.tcp.local_addr().map_err(|e| Error::io("reading the listener's address", e))
+    }
+}
+
+impl Drop for Listeners {
+    fn drop(&mut self) {
+        if let Some((_, path)) = &self.unix {
+            let _ = std::fs::remove_file(path);
+            if let Some(dir) = path.parent() {
+                let _ = std::fs::remove_dir(dir);
+            }
+        }
+    }
+}
+
+fn private_dir() -> Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    let base = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from).filter(|p| p.is_dir()).unwrap_or_else(std::env::temp_dir);
+    let mut tag = [0u8; 8];
+    getrandom::fill(&mut tag).map_err(|e| Error::Config(format!("no random bytes: {e}")))?;
+    let dir = base.join(format!("chorus-{}-{}", std::process::id(), crate::secret::hex(&tag)));
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|e| Error::io(format!("creating the private socket directory {}", dir.display()), e))?;
+    Ok(dir)
+}
+
+/// Connects over TCP, retrying until `deadline` (the listener may not be up yet).
+pub async fn connect_tcp_retrying(addr: &str, deadline: Instant) -> Result<TcpStream> {
+    let mut delay = Duration::from_millis(2);
+    loop {
+        match TcpStream::connect(addr).await {
+            Ok(s) => {
+                let _ = s.set_nodelay(true);
+                return Ok(s);
+            }
+            Err(e) if Instant::now() + delay < deadline => {
+                tracing::debug!("connecting to {addr}: {e}; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_millis(200));
+            }
+            Err(e) => return Err(Error::io(format!("connecting to {addr}"), e)),
+        }
+    }
+}
+
+/// Splits a TCP stream into boxed halves.
+pub fn split_tcp(s: TcpStream) -> (LinkReader, LinkWriter) {
+    let _ = s.set_nodelay(true);
+    let (r, w) = s.into_split();
+    (Box::new(r), Box::new(w))
+}
+
+/// Splits a Unix stream into boxed halves.
+pub fn split_unix(s: UnixStream) -> (LinkReader, LinkWriter) {
+    let (r, w) = s.into_split();
+    (Box::new(r), Box::new(w))
+}
+
+/// Connects to a Unix socket.
+pub async fn connect_unix(path: &Path) -> Result<UnixStream> {
+    UnixStream::connect(path).await.map_err(|e| Error::io(format!("connecting to {}", path.display()), e))
+}

@@ -1,0 +1,214 @@
+//! The collective algorithms, on byte payloads.
+//!
+//! Every rank runs the same schedule, so messages never go through a central rank unless
+//! the operation itself has a root:
+//!
+//! - barrier: dissemination, ⌈log2 p⌉ rounds;
+//! - bcast: binomial tree, pipelined chunk by chunk so large messages stream down the tree;
+//! - reduce: binomial tree towards rank 0, combining in rank order, then to the root;
+//! - allreduce: recursive doubling (with the usual fold for non-powers of two), combining
+//!   lower ranks on the left so every rank computes bit-identical results;
+//! - allgatherv: ring, p − 1 steps, each rank sending one block while receiving another;
+//! - alltoallv: pairwise exchange, step s pairing rank r with r ± s;
+//! - gatherv/scatterv: direct exchange with the root, all transfers in flight at once.
+
+use bytes::Bytes;
+use futures_util::future::try_join_all;
+
+use super::core::{concat, Call, Core};
+use crate::frame::{DataHeader, Space, FIRST, LAST, MAX_CHUNK};
+use crate::Result;
+
+/// Combines two partial results, lower ranks' on the left.
+pub(crate) type Combine<'a> = dyn FnMut(Bytes, Bytes) -> Result<Bytes> + 'a;
+
+impl Core {
+    /// Broadcast from `call.sig.root`. The root passes `Some(data)` and gets `None` back;
+    /// the others get the root's bytes.
+    pub(crate) async fn bcast_bytes(&self, call: &Call, data: Option<&[u8]>) -> Result<Option<Bytes>> {
+        let (r, p, root) = (self.rank(), self.size(), call.sig.root as usize);
+        let vr = (r + p - root) % p;
+        let children: Vec<usize> = {
+            // In the binomial tree over relative ranks, vr's children are vr + 2^k for every
+            // 2^k below vr's lowest set bit (all powers of two for the root).
+            let limit = if vr == 0 { p.next_power_of_two() } else { vr & vr.wrapping_neg() };
+            let mut c = Vec::new();
+            let mut mask = limit >> 1;
+            while mask > 0 {
+                if vr + mask < p {
+                    c.push((vr + mask + root) % p);
+                }
+                mask >>= 1;
+            }
+            c
+        };
+        if let Some(data) = data {
+            let total = data.len() as u64;
+            let mut pieces = data.chunks(MAX_CHUNK).peekable();
+            let mut flags = FIRST;
+            if pieces.peek().is_none() {
+                for &c in &children {
+                    self.send(call, c, &[]).await?;
+                }
+            }
+            while let Some(piece) = pieces.next() {
+                if pieces.peek().is_none() {
+                    flags |= LAST;
+                }
+                let header = DataHeader { space: Space::Collective, flags, sig: call.sig, seq: call.seq, total };
+                for &c in &children {
+                    self.forward(c, &header, piece).await?;
+                }
+                flags = 0;
+            }
+            return Ok(None);
+        }
+        let parent = {
+            let low = vr & vr.wrapping_neg();
+            (vr - low + root) % p
+        };
+        let mut chunk = self.recv_first(call, parent).await?;
+        let total = chunk.header.total as usize;
+        let mut chunks = Vec::new();
+        loop {
+            for &c in &children {
+                self.forward(c, &chunk.header, &chunk.payload).await?;
+            }
+            let last = chunk.header.flags & LAST != 0;
+            chunks.push(chunk.payload);
+            if last {
+                break;
+            }
+            chunk = self.recv_more(call, parent).await?;
+        }
+        Ok(Some(concat(chunks, total)))
+    }
+
+    /// Gathers one part per rank at the root (in rank order); `None` elsewhere.
+    pub(crate) async fn gatherv_bytes(&self, call: &Call, part: &[u8]) -> Result<Option<Vec<Bytes>>> {
+        let (r, root) = (self.rank(), call.sig.root as usize);
+        if r != root {
+            self.send(call, root, part).await?;
+            return Ok(None);
+        }
+        let others = try_join_all((0..self.size()).filter(|&q| q != root).map(|q| self.recv(call, q))).await?;
+        let mut others = others.into_iter();
+        Ok(Some(
+            (0..self.size())
+                .map(|q| if q == root { Bytes::copy_from_slice(part) } else { others.next().expect("one part per rank") })
+                .collect(),
+        ))
+    }
+
+    /// Scatters part `q` of the root's `parts` to rank `q`.
+    pub(crate) async fn scatterv_bytes(&self, call: &Call, parts: Option<&[&[u8]]>) -> Result<Bytes> {
+        let (r, root) = (self.rank(), call.sig.root as usize);
+        match parts {
+            Some(parts) => {
+                try_join_all((0..self.size()).filter(|&q| q != r).map(|q| self.send(call, q, parts[q]))).await?;
+                Ok(Bytes::copy_from_slice(parts[r]))
+            }
+            None => self.recv(call, root).await,
+        }
+    }
+
+    /// Ring allgather: every rank ends with every rank's part, in rank order.
+    pub(crate) async fn allgatherv_bytes(&self, call: &Call, part: Bytes) -> Result<Vec<Bytes>> {
+        let (r, p) = (self.rank(), self.size());
+        let mut blocks: Vec<Option<Bytes>> = vec![None; p];
+        blocks[r] = Some(part);
+        let (right, left) = ((r + 1) % p, (r + p - 1) % p);
+        for step in 0..p.saturating_sub(1) {
+            let out = (r + p - step) % p;
+            let inc = (r + 2 * p - step - 1) % p;
+            let payload = blocks[out].clone().expect("block received in the previous step");
+            let (sent, got) = tokio::join!(self.send(call, right, &payload), self.recv(call, left));
+            sent?;
+            blocks[inc] = Some(got?);
+        }
+        Ok(blocks.into_iter().map(|b| b.expect("every block arrives")).collect())
+    }
+
+    /// Binomial-tree reduce to rank 0 in rank order, then to the root.
+    pub(crate) async fn reduce_bytes(&self, call: &Call, mine: Bytes, combine: &mut Combine<'_>) -> Result<Option<Bytes>> {
+        let (r, p, root) = (self.rank(), self.size(), call.sig.root as usize);
+        let mut acc = mine;
+        let mut mask = 1;
+        while mask < p {
+            if r & mask != 0 {
+                self.send(call, r - mask, &acc).await?;
+                break;
+            }
+            if r + mask < p {
+                let higher = self.recv(call, r + mask).await?;
+                acc = combine(acc, higher)?;
+            }
+            mask <<= 1;
+        }
+        match (r, root) {
+            (0, 0) => Ok(Some(acc)),
+            (0, _) => {
+                self.send(call, root, &acc).await?;
+                Ok(None)
+            }
+            (_, _) if r == root => Ok(Some(self.recv(call, 0).await?)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Recursive-doubling allreduce.
+    pub(crate) async fn allreduce_bytes(&self, call: &Call, mine: Bytes, combine: &mut Combine<'_>) -> Result<Bytes> {
+        let (r, p) = (self.rank(), self.size());
+        let pow2 = if p.is_power_of_two() { p } else { p.next_power_of_two() / 2 };
+        let rem = p - pow2;
+        let mut acc = mine;
+        // Fold: among the first 2·rem ranks, even ones hand their value to the next odd one.
+        let new_rank = if r < 2 * rem {
+            if r % 2 == 0 {
+                self.send(call, r + 1, &acc).await?;
+                None
+            } else {
+                let lower = self.recv(call, r - 1).await?;
+                acc = combine(lower, acc)?;
+                Some(r / 2)
+            }
+        } else {
+            Some(r - rem)
+        };
+        if let Some(nr) = new_rank {
+            let mut mask = 1;
+            while mask < pow2 {
+                let partner_new = nr ^ mask;
+                let partner = if partner_new < rem { partner_new * 2 + 1 } else { partner_new + rem };
+                let (sent, got) = tokio::join!(self.send(call, partner, &acc), self.recv(call, partner));
+                sent?;
+                let theirs = got?;
+                acc = if partner_new < nr { combine(theirs, acc)? } else { combine(acc, theirs)? };
+                mask <<= 1;
+            }
+        }
+        if r < 2 * rem {
+            if r % 2 == 1 {
+                self.send(call, r - 1, &acc).await?;
+            } else {
+                acc = self.recv(call, r + 1).await?;
+            }
+        }
+        Ok(acc)
+    }
+
+    /// Pairwise exchange: part `q` goes to rank `q`; returns the part from each rank.
+    pub(crate) async fn alltoallv_bytes(&self, call: &Call, parts: &[&[u8]]) -> Result<Vec<Bytes>> {
+        let (r, p) = (self.rank(), self.size());
+        let mut out: Vec<Bytes> = vec![Bytes::new(); p];
+        out[r] = Bytes::copy_from_slice(parts[r]);
+        for step in 1..p {
+            let to = (r + step) % p;
+            let from = (r + p - step) % p;
+            let (sent, got) = tokio::join!(self.send(call, to, parts[to]), self.recv(call, from));
+            sent?;
+            out[from] = got?;
+        }
+        Ok(out)
+    }
+}

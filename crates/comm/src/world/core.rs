@@ -1,0 +1,497 @@
+//! The machinery under the collectives: one inbox per peer filled by a reader task, chunked
+//! sends, the collective sequence and its mismatch checks, and job-wide abort.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::Notify;
+use tokio_util::codec::FramedRead;
+
+use crate::frame::{self, CollectiveOp, DataHeader, Frame, Signature, Space, FIRST, LAST, MAX_CHUNK};
+use crate::link::{LinkReader, LinkWriter};
+use crate::{diag, Error, Result};
+
+/// Messages at most this large are written with a single system call.
+const SMALL_MESSAGE: usize = 64 << 10;
+
+pub(crate) struct Chunk {
+    pub(crate) header: DataHeader,
+    pub(crate) payload: Bytes,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Closed {
+    Finalized,
+    Lost,
+}
+
+#[derive(Default)]
+struct InboxState {
+    collective: VecDeque<Chunk>,
+    messages: HashMap<u64, VecDeque<Chunk>>,
+    closed: Option<Closed>,
+}
+
+#[derive(Default)]
+struct Inbox {
+    state: Mutex<InboxState>,
+    notify: Notify,
+}
+
+/// Called with the rank of a peer that was lost, before the error is returned; launchers
+/// use it to report the peer's own failure instead.
+pub type PeerLostHook = Arc<dyn Fn(usize) + Send + Sync>;
+
+pub(crate) struct Shared {
+    pub(crate) rank: usize,
+    pub(crate) size: usize,
+    inboxes: Vec<Inbox>,
+    poison: Mutex<Option<(usize, String)>>,
+    pub(crate) on_peer_lost: Mutex<Option<PeerLostHook>>,
+}
+
+impl Shared {
+    fn poison(&self, by: usize, reason: String) {
+        let mut p = self.poison.lock().expect("poison lock");
+        if p.is_none() {
+            *p = Some((by, reason));
+        }
+        drop(p);
+        for inbox in &self.inboxes {
+            inbox.notify.notify_one();
+        }
+    }
+
+    fn poisoned(&self) -> Option<Error> {
+        let p = self.poison.lock().expect("poison lock");
+        p.as_ref().map(|(by, reason)| Error::Aborted { by: *by, reason: reason.clone() })
+    }
+
+    fn push(&self, peer: usize, chunk: Chunk) {
+        let inbox = &self.inboxes[peer];
+        let mut st = inbox.state.lock().expect("inbox lock");
+        match chunk.header.space {
+            Space::Collective => st.collective.push_back(chunk),
+            Space::Message => st.messages.entry(chunk.header.seq).or_default().push_back(chunk),
+        }
+        drop(st);
+        inbox.notify.notify_one();
+    }
+
+    fn close(&self, peer: usize, how: Closed) {
+        let inbox = &self.inboxes[peer];
+        inbox.state.lock().expect("inbox lock").closed.get_or_insert(how);
+        inbox.notify.notify_one();
+    }
+}
+
+/// Reads frames from one peer until it says goodbye or the connection ends.
+async fn read_loop(shared: Arc<Shared>, peer: usize, reader: LinkReader) {
+    let mut frames = FramedRead::with_capacity(reader, frame::codec(), 256 << 10);
+    loop {
+        let body: BytesMut = match frames.next().await {
+            Some(Ok(body)) => body,
+            Some(Err(e)) => {
+                if e.kind() == std::io::ErrorKind::InvalidData {
+                    diag::warn(&format!("rank {}: rank {peer} sent an oversized frame: {e}", shared.rank));
+                }
+                return shared.close(peer, Closed::Lost);
+            }
+            None => return shared.close(peer, Closed::Lost),
+        };
+        match Frame::decode(body.freeze()) {
+            Ok(Frame::Data { header, payload }) => shared.push(peer, Chunk { header, payload }),
+            Ok(Frame::Abort { reason }) => shared.poison(peer, reason),
+            Ok(Frame::Goodbye) => return shared.close(peer, Closed::Finalized),
+            Err(e) => {
+                let why = format!("rank {peer} sent a malformed frame: {e}");
+                diag::warn(&format!("rank {}: {why}", shared.rank));
+                shared.poison(shared.rank, why);
+                return shared.close(peer, Closed::Lost);
+            }
+        }
+    }
+}
+
+/// Identifies one collective call on this rank.
+#[derive(Clone, Copy)]
+pub(crate) struct Call {
+    pub(crate) seq: u64,
+    pub(crate) sig: Signature,
+    pub(crate) type_name: &'static str,
+}
+
+/// The communicator proper: links to every peer, inboxes, and the collective counter.
+pub(crate) struct Core {
+    pub(crate) shared: Arc<Shared>,
+    writers: Vec<Option<tokio::sync::Mutex<LinkWriter>>>,
+    next_seq: AtomicU64,
+    pub(crate) warn_after: Duration,
+}
+
+impl Core {
+    /// Builds the core from one link per peer (`None` at our own rank) and starts the
+    /// reader tasks on the current runtime.
+    pub(crate) fn start(rank: usize, links: Vec<Option<(LinkReader, LinkWriter)>>, warn_after: Duration) -> Core {
+        let size = links.len();
+        let shared = Arc::new(Shared {
+            rank,
+            size,
+            inboxes: (0..size).map(|_| Inbox::default()).collect(),
+            poison: Mutex::new(None),
+            on_peer_lost: Mutex::new(None),
+        });
+        let mut writers = Vec::with_capacity(size);
+        for (peer, link) in links.into_iter().enumerate() {
+            match link {
+                Some((reader, writer)) => {
+                    tokio::spawn(read_loop(shared.clone(), peer, reader));
+                    writers.push(Some(tokio::sync::Mutex::new(writer)));
+                }
+                None => writers.push(None),
+            }
+        }
+        Core { shared, writers, next_seq: AtomicU64::new(0), warn_after }
+    }
+
+    pub(crate) fn rank(&self) -> usize {
+        self.shared.rank
+    }
+
+    pub(crate) fn size(&self) -> usize {
+        self.shared.size
+    }
+
+    /// Starts a collective call: checks the job is healthy and numbers the call.
+    pub(crate) fn begin(&self, op: CollectiveOp, root: usize, type_hash: u32, type_name: &'static str) -> Result<Call> {
+        if let Some(e) = self.shared.poisoned() {
+            return Err(e);
+        }
+        if root >= self.size() {
+            return Err(Error::InvalidArgument(format!(
+                "{}: root {root} is out of range for a job of {} ranks",
+                op.name(),
+                self.size()
+            )));
+        }
+        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        Ok(Call { seq, sig: Signature { op, root: root as u32, type_hash }, type_name })
+    }
+
+    fn lost(&self, peer: usize, how: Closed) -> Error {
+        if let Some(e) = self.shared.poisoned() {
+            return e;
+        }
+        match how {
+            Closed::Finalized => Error::PeerFinalized { rank: self.rank(), peer },
+            Closed::Lost => {
+                let hook = self.shared.on_peer_lost.lock().expect("hook lock").clone();
+                if let Some(hook) = hook {
+                    hook(peer);
+                }
+                Error::PeerLost { rank: self.rank(), peer }
+            }
+        }
+    }
+
+    /// Waits for the next chunk from `peer` in the given space, warning periodically when
+    /// the wait is long.
+    async fn next_chunk(&self, peer: usize, tag: Option<u64>, what: &dyn Fn() -> String) -> Result<Chunk> {
+        let inbox = &self.shared.inboxes[peer];
+        let mut warn_after = self.warn_after;
+        let started = tokio::time::Instant::now();
+        loop {
+            let notified = inbox.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(e) = self.shared.poisoned() {
+                return Err(e);
+            }
+            {
+                let mut st = inbox.state.lock().expect("inbox lock");
+                let chunk = match tag {
+                    None => st.collective.pop_front(),
+                    Some(tag) => st.messages.get_mut(&tag).and_then(VecDeque::pop_front),
+                };
+                if let Some(chunk) = chunk {
+                    return Ok(chunk);
+                }
+                if let Some(how) = st.closed {
+                    drop(st);
+                    return Err(self.lost(peer, how));
+                }
+            }
+            if tokio::time::timeout(warn_after.saturating_sub(started.elapsed()), notified).await.is_err() {
+                diag::warn(&format!(
+                    "rank {} has waited {} s in {} for rank {peer}, which has not arrived there yet",
+                    self.rank(),
+                    started.elapsed().as_secs(),
+                    what()
+                ));
+                warn_after *= 2;
+            }
+        }
+    }
+
+    fn describe(call: &Call) -> String {
+        format!("{}(root {}) as collective #{}", call.sig.op.name(), call.sig.root, call.seq)
+    }
+
+    /// Receives the first chunk of this call's message from `peer`, checking that the
+    /// peer made the same call.
+    pub(crate) async fn recv_first(&self, call: &Call, peer: usize) -> Result<Chunk> {
+        let first = self.next_chunk(peer, None, &|| Self::describe(call)).await?;
+        let h = first.header;
+        if h.seq != call.seq || h.sig != call.sig || h.flags & FIRST == 0 {
+            return Err(self.mismatch(call, peer, &h).await);
+        }
+        Ok(first)
+    }
+
+    /// Receives the next chunk of a message whose first chunk came from `peer`.
+    pub(crate) async fn recv_more(&self, call: &Call, peer: usize) -> Result<Chunk> {
+        let next = self.next_chunk(peer, None, &|| Self::describe(call)).await?;
+        if next.header.seq != call.seq || next.header.flags & FIRST != 0 {
+            return Err(self.fail(format!("rank {peer} interrupted a message in {}", Self::describe(call))).await);
+        }
+        Ok(next)
+    }
+
+    /// Receives this call's message from `peer` as one buffer (no copy for a single chunk).
+    pub(crate) async fn recv(&self, call: &Call, peer: usize) -> Result<Bytes> {
+        let first = self.recv_first(call, peer).await?;
+        let total = first.header.total as usize;
+        let mut last = first.header.flags & LAST != 0;
+        let mut chunks = vec![first.payload];
+        while !last {
+            let next = self.recv_more(call, peer).await?;
+            last = next.header.flags & LAST != 0;
+            chunks.push(next.payload);
+        }
+        Ok(concat(chunks, total))
+    }
+
+    /// Receives a point-to-point message with `tag` from `peer`.
+    pub(crate) async fn recv_tagged(&self, peer: usize, tag: u64, type_hash: u32, type_name: &'static str) -> Result<Bytes> {
+        if let Some(e) = self.shared.poisoned() {
+            return Err(e);
+        }
+        let what = || format!("recv(from rank {peer}, tag {tag})");
+        let first = self.next_chunk(peer, Some(tag), &what).await?;
+        if first.header.sig.type_hash != type_hash {
+            return Err(self
+                .fail(format!("rank {} received a message (tag {tag}) from rank {peer} as {type_name}, but it was sent as another type", self.rank()))
+                .await);
+        }
+        let total = first.header.total as usize;
+        let mut last = first.header.flags & LAST != 0;
+        let mut chunks = vec![first.payload];
+        while !last {
+            let next = self.next_chunk(peer, Some(tag), &what).await?;
+            last = next.header.flags & LAST != 0;
+            chunks.push(next.payload);
+        }
+        Ok(concat(chunks, total))
+    }
+
+    /// Reports a mismatched call: aborts the job and returns the error.
+    async fn mismatch(&self, call: &Call, peer: usize, theirs: &DataHeader) -> Error {
+        let me = self.rank();
+        let mine = Self::describe(call);
+        let detail = if theirs.seq == call.seq && theirs.sig.op == call.sig.op && theirs.sig.root == call.sig.root {
+            format!(
+                "rank {me} called {mine} with element type {}, but rank {peer} called it with a different element type",
+                call.type_name
+            )
+        } else if theirs.seq > call.seq {
+            format!("rank {me} called {mine}, but rank {peer} had already moved past it (it called a different collective there)")
+        } else {
+            format!(
+                "rank {me} called {mine}, but rank {peer} called {}(root {}) as collective #{}",
+                theirs.sig.op.name(),
+                theirs.sig.root,
+                theirs.seq
+            )
+        };
+        self.fail_mismatch(detail).await
+    }
+
+    pub(crate) async fn fail_mismatch(&self, detail: String) -> Error {
+        self.abort_all(&format!("collective mismatch: {detail}")).await;
+        Error::CollectiveMismatch(detail)
+    }
+
+    /// Aborts the job with `reason` and returns the local error.
+    pub(crate) async fn fail(&self, reason: String) -> Error {
+        self.abort_all(&reason).await;
+        Error::Aborted { by: self.rank(), reason }
+    }
+
+    /// Tells every peer the job is aborted (best effort, bounded in time) and poisons
+    /// this rank's communicator.
+    pub(crate) async fn abort_all(&self, reason: &str) {
+        self.shared.poison(self.rank(), reason.to_string());
+        let body = Frame::abort_body(reason);
+        let sends = (0..self.size()).filter(|&p| p != self.rank()).map(|p| {
+            let body = &body;
+            async move {
+                let _ = tokio::time::timeout(Duration::from_secs(2), self.write_frame(p, &[body])).await;
+            }
+        });
+        futures_util::future::join_all(sends).await;
+    }
+
+    async fn write_frame(&self, peer: usize, parts: &[&[u8]]) -> std::io::Result<()> {
+        let Some(writer) = &self.writers[peer] else { return Ok(()) };
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        let mut w = writer.lock().await;
+        w.write_all(&(len as u32).to_be_bytes()).await?;
+        for p in parts {
+            w.write_all(p).await?;
+        }
+        w.flush().await
+    }
+
+    /// Sends `payload` to `peer` as one message of this call.
+    pub(crate) async fn send(&self, call: &Call, peer: usize, payload: &[u8]) -> Result<()> {
+        self.send_message(peer, Space::Collective, call.seq, call.sig, payload).await
+    }
+
+    /// Sends a point-to-point message.
+    pub(crate) async fn send_tagged(&self, peer: usize, tag: u64, type_hash: u32, payload: &[u8]) -> Result<()> {
+        if let Some(e) = self.shared.poisoned() {
+            return Err(e);
+        }
+        let sig = Signature { op: CollectiveOp::PointToPoint, root: 0, type_hash };
+        self.send_message(peer, Space::Message, tag, sig, payload).await
+    }
+
+    async fn send_message(&self, peer: usize, space: Space, seq: u64, sig: Signature, payload: &[u8]) -> Result<()> {
+        let total = payload.len() as u64;
+        let header = |flags| DataHeader { space, flags, sig, seq, total };
+        if peer == self.rank() {
+            let mut chunks = payload.chunks(MAX_CHUNK).peekable();
+            let mut flags = FIRST;
+            if chunks.peek().is_none() {
+                self.shared.push(peer, Chunk { header: header(FIRST | LAST), payload: Bytes::new() });
+            }
+            while let Some(c) = chunks.next() {
+                if chunks.peek().is_none() {
+                    flags |= LAST;
+                }
+                self.shared.push(peer, Chunk { header: header(flags), payload: Bytes::copy_from_slice(c) });
+                flags = 0;
+            }
+            return Ok(());
+        }
+        let Some(writer) = &self.writers[peer] else { unreachable!("every other rank has a link") };
+        let mut w = writer.lock().await;
+        let result = async {
+            if payload.len() <= SMALL_MESSAGE {
+                let h = header(FIRST | LAST).encode();
+                let mut buf = Vec::with_capacity(4 + h.len() + payload.len());
+                buf.extend_from_slice(&((h.len() + payload.len()) as u32).to_be_bytes());
+                buf.extend_from_slice(&h);
+                buf.extend_from_slice(payload);
+                w.write_all(&buf).await?;
+            } else {
+                let mut flags = FIRST;
+                let mut chunks = payload.chunks(MAX_CHUNK).peekable();
+                while let Some(c) = chunks.next() {
+                    if chunks.peek().is_none() {
+                        flags |= LAST;
+                    }
+                    let h = header(flags).encode();
+                    let mut head = [0u8; 4 + frame::DATA_HEADER_LEN];
+                    head[..4].copy_from_slice(&((h.len() + c.len()) as u32).to_be_bytes());
+                    head[4..].copy_from_slice(&h);
+                    w.write_all(&head).await?;
+                    w.write_all(c).await?;
+                    flags = 0;
+                }
+            }
+            w.flush().await
+        }
+        .await;
+        drop(w);
+        result.map_err(|_| {
+            let closed = self.shared.inboxes[peer].state.lock().expect("inbox lock").closed;
+            self.lost(peer, closed.unwrap_or(Closed::Lost))
+        })
+    }
+
+    /// Forwards one received chunk unchanged to `peer` (pipelined broadcasts).
+    pub(crate) async fn forward(&self, peer: usize, header: &DataHeader, payload: &[u8]) -> Result<()> {
+        let h = header.encode();
+        self.write_frame(peer, &[&h, payload]).await.map_err(|_| self.lost(peer, Closed::Lost))
+    }
+
+    /// Finishes the communicator: a last collective that every rank must reach, a check
+    /// that no collective message was left unreceived, then goodbye to every peer.
+    pub(crate) async fn finalize(&self, call: Call) -> Result<()> {
+        self.dissemination_barrier(&call).await?;
+        for peer in 0..self.size() {
+            let st = self.shared.inboxes[peer].state.lock().expect("inbox lock");
+            if let Some(c) = st.collective.front() {
+                let (op, seq) = (c.header.sig.op.name(), c.header.seq);
+                drop(st);
+                return Err(self
+                    .fail_mismatch(format!(
+                        "rank {peer} sent rank {} a message for {op} (collective #{seq}) that rank {} never received: the ranks called different collectives",
+                        self.rank(),
+                        self.rank()
+                    ))
+                    .await);
+            }
+            let pending: usize = st.messages.values().map(|q| q.iter().filter(|c| c.header.flags & FIRST != 0).count()).sum();
+            if pending > 0 {
+                diag::warn(&format!("rank {} finalized with {pending} unreceived message(s) from rank {peer}", self.rank()));
+            }
+        }
+        let bye = Frame::goodbye_body();
+        let sends = (0..self.size()).filter(|&p| p != self.rank()).map(|p| {
+            let bye = &bye;
+            async move {
+                let _ = self.write_frame(p, &[bye]).await;
+                if let Some(w) = &self.writers[p] {
+                    let _ = w.lock().await.shutdown().await;
+                }
+            }
+        });
+        futures_util::future::join_all(sends).await;
+        Ok(())
+    }
+
+    /// Dissemination barrier: ⌈log2 p⌉ rounds, each rank sending to `rank + 2^k` and
+    /// receiving from `rank - 2^k`.
+    pub(crate) async fn dissemination_barrier(&self, call: &Call) -> Result<()> {
+        let (r, p) = (self.rank(), self.size());
+        let mut k = 1;
+        while k < p {
+            let to = (r + k) % p;
+            let from = (r + p - k) % p;
+            let (sent, got) = tokio::join!(self.send(call, to, &[]), self.recv(call, from));
+            sent?;
+            got?;
+            k *= 2;
+        }
+        Ok(())
+    }
+}
+
+/// Joins chunks into one buffer; a single chunk is returned as is.
+pub(crate) fn concat(mut chunks: Vec<Bytes>, total: usize) -> Bytes {
+    if chunks.len() == 1 {
+        return chunks.pop().expect("one chunk");
+    }
+    let mut out = BytesMut::with_capacity(total);
+    for c in chunks {
+        out.extend_from_slice(&c);
+    }
+    out.freeze()
+}

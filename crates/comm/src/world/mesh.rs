@@ -1,0 +1,100 @@
+//! Forming the full mesh: rank `i` dials every lower rank and accepts every higher one, so
+//! each pair is connected exactly once and the mesh forms the same way every time.
+
+use std::time::Instant;
+
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use futures_util::future::try_join_all;
+
+use crate::handshake::{handshake, Hello, Role};
+use crate::link::{self, LinkReader, LinkWriter, Listeners, TransportPreference};
+use crate::rendezvous::PeerAddress;
+use crate::secret::Secret;
+use crate::{diag, Error, Refusal, Result};
+
+pub(crate) type Link = (LinkReader, LinkWriter);
+
+pub(crate) async fn connect(
+    rank: usize,
+    size: usize,
+    table: &[PeerAddress],
+    listeners: &Listeners,
+    secret: &Secret,
+    pref: TransportPreference,
+    deadline: Instant,
+) -> Result<Vec<Option<Link>>> {
+    let my_key = link::host_key();
+    let role = Role::Rank { rank: rank as u32, size: size as u32 };
+    let dial = try_join_all((0..rank).map(|j| {
+        let addr = &table[j];
+        let my_key = &my_key;
+        async move {
+            let check = move |h: &Hello| match h.role {
+                Role::Rank { rank: r, size: s } if r as usize == j && s as usize == size => Ok(()),
+                other => Err(Refusal::Unexpected(format!("expected rank {j} of {size}, found {other:?}"))),
+            };
+            let name = format!("rank {j}");
+            let same_host = pref == TransportPreference::Auto && addr.host_key == *my_key;
+            let link = match (&addr.unix, same_host) {
+                (Some(path), true) => {
+                    let mut s = link::connect_unix(path.as_ref()).await?;
+                    handshake(&mut s, secret, Hello::new(role)?, &check, "to", &name).await?;
+                    link::split_unix(s)
+                }
+                _ => {
+                    let mut s = link::connect_tcp_retrying(&addr.tcp.to_string(), deadline).await?;
+                    handshake(&mut s, secret, Hello::new(role)?, &check, "to", &name).await?;
+                    link::split_tcp(s)
+                }
+            };
+            Ok::<_, Error>((j, link))
+        }
+    }));
+    let accept = async {
+        let mut links: Vec<Option<Link>> = (0..size).map(|_| None).collect();
+        let mut missing = size - rank - 1;
+        let check = move |h: &Hello| match h.role {
+            Role::Rank { rank: r, size: s } if (r as usize) > rank && s as usize == size => Ok(()),
+            other => Err(Refusal::Unexpected(format!("expected a rank above {rank} of {size}, found {other:?}"))),
+        };
+        let check = &check;
+        let mut pending = FuturesUnordered::new();
+        while missing > 0 {
+            tokio::select! {
+                Ok((mut s, from)) = listeners.tcp.accept() => pending.push(Box::pin(async move {
+                    let hello = handshake(&mut s, secret, Hello::new(role)?, check, "from", &from.to_string()).await?;
+                    Ok::<_, Error>((hello, link::split_tcp(s)))
+                }) as std::pin::Pin<Box<dyn std::future::Future<Output = Result<(Hello, Link)>> + Send + '_>>),
+                Ok((mut s, _)) = async {
+                    match &listeners.unix {
+                        Some((l, _)) => l.accept().await,
+                        None => std::future::pending().await,
+                    }
+                } => pending.push(Box::pin(async move {
+                    let hello = handshake(&mut s, secret, Hello::new(role)?, check, "from", "a local process").await?;
+                    Ok::<_, Error>((hello, link::split_unix(s)))
+                })),
+                Some(done) = pending.next() => match done {
+                    Ok((hello, link)) => {
+                        let Role::Rank { rank: r, .. } = hello.role else { unreachable!("checked in the handshake") };
+                        if links[r as usize].replace(link).is_some() {
+                            return Err(Error::Rendezvous(format!("rank {r} connected twice")));
+                        }
+                        missing -= 1;
+                    }
+                    Err(e) => diag::warn(&format!("rank {rank}: {e}")),
+                },
+                () = tokio::time::sleep_until(deadline.into()) => {
+                    let absent: Vec<String> = (rank + 1..size).filter(|&j| links[j].is_none()).map(|j| j.to_string()).collect();
+                    return Err(Error::Rendezvous(format!("rank {rank}: rank(s) {} did not connect in time", absent.join(", "))));
+                }
+            }
+        }
+        Ok(links)
+    };
+    let (dialed, mut links) = tokio::try_join!(dial, accept)?;
+    for (j, link) in dialed {
+        links[j] = Some(link);
+    }
+    Ok(links)
+}

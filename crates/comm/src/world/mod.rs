@@ -1,0 +1,223 @@
+//! [`World`]: the processes of one SPMD job and the collectives among them.
+
+mod api;
+mod collectives;
+mod core;
+mod mesh;
+
+use std::time::{Duration, Instant};
+
+use crate::fingerprint::Fingerprint;
+use crate::frame::CollectiveOp;
+use crate::link::{Listeners, TransportPreference};
+use crate::rendezvous::{CoordinatorLink, PeerAddress, Registration};
+use crate::secret::Secret;
+use crate::{Error, Result};
+
+pub use self::core::PeerLostHook;
+use self::core::Core;
+
+/// How to reach the other ranks of a job; launchers fill this in from the environment.
+#[derive(Debug, Clone)]
+pub struct WorldConfig {
+    /// This process's rank, `0..size`.
+    pub rank: usize,
+    /// Number of processes in the job.
+    pub size: usize,
+    /// `host:port` of the job's rendezvous coordinator.
+    pub coordinator: String,
+    /// The job secret.
+    pub secret: Secret,
+    /// Unix sockets or TCP between same-host ranks.
+    pub transport: TransportPreference,
+    /// How long to wait for the coordinator and for every peer to connect.
+    pub connect_timeout: Duration,
+    /// How long a rank may wait inside one collective before it logs which rank it is
+    /// waiting for.
+    pub warn_after: Duration,
+}
+
+/// The processes of one SPMD job.
+///
+/// Every rank runs the same program and calls the same collectives in the same order, as
+/// with MPI. All methods block the calling thread; none may be called from inside an async
+/// runtime. Each collective comes in two forms: the plain one moves any serde value
+/// (encoded with postcard), the `_slice` one moves plain numbers ([`bytemuck::Pod`] types
+/// such as `f64`, `i64` or `u8`) by copying their bytes.
+///
+/// Calls that do not match across ranks — a different collective, root, element type or
+/// length — end in [`Error::CollectiveMismatch`] on the rank that notices and
+/// [`Error::Aborted`] on every other rank, never in a hang or in wrong data. A rank that
+/// crashes makes its peers' pending calls fail with [`Error::PeerLost`].
+///
+/// ```
+/// use chorus_comm::{World, Sum};
+/// let world = World::single();
+/// assert_eq!(world.allreduce(21.0_f64 * 2.0, Sum).unwrap(), 42.0);
+/// assert_eq!(world.gatherv(0, &"only me").unwrap(), Some(vec!["only me"]));
+/// ```
+pub struct World {
+    core: Core,
+    runtime: tokio::runtime::Runtime,
+    finalized: bool,
+    on_finalized: Option<Box<dyn FnOnce() + Send>>,
+}
+
+impl std::fmt::Debug for World {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("World").field("rank", &self.rank()).field("size", &self.size()).finish()
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("starting the communication runtime", e))
+}
+
+impl World {
+    /// A world of one process: every collective returns this process's own contribution.
+    pub fn single() -> World {
+        let runtime = runtime().expect("a current-thread runtime can always be built");
+        let core = {
+            let _guard = runtime.enter();
+            Core::start(0, vec![None], Duration::from_secs(60))
+        };
+        World { core, runtime, finalized: false, on_finalized: None }
+    }
+
+    /// Joins the job described by `config`: registers with the coordinator, then connects
+    /// to every other rank and authenticates each connection.
+    pub fn connect(config: WorldConfig) -> Result<World> {
+        if config.size == 0 || config.rank >= config.size {
+            return Err(Error::Config(format!("rank {} is not within a job of {} ranks", config.rank, config.size)));
+        }
+        if config.size == 1 {
+            return Ok(World::single());
+        }
+        let runtime = runtime()?;
+        let deadline = Instant::now() + config.connect_timeout;
+        let links = runtime.block_on(async {
+            let (rank, size) = (config.rank as u32, config.size as u32);
+            let coordinator = CoordinatorLink::connect(&config.coordinator, &config.secret, rank, size, deadline).await?;
+            let listeners = Listeners::bind(coordinator.local_ip()?, config.transport).await?;
+            let registration = Registration {
+                rank,
+                fingerprint: Fingerprint::current().0,
+                address: PeerAddress {
+                    tcp: listeners.tcp_addr()?,
+                    unix: listeners.unix.as_ref().map(|(_, p)| p.display().to_string()),
+                    host_key: crate::link::host_key(),
+                },
+                hostname: hostname(),
+            };
+            let table = coordinator.register(registration).await?;
+            if table.len() != config.size {
+                return Err(Error::Rendezvous(format!(
+                    "the coordinator sent {} addresses for a job of {} ranks",
+                    table.len(),
+                    config.size
+                )));
+            }
+            mesh::connect(config.rank, config.size, &table, &listeners, &config.secret, config.transport, deadline).await
+        })?;
+        let core = {
+            let _guard = runtime.enter();
+            Core::start(config.rank, links, config.warn_after)
+        };
+        Ok(World { core, runtime, finalized: false, on_finalized: None })
+    }
+
+    /// This process's rank, `0..size()`.
+    pub fn rank(&self) -> usize {
+        self.core.rank()
+    }
+
+    /// The number of processes in the job.
+    pub fn size(&self) -> usize {
+        self.core.size()
+    }
+
+    /// For launchers: `hook(peer)` runs before a call reports that `peer` was lost, so the
+    /// launcher can report the peer's own failure (its panic message, its signal) first.
+    pub fn set_peer_lost_hook(&self, hook: PeerLostHook) {
+        *self.core.shared.on_peer_lost.lock().expect("hook lock") = Some(hook);
+    }
+
+    /// For launchers: runs `hook` once this rank has finalized (used by a self-spawning
+    /// rank 0 to wait for the ranks it started).
+    pub fn set_finalized_hook(&mut self, hook: Box<dyn FnOnce() + Send>) {
+        self.on_finalized = Some(hook);
+    }
+
+    /// Aborts the whole job: every rank's pending and future calls fail with
+    /// [`Error::Aborted`] carrying `reason`. Returns the error for this rank.
+    pub fn abort(&self, reason: &str) -> Error {
+        self.runtime.block_on(self.core.abort_all(reason));
+        Error::Aborted { by: self.rank(), reason: reason.to_string() }
+    }
+
+    /// Ends this rank's part in the job.
+    ///
+    /// Finalizing is collective: every rank must call it (dropping a `World` does). It
+    /// checks that no rank called a collective the others did not, then closes the
+    /// connections. A `World` dropped without `finalize` finalizes in `Drop`; if that
+    /// fails, the error is printed and the process exits with status 1, so that a broken
+    /// job never looks successful.
+    pub fn finalize(mut self) -> Result<()> {
+        self.finalize_inner()
+    }
+
+    fn finalize_inner(&mut self) -> Result<()> {
+        if self.finalized {
+            return Ok(());
+        }
+        self.finalized = true;
+        let outcome = self.run(|core| async move {
+            let call = core.begin(CollectiveOp::Finalize, 0, 0, "()")?;
+            core.finalize(call).await
+        });
+        if outcome.is_ok() {
+            if let Some(hook) = self.on_finalized.take() {
+                hook();
+            }
+        }
+        outcome
+    }
+
+    /// Runs one operation to completion on the communication runtime. Errors that only
+    /// this rank can see (bad arguments, undecodable data) abort the job so that no other
+    /// rank waits forever.
+    fn run<'a, R, F>(&'a self, op: impl FnOnce(&'a Core) -> F) -> Result<R>
+    where
+        F: std::future::Future<Output = Result<R>> + 'a,
+    {
+        let core = &self.core;
+        self.runtime.block_on(async move {
+            match op(core).await {
+                Err(e @ (Error::InvalidArgument(_) | Error::Decode { .. } | Error::Encode { .. })) => {
+                    core.abort_all(&format!("rank {}: {e}", core.rank())).await;
+                    Err(e)
+                }
+                other => other,
+            }
+        })
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        if self.finalized || std::thread::panicking() {
+            return;
+        }
+        if let Err(e) = self.finalize_inner() {
+            eprintln!("chorus: rank {}: finalizing the job failed: {e}", self.rank());
+            std::process::exit(1);
+        }
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "?".into())
+}
