@@ -1,0 +1,56 @@
+//! # chorus
+//!
+//! Parallel and distributed computing for Rust programs whose data or compute outgrows one
+//! core or one machine.
+//!
+//! This release provides the SPMD model of MPI and Bodo: every process runs the same
+//! program on its share of the data and talks through the collectives of a [`World`].
+//!
+//! ```no_run
+//! use chorus::{Sum, WorldBuilder};
+//!
+//! fn main() -> chorus::Result<()> {
+//!     // Started directly, this spawns one process per core; under `chorus run`, mpiexec
+//!     // or srun it joins the job they started.
+//!     let world = WorldBuilder::new().procs_per_core().init()?;
+//!     let (rank, size) = (world.rank(), world.size());
+//!     // Each rank sums its own share of 0..1000 …
+//!     let mine: u64 = (0..1000u64).filter(|i| i % size as u64 == rank as u64).sum();
+//!     // … and every rank gets the total.
+//!     let total = world.allreduce(mine, Sum)?;
+//!     assert_eq!(total, 499_500);
+//!     Ok(())
+//! }
+//! ```
+//!
+//! See [`World`] for the collectives, [`WorldBuilder`] for how processes are started, and
+//! the README for `chorus run`, `mpiexec` and `srun`.
+
+#![warn(missing_docs)]
+
+pub use chorus_comm::{Max, Min, Pod, Prod, ReduceOp, Secret, Sum, World};
+pub use chorus_runtime::{init, WorldBuilder};
+
+/// Errors of every chorus layer.
+pub use chorus_runtime::Error;
+/// Errors of the communication layer, returned by [`World`]'s methods; they convert into
+/// [`Error`] with `?`.
+pub use chorus_comm::Error as CommError;
+
+/// `Result` with chorus's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Launch-level building blocks (job specs, outcomes, environment detection).
+pub mod launch {
+    pub use chorus_runtime::launch::*;
+}
+
+/// Wire-level building blocks (frames, handshake, rendezvous), for tools built on chorus.
+pub mod comm {
+    pub use chorus_comm::*;
+}
+
+/// The names most programs need.
+pub mod prelude {
+    pub use crate::{Max, Min, Pod, Prod, ReduceOp, Sum, World, WorldBuilder};
+}
