@@ -453,18 +453,41 @@ impl Core {
                 diag::warn(&format!("rank {} finalized with {pending} unreceived message(s) from rank {peer}", self.rank()));
             }
         }
+        self.leave(Duration::from_secs(5)).await;
+        Ok(())
+    }
+
+    /// Says goodbye to every peer, so that anyone waiting for this rank fails at once
+    /// instead of hanging, then waits (at most `linger`) for the peers' own goodbyes so
+    /// that no unread bytes are left in our sockets when they close.
+    pub(crate) async fn leave(&self, linger: Duration) {
         let bye = Frame::goodbye_body();
         let sends = (0..self.size()).filter(|&p| p != self.rank()).map(|p| {
             let bye = &bye;
             async move {
-                let _ = self.write_frame(p, &[bye]).await;
-                if let Some(w) = &self.writers[p] {
-                    let _ = w.lock().await.shutdown().await;
-                }
+                let _ = tokio::time::timeout(linger, async {
+                    let _ = self.write_frame(p, &[bye]).await;
+                    if let Some(w) = &self.writers[p] {
+                        let _ = w.lock().await.shutdown().await;
+                    }
+                })
+                .await;
             }
         });
         futures_util::future::join_all(sends).await;
-        Ok(())
+        let _ = tokio::time::timeout(linger, async {
+            for peer in (0..self.size()).filter(|&p| p != self.rank()) {
+                let inbox = &self.shared.inboxes[peer];
+                loop {
+                    let notified = inbox.notify.notified();
+                    if inbox.state.lock().expect("inbox lock").closed.is_some() {
+                        break;
+                    }
+                    notified.await;
+                }
+            }
+        })
+        .await;
     }
 
     /// Dissemination barrier: ⌈log2 p⌉ rounds, each rank sending to `rank + 2^k` and

@@ -54,7 +54,7 @@ pub struct WorldConfig {
 /// use chorus_comm::{World, Sum};
 /// let world = World::single();
 /// assert_eq!(world.allreduce(21.0_f64 * 2.0, Sum).unwrap(), 42.0);
-/// assert_eq!(world.gatherv(0, &"only me").unwrap(), Some(vec!["only me"]));
+/// assert_eq!(world.gatherv(0, &"only me".to_string()).unwrap(), Some(vec!["only me".to_string()]));
 /// ```
 pub struct World {
     core: Core,
@@ -158,13 +158,15 @@ impl World {
         Error::Aborted { by: self.rank(), reason: reason.to_string() }
     }
 
-    /// Ends this rank's part in the job.
+    /// Ends this rank's part in the job, checking that all ranks agree it is over.
     ///
-    /// Finalizing is collective: every rank must call it (dropping a `World` does). It
-    /// checks that no rank called a collective the others did not, then closes the
-    /// connections. A `World` dropped without `finalize` finalizes in `Drop`; if that
-    /// fails, the error is printed and the process exits with status 1, so that a broken
-    /// job never looks successful.
+    /// Finalizing is collective: every rank must call it. It fails with
+    /// [`Error::CollectiveMismatch`] if some rank called a collective the others did not,
+    /// then closes the connections.
+    ///
+    /// Dropping a `World` without finalizing is allowed (it is what happens when `main`
+    /// returns early with an error): the rank leaves without that check, and any rank still
+    /// waiting for it fails at once with [`Error::PeerFinalized`] instead of hanging.
     pub fn finalize(mut self) -> Result<()> {
         self.finalize_inner()
     }
@@ -209,11 +211,14 @@ impl World {
 impl Drop for World {
     fn drop(&mut self) {
         if self.finalized || std::thread::panicking() {
+            // A panicking rank closes its connections without goodbye: peers see the
+            // crash.
             return;
         }
-        if let Err(e) = self.finalize_inner() {
-            eprintln!("chorus: rank {}: finalizing the job failed: {e}", self.rank());
-            std::process::exit(1);
+        self.finalized = true;
+        self.runtime.block_on(self.core.leave(Duration::from_millis(500)));
+        if let Some(hook) = self.on_finalized.take() {
+            hook();
         }
     }
 }

@@ -1,0 +1,130 @@
+//! Bootstrapping from other launchers: Open MPI's `mpiexec`, and ranks in separate network
+//! namespaces that must talk over TCP.
+
+use std::process::Command;
+use std::time::Duration;
+
+use crate::support::{finish, free_port, me, rank_args, skip_or_fail};
+
+#[test]
+fn mpiexec_open_mpi_bootstrap() {
+    let Ok(mpiexec) = which("mpiexec") else {
+        return skip_or_fail("MPI", "mpiexec not found; install Open MPI (apt-get install openmpi-bin)");
+    };
+    let home = std::env::temp_dir().join(format!("chorus-mpi-home-{}", std::process::id()));
+    std::fs::create_dir_all(&home).unwrap();
+    let coordinator = format!("127.0.0.1:{}", free_port());
+    let out = finish(
+        Command::new(mpiexec)
+            .args(["--allow-run-as-root", "--oversubscribe", "-n", "3"])
+            .args(["-x", "CHORUS_TEST_SCENARIO=mpi", "-x", &format!("CHORUS_COORDINATOR={coordinator}")])
+            .args(["-x", &format!("HOME={}", home.display())])
+            .arg(me())
+            .args(rank_args()),
+        Duration::from_secs(120),
+    );
+    assert!(out.success(), "{}", out.all());
+    for r in 0..3 {
+        assert!(out.stdout.contains(&format!("rank {r} of 3: sum 6, gathered rank 0|rank 1|rank 2")), "{}", out.all());
+    }
+    // With no secret given, ranks agreed on the per-user default secret file.
+    let secret = home.join(".chorus/secret");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&secret).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    std::fs::remove_dir_all(&home).unwrap();
+}
+
+#[test]
+fn mpiexec_without_coordinator_says_what_to_set() {
+    let Ok(mpiexec) = which("mpiexec") else {
+        return skip_or_fail("MPI", "mpiexec not found; install Open MPI (apt-get install openmpi-bin)");
+    };
+    let out = finish(
+        Command::new(mpiexec)
+            .args(["--allow-run-as-root", "--oversubscribe", "-n", "2", "-x", "CHORUS_TEST_SCENARIO=mpi"])
+            .env_remove("CHORUS_COORDINATOR")
+            .arg(me())
+            .args(rank_args()),
+        Duration::from_secs(60),
+    );
+    assert!(!out.success());
+    assert!(out.stderr.contains("CHORUS_COORDINATOR is not set"), "{}", out.all());
+}
+
+fn which(name: &str) -> Result<std::path::PathBuf, ()> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file()).ok_or(())
+}
+
+/// Network namespaces joined by a bridge in a namespace of their own, removed on drop.
+struct Namespaces {
+    names: Vec<String>,
+}
+
+impl Namespaces {
+    fn create(tag: &str, n: usize) -> Result<Namespaces, String> {
+        let ns = Namespaces { names: (0..=n).map(|i| format!("chorus-{tag}-{i}")).collect() };
+        let hub = ns.names[n].clone();
+        ip(&["netns", "add", &hub])?;
+        ip(&["-n", &hub, "link", "add", "br0", "type", "bridge"])?;
+        ip(&["-n", &hub, "link", "set", "br0", "up"])?;
+        for i in 0..n {
+            let name = &ns.names[i];
+            ip(&["netns", "add", name])?;
+            let (a, b) = (format!("cv{tag}{i}a"), format!("cv{tag}{i}b"));
+            ip(&["link", "add", &a, "netns", name, "type", "veth", "peer", "name", &b, "netns", &hub])?;
+            ip(&["-n", &hub, "link", "set", &b, "master", "br0", "up"])?;
+            ip(&["-n", name, "addr", "add", &format!("10.123.0.{}/24", i + 1), "dev", &a])?;
+            ip(&["-n", name, "link", "set", &a, "up"])?;
+            ip(&["-n", name, "link", "set", "lo", "up"])?;
+        }
+        Ok(ns)
+    }
+}
+
+impl Drop for Namespaces {
+    fn drop(&mut self) {
+        for name in &self.names {
+            let _ = Command::new("ip").args(["netns", "del", name]).status();
+        }
+    }
+}
+
+fn ip(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("ip").args(args).output().map_err(|e| format!("cannot run ip: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("`ip {}` failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
+    }
+}
+
+#[test]
+fn ranks_in_three_network_namespaces_complete_collectives_over_tcp() {
+    let tag = format!("{}", std::process::id() % 100_000);
+    let ns = match Namespaces::create(&tag, 3) {
+        Ok(ns) => ns,
+        Err(why) => return skip_or_fail("NETNS", &format!("network namespaces cannot be made here (needs root and iproute2): {why}")),
+    };
+    let secret = chorus::Secret::generate().unwrap().to_hex();
+    let children: Vec<_> = (0..3)
+        .map(|r| {
+            let mut cmd = Command::new("ip");
+            cmd.args(["netns", "exec", &ns.names[r]])
+                .arg(me())
+                .args(rank_args())
+                .env("CHORUS_TEST_SCENARIO", "netns")
+                .env("PMI_RANK", r.to_string())
+                .env("PMI_SIZE", "3")
+                .env("CHORUS_COORDINATOR", "10.123.0.1:47000")
+                .env("CHORUS_SECRET", &secret)
+                .env("CHORUS_CONNECT_TIMEOUT", "30");
+            cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap()
+        })
+        .collect();
+    for (r, child) in children.into_iter().enumerate() {
+        let out = crate::support::wait_with_limit(child, Duration::from_secs(60));
+        assert!(out.success(), "rank {r}: {}", out.all());
+        assert!(out.stdout.contains(&format!("rank {r} of 3: sum 6, gathered rank 0|rank 1|rank 2")), "{}", out.all());
+    }
+}
