@@ -32,6 +32,6 @@ pub use bytemuck::Pod;
 pub use error::{Error, Refusal, Result};
 pub use reduce::{Max, Min, Prod, ReduceOp, Sum};
 pub use secret::Secret;
-pub use world::{PeerLostHook, World, WorldConfig};
+pub use world::{default_spin, PeerLostHook, World, WorldConfig};
 pub use link::TransportPreference;
 pub use diag::warn as warn_diagnostic;

@@ -125,15 +125,26 @@ pub async fn connect_tcp_retrying(addr: &str, deadline: Instant) -> Result<TcpSt
     }
 }
 
+/// Socket buffer size asked for on every link: large transfers then need far fewer wake-ups
+/// (the kernel caps it at `net.core.wmem_max`/`rmem_max`).
+const SOCKET_BUFFER: usize = 4 << 20;
+
+fn enlarge_buffers(sock: socket2::SockRef<'_>) {
+    let _ = sock.set_send_buffer_size(SOCKET_BUFFER);
+    let _ = sock.set_recv_buffer_size(SOCKET_BUFFER);
+}
+
 /// Splits a TCP stream into boxed halves.
 pub fn split_tcp(s: TcpStream) -> (LinkReader, LinkWriter) {
     let _ = s.set_nodelay(true);
+    enlarge_buffers(socket2::SockRef::from(&s));
     let (r, w) = s.into_split();
     (Box::new(r), Box::new(w))
 }
 
 /// Splits a Unix stream into boxed halves.
 pub fn split_unix(s: UnixStream) -> (LinkReader, LinkWriter) {
+    enlarge_buffers(socket2::SockRef::from(&s));
     let (r, w) = s.into_split();
     (Box::new(r), Box::new(w))
 }

@@ -5,7 +5,7 @@ use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::core::{Call, Core};
+use super::core::{Call, Core, PodFill, Received};
 use super::World;
 use crate::frame::{type_hash, CollectiveOp};
 use crate::reduce::ReduceOp;
@@ -25,19 +25,48 @@ fn decode<T: DeserializeOwned>(core: &Core, peer: usize, bytes: &[u8]) -> Result
     })
 }
 
-fn to_vec<T: Pod>(core: &Core, peer: usize, bytes: &[u8]) -> Result<Vec<T>> {
+fn check_width<T: Pod>(core: &Core, peer: usize, len: usize) -> Result<()> {
     let width = std::mem::size_of::<T>();
-    if width == 0 || bytes.len() % width != 0 {
+    if width == 0 || len % width != 0 {
         return Err(Error::Decode {
             rank: core.rank(),
             peer,
             type_name: std::any::type_name::<T>(),
-            detail: format!("{} bytes is not a whole number of {width}-byte elements", bytes.len()),
+            detail: format!("{len} bytes is not a whole number of {width}-byte elements"),
         });
     }
-    let mut out = vec![T::zeroed(); bytes.len() / width];
+    Ok(())
+}
+
+fn to_vec<T: Pod>(core: &Core, peer: usize, bytes: &[u8]) -> Result<Vec<T>> {
+    check_width::<T>(core, peer, bytes.len())?;
+    let mut out = vec![T::zeroed(); bytes.len() / std::mem::size_of::<T>()];
     bytemuck::cast_slice_mut::<T, u8>(&mut out).copy_from_slice(bytes);
     Ok(out)
+}
+
+fn received_vec<T: Pod>(core: &Core, peer: usize, message: &Received) -> Result<Vec<T>> {
+    check_width::<T>(core, peer, message.total)?;
+    let mut out = Vec::new();
+    message.copy_into_vec(&mut out);
+    Ok(out)
+}
+
+fn received_value<T: DeserializeOwned>(core: &Core, peer: usize, message: Received) -> Result<T> {
+    decode(core, peer, &message.into_bytes())
+}
+
+/// Typed parts in rank order from received messages, with this rank's own part (`None`
+/// in `parts`) supplied by `own`.
+fn assemble<T>(
+    parts: Vec<Option<Received>>,
+    mut own: impl FnMut() -> Result<T>,
+    mut convert: impl FnMut(usize, Received) -> Result<T>,
+) -> Result<Vec<T>> {
+    parts.into_iter().enumerate().map(|(q, m)| match m {
+        Some(m) => convert(q, m),
+        None => own(),
+    }).collect()
 }
 
 fn begin<T: ?Sized>(core: &Core, op: CollectiveOp, root: usize) -> Result<Call> {
@@ -97,11 +126,16 @@ impl World {
             let call = begin::<T>(core, CollectiveOp::Bcast, root)?;
             if core.rank() == root {
                 let value = value.ok_or_else(|| Error::InvalidArgument("bcast: the root must pass Some(value)".into()))?;
-                core.bcast_bytes(&call, Some(&encode(&value)?)).await?;
+                core.bcast_bytes(&call, Some(&encode(&value)?), &mut |_, _| {}).await?;
                 Ok(value)
             } else {
-                let bytes = core.bcast_bytes(&call, None).await?.expect("non-roots receive");
-                decode(core, root, &bytes)
+                let mut message = Received { chunks: Vec::new(), total: 0 };
+                core.bcast_bytes(&call, None, &mut |total, chunk| {
+                    message.total = total;
+                    message.chunks.push(chunk);
+                })
+                .await?;
+                received_value(core, root, message)
             }
         })
     }
@@ -112,20 +146,34 @@ impl World {
         self.run(|core| async move {
             let call = begin::<T>(core, CollectiveOp::Bcast, root)?;
             if core.rank() == root {
-                core.bcast_bytes(&call, Some(bytemuck::cast_slice(buf))).await?;
+                core.bcast_bytes(&call, Some(bytemuck::cast_slice(buf)), &mut |_, _| {}).await?;
             } else {
-                let bytes = core.bcast_bytes(&call, None).await?.expect("non-roots receive");
-                let width = std::mem::size_of::<T>().max(1);
-                if bytes.len() % width != 0 {
+                // Each chunk is copied into `buf` as it arrives and its buffer recycled.
+                buf.clear();
+                let mut target = Some(&mut *buf);
+                let mut fill: Option<PodFill<'_, T>> = None;
+                let mut bad_length = None;
+                core.bcast_bytes(&call, None, &mut |total, chunk| {
+                    if fill.is_none() && bad_length.is_none() {
+                        match check_width::<T>(core, root, total) {
+                            Ok(()) => fill = target.take().map(|out| PodFill::new(out, total)),
+                            Err(_) => bad_length = Some(total),
+                        }
+                    }
+                    if let Some(fill) = fill.as_mut() {
+                        fill.push(&chunk);
+                    }
+                })
+                .await?;
+                if let Some(total) = bad_length {
                     return Err(Error::CollectiveMismatch(format!(
-                        "bcast_slice: rank {root} sent {} bytes, not a whole number of {}",
-                        bytes.len(),
+                        "bcast_slice: rank {root} sent {total} bytes, not a whole number of {}",
                         std::any::type_name::<T>()
                     )));
                 }
-                buf.clear();
-                buf.resize(bytes.len() / width, T::zeroed());
-                bytemuck::cast_slice_mut::<T, u8>(buf).copy_from_slice(&bytes);
+                if let Some(fill) = fill {
+                    fill.finish();
+                }
             }
             Ok(())
         })
@@ -136,8 +184,9 @@ impl World {
     pub fn gatherv<T: Serialize + DeserializeOwned>(&self, root: usize, part: &T) -> Result<Option<Vec<T>>> {
         self.run(|core| async move {
             let call = begin::<T>(core, CollectiveOp::Gatherv, root)?;
-            let parts = core.gatherv_bytes(&call, &encode(part)?).await?;
-            parts.map(|parts| parts.iter().enumerate().map(|(q, b)| decode(core, q, b)).collect()).transpose()
+            let mine = encode(part)?;
+            let parts = core.gatherv_bytes(&call, &mine).await?;
+            parts.map(|parts| assemble(parts, || decode(core, root, &mine), |q, m| received_value(core, q, m))).transpose()
         })
     }
 
@@ -146,7 +195,21 @@ impl World {
         self.run(|core| async move {
             let call = begin::<T>(core, CollectiveOp::Gatherv, root)?;
             let parts = core.gatherv_bytes(&call, bytemuck::cast_slice(part)).await?;
-            parts.map(|parts| parts.iter().enumerate().map(|(q, b)| to_vec(core, q, b)).collect()).transpose()
+            parts.map(|parts| assemble(parts, || Ok(part.to_vec()), |q, m| received_vec(core, q, &m))).transpose()
+        })
+    }
+
+    /// [`gatherv_slice`](Self::gatherv_slice) into a buffer the caller keeps, as with
+    /// MPI's receive buffers: on the root, `out` is replaced by every rank's slice
+    /// concatenated in rank order (its allocation is reused), and the per-rank element
+    /// counts are returned. Other ranks get `None` and `out` is left untouched.
+    pub fn gatherv_slice_into<T: Pod>(&self, root: usize, part: &[T], out: &mut Vec<T>) -> Result<Option<Vec<usize>>> {
+        self.run(|core| async move {
+            let call = begin::<T>(core, CollectiveOp::Gatherv, root)?;
+            match core.gatherv_bytes(&call, bytemuck::cast_slice(part)).await? {
+                Some(parts) => concat_parts(core, parts, part, out).map(Some),
+                None => Ok(None),
+            }
         })
     }
 
@@ -164,8 +227,10 @@ impl World {
                 (false, _) => None,
             };
             let refs: Option<Vec<&[u8]>> = encoded.as_ref().map(|e| e.iter().map(Vec::as_slice).collect());
-            let mine = core.scatterv_bytes(&call, refs.as_deref()).await?;
-            decode(core, root, &mine)
+            match core.scatterv_bytes(&call, refs.as_deref()).await? {
+                Some(message) => received_value(core, root, message),
+                None => decode(core, root, &encoded.expect("the root encoded its parts")[root]),
+            }
         })
     }
 
@@ -181,8 +246,10 @@ impl World {
                 (true, None) => return Err(Error::InvalidArgument("scatterv_slice: the root must pass Some(parts)".into())),
                 (false, _) => None,
             };
-            let mine = core.scatterv_bytes(&call, refs.as_deref()).await?;
-            to_vec(core, root, &mine)
+            match core.scatterv_bytes(&call, refs.as_deref()).await? {
+                Some(message) => received_vec(core, root, &message),
+                None => to_vec(core, root, refs.expect("the root passed its parts")[root]),
+            }
         })
     }
 
@@ -190,8 +257,9 @@ impl World {
     pub fn allgatherv<T: Serialize + DeserializeOwned>(&self, part: &T) -> Result<Vec<T>> {
         self.run(|core| async move {
             let call = begin::<T>(core, CollectiveOp::Allgatherv, 0)?;
-            let parts = core.allgatherv_bytes(&call, Bytes::from(encode(part)?)).await?;
-            parts.iter().enumerate().map(|(q, b)| decode(core, q, b)).collect()
+            let mine = encode(part)?;
+            let parts = core.allgatherv_bytes(&call, &mine).await?;
+            assemble(parts, || decode(core, core.rank(), &mine), |q, m| received_value(core, q, m))
         })
     }
 
@@ -199,8 +267,19 @@ impl World {
     pub fn allgatherv_slice<T: Pod>(&self, part: &[T]) -> Result<Vec<Vec<T>>> {
         self.run(|core| async move {
             let call = begin::<T>(core, CollectiveOp::Allgatherv, 0)?;
-            let parts = core.allgatherv_bytes(&call, Bytes::copy_from_slice(bytemuck::cast_slice(part))).await?;
-            parts.iter().enumerate().map(|(q, b)| to_vec(core, q, b)).collect()
+            let parts = core.allgatherv_bytes(&call, bytemuck::cast_slice(part)).await?;
+            assemble(parts, || Ok(part.to_vec()), |q, m| received_vec(core, q, &m))
+        })
+    }
+
+    /// [`allgatherv_slice`](Self::allgatherv_slice) into a buffer the caller keeps: `out`
+    /// is replaced by every rank's slice concatenated in rank order (its allocation is
+    /// reused), and the per-rank element counts are returned.
+    pub fn allgatherv_slice_into<T: Pod>(&self, part: &[T], out: &mut Vec<T>) -> Result<Vec<usize>> {
+        self.run(|core| async move {
+            let call = begin::<T>(core, CollectiveOp::Allgatherv, 0)?;
+            let parts = core.allgatherv_bytes(&call, bytemuck::cast_slice(part)).await?;
+            concat_parts(core, parts, part, out)
         })
     }
 
@@ -272,7 +351,7 @@ impl World {
             let encoded = parts.iter().map(encode).collect::<Result<Vec<_>>>()?;
             let refs: Vec<&[u8]> = encoded.iter().map(Vec::as_slice).collect();
             let got = core.alltoallv_bytes(&call, &refs).await?;
-            got.iter().enumerate().map(|(q, b)| decode(core, q, b)).collect()
+            assemble(got, || decode(core, core.rank(), &encoded[core.rank()]), |q, m| received_value(core, q, m))
         })
     }
 
@@ -283,7 +362,7 @@ impl World {
             check_parts(core, CollectiveOp::Alltoallv, parts.len())?;
             let refs: Vec<&[u8]> = parts.iter().map(|p| bytemuck::cast_slice(p.as_ref())).collect();
             let got = core.alltoallv_bytes(&call, &refs).await?;
-            got.iter().enumerate().map(|(q, b)| to_vec(core, q, b)).collect()
+            assemble(got, || to_vec(core, core.rank(), refs[core.rank()]), |q, m| received_vec(core, q, &m))
         })
     }
 
@@ -300,8 +379,8 @@ impl World {
     pub fn recv<T: DeserializeOwned>(&self, src: usize, tag: u64) -> Result<T> {
         self.run(|core| async move {
             check_rank(core, src, "recv")?;
-            let bytes = core.recv_tagged(src, tag, type_hash::<T>(), std::any::type_name::<T>()).await?;
-            decode(core, src, &bytes)
+            let message = core.recv_tagged(src, tag, type_hash::<T>(), std::any::type_name::<T>()).await?;
+            received_value(core, src, message)
         })
     }
 
@@ -317,10 +396,31 @@ impl World {
     pub fn recv_slice<T: Pod>(&self, src: usize, tag: u64) -> Result<Vec<T>> {
         self.run(|core| async move {
             check_rank(core, src, "recv_slice")?;
-            let bytes = core.recv_tagged(src, tag, type_hash::<[T]>(), std::any::type_name::<[T]>()).await?;
-            to_vec(core, src, &bytes)
+            let message = core.recv_tagged(src, tag, type_hash::<[T]>(), std::any::type_name::<[T]>()).await?;
+            received_vec(core, src, &message)
         })
     }
+}
+
+/// Concatenates the parts (this rank's own where `parts` has `None`) into `out`, returning
+/// the element count of each.
+fn concat_parts<T: Pod>(core: &Core, parts: Vec<Option<Received>>, own: &[T], out: &mut Vec<T>) -> Result<Vec<usize>> {
+    let width = std::mem::size_of::<T>().max(1);
+    for (q, m) in parts.iter().enumerate() {
+        if let Some(m) = m {
+            check_width::<T>(core, q, m.total)?;
+        }
+    }
+    let counts: Vec<usize> = parts.iter().map(|m| m.as_ref().map_or(own.len(), |m| m.total / width)).collect();
+    out.clear();
+    out.reserve(counts.iter().sum());
+    for m in &parts {
+        match m {
+            Some(m) => m.append_to_vec(out),
+            None => out.extend_from_slice(own),
+        }
+    }
+    Ok(counts)
 }
 
 fn check_rank(core: &Core, rank: usize, what: &str) -> Result<()> {

@@ -15,7 +15,7 @@
 use bytes::Bytes;
 use futures_util::future::try_join_all;
 
-use super::core::{concat, Call, Core};
+use super::core::{Call, Core, Received};
 use crate::frame::{DataHeader, Space, FIRST, LAST, MAX_CHUNK};
 use crate::Result;
 
@@ -23,9 +23,15 @@ use crate::Result;
 pub(crate) type Combine<'a> = dyn FnMut(Bytes, Bytes) -> Result<Bytes> + 'a;
 
 impl Core {
-    /// Broadcast from `call.sig.root`. The root passes `Some(data)` and gets `None` back;
-    /// the others get the root's bytes.
-    pub(crate) async fn bcast_bytes(&self, call: &Call, data: Option<&[u8]>) -> Result<Option<Bytes>> {
+    /// Broadcast from `call.sig.root`. The root passes `Some(data)`; the others receive the
+    /// root's bytes chunk by chunk through `sink(total_len, chunk)`, each chunk forwarded
+    /// down the tree before it is handed over.
+    pub(crate) async fn bcast_bytes(
+        &self,
+        call: &Call,
+        data: Option<&[u8]>,
+        sink: &mut dyn FnMut(usize, Bytes),
+    ) -> Result<()> {
         let (r, p, root) = (self.rank(), self.size(), call.sig.root as usize);
         let vr = (r + p - root) % p;
         let children: Vec<usize> = {
@@ -61,7 +67,7 @@ impl Core {
                 }
                 flags = 0;
             }
-            return Ok(None);
+            return Ok(());
         }
         let parent = {
             let low = vr & vr.wrapping_neg();
@@ -69,23 +75,22 @@ impl Core {
         };
         let mut chunk = self.recv_first(call, parent).await?;
         let total = chunk.header.total as usize;
-        let mut chunks = Vec::new();
         loop {
             for &c in &children {
                 self.forward(c, &chunk.header, &chunk.payload).await?;
             }
             let last = chunk.header.flags & LAST != 0;
-            chunks.push(chunk.payload);
+            sink(total, chunk.payload);
             if last {
-                break;
+                return Ok(());
             }
             chunk = self.recv_more(call, parent).await?;
         }
-        Ok(Some(concat(chunks, total)))
     }
 
-    /// Gathers one part per rank at the root (in rank order); `None` elsewhere.
-    pub(crate) async fn gatherv_bytes(&self, call: &Call, part: &[u8]) -> Result<Option<Vec<Bytes>>> {
+    /// Gathers one part per rank at the root, in rank order (`None` at the root's own
+    /// place: the caller has it); `None` on other ranks.
+    pub(crate) async fn gatherv_bytes(&self, call: &Call, part: &[u8]) -> Result<Option<Vec<Option<Received>>>> {
         let (r, root) = (self.rank(), call.sig.root as usize);
         if r != root {
             self.send(call, root, part).await?;
@@ -93,40 +98,42 @@ impl Core {
         }
         let others = try_join_all((0..self.size()).filter(|&q| q != root).map(|q| self.recv(call, q))).await?;
         let mut others = others.into_iter();
-        Ok(Some(
-            (0..self.size())
-                .map(|q| if q == root { Bytes::copy_from_slice(part) } else { others.next().expect("one part per rank") })
-                .collect(),
-        ))
+        Ok(Some((0..self.size()).map(|q| if q == root { None } else { others.next() }).collect()))
     }
 
-    /// Scatters part `q` of the root's `parts` to rank `q`.
-    pub(crate) async fn scatterv_bytes(&self, call: &Call, parts: Option<&[&[u8]]>) -> Result<Bytes> {
+    /// Scatters part `q` of the root's `parts` to rank `q`; the root gets `None` (its own
+    /// part is `parts[root]`).
+    pub(crate) async fn scatterv_bytes(&self, call: &Call, parts: Option<&[&[u8]]>) -> Result<Option<Received>> {
         let (r, root) = (self.rank(), call.sig.root as usize);
         match parts {
             Some(parts) => {
                 try_join_all((0..self.size()).filter(|&q| q != r).map(|q| self.send(call, q, parts[q]))).await?;
-                Ok(Bytes::copy_from_slice(parts[r]))
+                Ok(None)
             }
-            None => self.recv(call, root).await,
+            None => Ok(Some(self.recv(call, root).await?)),
         }
     }
 
-    /// Ring allgather: every rank ends with every rank's part, in rank order.
-    pub(crate) async fn allgatherv_bytes(&self, call: &Call, part: Bytes) -> Result<Vec<Bytes>> {
+    /// Ring allgather: every rank ends with every rank's part, in rank order (`None` at its
+    /// own place).
+    pub(crate) async fn allgatherv_bytes(&self, call: &Call, part: &[u8]) -> Result<Vec<Option<Received>>> {
         let (r, p) = (self.rank(), self.size());
-        let mut blocks: Vec<Option<Bytes>> = vec![None; p];
-        blocks[r] = Some(part);
+        let mut blocks: Vec<Option<Received>> = (0..p).map(|_| None).collect();
         let (right, left) = ((r + 1) % p, (r + p - 1) % p);
         for step in 0..p.saturating_sub(1) {
             let out = (r + p - step) % p;
             let inc = (r + 2 * p - step - 1) % p;
-            let payload = blocks[out].clone().expect("block received in the previous step");
-            let (sent, got) = tokio::join!(self.send(call, right, &payload), self.recv(call, left));
+            let send = async {
+                match &blocks[out] {
+                    None => self.send(call, right, part).await,
+                    Some(block) => self.send_received(call, right, block).await,
+                }
+            };
+            let (sent, got) = tokio::join!(send, self.recv(call, left));
             sent?;
             blocks[inc] = Some(got?);
         }
-        Ok(blocks.into_iter().map(|b| b.expect("every block arrives")).collect())
+        Ok(blocks)
     }
 
     /// Binomial-tree reduce to rank 0 in rank order, then to the root.
@@ -140,7 +147,7 @@ impl Core {
                 break;
             }
             if r + mask < p {
-                let higher = self.recv(call, r + mask).await?;
+                let higher = self.recv(call, r + mask).await?.into_bytes();
                 acc = combine(acc, higher)?;
             }
             mask <<= 1;
@@ -151,7 +158,7 @@ impl Core {
                 self.send(call, root, &acc).await?;
                 Ok(None)
             }
-            (_, _) if r == root => Ok(Some(self.recv(call, 0).await?)),
+            (_, _) if r == root => Ok(Some(self.recv(call, 0).await?.into_bytes())),
             _ => Ok(None),
         }
     }
@@ -168,7 +175,7 @@ impl Core {
                 self.send(call, r + 1, &acc).await?;
                 None
             } else {
-                let lower = self.recv(call, r - 1).await?;
+                let lower = self.recv(call, r - 1).await?.into_bytes();
                 acc = combine(lower, acc)?;
                 Some(r / 2)
             }
@@ -182,7 +189,7 @@ impl Core {
                 let partner = if partner_new < rem { partner_new * 2 + 1 } else { partner_new + rem };
                 let (sent, got) = tokio::join!(self.send(call, partner, &acc), self.recv(call, partner));
                 sent?;
-                let theirs = got?;
+                let theirs = got?.into_bytes();
                 acc = if partner_new < nr { combine(theirs, acc)? } else { combine(acc, theirs)? };
                 mask <<= 1;
             }
@@ -191,23 +198,23 @@ impl Core {
             if r % 2 == 1 {
                 self.send(call, r - 1, &acc).await?;
             } else {
-                acc = self.recv(call, r + 1).await?;
+                acc = self.recv(call, r + 1).await?.into_bytes();
             }
         }
         Ok(acc)
     }
 
-    /// Pairwise exchange: part `q` goes to rank `q`; returns the part from each rank.
-    pub(crate) async fn alltoallv_bytes(&self, call: &Call, parts: &[&[u8]]) -> Result<Vec<Bytes>> {
+    /// Pairwise exchange: part `q` goes to rank `q`; returns the part from each rank
+    /// (`None` at this rank's own place).
+    pub(crate) async fn alltoallv_bytes(&self, call: &Call, parts: &[&[u8]]) -> Result<Vec<Option<Received>>> {
         let (r, p) = (self.rank(), self.size());
-        let mut out: Vec<Bytes> = vec![Bytes::new(); p];
-        out[r] = Bytes::copy_from_slice(parts[r]);
+        let mut out: Vec<Option<Received>> = (0..p).map(|_| None).collect();
         for step in 1..p {
             let to = (r + step) % p;
             let from = (r + p - step) % p;
             let (sent, got) = tokio::join!(self.send(call, to, parts[to]), self.recv(call, from));
             sent?;
-            out[from] = got?;
+            out[from] = Some(got?);
         }
         Ok(out)
     }

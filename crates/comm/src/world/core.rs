@@ -7,10 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use futures_util::StreamExt;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Notify;
-use tokio_util::codec::FramedRead;
 
 use crate::frame::{self, CollectiveOp, DataHeader, Frame, Signature, Space, FIRST, LAST, MAX_CHUNK};
 use crate::link::{LinkReader, LinkWriter};
@@ -53,6 +51,7 @@ pub(crate) struct Shared {
     inboxes: Vec<Inbox>,
     poison: Mutex<Option<(usize, String)>>,
     pub(crate) on_peer_lost: Mutex<Option<PeerLostHook>>,
+    pool: Arc<BufferPool>,
 }
 
 impl Shared {
@@ -90,21 +89,90 @@ impl Shared {
     }
 }
 
+/// Frames at least this large are read into pooled buffers.
+const POOLED_FRAME: usize = 64 << 10;
+/// Pooled buffers kept for reuse per world.
+const POOL_SIZE: usize = 16;
+
+/// Receive buffers for large frames, reused so that streaming a big message does not
+/// page-fault fresh memory for every chunk.
+#[derive(Default)]
+pub(crate) struct BufferPool {
+    free: Mutex<Vec<Vec<u8>>>,
+}
+
+/// A pooled buffer holding one frame; it goes back to the pool when the last `Bytes`
+/// pointing into it is dropped.
+struct PooledFrame {
+    buf: Vec<u8>,
+    len: usize,
+    pool: Arc<BufferPool>,
+}
+
+impl AsRef<[u8]> for PooledFrame {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+impl Drop for PooledFrame {
+    fn drop(&mut self) {
+        let mut free = self.pool.free.lock().expect("pool lock");
+        if free.len() < POOL_SIZE {
+            free.push(std::mem::take(&mut self.buf));
+        }
+    }
+}
+
+impl BufferPool {
+    fn take(&self) -> Vec<u8> {
+        self.free.lock().expect("pool lock").pop().unwrap_or_else(|| vec![0; frame::MAX_FRAME])
+    }
+}
+
+/// Reads one frame body; `None` at a clean end of stream.
+async fn read_frame(
+    reader: &mut tokio::io::BufReader<LinkReader>,
+    pool: &Arc<BufferPool>,
+) -> std::io::Result<Option<Bytes>> {
+    let mut len = [0u8; 4];
+    match reader.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let len = u32::from_be_bytes(len) as usize;
+    if len > frame::MAX_FRAME {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("a frame of {len} bytes exceeds the {}-byte limit", frame::MAX_FRAME),
+        ));
+    }
+    if len < POOLED_FRAME {
+        let mut body = vec![0u8; len];
+        reader.read_exact(&mut body).await?;
+        return Ok(Some(Bytes::from(body)));
+    }
+    let mut buf = pool.take();
+    reader.read_exact(&mut buf[..len]).await?;
+    Ok(Some(Bytes::from_owner(PooledFrame { buf, len, pool: pool.clone() })))
+}
+
 /// Reads frames from one peer until it says goodbye or the connection ends.
 async fn read_loop(shared: Arc<Shared>, peer: usize, reader: LinkReader) {
-    let mut frames = FramedRead::with_capacity(reader, frame::codec(), 256 << 10);
+    let mut reader = tokio::io::BufReader::with_capacity(POOLED_FRAME, reader);
     loop {
-        let body: BytesMut = match frames.next().await {
-            Some(Ok(body)) => body,
-            Some(Err(e)) => {
+        let body = match read_frame(&mut reader, &shared.pool).await {
+            Ok(Some(body)) => body,
+            Ok(None) => return shared.close(peer, Closed::Lost),
+            Err(e) => {
                 if e.kind() == std::io::ErrorKind::InvalidData {
-                    diag::warn(&format!("rank {}: rank {peer} sent an oversized frame: {e}", shared.rank));
+                    diag::warn(&format!("rank {}: rank {peer} sent a malformed frame: {e}", shared.rank));
                 }
                 return shared.close(peer, Closed::Lost);
             }
-            None => return shared.close(peer, Closed::Lost),
         };
-        match Frame::decode(body.freeze()) {
+        match Frame::decode(body) {
             Ok(Frame::Data { header, payload }) => shared.push(peer, Chunk { header, payload }),
             Ok(Frame::Abort { reason }) => shared.poison(peer, reason),
             Ok(Frame::Goodbye) => return shared.close(peer, Closed::Finalized),
@@ -132,12 +200,20 @@ pub(crate) struct Core {
     writers: Vec<Option<tokio::sync::Mutex<LinkWriter>>>,
     next_seq: AtomicU64,
     pub(crate) warn_after: Duration,
+    /// How long a waiting call polls for its message before it sleeps; sleeping and
+    /// being woken by the kernel costs tens of microseconds on virtual machines.
+    spin: Duration,
 }
 
 impl Core {
     /// Builds the core from one link per peer (`None` at our own rank) and starts the
     /// reader tasks on the current runtime.
-    pub(crate) fn start(rank: usize, links: Vec<Option<(LinkReader, LinkWriter)>>, warn_after: Duration) -> Core {
+    pub(crate) fn start(
+        rank: usize,
+        links: Vec<Option<(LinkReader, LinkWriter)>>,
+        warn_after: Duration,
+        spin: Duration,
+    ) -> Core {
         let size = links.len();
         let shared = Arc::new(Shared {
             rank,
@@ -145,6 +221,7 @@ impl Core {
             inboxes: (0..size).map(|_| Inbox::default()).collect(),
             poison: Mutex::new(None),
             on_peer_lost: Mutex::new(None),
+            pool: Arc::default(),
         });
         let mut writers = Vec::with_capacity(size);
         for (peer, link) in links.into_iter().enumerate() {
@@ -156,7 +233,7 @@ impl Core {
                 None => writers.push(None),
             }
         }
-        Core { shared, writers, next_seq: AtomicU64::new(0), warn_after }
+        Core { shared, writers, next_seq: AtomicU64::new(0), warn_after, spin }
     }
 
     pub(crate) fn rank(&self) -> usize {
@@ -205,6 +282,7 @@ impl Core {
         let inbox = &self.shared.inboxes[peer];
         let mut warn_after = self.warn_after;
         let started = tokio::time::Instant::now();
+        let spin_until = std::time::Instant::now() + self.spin;
         loop {
             let notified = inbox.notify.notified();
             tokio::pin!(notified);
@@ -225,6 +303,11 @@ impl Core {
                     drop(st);
                     return Err(self.lost(peer, how));
                 }
+            }
+            if std::time::Instant::now() < spin_until {
+                // Lets the runtime poll the sockets without blocking, then checks again.
+                tokio::task::yield_now().await;
+                continue;
             }
             if tokio::time::timeout(warn_after.saturating_sub(started.elapsed()), notified).await.is_err() {
                 diag::warn(&format!(
@@ -262,8 +345,8 @@ impl Core {
         Ok(next)
     }
 
-    /// Receives this call's message from `peer` as one buffer (no copy for a single chunk).
-    pub(crate) async fn recv(&self, call: &Call, peer: usize) -> Result<Bytes> {
+    /// Receives this call's message from `peer`.
+    pub(crate) async fn recv(&self, call: &Call, peer: usize) -> Result<Received> {
         let first = self.recv_first(call, peer).await?;
         let total = first.header.total as usize;
         let mut last = first.header.flags & LAST != 0;
@@ -273,11 +356,11 @@ impl Core {
             last = next.header.flags & LAST != 0;
             chunks.push(next.payload);
         }
-        Ok(concat(chunks, total))
+        Ok(Received { chunks, total })
     }
 
     /// Receives a point-to-point message with `tag` from `peer`.
-    pub(crate) async fn recv_tagged(&self, peer: usize, tag: u64, type_hash: u32, type_name: &'static str) -> Result<Bytes> {
+    pub(crate) async fn recv_tagged(&self, peer: usize, tag: u64, type_hash: u32, type_name: &'static str) -> Result<Received> {
         if let Some(e) = self.shared.poisoned() {
             return Err(e);
         }
@@ -296,7 +379,7 @@ impl Core {
             last = next.header.flags & LAST != 0;
             chunks.push(next.payload);
         }
-        Ok(concat(chunks, total))
+        Ok(Received { chunks, total })
     }
 
     /// Reports a mismatched call: aborts the job and returns the error.
@@ -359,7 +442,13 @@ impl Core {
 
     /// Sends `payload` to `peer` as one message of this call.
     pub(crate) async fn send(&self, call: &Call, peer: usize, payload: &[u8]) -> Result<()> {
-        self.send_message(peer, Space::Collective, call.seq, call.sig, payload).await
+        self.send_message(peer, Space::Collective, call.seq, call.sig, &[payload]).await
+    }
+
+    /// Sends a message received earlier on, as it arrived (ring algorithms).
+    pub(crate) async fn send_received(&self, call: &Call, peer: usize, message: &Received) -> Result<()> {
+        let parts: Vec<&[u8]> = message.chunks.iter().map(|c| &c[..]).collect();
+        self.send_message(peer, Space::Collective, call.seq, call.sig, &parts).await
     }
 
     /// Sends a point-to-point message.
@@ -368,51 +457,45 @@ impl Core {
             return Err(e);
         }
         let sig = Signature { op: CollectiveOp::PointToPoint, root: 0, type_hash };
-        self.send_message(peer, Space::Message, tag, sig, payload).await
+        self.send_message(peer, Space::Message, tag, sig, &[payload]).await
     }
 
-    async fn send_message(&self, peer: usize, space: Space, seq: u64, sig: Signature, payload: &[u8]) -> Result<()> {
-        let total = payload.len() as u64;
-        let header = |flags| DataHeader { space, flags, sig, seq, total };
+    /// Sends the concatenation of `parts` as one message, in frames of at most
+    /// [`MAX_CHUNK`] bytes written straight from the caller's buffers.
+    async fn send_message(&self, peer: usize, space: Space, seq: u64, sig: Signature, parts: &[&[u8]]) -> Result<()> {
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        let header = |flags| DataHeader { space, flags, sig, seq, total: total as u64 };
+        let mut pieces: Vec<&[u8]> = parts.iter().flat_map(|p| p.chunks(MAX_CHUNK)).collect();
+        if pieces.is_empty() {
+            pieces.push(&[]);
+        }
+        let flags_of = |i: usize| (if i == 0 { FIRST } else { 0 }) | (if i + 1 == pieces.len() { LAST } else { 0 });
         if peer == self.rank() {
-            let mut chunks = payload.chunks(MAX_CHUNK).peekable();
-            let mut flags = FIRST;
-            if chunks.peek().is_none() {
-                self.shared.push(peer, Chunk { header: header(FIRST | LAST), payload: Bytes::new() });
-            }
-            while let Some(c) = chunks.next() {
-                if chunks.peek().is_none() {
-                    flags |= LAST;
-                }
-                self.shared.push(peer, Chunk { header: header(flags), payload: Bytes::copy_from_slice(c) });
-                flags = 0;
+            for (i, piece) in pieces.iter().enumerate() {
+                self.shared.push(peer, Chunk { header: header(flags_of(i)), payload: Bytes::copy_from_slice(piece) });
             }
             return Ok(());
         }
         let Some(writer) = &self.writers[peer] else { unreachable!("every other rank has a link") };
         let mut w = writer.lock().await;
         let result = async {
-            if payload.len() <= SMALL_MESSAGE {
+            if total <= SMALL_MESSAGE {
                 let h = header(FIRST | LAST).encode();
-                let mut buf = Vec::with_capacity(4 + h.len() + payload.len());
-                buf.extend_from_slice(&((h.len() + payload.len()) as u32).to_be_bytes());
+                let mut buf = Vec::with_capacity(4 + h.len() + total);
+                buf.extend_from_slice(&((h.len() + total) as u32).to_be_bytes());
                 buf.extend_from_slice(&h);
-                buf.extend_from_slice(payload);
+                for p in parts {
+                    buf.extend_from_slice(p);
+                }
                 w.write_all(&buf).await?;
             } else {
-                let mut flags = FIRST;
-                let mut chunks = payload.chunks(MAX_CHUNK).peekable();
-                while let Some(c) = chunks.next() {
-                    if chunks.peek().is_none() {
-                        flags |= LAST;
-                    }
-                    let h = header(flags).encode();
+                for (i, piece) in pieces.iter().enumerate() {
+                    let h = header(flags_of(i)).encode();
                     let mut head = [0u8; 4 + frame::DATA_HEADER_LEN];
-                    head[..4].copy_from_slice(&((h.len() + c.len()) as u32).to_be_bytes());
+                    head[..4].copy_from_slice(&((h.len() + piece.len()) as u32).to_be_bytes());
                     head[4..].copy_from_slice(&h);
                     w.write_all(&head).await?;
-                    w.write_all(c).await?;
-                    flags = 0;
+                    w.write_all(piece).await?;
                 }
             }
             w.flush().await
@@ -507,14 +590,83 @@ impl Core {
     }
 }
 
-/// Joins chunks into one buffer; a single chunk is returned as is.
-pub(crate) fn concat(mut chunks: Vec<Bytes>, total: usize) -> Bytes {
-    if chunks.len() == 1 {
-        return chunks.pop().expect("one chunk");
+/// A message as it arrived: one or more chunks.
+pub(crate) struct Received {
+    pub(crate) chunks: Vec<Bytes>,
+    pub(crate) total: usize,
+}
+
+impl Received {
+    /// The message as one buffer (no copy when it came in one chunk).
+    pub(crate) fn into_bytes(mut self) -> Bytes {
+        if self.chunks.len() == 1 {
+            return self.chunks.pop().expect("one chunk");
+        }
+        let mut out = BytesMut::with_capacity(self.total);
+        for c in &self.chunks {
+            out.extend_from_slice(c);
+        }
+        out.freeze()
     }
-    let mut out = BytesMut::with_capacity(total);
-    for c in chunks {
-        out.extend_from_slice(&c);
+
+    /// Replaces the contents of `out` with the message's elements, copying each byte once
+    /// and reusing `out`'s allocation. The caller checks that the length is a whole number
+    /// of elements.
+    pub(crate) fn copy_into_vec<T: bytemuck::Pod>(&self, out: &mut Vec<T>) {
+        out.clear();
+        self.append_to_vec(out);
     }
-    out.freeze()
+
+    /// Appends the message's elements to `out` (see [`Self::copy_into_vec`]).
+    pub(crate) fn append_to_vec<T: bytemuck::Pod>(&self, out: &mut Vec<T>) {
+        let mut fill = PodFill::new(out, self.total);
+        for c in &self.chunks {
+            fill.push(c);
+        }
+        let complete = fill.finish();
+        debug_assert!(complete, "a received message holds `total` bytes");
+    }
+}
+
+/// Appends `total` bytes, arriving in pieces that may split elements, to a `Vec<T>` of
+/// plain numbers without zero-filling it first.
+pub(crate) struct PodFill<'a, T> {
+    out: &'a mut Vec<T>,
+    written: usize,
+    total: usize,
+}
+
+impl<'a, T: bytemuck::Pod> PodFill<'a, T> {
+    /// Makes room for `total` bytes (a whole number of elements, checked by the caller).
+    pub(crate) fn new(out: &'a mut Vec<T>, total: usize) -> Self {
+        let width = std::mem::size_of::<T>().max(1);
+        out.reserve_exact(total / width);
+        PodFill { out, written: 0, total: total - total % width }
+    }
+
+    /// Copies the next piece (anything beyond `total` is ignored).
+    pub(crate) fn push(&mut self, piece: &[u8]) {
+        let piece = &piece[..piece.len().min(self.total - self.written)];
+        let spare = self.out.spare_capacity_mut();
+        // SAFETY: `new` reserved room for total/width elements past the current length, so
+        // the spare capacity spans at least `total` bytes; MaybeUninit<T> has T's layout
+        // and we only view it as bytes.
+        let dst = unsafe { std::slice::from_raw_parts_mut(spare.as_mut_ptr().cast::<u8>(), self.total) };
+        dst[self.written..self.written + piece.len()].copy_from_slice(piece);
+        self.written += piece.len();
+    }
+
+    /// Makes the written elements part of the vector; false if fewer than `total` bytes
+    /// arrived (the vector is then left as it was).
+    pub(crate) fn finish(self) -> bool {
+        if self.written != self.total {
+            return false;
+        }
+        let width = std::mem::size_of::<T>().max(1);
+        let len = self.out.len() + self.total / width;
+        // SAFETY: the `total` bytes after the old length were all written by `push`, and
+        // every bit pattern is a valid T because T: Pod.
+        unsafe { self.out.set_len(len) };
+        true
+    }
 }

@@ -35,6 +35,24 @@ pub struct WorldConfig {
     /// How long a rank may wait inside one collective before it logs which rank it is
     /// waiting for.
     pub warn_after: Duration,
+    /// How long a waiting call keeps polling before it sleeps; `Duration::MAX` picks
+    /// [`default_spin`] for the ranks found on this host.
+    pub spin: Duration,
+}
+
+/// The default polling time before a waiting call sleeps: 50 µs when this host has at
+/// least one core per rank of the job running on it, zero when ranks share cores (polling
+/// would then take the CPU from the rank being waited for). `CHORUS_SPIN_US` overrides it.
+pub fn default_spin(ranks_on_this_host: usize) -> Duration {
+    if let Some(us) = std::env::var("CHORUS_SPIN_US").ok().and_then(|v| v.trim().parse().ok()) {
+        return Duration::from_micros(us);
+    }
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    if ranks_on_this_host <= cores {
+        Duration::from_micros(50)
+    } else {
+        Duration::ZERO
+    }
 }
 
 /// The processes of one SPMD job.
@@ -82,7 +100,7 @@ impl World {
         let runtime = runtime().expect("a current-thread runtime can always be built");
         let core = {
             let _guard = runtime.enter();
-            Core::start(0, vec![None], Duration::from_secs(60))
+            Core::start(0, vec![None], Duration::from_secs(60), Duration::ZERO)
         };
         World { core, runtime, finalized: false, on_finalized: None }
     }
@@ -120,11 +138,16 @@ impl World {
                     config.size
                 )));
             }
-            mesh::connect(config.rank, config.size, &table, &listeners, &config.secret, config.transport, deadline).await
+            let local = table.iter().filter(|a| a.host_key == crate::link::host_key()).count();
+            let links =
+                mesh::connect(config.rank, config.size, &table, &listeners, &config.secret, config.transport, deadline).await?;
+            Ok((links, local))
         })?;
+        let (links, ranks_on_this_host) = links;
+        let spin = if config.spin == Duration::MAX { default_spin(ranks_on_this_host) } else { config.spin };
         let core = {
             let _guard = runtime.enter();
-            Core::start(config.rank, links, config.warn_after)
+            Core::start(config.rank, links, config.warn_after, spin)
         };
         Ok(World { core, runtime, finalized: false, on_finalized: None })
     }

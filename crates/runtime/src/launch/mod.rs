@@ -114,6 +114,7 @@ impl WorldBuilder {
             transport,
             connect_timeout,
             warn_after,
+            spin: Duration::MAX,
         };
         if let Some(Placement { launcher, rank, size }) = env::detect()? {
             if size == 1 {
