@@ -14,6 +14,8 @@ use crate::frame::{self, CollectiveOp, DataHeader, Frame, Signature, Space, FIRS
 use crate::link::{LinkReader, LinkWriter};
 use crate::{diag, Error, Result};
 
+/// How many recent calls a rank remembers for mismatch reports.
+const HISTORY: usize = 64;
 /// Messages at most this large are written with a single system call.
 const SMALL_MESSAGE: usize = 64 << 10;
 
@@ -199,6 +201,9 @@ pub(crate) struct Core {
     pub(crate) shared: Arc<Shared>,
     writers: Vec<Option<tokio::sync::Mutex<LinkWriter>>>,
     next_seq: AtomicU64,
+    /// This rank's most recent collective calls, to name both sides of a mismatch found
+    /// after the fact.
+    history: Mutex<VecDeque<Call>>,
     pub(crate) warn_after: Duration,
     /// How long a waiting call polls for its message before it sleeps; sleeping and
     /// being woken by the kernel costs tens of microseconds on virtual machines.
@@ -233,11 +238,16 @@ impl Core {
                 None => writers.push(None),
             }
         }
-        Core { shared, writers, next_seq: AtomicU64::new(0), warn_after, spin }
+        Core { shared, writers, next_seq: AtomicU64::new(0), history: Mutex::default(), warn_after, spin }
     }
 
     pub(crate) fn rank(&self) -> usize {
         self.shared.rank
+    }
+
+    /// Whether the job was already aborted (by any rank).
+    pub(crate) fn is_poisoned(&self) -> bool {
+        self.shared.poisoned().is_some()
     }
 
     pub(crate) fn size(&self) -> usize {
@@ -257,7 +267,13 @@ impl Core {
             )));
         }
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
-        Ok(Call { seq, sig: Signature { op, root: root as u32, type_hash }, type_name })
+        let call = Call { seq, sig: Signature { op, root: root as u32, type_hash }, type_name };
+        let mut history = self.history.lock().expect("history lock");
+        if history.len() == HISTORY {
+            history.pop_front();
+        }
+        history.push_back(call);
+        Ok(call)
     }
 
     fn lost(&self, peer: usize, how: Closed) -> Error {
@@ -394,12 +410,15 @@ impl Core {
         } else if theirs.seq > call.seq {
             format!("rank {me} called {mine}, but rank {peer} had already moved past it (it called a different collective there)")
         } else {
-            format!(
-                "rank {me} called {mine}, but rank {peer} called {}(root {}) as collective #{}",
-                theirs.sig.op.name(),
-                theirs.sig.root,
-                theirs.seq
-            )
+            let earlier = self.history.lock().expect("history lock").iter().find(|c| c.seq == theirs.seq).copied();
+            let theirs_desc = format!("{}(root {}) as collective #{}", theirs.sig.op.name(), theirs.sig.root, theirs.seq);
+            match earlier {
+                Some(c) if c.seq != call.seq => format!(
+                    "rank {me} called {}, but rank {peer} called {theirs_desc} (noticed in rank {me}'s next call, {mine})",
+                    Self::describe(&c)
+                ),
+                _ => format!("rank {me} called {mine}, but rank {peer} called {theirs_desc}"),
+            }
         };
         self.fail_mismatch(detail).await
     }

@@ -221,7 +221,9 @@ impl World {
         let core = &self.core;
         self.runtime.block_on(async move {
             match op(core).await {
-                Err(e @ (Error::InvalidArgument(_) | Error::Decode { .. } | Error::Encode { .. })) => {
+                Err(e @ (Error::InvalidArgument(_) | Error::Decode { .. } | Error::Encode { .. } | Error::CollectiveMismatch(_)))
+                    if !core.is_poisoned() =>
+                {
                     core.abort_all(&format!("rank {}: {e}", core.rank())).await;
                     Err(e)
                 }

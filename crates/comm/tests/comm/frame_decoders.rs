@@ -1,1 +1,92 @@
-//! todo
+//! Random bytes into every decoder: an error, never a panic.
+
+use bytes::Bytes;
+use chorus_comm::frame::{DataHeader, Frame, Signature, Space, CollectiveOp, FIRST, LAST, MAX_FRAME};
+use chorus_comm::handshake::{handshake, Hello, Role};
+use chorus_comm::Secret;
+use proptest::prelude::*;
+use tokio::io::AsyncWriteExt;
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn frame_decode_never_panics(body in proptest::collection::vec(any::<u8>(), 0..200)) {
+        let _ = Frame::decode(Bytes::from(body));
+    }
+
+    #[test]
+    fn data_frames_with_random_headers_decode_or_fail_cleanly(mut header in proptest::collection::vec(any::<u8>(), 32), payload in proptest::collection::vec(any::<u8>(), 0..64)) {
+        header[0] = 0;
+        let mut body = header;
+        body.extend_from_slice(&payload);
+        if let Ok(Frame::Data { header, payload: p }) = Frame::decode(Bytes::from(body)) {
+            prop_assert!(p.len() as u64 <= header.total);
+        }
+    }
+
+    #[test]
+    fn hello_decode_never_panics(body in proptest::collection::vec(any::<u8>(), 0..120)) {
+        let _ = Hello::decode(&body);
+    }
+
+    #[test]
+    fn hello_with_chorus_magic_and_random_tail_never_panics(tail in proptest::collection::vec(any::<u8>(), 0..100)) {
+        let mut body = b"CHORUS\x01\x00".to_vec();
+        body.extend_from_slice(&tail);
+        let _ = Hello::decode(&body);
+    }
+
+    #[test]
+    fn data_header_round_trips(flags in 0u8..4, root in any::<u32>(), seq in any::<u64>(), hash in any::<u32>(), len in 0usize..100) {
+        let header = DataHeader {
+            space: if seq % 2 == 0 { Space::Collective } else { Space::Message },
+            flags: flags & (FIRST | LAST),
+            sig: Signature { op: CollectiveOp::Allgatherv, root, type_hash: hash },
+            seq,
+            total: len as u64 + 5,
+        };
+        let mut body = header.encode().to_vec();
+        body.extend(std::iter::repeat_n(7u8, len));
+        let Frame::Data { header: back, payload } = Frame::decode(Bytes::from(body)).unwrap() else { panic!("not data") };
+        prop_assert_eq!(back, header);
+        prop_assert_eq!(payload.len(), len);
+    }
+}
+
+#[test]
+fn oversized_frames_are_rejected() {
+    let body = vec![0u8; MAX_FRAME + 1];
+    assert!(Frame::decode(Bytes::from(body)).is_err());
+}
+
+#[test]
+fn random_bytes_into_the_handshake_end_it_with_an_error() {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let mut seed = 0x1234_5678_u64;
+    for round in 0..300 {
+        let len = (round * 7) % 300;
+        let junk: Vec<u8> = (0..len)
+            .map(|_| {
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                (seed >> 56) as u8
+            })
+            .collect();
+        let outcome = rt.block_on(async {
+            let (mut ours, mut theirs) = tokio::io::duplex(1 << 16);
+            let writer = tokio::spawn(async move {
+                let _ = theirs.write_all(&junk).await;
+                let _ = theirs.shutdown().await;
+                // Keep reading so our side's writes never block.
+                let mut sink = Vec::new();
+                let _ = tokio::io::AsyncReadExt::read_to_end(&mut theirs, &mut sink).await;
+            });
+            let me = Hello::new(Role::Rank { rank: 0, size: 2 }).unwrap();
+            let r = handshake(&mut ours, &Secret::generate().unwrap(), me, &|_| Ok(()), "from", "fuzz").await;
+            drop(ours);
+            let _ = writer.await;
+            r
+        });
+        assert!(outcome.is_err(), "random bytes passed the handshake");
+    }
+}

@@ -39,3 +39,84 @@ fn smoke_all_collectives_four_ranks() {
     });
     assert_eq!(out, vec![0, 1, 2, 3]);
 }
+
+mod properties {
+    use chorus_comm::{Max, Sum, TransportPreference};
+    use proptest::prelude::*;
+
+    use crate::support::run_ranks;
+
+    /// Per-rank payloads for 1 to 8 ranks, including empty and uneven ones.
+    fn payloads() -> impl Strategy<Value = Vec<Vec<i64>>> {
+        prop_oneof![Just(1usize), Just(2), Just(3), Just(4), Just(5), Just(8)]
+            .prop_flat_map(|n| proptest::collection::vec(proptest::collection::vec(any::<i64>(), 0..400), n))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        #[test]
+        fn collectives_match_a_sequential_reference(parts in payloads(), root_pick in any::<usize>()) {
+            let n = parts.len();
+            let root = root_pick % n;
+            let results = run_ranks(n, TransportPreference::Auto, move |w| {
+                let r = w.rank();
+                let mine = &parts[r];
+                let mut b = if r == root { mine.clone() } else { vec![1, 2, 3] };
+                w.bcast_slice(root, &mut b).unwrap();
+                assert_eq!(b, parts[root]);
+                assert_eq!(w.gatherv_slice(root, mine).unwrap(), (r == root).then(|| parts.clone()));
+                let mut into = vec![9; 5];
+                let counts = w.gatherv_slice_into(root, mine, &mut into).unwrap();
+                if r == root {
+                    assert_eq!(into, parts.concat());
+                    assert_eq!(counts.unwrap(), parts.iter().map(Vec::len).collect::<Vec<_>>());
+                }
+                assert_eq!(w.allgatherv_slice(mine).unwrap(), parts);
+                let counts = w.allgatherv_slice_into(mine, &mut into).unwrap();
+                assert_eq!(into, parts.concat());
+                assert_eq!(counts, parts.iter().map(Vec::len).collect::<Vec<_>>());
+                assert_eq!(w.allgatherv(mine).unwrap(), parts);
+                assert_eq!(w.scatterv_slice(root, (r == root).then_some(&parts[..])).unwrap(), parts[r]);
+                let sums: Vec<i64> = parts.iter().map(|p| p.iter().fold(0i64, |a, &x| a.wrapping_add(x))).collect();
+                let wrapping = |a: i64, b: i64| a.wrapping_add(b);
+                assert_eq!(w.allreduce(sums[r], wrapping).unwrap(), sums.iter().fold(0i64, |a, &x| a.wrapping_add(x)));
+                assert_eq!(w.reduce(root, sums[r], Max).unwrap(), (r == root).then(|| *sums.iter().max().unwrap()));
+                let mut firsts = vec![parts[r].first().copied().unwrap_or(0) % 1000; 3];
+                w.allreduce_slice(&mut firsts, Sum).unwrap();
+                let expect: i64 = parts.iter().map(|p| p.first().copied().unwrap_or(0) % 1000).sum();
+                assert_eq!(firsts, vec![expect; 3]);
+                let sent: Vec<Vec<i64>> = (0..w.size()).map(|q| parts[r].iter().map(|x| x ^ q as i64).collect()).collect();
+                let got = w.alltoallv_slice(&sent).unwrap();
+                let expect: Vec<Vec<i64>> = (0..w.size()).map(|q| parts[q].iter().map(|x| x ^ r as i64).collect()).collect();
+                assert_eq!(got, expect);
+                w.finalize().unwrap();
+                true
+            });
+            prop_assert!(results.iter().all(|&ok| ok));
+        }
+    }
+}
+
+#[test]
+fn large_messages_stream_in_chunks_through_every_collective() {
+    // 9 MiB per rank: three 4 MiB frames each, with elements that straddle frame edges.
+    #[derive(Clone, Copy, PartialEq, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+    #[repr(C)]
+    struct Triple([u8; 3]);
+    let out = run_ranks(3, TransportPreference::Auto, |w| {
+        let r = w.rank() as u8;
+        let mine: Vec<Triple> = (0..3 << 20).map(|i| Triple([r, (i % 251) as u8, (i % 13) as u8])).collect();
+        let all = w.allgatherv_slice(&mine).unwrap();
+        for (q, part) in all.iter().enumerate() {
+            assert_eq!(part.len(), 3 << 20);
+            assert_eq!(part[(3 << 20) - 1], Triple([q as u8, (((3 << 20) - 1) % 251) as u8, (((3 << 20) - 1) % 13) as u8]));
+        }
+        let mut b = if r == 1 { mine.clone() } else { Vec::new() };
+        w.bcast_slice(1, &mut b).unwrap();
+        assert_eq!(b.len(), 3 << 20);
+        assert!(b.iter().all(|t| t.0[0] == 1));
+        w.finalize().unwrap();
+    });
+    assert_eq!(out.len(), 3);
+}

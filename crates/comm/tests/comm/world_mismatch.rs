@@ -1,1 +1,124 @@
-//! todo
+//! Calls that do not match across ranks end in an error on every rank, never a hang; a
+//! rank that panics or leaves early makes the others fail fast.
+
+use chorus_comm::{Error, Sum, TransportPreference, World};
+
+use crate::support::run_ranks;
+
+/// Runs `body` on `n` ranks followed by a barrier; returns each rank's error text.
+fn errors(n: usize, body: impl Fn(&World) -> Result<(), Error> + Send + Sync + Clone + 'static) -> Vec<String> {
+    run_ranks(n, TransportPreference::Auto, move |w| {
+        let outcome = body(&w).and_then(|()| w.barrier());
+        match outcome {
+            Ok(()) => panic!("rank {} saw no error", w.rank()),
+            Err(e) => e.to_string(),
+        }
+    })
+}
+
+fn assert_mismatch_named(errs: &[String], needle: &str) {
+    assert!(errs.iter().all(|e| e.contains("collective mismatch")), "{errs:#?}");
+    assert!(errs.iter().any(|e| e.contains(needle)), "no error mentions {needle:?}: {errs:#?}");
+}
+
+#[test]
+fn different_collectives_fail_every_rank() {
+    let errs = errors(3, |w| if w.rank() == 2 { w.allgatherv(&1u8).map(drop) } else { w.bcast(0, Some(1u8)).map(drop) });
+    assert_mismatch_named(&errs, "allgatherv");
+}
+
+#[test]
+fn different_roots_fail_every_rank() {
+    let errs = errors(3, |w| w.bcast(if w.rank() == 2 { 1 } else { 0 }, Some(5u32)).map(drop));
+    assert!(errs.iter().all(|e| e.contains("collective mismatch") || e.contains("finalized")), "{errs:#?}");
+    assert!(errs.iter().any(|e| e.contains("root 1")), "{errs:#?}");
+}
+
+#[test]
+fn different_element_types_fail_every_rank() {
+    let errs = errors(2, |w| if w.rank() == 0 { w.allreduce(1.0f64, Sum).map(drop) } else { w.allreduce(1i64, Sum).map(drop) });
+    assert_mismatch_named(&errs, "different element type");
+}
+
+#[test]
+fn different_slice_lengths_in_a_reduction_fail_every_rank() {
+    for n in [2, 3, 4] {
+        let errs = errors(n, |w| {
+            let mut v = vec![1.0f64; 3 + (w.rank() == 1) as usize];
+            w.allreduce_slice(&mut v, Sum)
+        });
+        assert_mismatch_named(&errs, "different lengths");
+    }
+}
+
+#[test]
+fn wrong_number_of_scatter_parts_fails_every_rank() {
+    let errs = errors(3, |w| w.scatterv(0, (w.rank() == 0).then_some(&[1u8, 2][..])).map(drop));
+    assert!(errs.iter().all(|e| e.contains("scatterv: rank 0 passed 2 parts for a job of 3 ranks")), "{errs:#?}");
+}
+
+#[test]
+fn root_out_of_range_fails_every_rank() {
+    let errs = errors(2, |w| w.bcast(if w.rank() == 0 { 7 } else { 0 }, Some(1u8)).map(drop));
+    assert!(errs.iter().all(|e| e.contains("root 7 is out of range")), "{errs:#?}");
+}
+
+#[test]
+fn a_panicking_rank_makes_the_others_fail_with_peer_lost() {
+    let out = run_ranks(3, TransportPreference::Auto, |w| {
+        if w.rank() == 1 {
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+                let _w = w;
+                panic!("boom");
+            }));
+            assert!(outcome.is_err());
+            return "panicked".to_string();
+        }
+        w.allreduce(1u32, Sum).unwrap_err().to_string()
+    });
+    assert_eq!(out[1], "panicked");
+    for r in [0, 2] {
+        assert!(out[r].contains("lost connection to rank 1") || out[r].contains("job aborted"), "{out:#?}");
+    }
+}
+
+#[test]
+fn a_rank_that_leaves_early_makes_waiting_ranks_fail_at_once() {
+    let out = run_ranks(2, TransportPreference::Auto, |w| {
+        if w.rank() == 1 {
+            drop(w);
+            return String::new();
+        }
+        w.recv::<u8>(1, 3).unwrap_err().to_string()
+    });
+    assert!(out[0].contains("rank 1 has already finalized"), "{out:#?}");
+}
+
+#[test]
+fn explicit_finalize_catches_a_mismatch_the_calls_themselves_could_not_see() {
+    // bcast's root and gatherv's non-roots only send, so neither call can notice.
+    let out = run_ranks(2, TransportPreference::Auto, |w| {
+        if w.rank() == 0 {
+            w.bcast(0, Some(1u8)).unwrap();
+        } else {
+            assert_eq!(w.gatherv(0, &2u8).unwrap(), None);
+        }
+        w.finalize().unwrap_err().to_string()
+    });
+    assert!(out.iter().all(|e| e.contains("collective mismatch")), "{out:#?}");
+    assert!(out.iter().any(|e| e.contains("bcast") && e.contains("gatherv")), "{out:#?}");
+}
+
+#[test]
+fn point_to_point_type_mismatch_is_an_error_not_garbage() {
+    let out = run_ranks(2, TransportPreference::Auto, |w| {
+        if w.rank() == 0 {
+            w.send(1, 1, &3.5f64).unwrap();
+            let _ = w.barrier();
+            String::new()
+        } else {
+            w.recv::<String>(0, 1).unwrap_err().to_string()
+        }
+    });
+    assert!(out[1].contains("sent as another type"), "{out:#?}");
+}
