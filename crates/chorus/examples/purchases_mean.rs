@@ -13,7 +13,7 @@
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 
@@ -64,7 +64,7 @@ fn main() -> anyhow::Result<()> {
 
 /// Sum (in cents) and count of Purchase_Amount over the lines that start in this rank's
 /// byte range.
-fn partial_sum(path: &PathBuf, rank: usize, size: usize) -> anyhow::Result<(i128, u64)> {
+fn partial_sum(path: &Path, rank: usize, size: usize) -> anyhow::Result<(i128, u64)> {
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let len = file.metadata()?.len();
     let header = read_line_at(&file, 0)?;
@@ -158,7 +158,7 @@ fn parse_cents(field: &[u8]) -> anyhow::Result<i128> {
 }
 
 /// "file:line" for a byte offset (counting lines only when an error needs it).
-fn where_(path: &PathBuf, file: &File, offset: u64) -> String {
+fn where_(path: &Path, file: &File, offset: u64) -> String {
     let mut line = 1u64;
     let mut buf = vec![0u8; BLOCK];
     let mut at = 0u64;

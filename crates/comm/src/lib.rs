@@ -17,7 +17,7 @@
 
 #![warn(missing_docs)]
 
-mod diag;
+pub mod diag;
 mod error;
 pub mod fingerprint;
 pub mod frame;
@@ -32,6 +32,5 @@ pub use bytemuck::Pod;
 pub use error::{Error, Refusal, Result};
 pub use reduce::{Max, Min, Prod, ReduceOp, Sum};
 pub use secret::Secret;
-pub use world::{default_spin, PeerLostHook, World, WorldConfig};
+pub use world::{PeerLostHook, Spin, World, WorldConfig};
 pub use link::TransportPreference;
-pub use diag::warn as warn_diagnostic;

@@ -36,7 +36,7 @@ fn join_as_rank_one(coordinator: &str, secret: Secret) -> Result<World, CommErro
         transport: TransportPreference::Auto,
         connect_timeout: Duration::from_secs(10),
         warn_after: Duration::from_secs(10),
-        spin: Duration::MAX,
+        spin: None,
     })
 }
 

@@ -205,9 +205,7 @@ pub(crate) struct Core {
     /// after the fact.
     history: Mutex<VecDeque<Call>>,
     pub(crate) warn_after: Duration,
-    /// How long a waiting call polls for its message before it sleeps; sleeping and
-    /// being woken by the kernel costs tens of microseconds on virtual machines.
-    spin: Duration,
+    spin: super::Spin,
 }
 
 impl Core {
@@ -217,7 +215,7 @@ impl Core {
         rank: usize,
         links: Vec<Option<(LinkReader, LinkWriter)>>,
         warn_after: Duration,
-        spin: Duration,
+        spin: super::Spin,
     ) -> Core {
         let size = links.len();
         let shared = Arc::new(Shared {
@@ -298,7 +296,7 @@ impl Core {
         let inbox = &self.shared.inboxes[peer];
         let mut warn_after = self.warn_after;
         let started = tokio::time::Instant::now();
-        let spin_until = std::time::Instant::now() + self.spin;
+        let spin_until = std::time::Instant::now() + self.spin.duration;
         loop {
             let notified = inbox.notify.notified();
             tokio::pin!(notified);
@@ -322,6 +320,9 @@ impl Core {
             }
             if std::time::Instant::now() < spin_until {
                 // Lets the runtime poll the sockets without blocking, then checks again.
+                if self.spin.yield_cpu {
+                    std::thread::yield_now();
+                }
                 tokio::task::yield_now().await;
                 continue;
             }
@@ -538,19 +539,21 @@ impl Core {
     pub(crate) async fn finalize(&self, call: Call) -> Result<()> {
         self.dissemination_barrier(&call).await?;
         for peer in 0..self.size() {
-            let st = self.shared.inboxes[peer].state.lock().expect("inbox lock");
-            if let Some(c) = st.collective.front() {
-                let (op, seq) = (c.header.sig.op.name(), c.header.seq);
-                drop(st);
+            let (leftover, pending) = {
+                let st = self.shared.inboxes[peer].state.lock().expect("inbox lock");
+                let leftover = st.collective.front().map(|c| (c.header.sig.op.name(), c.header.seq));
+                let pending: usize =
+                    st.messages.values().map(|q| q.iter().filter(|c| c.header.flags & FIRST != 0).count()).sum();
+                (leftover, pending)
+            };
+            if let Some((op, seq)) = leftover {
+                let me = self.rank();
                 return Err(self
                     .fail_mismatch(format!(
-                        "rank {peer} sent rank {} a message for {op} (collective #{seq}) that rank {} never received: the ranks called different collectives",
-                        self.rank(),
-                        self.rank()
+                        "rank {peer} sent rank {me} a message for {op} (collective #{seq}) that rank {me} never received: the ranks called different collectives"
                     ))
                     .await);
             }
-            let pending: usize = st.messages.values().map(|q| q.iter().filter(|c| c.header.flags & FIRST != 0).count()).sum();
             if pending > 0 {
                 diag::warn(&format!("rank {} finalized with {pending} unreceived message(s) from rank {peer}", self.rank()));
             }

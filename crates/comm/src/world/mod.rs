@@ -35,23 +35,36 @@ pub struct WorldConfig {
     /// How long a rank may wait inside one collective before it logs which rank it is
     /// waiting for.
     pub warn_after: Duration,
-    /// How long a waiting call keeps polling before it sleeps; `Duration::MAX` picks
-    /// [`default_spin`] for the ranks found on this host.
-    pub spin: Duration,
+    /// How a waiting call polls before it sleeps; `None` picks [`Spin::auto`] for the
+    /// ranks found on this host.
+    pub spin: Option<Spin>,
 }
 
-/// The default polling time before a waiting call sleeps: 50 µs when this host has at
-/// least one core per rank of the job running on it, zero when ranks share cores (polling
-/// would then take the CPU from the rank being waited for). `CHORUS_SPIN_US` overrides it.
-pub fn default_spin(ranks_on_this_host: usize) -> Duration {
-    if let Some(us) = std::env::var("CHORUS_SPIN_US").ok().and_then(|v| v.trim().parse().ok()) {
-        return Duration::from_micros(us);
-    }
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    if ranks_on_this_host <= cores {
-        Duration::from_micros(50)
-    } else {
-        Duration::ZERO
+/// How a call waiting for a message polls before it sleeps. Sleeping and being woken by
+/// the kernel costs tens of microseconds on virtual machines, so short waits are cheaper
+/// when polled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Spin {
+    /// How long to poll.
+    pub duration: Duration,
+    /// Offer the core to other processes between polls (`sched_yield`): right when ranks
+    /// share cores, since the rank being waited for may need this one.
+    pub yield_cpu: bool,
+}
+
+impl Spin {
+    /// Never poll: sleep at once.
+    pub const NONE: Spin = Spin { duration: Duration::ZERO, yield_cpu: false };
+
+    /// The measured best (`bench/collectives`): with at least one core per rank on this
+    /// host, poll for 50 µs; with more ranks than cores, poll for 200 µs yielding the core
+    /// between polls. `CHORUS_SPIN_US` overrides the duration.
+    pub fn auto(ranks_on_this_host: usize) -> Spin {
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let shared_cores = ranks_on_this_host > cores;
+        let default = if shared_cores { 200 } else { 50 };
+        let us = std::env::var("CHORUS_SPIN_US").ok().and_then(|v| v.trim().parse().ok()).unwrap_or(default);
+        Spin { duration: Duration::from_micros(us), yield_cpu: shared_cores }
     }
 }
 
@@ -100,7 +113,7 @@ impl World {
         let runtime = runtime().expect("a current-thread runtime can always be built");
         let core = {
             let _guard = runtime.enter();
-            Core::start(0, vec![None], Duration::from_secs(60), Duration::ZERO)
+            Core::start(0, vec![None], Duration::from_secs(60), Spin::NONE)
         };
         World { core, runtime, finalized: false, on_finalized: None }
     }
@@ -144,7 +157,7 @@ impl World {
             Ok((links, local))
         })?;
         let (links, ranks_on_this_host) = links;
-        let spin = if config.spin == Duration::MAX { default_spin(ranks_on_this_host) } else { config.spin };
+        let spin = config.spin.unwrap_or_else(|| Spin::auto(ranks_on_this_host));
         let core = {
             let _guard = runtime.enter();
             Core::start(config.rank, links, config.warn_after, spin)

@@ -33,7 +33,7 @@ pub fn run_ranks<R: Send + 'static>(
                 transport,
                 connect_timeout: Duration::from_secs(30),
                 warn_after: Duration::from_secs(30),
-                spin: Duration::MAX,
+                spin: None,
             };
             let body = body.clone();
             std::thread::spawn(move || body(World::connect(config).expect("join the job")))

@@ -67,9 +67,12 @@ impl Outcome {
     }
 }
 
+/// A rank's exit: its rank, status and the last lines of its stderr.
+type Event = (usize, ExitStatus, Vec<String>);
+
 /// A running job.
 pub struct Job {
-    events: mpsc::Receiver<(usize, ExitStatus, Vec<String>)>,
+    events: mpsc::Receiver<Event>,
     pids: Vec<(usize, u32)>,
 }
 
@@ -135,55 +138,48 @@ impl Job {
     /// that caused the others is reported.
     pub fn wait(self) -> Outcome {
         let mut running: Vec<(usize, u32)> = self.pids.clone();
-        let mut failures: Vec<(usize, String, i32, bool)> = Vec::new();
-        let mut stop_at: Option<Instant> = None;
-        let mut killed_at: Option<Instant> = None;
-        while !running.is_empty() {
-            let event = match (stop_at, killed_at) {
-                (Some(t), None) => match self.events.recv_timeout((t + GRACE).saturating_duration_since(Instant::now())) {
-                    Ok(e) => Some(e),
+        // Failures seen before the job was stopped; later ones are our own doing.
+        let mut failures: Vec<Outcome> = Vec::new();
+        let note = |running: &mut Vec<(usize, u32)>, failures: &mut Vec<Outcome>, (rank, status, tail): Event| {
+            running.retain(|(r, _)| *r != rank);
+            if !status.success() {
+                failures.push(Outcome::Failed { rank, cause: failure_cause(&tail, status), code: exit_code(status) });
+            }
+        };
+        // Until a rank fails.
+        while !running.is_empty() && failures.is_empty() {
+            match self.events.recv() {
+                Ok(event) => note(&mut running, &mut failures, event),
+                Err(_) => break,
+            }
+        }
+        if !running.is_empty() {
+            // Give the ranks that fail because of the first one a moment to report, so the
+            // original failure can be told from its consequences; then stop the rest.
+            let settle_until = Instant::now() + SETTLE;
+            while let Ok(event) = self.events.recv_timeout(settle_until.saturating_duration_since(Instant::now())) {
+                note(&mut running, &mut failures, event);
+            }
+            signal_all(&running, libc::SIGTERM);
+            let kill_at = Instant::now() + GRACE;
+            while !running.is_empty() {
+                match self.events.recv_timeout(kill_at.saturating_duration_since(Instant::now())) {
+                    Ok((rank, _, _)) => running.retain(|(r, _)| *r != rank),
                     Err(mpsc::RecvTimeoutError::Timeout) => {
                         signal_all(&running, libc::SIGKILL);
-                        killed_at = Some(Instant::now());
-                        continue;
+                        while !running.is_empty() {
+                            let Ok((rank, _, _)) = self.events.recv() else { break };
+                            running.retain(|(r, _)| *r != rank);
+                        }
                     }
-                    Err(mpsc::RecvTimeoutError::Disconnected) => None,
-                },
-                _ => self.events.recv().ok(),
-            };
-            let Some((rank, status, tail)) = event else { break };
-            running.retain(|(r, _)| *r != rank);
-            if status.success() {
-                continue;
-            }
-            let stopped_by_us = stop_at.is_some()
-                && matches!(status.signal(), Some(libc::SIGTERM) | Some(libc::SIGKILL))
-                && failure_cause(&tail, status).starts_with("killed by signal");
-            failures.push((rank, failure_cause(&tail, status), exit_code(status), stopped_by_us));
-            if stop_at.is_none() {
-                // Give the ranks that fail because of this one a moment to report, so the
-                // original failure can be told from its consequences.
-                let settle_until = Instant::now() + SETTLE;
-                while let Ok(e) = self.events.recv_timeout(settle_until.saturating_duration_since(Instant::now())) {
-                    let (rank, status, tail) = e;
-                    running.retain(|(r, _)| *r != rank);
-                    if !status.success() {
-                        failures.push((rank, failure_cause(&tail, status), exit_code(status), false));
-                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
                 }
-                signal_all(&running, libc::SIGTERM);
-                stop_at = Some(Instant::now());
             }
         }
-        let primary = failures
-            .iter()
-            .filter(|f| !f.3)
-            .min_by_key(|(_, cause, _, _)| is_consequence(cause))
-            .or(failures.first());
-        match primary {
-            None => Outcome::Success,
-            Some((rank, cause, code, _)) => Outcome::Failed { rank: *rank, cause: cause.clone(), code: *code },
-        }
+        failures
+            .into_iter()
+            .min_by_key(|f| matches!(f, Outcome::Failed { cause, .. } if is_consequence(cause)))
+            .unwrap_or(Outcome::Success)
     }
 }
 

@@ -114,7 +114,7 @@ impl WorldBuilder {
             transport,
             connect_timeout,
             warn_after,
-            spin: Duration::MAX,
+            spin: None,
         };
         if let Some(Placement { launcher, rank, size }) = env::detect()? {
             if size == 1 {
@@ -167,7 +167,7 @@ fn serve_rendezvous_in_background(addr: &str, size: usize, secret: Secret, timeo
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).expect("registering the rendezvous listener");
                 if let Err(e) = chorus_comm::rendezvous::serve(listener, size, secret, timeout).await {
-                    chorus_comm::warn_diagnostic(&e.to_string());
+                    chorus_comm::diag::warn(&e.to_string());
                 }
             });
         })

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# chorus's collectives beside mpi4py on Open MPI (shared/peers/bench_mpi.py), same machine,
+# same run, 2 and 4 ranks; prints both and the ratio.
+#
+#   bash bench/collectives/run.sh            # from the repository root
+#
+# Needs Open MPI (apt-get install openmpi-bin) and a Python venv with numpy + mpi4py; the
+# venv is made under ~/.cache/chorus-peers/venv-mpi when missing. Override with
+# PEERS_DIR (where shared/peers is) and CHORUS_PEERS_WORK (a writable work folder).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+peers=${PEERS_DIR:-$root/../shared/peers}
+work=${CHORUS_PEERS_WORK:-$HOME/.cache/chorus-peers}
+mkdir -p "$work"
+cp "$peers/bench_mpi.py" "$peers/bench_common.py" "$work/"
+
+command -v mpiexec >/dev/null || { apt-get update -qq && apt-get install -y -qq openmpi-bin; }
+if [ ! -x "$work/venv-mpi/bin/python" ]; then
+  python3 -m venv "$work/venv-mpi"
+  "$work/venv-mpi/bin/pip" install -q numpy "mpi4py==4.1.2"
+fi
+
+cd "$root"
+cargo build --release -q -p chorus-cli -p chorus-bench-collectives
+results=$(mktemp)
+# With 4 ranks on a 2-core machine the ranks share cores (MPI's busy-polling then crawls):
+# fewer iterations there, the same for both.
+iters() { if [ "$1" -gt "$(nproc)" ]; then echo 300; else echo 10000; fi; }
+for n in 2 4; do
+  echo "# chorus, $n ranks (Unix sockets)" >&2
+  target/release/chorus run -n "$n" --no-prefix target/release/bench-collectives --iters "$(iters "$n")" | tee -a "$results"
+done
+echo "# chorus, 2 ranks over loopback TCP" >&2
+CHORUS_TRANSPORT=tcp target/release/chorus run -n 2 --no-prefix target/release/bench-collectives | tee -a "$results"
+# Runs bench_mpi.py on $1 ranks; the subshell becomes `timeout`, so its PID stops the run.
+mpi() {
+  cd "$work" && MPI4PY_LIBMPI=/usr/lib/x86_64-linux-gnu/libmpi.so.40 exec timeout 900 \
+    mpiexec --allow-run-as-root --oversubscribe -n "$1" "$work/venv-mpi/bin/python" bench_mpi.py \
+    --label "openmpi_${1}ranks" --iters "$(iters "$1")"
+}
+echo "# mpi4py on Open MPI, 2 ranks" >&2
+(mpi 2) | tee -a "$results"
+# bench_mpi.py's closing ping-pong pairs rank r with rank 1 - r, which exists only with 2
+# ranks: with 4, stop the run once its collectives have been printed.
+echo "# mpi4py on Open MPI, 4 ranks (collectives only)" >&2
+four=$(mktemp)
+(mpi 4) > "$four" 2>&1 &
+mpi_pid=$!
+while kill -0 "$mpi_pid" 2>/dev/null && ! grep -q "allgather_50MB_per_rank=" "$four"; do sleep 1; done
+kill "$mpi_pid" 2>/dev/null || true
+wait "$mpi_pid" 2>/dev/null || true
+cat "$four" | tee -a "$results"
+rm -f "$four"
+
+python3 - "$results" <<'PY'
+import re, sys
+vals = {}
+for line in open(sys.argv[1]):
+    m = re.match(r"RESULT (\S+)=([\d.]+) (\S+)", line)
+    if m:
+        vals[m.group(1)] = (float(m.group(2)), m.group(3))
+rows = [("allreduce_f64", "us/op"), ("allreduce_f64_obj", "us/op"), ("barrier", "us/op"),
+        ("bcast_100MB", "GB/s"), ("gather_50MB_per_rank", "GB/s"), ("allgather_50MB_per_rank", "GB/s"),
+        ("pingpong_8B_rtt", "us")]
+print()
+print(f"{'workload':<26}{'ranks':>6}{'chorus':>12}{'chorus tcp':>12}{'Open MPI':>12}  ratio (chorus vs MPI)")
+for n in (2, 4):
+    for name, unit in rows:
+        c = vals.get(f"chorus_auto_{n}ranks_{name}")
+        t = vals.get(f"chorus_tcp_{n}ranks_{name}")
+        m = vals.get(f"mpi_openmpi_{n}ranks_{name}")
+        if not c:
+            continue
+        fmt = lambda v: f"{v[0]:.2f}" if v else "-"
+        if m:
+            ratio = (c[0] / m[0]) if unit == "GB/s" else (m[0] / c[0])
+            note = f"{ratio:.2f}x {'as fast' if ratio >= 1 else 'the speed'}"
+        else:
+            note = "-"
+        print(f"{name + ' (' + unit + ')':<26}{n:>6}{fmt(c):>12}{fmt(t):>12}{fmt(m):>12}  {note}")
+PY
+rm -f "$results"
