@@ -29,18 +29,35 @@ impl Fingerprint {
     pub fn current() -> Fingerprint {
         static CURRENT: OnceLock<Fingerprint> = OnceLock::new();
         *CURRENT.get_or_init(|| {
-            let bytes = std::env::current_exe().and_then(std::fs::read).unwrap_or_default();
-            let mut h = Sha256::new();
-            match gnu_build_id(&bytes) {
-                Some(id) => {
-                    h.update(b"build-id:");
-                    h.update(id);
-                }
-                None => h.update(&bytes),
+            let Ok(path) = std::env::current_exe() else { return Fingerprint([0; 32]) };
+            // The ELF headers and notes sit at the start of the file: read just that first.
+            let head = read_prefix(&path, 64 << 10).unwrap_or_default();
+            if let Some(id) = gnu_build_id(&head) {
+                return Fingerprint(digest(Some(id), &head));
             }
-            Fingerprint(h.finalize().into())
+            let whole = std::fs::read(&path).unwrap_or_default();
+            Fingerprint(digest(gnu_build_id(&whole), &whole))
         })
     }
+}
+
+fn digest(build_id: Option<&[u8]>, file: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    match build_id {
+        Some(id) => {
+            h.update(b"build-id:");
+            h.update(id);
+        }
+        None => h.update(file),
+    }
+    h.finalize().into()
+}
+
+fn read_prefix(path: &std::path::Path, len: usize) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut buf = Vec::with_capacity(len);
+    std::fs::File::open(path)?.take(len as u64).read_to_end(&mut buf)?;
+    Ok(buf)
 }
 
 /// Finds the `NT_GNU_BUILD_ID` note of a 64-bit little-endian ELF image.
@@ -77,4 +94,26 @@ fn gnu_build_id(elf: &[u8]) -> Option<&[u8]> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_test_binary_has_a_build_id_within_its_first_64_kib() {
+        let path = std::env::current_exe().unwrap();
+        let head = read_prefix(&path, 64 << 10).unwrap();
+        let id = gnu_build_id(&head).expect("the linker records a GNU build-id");
+        assert!(id.len() >= 16);
+        assert_eq!(Fingerprint::current().0, digest(Some(id), &head));
+    }
+
+    #[test]
+    fn non_elf_or_truncated_input_has_no_build_id() {
+        assert_eq!(gnu_build_id(b"#!/bin/sh\n"), None);
+        let path = std::env::current_exe().unwrap();
+        let head = read_prefix(&path, 100).unwrap();
+        assert_eq!(gnu_build_id(&head), None);
+    }
 }
