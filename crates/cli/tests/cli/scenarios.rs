@@ -131,9 +131,11 @@ fn collectives(world: &World, seed: u64) {
     assert_eq!(world.allreduce(r.to_string(), concat).unwrap(), (0..p).map(|q| q.to_string()).collect::<String>(), "non-commutative op keeps rank order");
     assert_eq!(world.reduce(root, x(r), Sum).unwrap(), (r == root).then(|| (0..p).map(x).sum::<i64>()));
 
-    let n = 1 + (seed % 5000) as usize;
+    // Up to 160 KB: both the small-message and the segmented allreduce paths.
+    let n = 1 + (seed * 7919 % 20_000) as usize;
     let vec_of = |q: usize| -> Vec<f64> { let mut g = rng(seed, q, 8); (0..n).map(|_| (g() % 1000) as f64 * 0.25).collect() };
-    let expect: Vec<f64> = (0..n).map(|i| (0..p).map(|q| vec_of(q)[i]).sum()).collect();
+    let inputs: Vec<Vec<f64>> = (0..p).map(vec_of).collect();
+    let expect: Vec<f64> = (0..n).map(|i| inputs.iter().map(|v| v[i]).sum()).collect();
     let mut v = vec_of(r);
     world.allreduce_slice(&mut v, Sum).unwrap();
     assert_eq!(v, expect, "allreduce_slice");

@@ -5,6 +5,7 @@ use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::collectives::SEGMENTED_ALLREDUCE;
 use super::core::{Call, Core, PodFill, Received};
 use super::World;
 use crate::frame::{type_hash, CollectiveOp};
@@ -336,6 +337,9 @@ impl World {
     pub fn allreduce_slice<T: Pod, O: ReduceOp<T>>(&self, buf: &mut [T], op: O) -> Result<()> {
         self.run(|core| async move {
             let call = begin::<T>(core, CollectiveOp::Allreduce, 0)?;
+            if std::mem::size_of_val(buf) >= SEGMENTED_ALLREDUCE && core.size() > 1 {
+                return core.allreduce_segmented(&call, buf, &op).await;
+            }
             let mut combine = |a: Bytes, b: Bytes| combine_slices(core, &op, a, b);
             let mine = Bytes::copy_from_slice(bytemuck::cast_slice(buf));
             let out = core.allreduce_bytes(&call, mine, &mut combine).await?;

@@ -7,16 +7,19 @@
 //! - bcast: binomial tree, pipelined chunk by chunk so large messages stream down the tree;
 //! - reduce: binomial tree towards rank 0, combining in rank order, then to the root;
 //! - allreduce: recursive doubling (with the usual fold for non-powers of two), combining
-//!   lower ranks on the left so every rank computes bit-identical results;
+//!   lower ranks on the left so every rank computes bit-identical results; large slices use
+//!   recursive halving then doubling (Rabenseifner), with the same ordering;
 //! - allgatherv: ring, p − 1 steps, each rank sending one block while receiving another;
 //! - alltoallv: pairwise exchange, step s pairing rank r with r ± s;
 //! - gatherv/scatterv: direct exchange with the root, all transfers in flight at once.
 
+use bytemuck::Pod;
 use bytes::Bytes;
 use futures_util::future::try_join_all;
 
 use super::core::{Call, Core, Received};
 use crate::frame::{DataHeader, Space, FIRST, LAST, MAX_CHUNK};
+use crate::reduce::ReduceOp;
 use crate::Result;
 
 /// Combines two partial results, lower ranks' on the left.
@@ -218,4 +221,100 @@ impl Core {
         }
         Ok(out)
     }
+}
+
+/// Slices at least this large (in bytes) are all-reduced by halving and doubling.
+pub(crate) const SEGMENTED_ALLREDUCE: usize = 64 << 10;
+
+impl Core {
+    /// Elementwise allreduce of a large slice, in place (Rabenseifner): a recursive-halving
+    /// reduce-scatter leaves each rank with one fully reduced segment, and a
+    /// recursive-doubling allgather hands every segment to everyone. Each rank sends about
+    /// twice its buffer in total whatever the number of ranks, instead of log2(p) times.
+    /// Masks ascend, so every partial result covers a contiguous range of ranks and lower
+    /// ranks are always combined on the left.
+    pub(crate) async fn allreduce_segmented<T: Pod, O: ReduceOp<T>>(&self, call: &Call, buf: &mut [T], op: &O) -> Result<()> {
+        let (r, p) = (self.rank(), self.size());
+        let pow2 = if p.is_power_of_two() { p } else { p.next_power_of_two() / 2 };
+        let rem = p - pow2;
+        let bytes = |s: &[T]| -> Vec<u8> { bytemuck::cast_slice(s).to_vec() };
+        let new_rank = if r < 2 * rem {
+            if r % 2 == 0 {
+                self.send(call, r + 1, bytemuck::cast_slice(buf)).await?;
+                None
+            } else {
+                let lower = self.recv(call, r - 1).await?.into_bytes();
+                elementwise(op, buf, &lower, true)?;
+                Some(r / 2)
+            }
+        } else {
+            Some(r - rem)
+        };
+        if let Some(nr) = new_rank {
+            let real = |q: usize| if q < rem { q * 2 + 1 } else { q + rem };
+            let (mut lo, mut hi) = (0, buf.len());
+            let mut steps = Vec::new();
+            let mut mask = 1;
+            while mask < pow2 {
+                let partner_new = nr ^ mask;
+                let lower = nr < partner_new;
+                let mid = lo + (hi - lo) / 2;
+                let (keep, give) = if lower { ((lo, mid), (mid, hi)) } else { ((mid, hi), (lo, mid)) };
+                let outgoing = bytes(&buf[give.0..give.1]);
+                let (sent, got) = tokio::join!(self.send(call, real(partner_new), &outgoing), self.recv(call, real(partner_new)));
+                sent?;
+                elementwise(op, &mut buf[keep.0..keep.1], &got?.into_bytes(), !lower)?;
+                steps.push((real(partner_new), (lo, hi), keep, give));
+                (lo, hi) = keep;
+                mask <<= 1;
+            }
+            for (partner, _, mine, theirs) in steps.into_iter().rev() {
+                let outgoing = bytes(&buf[mine.0..mine.1]);
+                let (sent, got) = tokio::join!(self.send(call, partner, &outgoing), self.recv(call, partner));
+                sent?;
+                let got = got?.into_bytes();
+                let segment = bytemuck::cast_slice_mut::<T, u8>(&mut buf[theirs.0..theirs.1]);
+                if got.len() != segment.len() {
+                    return Err(length_mismatch::<T>(segment.len(), got.len()));
+                }
+                segment.copy_from_slice(&got);
+            }
+        }
+        if r < 2 * rem {
+            if r % 2 == 1 {
+                self.send(call, r - 1, bytemuck::cast_slice(buf)).await?;
+            } else {
+                let result = self.recv(call, r + 1).await?.into_bytes();
+                let dst = bytemuck::cast_slice_mut::<T, u8>(buf);
+                if result.len() != dst.len() {
+                    return Err(length_mismatch::<T>(dst.len(), result.len()));
+                }
+                dst.copy_from_slice(&result);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `seg[i] = theirs[i] ⊕ seg[i]` (theirs from lower ranks) or `seg[i] ⊕ theirs[i]`.
+fn elementwise<T: Pod, O: ReduceOp<T>>(op: &O, seg: &mut [T], theirs: &[u8], theirs_lower: bool) -> Result<()> {
+    let width = std::mem::size_of::<T>();
+    if theirs.len() != std::mem::size_of_val(seg) {
+        return Err(length_mismatch::<T>(std::mem::size_of_val(seg), theirs.len()));
+    }
+    for (mine, raw) in seg.iter_mut().zip(theirs.chunks_exact(width)) {
+        let other: T = bytemuck::pod_read_unaligned(raw);
+        *mine = if theirs_lower { op.combine(other, *mine) } else { op.combine(*mine, other) };
+    }
+    Ok(())
+}
+
+fn length_mismatch<T>(mine: usize, theirs: usize) -> crate::Error {
+    let width = std::mem::size_of::<T>().max(1);
+    crate::Error::CollectiveMismatch(format!(
+        "ranks passed slices of different lengths ({} and {} elements of {}) to a reduction",
+        mine / width,
+        theirs / width,
+        std::any::type_name::<T>()
+    ))
 }

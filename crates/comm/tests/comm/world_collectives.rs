@@ -120,3 +120,43 @@ fn large_messages_stream_in_chunks_through_every_collective() {
     });
     assert_eq!(out.len(), 3);
 }
+
+/// 2×2 matrices under wrapping multiplication: associative, not commutative.
+fn mat_mul(a: [u64; 4], b: [u64; 4]) -> [u64; 4] {
+    let m = |x: u64, y: u64| x.wrapping_mul(y);
+    [
+        m(a[0], b[0]).wrapping_add(m(a[1], b[2])),
+        m(a[0], b[1]).wrapping_add(m(a[1], b[3])),
+        m(a[2], b[0]).wrapping_add(m(a[3], b[2])),
+        m(a[2], b[1]).wrapping_add(m(a[3], b[3])),
+    ]
+}
+
+fn matrix(rank: usize, i: usize) -> [u64; 4] {
+    let x = (rank as u64 + 3) * 0x9E37_79B9 + i as u64;
+    [x, x ^ 0x55, x.rotate_left(7), x.wrapping_mul(3) | 1]
+}
+
+#[test]
+fn large_allreduce_keeps_rank_order_and_agrees_with_the_small_path() {
+    // 8200 matrices = 262 KB, past the segmented threshold; 7 (odd) splits unevenly.
+    for n in [1, 2, 3, 4, 5, 6, 7, 8] {
+        for len in [7usize, 8200] {
+            let out = run_ranks(n, TransportPreference::Auto, move |w| {
+                let r = w.rank();
+                let mut buf: Vec<[u64; 4]> = (0..len).map(|i| matrix(r, i)).collect();
+                w.allreduce_slice(&mut buf, mat_mul).unwrap();
+                let expect: Vec<[u64; 4]> = (0..len)
+                    .map(|i| (1..w.size()).fold(matrix(0, i), |acc, q| mat_mul(acc, matrix(q, i))))
+                    .collect();
+                assert_eq!(buf, expect, "{n} ranks, {len} elements, rank {r}");
+                let mut sums: Vec<i64> = (0..len as i64).map(|i| i * (r as i64 + 1)).collect();
+                w.allreduce_slice(&mut sums, Sum).unwrap();
+                let total: i64 = (1..=w.size() as i64).sum();
+                assert!(sums.iter().enumerate().all(|(i, &s)| s == i as i64 * total));
+                w.finalize().unwrap();
+            });
+            assert_eq!(out.len(), n);
+        }
+    }
+}

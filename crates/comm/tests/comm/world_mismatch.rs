@@ -42,12 +42,19 @@ fn different_element_types_fail_every_rank() {
 
 #[test]
 fn different_slice_lengths_in_a_reduction_fail_every_rank() {
-    for n in [2, 3, 4] {
-        let errs = errors(n, |w| {
-            let mut v = vec![1.0f64; 3 + (w.rank() == 1) as usize];
-            w.allreduce_slice(&mut v, Sum)
-        });
-        assert_mismatch_named(&errs, "different lengths");
+    // Small and segmented (large) reductions, and one rank on each path.
+    for (short, long) in [(3, 4), (10_000, 10_001), (3, 100_000)] {
+        for n in [2, 3, 4] {
+            let errs = errors(n, move |w| {
+                let mut v = vec![1.0f64; if w.rank() == 1 { long } else { short }];
+                w.allreduce_slice(&mut v, Sum)
+            });
+            assert!(
+                errs.iter().all(|e| e.contains("collective mismatch") || e.contains("finalized")),
+                "{short} vs {long} on {n} ranks: {errs:#?}"
+            );
+            assert!(errs.iter().any(|e| e.contains("different lengths") || e.contains("element")), "{errs:#?}");
+        }
     }
 }
 
