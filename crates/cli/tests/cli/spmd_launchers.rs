@@ -128,3 +128,44 @@ fn ranks_in_three_network_namespaces_complete_collectives_over_tcp() {
         assert!(out.stdout.contains(&format!("rank {r} of 3: sum 6, gathered rank 0|rank 1|rank 2")), "{}", out.all());
     }
 }
+
+/// Starts `n` copies of the rank program with `env(rank)` and waits for all of them.
+fn run_with_env(n: usize, scenario: &str, env: impl Fn(usize) -> Vec<(String, String)>) -> Vec<crate::support::Finished> {
+    let children: Vec<_> = (0..n)
+        .map(|r| {
+            let mut cmd = Command::new(me());
+            cmd.args(rank_args()).env("CHORUS_TEST_SCENARIO", scenario);
+            for (k, v) in env(r) {
+                cmd.env(k, v);
+            }
+            cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap()
+        })
+        .collect();
+    children.into_iter().map(|c| crate::support::wait_with_limit(c, Duration::from_secs(60))).collect()
+}
+
+#[test]
+fn srun_environment_bootstrap() {
+    let coordinator = format!("127.0.0.1:{}", free_port());
+    let secret = chorus::Secret::generate().unwrap().to_hex();
+    let outs = run_with_env(3, "mpi", |r| {
+        vec![
+            ("SLURM_PROCID".into(), r.to_string()),
+            ("SLURM_STEP_NUM_TASKS".into(), "3".into()),
+            ("SLURM_NTASKS".into(), "3".into()),
+            ("CHORUS_COORDINATOR".into(), coordinator.clone()),
+            ("CHORUS_SECRET".into(), secret.clone()),
+        ]
+    });
+    for (r, out) in outs.iter().enumerate() {
+        assert!(out.success(), "rank {r}: {}", out.all());
+        assert!(out.stdout.contains(&format!("rank {r} of 3: sum 6")), "{}", out.all());
+    }
+}
+
+#[test]
+fn inside_an_sbatch_script_without_srun_a_program_is_a_world_of_one() {
+    // sbatch sets SLURM_PROCID and SLURM_NTASKS for the batch script itself, not a step.
+    let outs = run_with_env(1, "hello", |_| vec![("SLURM_PROCID".into(), "0".into()), ("SLURM_NTASKS".into(), "4".into())]);
+    assert_eq!(outs[0].stdout.lines().find(|l| l.starts_with("rank")), Some("rank 0 of 1"), "{}", outs[0].all());
+}

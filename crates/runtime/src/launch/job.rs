@@ -114,18 +114,17 @@ impl Job {
             pids.push((rank, child.id()));
             let prefix = if spec.prefix { format!("[{rank}] ") } else { String::new() };
             let tail = Arc::new(Mutex::new(VecDeque::new()));
-            let out = forward(child.stdout.take().expect("piped"), prefix.clone(), false, None);
-            let err = forward(child.stderr.take().expect("piped"), prefix, true, Some(tail.clone()));
+            let (drained_tx, drained) = mpsc::channel();
+            forward(child.stdout.take().expect("piped"), prefix.clone(), false, None, drained_tx.clone());
+            forward(child.stderr.take().expect("piped"), prefix, true, Some(tail.clone()), drained_tx);
             let tx = tx.clone();
             std::thread::spawn(move || {
                 let status = child.wait().expect("waiting for a child we started");
                 // The stderr tail explains the failure: let the forwarders drain, but do not
                 // wait forever on pipes a grandchild may hold open.
                 let deadline = Instant::now() + Duration::from_millis(500);
-                for h in [out, err] {
-                    while !h.is_finished() && Instant::now() < deadline {
-                        std::thread::sleep(Duration::from_millis(2));
-                    }
+                for _ in 0..2 {
+                    let _ = drained.recv_timeout(deadline.saturating_duration_since(Instant::now()));
                 }
                 let tail = tail.lock().expect("tail lock").iter().cloned().collect();
                 let _ = tx.send((rank, status, tail));
@@ -202,19 +201,24 @@ fn is_consequence(cause: &str) -> bool {
     ["lost connection to rank", "job aborted by rank", "has already finalized"].iter().any(|s| cause.contains(s))
 }
 
+/// Copies `stream` line by line to our stdout or stderr; says so on `drained` at its end.
 fn forward(
     stream: impl Read + Send + 'static,
     prefix: String,
     to_stderr: bool,
     tail: Option<Arc<Mutex<VecDeque<String>>>>,
-) -> std::thread::JoinHandle<()> {
+    drained: mpsc::Sender<()>,
+) {
     std::thread::spawn(move || {
         let mut reader = BufReader::new(stream);
         let mut line = Vec::new();
         loop {
             line.clear();
             match reader.read_until(b'\n', &mut line) {
-                Ok(0) | Err(_) => return,
+                Ok(0) | Err(_) => {
+                    let _ = drained.send(());
+                    return;
+                }
                 Ok(_) => {}
             }
             if !line.ends_with(b"\n") {
@@ -233,7 +237,7 @@ fn forward(
                 t.push_back(String::from_utf8_lossy(&line).trim_end().to_string());
             }
         }
-    })
+    });
 }
 
 /// Explains a failed rank from the end of its stderr and its exit status.

@@ -208,10 +208,15 @@ fn self_spawn(
                     let _ = started_tx.send(Ok(()));
                     job
                 }
-                Err(e) => return drop(started_tx.send(Err(e))),
+                Err(e) => {
+                    let _ = started_tx.send(Err(e));
+                    return;
+                }
             };
             match job.wait() {
-                Outcome::Success => drop(done_tx.send(())),
+                Outcome::Success => {
+                    let _ = done_tx.send(());
+                }
                 failed @ Outcome::Failed { code, .. } => {
                     eprintln!("{}", failed.report().expect("a failure has a report"));
                     std::process::exit(code.max(1));
