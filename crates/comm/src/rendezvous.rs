@@ -184,7 +184,12 @@ pub struct CoordinatorLink {
 impl CoordinatorLink {
     /// Connects (retrying until `deadline`) and runs the handshake as `rank` of `size`.
     pub async fn connect(addr: &str, secret: &Secret, rank: u32, size: u32, deadline: Instant) -> Result<Self> {
-        let mut stream = crate::link::connect_tcp_retrying(addr, deadline).await?;
+        let mut stream = crate::link::connect_tcp_retrying(addr, deadline).await.map_err(|e| match e {
+            Error::Io { source, .. } => Error::Rendezvous(format!(
+                "rank {rank} could not reach the job's coordinator at {addr}: {source}; is rank 0 (or the launcher) running, and is CHORUS_COORDINATOR the same for every rank?"
+            )),
+            other => other,
+        })?;
         let me = Hello::new(Role::Rank { rank, size })?;
         let check = |h: &Hello| match h.role {
             Role::Coordinator => Ok(()),

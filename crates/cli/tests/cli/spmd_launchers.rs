@@ -169,3 +169,20 @@ fn inside_an_sbatch_script_without_srun_a_program_is_a_world_of_one() {
     let outs = run_with_env(1, "hello", |_| vec![("SLURM_PROCID".into(), "0".into()), ("SLURM_NTASKS".into(), "4".into())]);
     assert_eq!(outs[0].stdout.lines().find(|l| l.starts_with("rank")), Some("rank 0 of 1"), "{}", outs[0].all());
 }
+
+#[test]
+fn a_rank_that_cannot_reach_its_coordinator_says_what_to_check() {
+    let coordinator = format!("127.0.0.1:{}", free_port());
+    let outs = run_with_env(1, "hello", |_| {
+        vec![
+            ("PMI_RANK".into(), "1".into()),
+            ("PMI_SIZE".into(), "2".into()),
+            ("CHORUS_COORDINATOR".into(), coordinator.clone()),
+            ("CHORUS_SECRET".into(), chorus::Secret::generate().unwrap().to_hex()),
+            ("CHORUS_CONNECT_TIMEOUT".into(), "0.5".into()),
+        ]
+    });
+    assert_eq!(outs[0].code, Some(1), "{}", outs[0].all());
+    assert!(outs[0].stderr.contains(&format!("rank 1 could not reach the job's coordinator at {coordinator}")), "{}", outs[0].all());
+    assert!(outs[0].stderr.contains("is rank 0 (or the launcher) running"), "{}", outs[0].all());
+}

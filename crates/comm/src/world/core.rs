@@ -328,9 +328,9 @@ impl Core {
             }
             if tokio::time::timeout(warn_after.saturating_sub(started.elapsed()), notified).await.is_err() {
                 diag::warn(&format!(
-                    "rank {} has waited {} s in {} for rank {peer}, which has not arrived there yet",
+                    "rank {} has waited {:.1} s in {} for rank {peer}, which has not arrived there yet",
                     self.rank(),
-                    started.elapsed().as_secs(),
+                    started.elapsed().as_secs_f64(),
                     what()
                 ));
                 warn_after *= 2;
@@ -690,5 +690,68 @@ impl<'a, T: bytemuck::Pod> PodFill<'a, T> {
         // every bit pattern is a valid T because T: Pod.
         unsafe { self.out.set_len(len) };
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    fn read_all(bytes: Vec<u8>) -> Vec<std::io::Result<Option<Bytes>>> {
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        rt.block_on(async move {
+            let (mut tx, rx) = tokio::io::duplex(1 << 20);
+            tx.write_all(&bytes).await.unwrap();
+            drop(tx);
+            let mut reader = tokio::io::BufReader::new(Box::new(rx) as LinkReader);
+            let pool = Arc::new(BufferPool::default());
+            let mut out = Vec::new();
+            loop {
+                let r = read_frame(&mut reader, &pool).await;
+                let stop = !matches!(r, Ok(Some(_)));
+                out.push(r);
+                if stop {
+                    return out;
+                }
+            }
+        })
+    }
+
+    #[test]
+    fn a_frame_longer_than_the_limit_is_refused_before_it_is_buffered() {
+        let mut bytes = ((frame::MAX_FRAME + 1) as u32).to_be_bytes().to_vec();
+        bytes.extend_from_slice(&[0; 64]);
+        let out = read_all(bytes);
+        let err = out[0].as_ref().unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+        assert!(err.to_string().contains("exceeds"), "{err}");
+    }
+
+    #[test]
+    fn small_and_pooled_frames_come_back_whole_and_a_truncated_one_is_an_error() {
+        let mut bytes = Vec::new();
+        for len in [0usize, 5, POOLED_FRAME, POOLED_FRAME + 3] {
+            bytes.extend_from_slice(&(len as u32).to_be_bytes());
+            bytes.extend((0..len).map(|i| (i % 251) as u8));
+        }
+        bytes.extend_from_slice(&100u32.to_be_bytes());
+        bytes.extend_from_slice(&[1, 2, 3]);
+        let out = read_all(bytes);
+        let lens: Vec<usize> = out.iter().filter_map(|r| r.as_ref().ok()?.as_ref().map(Bytes::len)).collect();
+        assert_eq!(lens, vec![0, 5, POOLED_FRAME, POOLED_FRAME + 3]);
+        let last = out[3].as_ref().unwrap().as_ref().unwrap();
+        assert!(last.iter().enumerate().all(|(i, &b)| b == (i % 251) as u8));
+        assert_eq!(out.last().unwrap().as_ref().unwrap_err().kind(), std::io::ErrorKind::UnexpectedEof);
+    }
+
+    #[test]
+    fn pooled_buffers_are_reused_once_released() {
+        let pool = Arc::new(BufferPool::default());
+        let buf = pool.take();
+        let ptr = buf.as_ptr();
+        drop(Bytes::from_owner(PooledFrame { buf, len: 10, pool: pool.clone() }));
+        let again = pool.take();
+        assert_eq!(again.as_ptr(), ptr);
     }
 }

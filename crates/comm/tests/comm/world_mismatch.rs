@@ -129,3 +129,29 @@ fn point_to_point_type_mismatch_is_an_error_not_garbage() {
     });
     assert!(out[1].contains("sent as another type"), "{out:#?}");
 }
+
+#[test]
+fn abort_fails_every_rank_with_the_reason() {
+    let out = run_ranks(3, TransportPreference::Auto, |w| {
+        if w.rank() == 2 {
+            return w.abort("input file is corrupt").to_string();
+        }
+        w.barrier().unwrap_err().to_string()
+    });
+    for e in &out {
+        assert_eq!(e, "job aborted by rank 2: input file is corrupt");
+    }
+}
+
+#[test]
+fn a_rank_can_send_to_itself() {
+    let out = run_ranks(2, TransportPreference::Auto, |w| {
+        let r = w.rank();
+        w.send(r, 4, &format!("note to self {r}")).unwrap();
+        w.send_slice(r, 5, &vec![r as u32; 5_000_000]).unwrap();
+        let big = w.recv_slice::<u32>(r, 5).unwrap();
+        assert_eq!(big.len(), 5_000_000);
+        w.recv::<String>(r, 4).unwrap()
+    });
+    assert_eq!(out, vec!["note to self 0", "note to self 1"]);
+}
