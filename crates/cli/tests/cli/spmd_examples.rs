@@ -107,3 +107,24 @@ fn purchases_mean_generates_missing_data_and_reports_bad_rows_with_file_and_line
     assert!(out.stderr.contains("\"12.3x\" is not an amount"), "{}", out.all());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn chorus_run_explains_usage_errors() {
+    let out = finish(Command::new(chorus_bin()).args(["run", "-n", "2", "no-such-program-xyz"]), Duration::from_secs(20));
+    assert_eq!(out.code, Some(2));
+    assert!(out.stderr.contains("no-such-program-xyz was not found on PATH"), "{}", out.all());
+    let out = finish(Command::new(chorus_bin()).args(["run", "-n", "0"]).arg(example("hello")), Duration::from_secs(20));
+    assert_eq!(out.code, Some(2));
+    assert!(out.stderr.contains("at least one process"), "{}", out.all());
+    let out = finish(Command::new(chorus_bin()).args(["run", "-n", "2"]), Duration::from_secs(20));
+    assert_eq!(out.code, Some(2), "{}", out.all());
+}
+
+#[test]
+fn chorus_run_passes_arguments_and_exit_codes_through() {
+    // `sh -c 'exit 3'` as every rank: not a chorus program, but its status must come back.
+    let out = finish(Command::new(chorus_bin()).args(["run", "-n", "2", "sh", "-c", "echo hi; exit 3"]), Duration::from_secs(20));
+    assert_eq!(out.code, Some(3), "{}", out.all());
+    assert!(out.stdout.contains("hi"), "{}", out.all());
+    assert!(out.stderr.contains("failed: exited with status 3"), "{}", out.all());
+}
