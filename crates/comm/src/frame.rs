@@ -1,7 +1,8 @@
 //! Wire frames exchanged between ranks once the handshake is done.
 //!
-//! On the wire every frame is a 4-byte big-endian length followed by that many bytes
-//! (tokio-util's `LengthDelimitedCodec` format). The body starts with a one-byte kind.
+//! On the wire every frame is a 4-byte big-endian length followed by that many bytes (the
+//! layout of tokio-util's `LengthDelimitedCodec`; chorus reads it itself so that large
+//! bodies land in reused buffers). The body starts with a one-byte kind.
 //! Data frames carry a fixed 32-byte binary header and then the payload as raw bytes:
 //! payloads are never encoded element by element. A message larger than [`MAX_CHUNK`] is
 //! split into several data frames sent back to back, the first flagged [`FIRST`], the
@@ -25,6 +26,9 @@ pub const LAST: u8 = 2;
 const KIND_DATA: u8 = 0;
 const KIND_ABORT: u8 = 1;
 const KIND_GOODBYE: u8 = 2;
+const KIND_PROBE: u8 = 3;
+const KIND_PROBE_REPLY: u8 = 4;
+const PROBE_REPLY_LEN: usize = 1 + 8 + 8 + 1 + 1 + 4 + 4;
 const MAX_ABORT_REASON: usize = 64 << 10;
 
 /// Which matching space a data frame belongs to.
@@ -155,6 +159,25 @@ pub enum Frame {
     },
     /// The sender has finalized and will send nothing more.
     Goodbye,
+    /// The sender has waited a long time in collective `seq` for a message from us and
+    /// asks what we called there.
+    Probe {
+        /// The collective the sender is waiting in.
+        seq: u64,
+    },
+    /// The answer to a [`Frame::Probe`].
+    ProbeReply(ProbeReply),
+}
+
+/// What a rank called at the collective a peer asked about, and how far it has got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProbeReply {
+    /// The collective number the probe asked about.
+    pub probed: u64,
+    /// The number of the latest collective this rank has entered, if any.
+    pub latest: Option<u64>,
+    /// What this rank called as collective `probed`, if it got that far (and remembers).
+    pub at_probed: Option<Signature>,
 }
 
 /// A frame body that does not decode.
@@ -178,6 +201,28 @@ impl Frame {
     /// Encodes a goodbye frame body.
     pub fn goodbye_body() -> Vec<u8> {
         vec![KIND_GOODBYE]
+    }
+
+    /// Encodes a probe frame body.
+    pub fn probe_body(seq: u64) -> Vec<u8> {
+        let mut b = vec![KIND_PROBE];
+        b.extend_from_slice(&seq.to_le_bytes());
+        b
+    }
+
+    /// Encodes a probe reply frame body.
+    pub fn probe_reply_body(r: &ProbeReply) -> Vec<u8> {
+        let mut b = Vec::with_capacity(PROBE_REPLY_LEN);
+        b.push(KIND_PROBE_REPLY);
+        b.extend_from_slice(&r.probed.to_le_bytes());
+        b.extend_from_slice(&r.latest.unwrap_or(0).to_le_bytes());
+        let flags = u8::from(r.latest.is_some()) | u8::from(r.at_probed.is_some()) << 1;
+        b.push(flags);
+        let sig = r.at_probed.unwrap_or(Signature { op: CollectiveOp::Barrier, root: 0, type_hash: 0 });
+        b.push(sig.op.code());
+        b.extend_from_slice(&sig.root.to_le_bytes());
+        b.extend_from_slice(&sig.type_hash.to_le_bytes());
+        b
     }
 
     /// Decodes a frame body (the bytes after the length prefix).
@@ -223,18 +268,33 @@ impl Frame {
                 Ok(Frame::Abort { reason: String::from_utf8_lossy(&body[1..]).into_owned() })
             }
             KIND_GOODBYE if body.len() == 1 => Ok(Frame::Goodbye),
+            KIND_PROBE if body.len() == 9 => {
+                Ok(Frame::Probe { seq: u64::from_le_bytes(body[1..9].try_into().expect("length checked")) })
+            }
+            KIND_PROBE => Err(FrameError(format!("probe frame of {} bytes", body.len()))),
+            KIND_PROBE_REPLY if body.len() == PROBE_REPLY_LEN => {
+                let mut rest = &body[1..];
+                let probed = rest.get_u64_le();
+                let latest = rest.get_u64_le();
+                let flags = rest.get_u8();
+                if flags & !3 != 0 {
+                    return Err(FrameError(format!("unknown probe reply flags {flags:#x}")));
+                }
+                let code = rest.get_u8();
+                let op = CollectiveOp::from_code(code).ok_or_else(|| FrameError(format!("unknown operation code {code}")))?;
+                let root = rest.get_u32_le();
+                let type_hash = rest.get_u32_le();
+                Ok(Frame::ProbeReply(ProbeReply {
+                    probed,
+                    latest: (flags & 1 != 0).then_some(latest),
+                    at_probed: (flags & 2 != 0).then_some(Signature { op, root, type_hash }),
+                }))
+            }
+            KIND_PROBE_REPLY => Err(FrameError(format!("probe reply frame of {} bytes", body.len()))),
             KIND_GOODBYE => Err(FrameError("goodbye frame with trailing bytes".into())),
             other => Err(FrameError(format!("unknown frame kind {other}"))),
         }
     }
-}
-
-/// The codec used to cut a byte stream into frame bodies, with the size limit enforced.
-pub fn codec() -> tokio_util::codec::LengthDelimitedCodec {
-    tokio_util::codec::LengthDelimitedCodec::builder()
-        .length_field_length(4)
-        .max_frame_length(MAX_FRAME)
-        .new_codec()
 }
 
 /// A stable 32-bit hash of a type's name, carried in headers to detect ranks that disagree

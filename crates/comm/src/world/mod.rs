@@ -4,6 +4,8 @@ mod api;
 mod collectives;
 mod core;
 mod mesh;
+mod received;
+mod shared;
 
 use std::time::{Duration, Instant};
 
@@ -14,7 +16,7 @@ use crate::rendezvous::{CoordinatorLink, PeerAddress, Registration};
 use crate::secret::Secret;
 use crate::{Error, Result};
 
-pub use self::core::PeerLostHook;
+pub use self::shared::PeerLostHook;
 use self::core::Core;
 
 /// How to reach the other ranks of a job; launchers fill this in from the environment.

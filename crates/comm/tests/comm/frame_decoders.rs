@@ -1,7 +1,7 @@
 //! Random bytes into every decoder: an error, never a panic.
 
 use bytes::Bytes;
-use chorus_comm::frame::{DataHeader, Frame, Signature, Space, CollectiveOp, FIRST, LAST, MAX_FRAME};
+use chorus_comm::frame::{CollectiveOp, DataHeader, Frame, ProbeReply, Signature, Space, FIRST, LAST, MAX_FRAME};
 use chorus_comm::handshake::{handshake, Hello, Role};
 use chorus_comm::Secret;
 use proptest::prelude::*;
@@ -23,6 +23,24 @@ proptest! {
         if let Ok(Frame::Data { header, payload: p }) = Frame::decode(Bytes::from(body)) {
             prop_assert!(p.len() as u64 <= header.total);
         }
+    }
+
+    #[test]
+    fn control_frames_with_random_bodies_never_panic(kind in 1u8..5, tail in proptest::collection::vec(any::<u8>(), 0..40)) {
+        let mut body = vec![kind];
+        body.extend_from_slice(&tail);
+        let _ = Frame::decode(Bytes::from(body));
+    }
+
+    #[test]
+    fn probe_frames_round_trip(probed in any::<u64>(), latest in proptest::option::of(any::<u64>()), sig in proptest::option::of((any::<u32>(), any::<u32>()))) {
+        let reply = ProbeReply {
+            probed,
+            latest,
+            at_probed: sig.map(|(root, type_hash)| Signature { op: CollectiveOp::Reduce, root, type_hash }),
+        };
+        prop_assert_eq!(Frame::decode(Bytes::from(Frame::probe_reply_body(&reply))).unwrap(), Frame::ProbeReply(reply));
+        prop_assert_eq!(Frame::decode(Bytes::from(Frame::probe_body(probed))).unwrap(), Frame::Probe { seq: probed });
     }
 
     #[test]

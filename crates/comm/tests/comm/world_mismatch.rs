@@ -155,3 +155,11 @@ fn a_rank_can_send_to_itself() {
     });
     assert_eq!(out, vec!["note to self 0", "note to self 1"]);
 }
+
+#[test]
+fn swapped_roots_where_every_rank_waits_first_are_detected_not_hung() {
+    // Each rank thinks the other is the root: both wait for a parent and neither sends.
+    let errs = errors(2, |w| w.bcast(1 - w.rank(), None::<u8>).map(drop));
+    assert_mismatch_named(&errs, "rank 1 called bcast(root 0) as collective #0");
+    assert_mismatch_named(&errs, "rank 0 called bcast(root 1) as collective #0");
+}

@@ -1,0 +1,383 @@
+//! State shared by a rank's calls and its reader tasks: one inbox per peer, the links'
+//! writing halves, the job's abort state, and what this rank has called so far (which peers
+//! may ask about, to find mismatched calls that would otherwise wait forever).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::Notify;
+
+use super::core::Call;
+use crate::frame::{self, DataHeader, Frame, ProbeReply, Space};
+use crate::link::{LinkReader, LinkWriter};
+use crate::{diag, Error};
+
+/// How many recent calls a rank remembers for mismatch reports and probes.
+const HISTORY: usize = 64;
+
+pub(crate) struct Chunk {
+    pub(crate) header: DataHeader,
+    pub(crate) payload: Bytes,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Closed {
+    Finalized,
+    Lost,
+}
+
+#[derive(Default)]
+pub(crate) struct InboxState {
+    pub(crate) collective: VecDeque<Chunk>,
+    pub(crate) messages: HashMap<u64, VecDeque<Chunk>>,
+    pub(crate) closed: Option<Closed>,
+}
+
+#[derive(Default)]
+pub(crate) struct Inbox {
+    pub(crate) state: Mutex<InboxState>,
+    pub(crate) notify: Notify,
+}
+
+/// Called with the rank of a peer that was lost, before the error is returned; launchers
+/// use it to report the peer's own failure instead.
+pub type PeerLostHook = Arc<dyn Fn(usize) + Send + Sync>;
+
+/// Why the job cannot go on.
+enum Poison {
+    /// This rank found that the ranks called different collectives.
+    Mismatch(String),
+    /// A rank (maybe this one) aborted the job.
+    Aborted { by: usize, reason: String },
+}
+
+/// What this rank has called, and what its peers said of their progress.
+#[derive(Default)]
+pub(crate) struct Calls {
+    pub(crate) history: VecDeque<Call>,
+    /// Each peer's answer to our latest probe.
+    pub(crate) peers: HashMap<usize, ProbeReply>,
+}
+
+impl Calls {
+    pub(crate) fn record(&mut self, call: Call) {
+        if self.history.len() == HISTORY {
+            self.history.pop_front();
+        }
+        self.history.push_back(call);
+    }
+
+    pub(crate) fn at(&self, seq: u64) -> Option<Call> {
+        self.history.iter().rev().find(|c| c.seq == seq).copied()
+    }
+}
+
+pub(crate) struct Shared {
+    pub(crate) rank: usize,
+    pub(crate) size: usize,
+    pub(crate) inboxes: Vec<Inbox>,
+    pub(crate) writers: Vec<Option<tokio::sync::Mutex<LinkWriter>>>,
+    pub(crate) calls: Mutex<Calls>,
+    poison: Mutex<Option<Poison>>,
+    pub(crate) on_peer_lost: Mutex<Option<PeerLostHook>>,
+    pool: Arc<BufferPool>,
+}
+
+impl Shared {
+    pub(crate) fn new(rank: usize, writers: Vec<Option<LinkWriter>>) -> Shared {
+        Shared {
+            rank,
+            size: writers.len(),
+            inboxes: (0..writers.len()).map(|_| Inbox::default()).collect(),
+            writers: writers.into_iter().map(|w| w.map(tokio::sync::Mutex::new)).collect(),
+            calls: Mutex::default(),
+            poison: Mutex::new(None),
+            on_peer_lost: Mutex::new(None),
+            pool: Arc::default(),
+        }
+    }
+
+    fn set_poison(&self, poison: Poison) {
+        self.poison.lock().expect("poison lock").get_or_insert(poison);
+        for inbox in &self.inboxes {
+            inbox.notify.notify_one();
+        }
+    }
+
+    pub(crate) fn poison(&self, by: usize, reason: String) {
+        self.set_poison(Poison::Aborted { by, reason });
+    }
+
+    pub(crate) fn poisoned(&self) -> Option<Error> {
+        match self.poison.lock().expect("poison lock").as_ref()? {
+            Poison::Mismatch(detail) => Some(Error::CollectiveMismatch(detail.clone())),
+            Poison::Aborted { by, reason } => Some(Error::Aborted { by: *by, reason: reason.clone() }),
+        }
+    }
+
+    pub(crate) fn push(&self, peer: usize, chunk: Chunk) {
+        let inbox = &self.inboxes[peer];
+        let mut st = inbox.state.lock().expect("inbox lock");
+        match chunk.header.space {
+            Space::Collective => st.collective.push_back(chunk),
+            Space::Message => st.messages.entry(chunk.header.seq).or_default().push_back(chunk),
+        }
+        drop(st);
+        inbox.notify.notify_one();
+    }
+
+    fn close(&self, peer: usize, how: Closed) {
+        let inbox = &self.inboxes[peer];
+        inbox.state.lock().expect("inbox lock").closed.get_or_insert(how);
+        inbox.notify.notify_one();
+    }
+
+    /// Writes one frame to `peer` (a no-op for this rank itself).
+    pub(crate) async fn write_frame(&self, peer: usize, parts: &[&[u8]]) -> std::io::Result<()> {
+        let Some(writer) = &self.writers[peer] else { return Ok(()) };
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        let mut w = writer.lock().await;
+        w.write_all(&(len as u32).to_be_bytes()).await?;
+        for p in parts {
+            w.write_all(p).await?;
+        }
+        w.flush().await
+    }
+
+    /// Tells every peer the job is aborted (best effort, bounded in time) and poisons this
+    /// rank's communicator.
+    pub(crate) async fn abort_all(&self, reason: &str) {
+        self.poison(self.rank, reason.to_string());
+        self.send_abort(reason).await;
+    }
+
+    async fn send_abort(&self, reason: &str) {
+        let body = Frame::abort_body(reason);
+        let sends = (0..self.size).filter(|&p| p != self.rank).map(|p| {
+            let body = &body;
+            async move {
+                let _ = tokio::time::timeout(Duration::from_secs(2), self.write_frame(p, &[body])).await;
+            }
+        });
+        futures_util::future::join_all(sends).await;
+    }
+
+    /// Asks `peer` what it called as collective `seq`, unless a send to it is under way
+    /// (then it is evidently taking part, and the probe would only queue behind the data).
+    pub(crate) fn probe(self: &Arc<Self>, peer: usize, seq: u64) {
+        let Some(writer) = &self.writers[peer] else { return };
+        if writer.try_lock().is_err() {
+            return;
+        }
+        let shared = self.clone();
+        tokio::spawn(async move {
+            let _ = shared.write_frame(peer, &[&Frame::probe_body(seq)]).await;
+        });
+    }
+
+    /// Answers a peer's probe about collective `seq` (a rank answers only while it is in
+    /// a chorus call: the reader tasks run then).
+    fn answer_probe(self: &Arc<Self>, peer: usize, seq: u64) {
+        let reply = {
+            let calls = self.calls.lock().expect("calls lock");
+            ProbeReply {
+                probed: seq,
+                latest: calls.history.back().map(|c| c.seq),
+                at_probed: calls.at(seq).map(|c| c.sig),
+            }
+        };
+        let shared = self.clone();
+        tokio::spawn(async move {
+            let _ = shared.write_frame(peer, &[&Frame::probe_reply_body(&reply)]).await;
+        });
+    }
+
+    /// Compares a peer's answer with what this rank called at the same collective; a
+    /// difference aborts the job.
+    fn on_probe_reply(self: &Arc<Self>, peer: usize, reply: ProbeReply) {
+        let mismatch = {
+            let mut calls = self.calls.lock().expect("calls lock");
+            calls.peers.insert(peer, reply);
+            match (calls.at(reply.probed), reply.at_probed) {
+                (Some(mine), Some(theirs)) if mine.sig != theirs => Some(format!(
+                    "rank {} called {}, but rank {peer} called {}",
+                    self.rank,
+                    mine.describe(),
+                    Call { seq: reply.probed, sig: theirs, type_name: "" }.describe_as_peer(&mine)
+                )),
+                _ => None,
+            }
+        };
+        if let Some(detail) = mismatch {
+            let reason = format!("collective mismatch: {detail}");
+            self.set_poison(Poison::Mismatch(detail));
+            let shared = self.clone();
+            tokio::spawn(async move { shared.send_abort(&reason).await });
+        }
+    }
+}
+
+/// Frames at least this large are read into pooled buffers.
+const POOLED_FRAME: usize = 64 << 10;
+/// Pooled buffers kept for reuse per world.
+const POOL_SIZE: usize = 16;
+
+/// Receive buffers for large frames, reused so that streaming a big message does not
+/// page-fault fresh memory for every chunk.
+#[derive(Default)]
+pub(crate) struct BufferPool {
+    free: Mutex<Vec<Vec<u8>>>,
+}
+
+/// A pooled buffer holding one frame; it goes back to the pool when the last `Bytes`
+/// pointing into it is dropped.
+struct PooledFrame {
+    buf: Vec<u8>,
+    len: usize,
+    pool: Arc<BufferPool>,
+}
+
+impl AsRef<[u8]> for PooledFrame {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+impl Drop for PooledFrame {
+    fn drop(&mut self) {
+        let mut free = self.pool.free.lock().expect("pool lock");
+        if free.len() < POOL_SIZE {
+            free.push(std::mem::take(&mut self.buf));
+        }
+    }
+}
+
+impl BufferPool {
+    fn take(&self) -> Vec<u8> {
+        self.free.lock().expect("pool lock").pop().unwrap_or_else(|| vec![0; frame::MAX_FRAME])
+    }
+}
+
+/// Reads one frame body; `None` at a clean end of stream.
+async fn read_frame(
+    reader: &mut tokio::io::BufReader<LinkReader>,
+    pool: &Arc<BufferPool>,
+) -> std::io::Result<Option<Bytes>> {
+    let mut len = [0u8; 4];
+    match reader.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let len = u32::from_be_bytes(len) as usize;
+    if len > frame::MAX_FRAME {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("a frame of {len} bytes exceeds the {}-byte limit", frame::MAX_FRAME),
+        ));
+    }
+    if len < POOLED_FRAME {
+        let mut body = vec![0u8; len];
+        reader.read_exact(&mut body).await?;
+        return Ok(Some(Bytes::from(body)));
+    }
+    let mut buf = pool.take();
+    reader.read_exact(&mut buf[..len]).await?;
+    Ok(Some(Bytes::from_owner(PooledFrame { buf, len, pool: pool.clone() })))
+}
+
+/// Reads frames from one peer until it says goodbye or the connection ends.
+pub(crate) async fn read_loop(shared: Arc<Shared>, peer: usize, reader: LinkReader) {
+    let mut reader = tokio::io::BufReader::with_capacity(POOLED_FRAME, reader);
+    loop {
+        let body = match read_frame(&mut reader, &shared.pool).await {
+            Ok(Some(body)) => body,
+            Ok(None) => return shared.close(peer, Closed::Lost),
+            Err(e) => {
+                if e.kind() == std::io::ErrorKind::InvalidData {
+                    diag::warn(&format!("rank {}: rank {peer} sent a malformed frame: {e}", shared.rank));
+                }
+                return shared.close(peer, Closed::Lost);
+            }
+        };
+        match Frame::decode(body) {
+            Ok(Frame::Data { header, payload }) => shared.push(peer, Chunk { header, payload }),
+            Ok(Frame::Abort { reason }) => shared.poison(peer, reason),
+            Ok(Frame::Goodbye) => return shared.close(peer, Closed::Finalized),
+            Ok(Frame::Probe { seq }) => shared.answer_probe(peer, seq),
+            Ok(Frame::ProbeReply(reply)) => shared.on_probe_reply(peer, reply),
+            Err(e) => {
+                let why = format!("rank {peer} sent a malformed frame: {e}");
+                diag::warn(&format!("rank {}: {why}", shared.rank));
+                shared.poison(shared.rank, why);
+                return shared.close(peer, Closed::Lost);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    fn read_all(bytes: Vec<u8>) -> Vec<std::io::Result<Option<Bytes>>> {
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        rt.block_on(async move {
+            let (mut tx, rx) = tokio::io::duplex(1 << 20);
+            tx.write_all(&bytes).await.unwrap();
+            drop(tx);
+            let mut reader = tokio::io::BufReader::new(Box::new(rx) as LinkReader);
+            let pool = Arc::new(BufferPool::default());
+            let mut out = Vec::new();
+            loop {
+                let r = read_frame(&mut reader, &pool).await;
+                let stop = !matches!(r, Ok(Some(_)));
+                out.push(r);
+                if stop {
+                    return out;
+                }
+            }
+        })
+    }
+
+    #[test]
+    fn a_frame_longer_than_the_limit_is_refused_before_it_is_buffered() {
+        let mut bytes = ((frame::MAX_FRAME + 1) as u32).to_be_bytes().to_vec();
+        bytes.extend_from_slice(&[0; 64]);
+        let out = read_all(bytes);
+        let err = out[0].as_ref().unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+        assert!(err.to_string().contains("exceeds"), "{err}");
+    }
+
+    #[test]
+    fn small_and_pooled_frames_come_back_whole_and_a_truncated_one_is_an_error() {
+        let mut bytes = Vec::new();
+        for len in [0usize, 5, POOLED_FRAME, POOLED_FRAME + 3] {
+            bytes.extend_from_slice(&(len as u32).to_be_bytes());
+            bytes.extend((0..len).map(|i| (i % 251) as u8));
+        }
+        bytes.extend_from_slice(&100u32.to_be_bytes());
+        bytes.extend_from_slice(&[1, 2, 3]);
+        let out = read_all(bytes);
+        let lens: Vec<usize> = out.iter().filter_map(|r| r.as_ref().ok()?.as_ref().map(Bytes::len)).collect();
+        assert_eq!(lens, vec![0, 5, POOLED_FRAME, POOLED_FRAME + 3]);
+        let last = out[3].as_ref().unwrap().as_ref().unwrap();
+        assert!(last.iter().enumerate().all(|(i, &b)| b == (i % 251) as u8));
+        assert_eq!(out.last().unwrap().as_ref().unwrap_err().kind(), std::io::ErrorKind::UnexpectedEof);
+    }
+
+    #[test]
+    fn pooled_buffers_are_reused_once_released() {
+        let pool = Arc::new(BufferPool::default());
+        let buf = pool.take();
+        let ptr = buf.as_ptr();
+        drop(Bytes::from_owner(PooledFrame { buf, len: 10, pool: pool.clone() }));
+        let again = pool.take();
+        assert_eq!(again.as_ptr(), ptr);
+    }
+}
