@@ -26,7 +26,8 @@ fn rank_error_from_main_is_reported_with_its_message() {
 fn rank_killed_with_sigkill_stops_the_job_within_5_seconds() {
     let pidfile = std::env::temp_dir().join(format!("chorus-kill-{}", std::process::id()));
     let _ = std::fs::remove_file(&pidfile);
-    let child = chorus_run(3, &format!("sigkill:{}", pidfile.display()), &[])
+    // Ranks print wait warnings before the kill: the report must still name the signal.
+    let child = chorus_run(3, &format!("sigkill:{}", pidfile.display()), &[("CHORUS_WARN_AFTER", "0.1")])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -41,7 +42,7 @@ fn rank_killed_with_sigkill_stops_the_job_within_5_seconds() {
         assert!(Instant::now() < deadline, "rank 1 never started");
         std::thread::sleep(Duration::from_millis(10));
     };
-    std::thread::sleep(Duration::from_millis(200));
+    std::thread::sleep(Duration::from_millis(400));
     let killed = Instant::now();
     // SAFETY: plain kill(2) of a process this test started (through the launcher).
     assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
@@ -49,6 +50,7 @@ fn rank_killed_with_sigkill_stops_the_job_within_5_seconds() {
     assert!(killed.elapsed() < Duration::from_secs(5), "took {:?}", killed.elapsed());
     assert_eq!(out.code, Some(137), "{}", out.all());
     assert!(out.stderr.contains("rank 1 failed: killed by signal 9 (SIGKILL)"), "{}", out.all());
+    assert!(out.stderr.contains("has waited"), "the warnings were printed: {}", out.all());
     let _ = std::fs::remove_file(&pidfile);
 }
 

@@ -74,7 +74,8 @@ impl Spin {
 ///
 /// Every rank runs the same program and calls the same collectives in the same order, as
 /// with MPI. All methods block the calling thread; none may be called from inside an async
-/// runtime. Each collective comes in two forms: the plain one moves any serde value
+/// runtime (use `tokio::task::spawn_blocking` there). Calls are numbered in the order they
+/// start, so ranks that make calls from several threads must start them in the same order. Each collective comes in two forms: the plain one moves any serde value
 /// (encoded with postcard), the `_slice` one moves plain numbers ([`bytemuck::Pod`] types
 /// such as `f64`, `i64` or `u8`) by copying their bytes.
 ///
@@ -91,7 +92,8 @@ impl Spin {
 /// ```
 pub struct World {
     core: Core,
-    runtime: tokio::runtime::Runtime,
+    /// Always `Some` until `Drop` takes it to shut it down.
+    runtime: Option<tokio::runtime::Runtime>,
     finalized: bool,
     on_finalized: Option<Box<dyn FnOnce() + Send>>,
 }
@@ -117,7 +119,7 @@ impl World {
             let _guard = runtime.enter();
             Core::start(0, vec![None], Duration::from_secs(60), Spin::NONE)
         };
-        World { core, runtime, finalized: false, on_finalized: None }
+        World { core, runtime: Some(runtime), finalized: false, on_finalized: None }
     }
 
     /// Joins the job described by `config`: registers with the coordinator, then connects
@@ -164,7 +166,7 @@ impl World {
             let _guard = runtime.enter();
             Core::start(config.rank, links, config.warn_after, spin)
         };
-        Ok(World { core, runtime, finalized: false, on_finalized: None })
+        Ok(World { core, runtime: Some(runtime), finalized: false, on_finalized: None })
     }
 
     /// This process's rank, `0..size()`.
@@ -192,7 +194,7 @@ impl World {
     /// Aborts the whole job: every rank's pending and future calls fail with
     /// [`Error::Aborted`] carrying `reason`. Returns the error for this rank.
     pub fn abort(&self, reason: &str) -> Error {
-        self.runtime.block_on(self.core.abort_all(reason));
+        self.runtime().block_on(self.core.abort_all(reason));
         Error::Aborted { by: self.rank(), reason: reason.to_string() }
     }
 
@@ -233,8 +235,13 @@ impl World {
     where
         F: std::future::Future<Output = Result<R>> + 'a,
     {
+        assert!(
+            tokio::runtime::Handle::try_current().is_err(),
+            "chorus World calls block the calling thread and cannot be made from inside an async runtime; \
+             call them from a plain thread or from tokio::task::spawn_blocking"
+        );
         let core = &self.core;
-        self.runtime.block_on(async move {
+        self.runtime().block_on(async move {
             match op(core).await {
                 Err(e @ (Error::InvalidArgument(_) | Error::Decode { .. } | Error::Encode { .. } | Error::CollectiveMismatch(_)))
                     if !core.is_poisoned() =>
@@ -248,17 +255,36 @@ impl World {
     }
 }
 
+impl World {
+    fn runtime(&self) -> &tokio::runtime::Runtime {
+        self.runtime.as_ref().expect("the runtime lives as long as the World")
+    }
+}
+
 impl Drop for World {
     fn drop(&mut self) {
-        if self.finalized || std::thread::panicking() {
-            // A panicking rank closes its connections without goodbye: peers see the
-            // crash.
-            return;
+        let in_async_context = tokio::runtime::Handle::try_current().is_ok();
+        if !self.finalized && !std::thread::panicking() {
+            // A panicking rank closes its connections without goodbye: peers see the crash.
+            self.finalized = true;
+            let (runtime, core) = (self.runtime(), &self.core);
+            let leave = || runtime.block_on(core.leave(Duration::from_millis(500)));
+            if in_async_context {
+                // Blocking on our runtime is not allowed on an async runtime's thread.
+                std::thread::scope(|s| {
+                    s.spawn(leave);
+                });
+            } else {
+                leave();
+            }
+            if let Some(hook) = self.on_finalized.take() {
+                hook();
+            }
         }
-        self.finalized = true;
-        self.runtime.block_on(self.core.leave(Duration::from_millis(500)));
-        if let Some(hook) = self.on_finalized.take() {
-            hook();
+        if let Some(runtime) = self.runtime.take() {
+            if in_async_context {
+                runtime.shutdown_background();
+            }
         }
     }
 }

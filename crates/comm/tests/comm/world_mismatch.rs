@@ -163,3 +163,26 @@ fn swapped_roots_where_every_rank_waits_first_are_detected_not_hung() {
     assert_mismatch_named(&errs, "rank 1 called bcast(root 0) as collective #0");
     assert_mismatch_named(&errs, "rank 0 called bcast(root 1) as collective #0");
 }
+
+#[test]
+fn calling_from_inside_an_async_runtime_is_refused_with_an_explanation() {
+    let world = chorus_comm::World::single();
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let panic = rt.block_on(async { std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| world.barrier())).unwrap_err() });
+    let msg = panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string())).unwrap();
+    assert!(msg.contains("spawn_blocking"), "{msg}");
+    assert!(world.barrier().is_ok(), "the world still works from a plain thread");
+}
+
+#[test]
+fn a_world_dropped_inside_an_async_runtime_still_says_goodbye() {
+    let out = run_ranks(2, TransportPreference::Auto, |w| {
+        if w.rank() == 1 {
+            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            rt.block_on(async move { drop(w) });
+            return String::new();
+        }
+        w.recv::<u8>(1, 1).unwrap_err().to_string()
+    });
+    assert!(out[0].contains("rank 1 has already finalized"), "{out:#?}");
+}

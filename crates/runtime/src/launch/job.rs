@@ -259,9 +259,6 @@ pub fn failure_cause(tail: &[String], status: ExitStatus) -> String {
     if let Some(line) = tail.iter().rev().find(|l| l.starts_with("Error: ")) {
         return format!("error: {}", &line["Error: ".len()..]);
     }
-    if let Some(line) = tail.iter().rev().find(|l| l.starts_with("chorus: ")) {
-        return line["chorus: ".len()..].to_string();
-    }
     match (signal, status.code()) {
         (Some(signal), _) => signal,
         (None, Some(code)) => format!("exited with status {code}"),
