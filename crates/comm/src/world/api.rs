@@ -12,18 +12,24 @@ use crate::frame::{type_hash, CollectiveOp};
 use crate::reduce::ReduceOp;
 use crate::{Error, Result};
 
+/// The type tag of serde point-to-point messages: their types are checked by decoding, so
+/// that a `&str` sent may be received as a `String`. Slices carry their element type's
+/// hash, since any bytes decode as numbers.
+const SERDE_MESSAGE: u32 = 0;
+
 fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
     postcard::to_allocvec(value)
         .map_err(|e| Error::Encode { type_name: std::any::type_name::<T>(), detail: e.to_string() })
 }
 
+/// Decodes a whole message as `T`; bytes left over mean the sender sent another type.
 fn decode<T: DeserializeOwned>(core: &Core, peer: usize, bytes: &[u8]) -> Result<T> {
-    postcard::from_bytes(bytes).map_err(|e| Error::Decode {
-        rank: core.rank(),
-        peer,
-        type_name: std::any::type_name::<T>(),
-        detail: e.to_string(),
-    })
+    let error = |detail: String| Error::Decode { rank: core.rank(), peer, type_name: std::any::type_name::<T>(), detail };
+    match postcard::take_from_bytes(bytes) {
+        Ok((value, [])) => Ok(value),
+        Ok((_, rest)) => Err(error(format!("{} of its {} bytes were left over: was another type sent?", rest.len(), bytes.len()))),
+        Err(e) => Err(error(format!("{e}: was another type sent?"))),
+    }
 }
 
 fn check_width<T: Pod>(core: &Core, peer: usize, len: usize) -> Result<()> {
@@ -182,6 +188,14 @@ impl World {
 
     /// Gathers one value from every rank at the root, in rank order. Returns `Some` on the
     /// root and `None` elsewhere.
+    ///
+    /// ```
+    /// # let world = chorus_comm::World::single();
+    /// let rows_read = 1234_u64;
+    /// if let Some(all) = world.gatherv(0, &rows_read).unwrap() {
+    ///     println!("rows per rank: {all:?}"); // only on the root
+    /// }
+    /// ```
     pub fn gatherv<T: Serialize + DeserializeOwned>(&self, root: usize, part: &T) -> Result<Option<Vec<T>>> {
         self.run(|core| async move {
             let call = begin::<T>(core, CollectiveOp::Gatherv, root)?;
@@ -216,6 +230,13 @@ impl World {
 
     /// Sends `parts[q]` from the root to rank `q`; every rank returns its own part. The root
     /// passes `Some` with exactly `size()` parts, the other ranks `None`.
+    ///
+    /// ```
+    /// # let world = chorus_comm::World::single();
+    /// let files: Vec<Vec<String>> = vec![vec!["a.csv".into(), "b.csv".into()]; world.size()];
+    /// let mine = world.scatterv(0, (world.rank() == 0).then_some(&files[..])).unwrap();
+    /// assert_eq!(mine.len(), 2);
+    /// ```
     pub fn scatterv<T: Serialize + DeserializeOwned>(&self, root: usize, parts: Option<&[T]>) -> Result<T> {
         self.run(|core| async move {
             let call = begin::<T>(core, CollectiveOp::Scatterv, root)?;
@@ -255,6 +276,12 @@ impl World {
     }
 
     /// Every rank receives every rank's value, in rank order.
+    ///
+    /// ```
+    /// # let world = chorus_comm::World::single();
+    /// let hosts = world.allgatherv(&format!("rank {} here", world.rank())).unwrap();
+    /// assert_eq!(hosts.len(), world.size());
+    /// ```
     pub fn allgatherv<T: Serialize + DeserializeOwned>(&self, part: &T) -> Result<Vec<T>> {
         self.run(|core| async move {
             let call = begin::<T>(core, CollectiveOp::Allgatherv, 0)?;
@@ -348,6 +375,18 @@ impl World {
     }
 
     /// Sends `parts[q]` to rank `q` and returns the part every rank sent to this one.
+    ///
+    /// ```
+    /// # let world = chorus_comm::World::single();
+    /// // Route each word to the rank that owns its first letter (a shuffle).
+    /// let words = ["apple", "berry", "cherry"];
+    /// let mut outgoing = vec![Vec::new(); world.size()];
+    /// for w in words {
+    ///     outgoing[w.as_bytes()[0] as usize % world.size()].push(w.to_string());
+    /// }
+    /// let incoming: Vec<Vec<String>> = world.alltoallv(&outgoing).unwrap();
+    /// assert_eq!(incoming.concat().len(), 3);
+    /// ```
     pub fn alltoallv<T: Serialize + DeserializeOwned>(&self, parts: &[T]) -> Result<Vec<T>> {
         self.run(|core| async move {
             let call = begin::<T>(core, CollectiveOp::Alltoallv, 0)?;
@@ -372,10 +411,21 @@ impl World {
 
     /// Sends `value` to rank `dest` with `tag`. Returns once the message is handed to the
     /// operating system; messages between two ranks with the same tag arrive in order.
+    /// The receiver may ask for any type with the same serde form (`&str` is sent, `String`
+    /// received); one that does not decode, or leaves bytes over, is an error.
+    ///
+    /// ```
+    /// # let world = chorus_comm::World::single();
+    /// let next = (world.rank() + 1) % world.size();
+    /// let prev = (world.rank() + world.size() - 1) % world.size();
+    /// world.send(next, 7, &"token").unwrap();
+    /// let token: String = world.recv(prev, 7).unwrap();
+    /// assert_eq!(token, "token");
+    /// ```
     pub fn send<T: Serialize>(&self, dest: usize, tag: u64, value: &T) -> Result<()> {
         self.run(|core| async move {
             check_rank(core, dest, "send")?;
-            core.send_tagged(dest, tag, type_hash::<T>(), &encode(value)?).await
+            core.send_tagged(dest, tag, SERDE_MESSAGE, &encode(value)?).await
         })
     }
 
@@ -383,7 +433,7 @@ impl World {
     pub fn recv<T: DeserializeOwned>(&self, src: usize, tag: u64) -> Result<T> {
         self.run(|core| async move {
             check_rank(core, src, "recv")?;
-            let message = core.recv_tagged(src, tag, type_hash::<T>(), std::any::type_name::<T>()).await?;
+            let message = core.recv_tagged(src, tag, SERDE_MESSAGE, std::any::type_name::<T>()).await?;
             received_value(core, src, message)
         })
     }

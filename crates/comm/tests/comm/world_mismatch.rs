@@ -121,13 +121,42 @@ fn point_to_point_type_mismatch_is_an_error_not_garbage() {
     let out = run_ranks(2, TransportPreference::Auto, |w| {
         if w.rank() == 0 {
             w.send(1, 1, &3.5f64).unwrap();
+            w.send_slice(1, 2, &[1.5f64, 2.5]).unwrap();
             let _ = w.barrier();
             String::new()
         } else {
-            w.recv::<String>(0, 1).unwrap_err().to_string()
+            let serde = w.recv::<String>(0, 1).unwrap_err().to_string();
+            assert!(serde.contains("as alloc::string::String") && serde.contains("was another type sent?"), "{serde}");
+            String::new()
+        }
+    });
+    assert_eq!(out.len(), 2);
+    let out = run_ranks(2, TransportPreference::Auto, |w| {
+        if w.rank() == 0 {
+            w.send_slice(1, 2, &[1.5f64, 2.5]).unwrap();
+            let _ = w.barrier();
+            String::new()
+        } else {
+            w.recv_slice::<i64>(0, 2).unwrap_err().to_string()
         }
     });
     assert!(out[1].contains("sent as another type"), "{out:#?}");
+}
+
+#[test]
+fn borrowed_and_owned_forms_of_a_type_interoperate_point_to_point() {
+    let out = run_ranks(2, TransportPreference::Auto, |w| {
+        if w.rank() == 0 {
+            w.send(1, 1, &"borrowed").unwrap();
+            w.send(1, 2, &&[1u16, 2, 3][..]).unwrap();
+            Vec::new()
+        } else {
+            let s: String = w.recv(0, 1).unwrap();
+            let v: Vec<u16> = w.recv(0, 2).unwrap();
+            vec![s, format!("{v:?}")]
+        }
+    });
+    assert_eq!(out[1], vec!["borrowed".to_string(), "[1, 2, 3]".to_string()]);
 }
 
 #[test]
