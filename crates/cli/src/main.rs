@@ -22,6 +22,11 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run PROGRAM as an SPMD job of N processes on this machine.
+    ///
+    /// Each rank's output is forwarded line by line as `[rank] line`. The job succeeds only
+    /// if every rank exits with status 0. When a rank panics, returns an error from `main`
+    /// or dies, the other ranks are stopped, `rank N failed: cause` is printed, and chorus
+    /// exits with that rank's status.
     Run {
         /// Number of processes (ranks).
         #[arg(short = 'n', long = "procs", value_name = "N")]

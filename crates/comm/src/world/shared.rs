@@ -222,8 +222,8 @@ impl Shared {
 
 /// Frames at least this large are read into pooled buffers.
 const POOLED_FRAME: usize = 64 << 10;
-/// Pooled buffers kept for reuse per world.
-const POOL_SIZE: usize = 16;
+/// Pooled buffers kept for reuse per world (at most 32 MiB retained; 16 measured no faster).
+const POOL_SIZE: usize = 8;
 
 /// Receive buffers for large frames, reused so that streaming a big message does not
 /// page-fault fresh memory for every chunk.
