@@ -34,7 +34,7 @@ pub fn me() -> PathBuf {
 
 /// Arguments that make this test binary run only `rank_program`.
 pub fn rank_args() -> Vec<&'static str> {
-    vec!["rank_program", "--exact", "--nocapture", "--test-threads=1", "-q"]
+    vec!["rank_program", "--exact", "--ignored", "--nocapture", "--test-threads=1", "-q"]
 }
 
 /// A built example, next to the `chorus` binary.
