@@ -237,15 +237,7 @@ impl Core {
     /// Receives this call's message from `peer`.
     pub(crate) async fn recv(&self, call: &Call, peer: usize) -> Result<Received> {
         let first = self.recv_first(call, peer).await?;
-        let total = first.header.total as usize;
-        let mut last = first.header.flags & LAST != 0;
-        let mut chunks = vec![first.payload];
-        while !last {
-            let next = self.recv_more(call, peer).await?;
-            last = next.header.flags & LAST != 0;
-            chunks.push(next.payload);
-        }
-        Ok(Received { chunks, total })
+        self.rest_of_message(peer, Awaited::Collective(call), first).await
     }
 
     /// Receives a point-to-point message with `tag` from `peer`.
@@ -259,11 +251,19 @@ impl Core {
                 .fail(format!("rank {} received a message (tag {tag}) from rank {peer} as {type_name}, but it was sent as another type", self.rank()))
                 .await);
         }
+        self.rest_of_message(peer, Awaited::Tagged(tag), first).await
+    }
+
+    /// Collects the chunks that follow `first` up to the message's last.
+    async fn rest_of_message(&self, peer: usize, awaited: Awaited<'_>, first: Chunk) -> Result<Received> {
         let total = first.header.total as usize;
         let mut last = first.header.flags & LAST != 0;
         let mut chunks = vec![first.payload];
         while !last {
-            let next = self.next_chunk(peer, Awaited::Tagged(tag)).await?;
+            let next = match awaited {
+                Awaited::Collective(call) => self.recv_more(call, peer).await?,
+                Awaited::Tagged(_) => self.next_chunk(peer, awaited).await?,
+            };
             last = next.header.flags & LAST != 0;
             chunks.push(next.payload);
         }
@@ -273,23 +273,22 @@ impl Core {
     /// Reports a mismatched call: aborts the job and returns the error.
     async fn mismatch(&self, call: &Call, peer: usize, theirs: &DataHeader) -> Error {
         let me = self.rank();
-        let mine = call.describe();
-        let detail = if theirs.seq == call.seq && theirs.sig.op == call.sig.op && theirs.sig.root == call.sig.root {
+        let theirs = Call { seq: theirs.seq, sig: theirs.sig, type_name: "" };
+        let detail = if theirs.seq > call.seq {
             format!(
-                "rank {me} called {mine} with element type {}, but rank {peer} called it with a different element type",
-                call.type_name
+                "rank {me} called {}, but rank {peer} had already moved past it (it called a different collective there)",
+                call.describe()
             )
-        } else if theirs.seq > call.seq {
-            format!("rank {me} called {mine}, but rank {peer} had already moved past it (it called a different collective there)")
         } else {
-            let earlier = self.shared.calls.lock().expect("calls lock").at(theirs.seq);
-            let theirs_desc = format!("{}(root {}) as collective #{}", theirs.sig.op.name(), theirs.sig.root, theirs.seq);
-            match earlier {
-                Some(c) if c.seq != call.seq => format!(
-                    "rank {me} called {}, but rank {peer} called {theirs_desc} (noticed in rank {me}'s next call, {mine})",
-                    c.describe()
+            match self.shared.calls.lock().expect("calls lock").at(theirs.seq) {
+                // Found only now, in a later call: name what this rank called back then.
+                Some(earlier) if earlier.seq != call.seq => format!(
+                    "rank {me} called {}, but rank {peer} called {} (noticed in rank {me}'s next call, {})",
+                    earlier.describe(),
+                    theirs.describe_as_peer(&earlier),
+                    call.describe()
                 ),
-                _ => format!("rank {me} called {mine}, but rank {peer} called {theirs_desc}"),
+                _ => format!("rank {me} called {}, but rank {peer} called {}", call.describe(), theirs.describe_as_peer(call)),
             }
         };
         self.fail_mismatch(detail).await
