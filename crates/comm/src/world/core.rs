@@ -373,16 +373,40 @@ impl Core {
         }
         .await;
         drop(w);
-        result.map_err(|_| {
-            let closed = self.shared.inboxes[peer].state.lock().expect("inbox lock").closed;
-            self.lost(peer, closed.unwrap_or(Closed::Lost))
+        match result {
+            Ok(()) => Ok(()),
+            Err(_) => Err(self.write_failed(peer).await),
+        }
+    }
+
+    /// The error for a write to `peer` that failed because it is gone. What it sent before
+    /// it left (an abort, a goodbye) may still be in our socket: let the reader take it in
+    /// first, so that the error says why the peer left.
+    async fn write_failed(&self, peer: usize) -> Error {
+        let inbox = &self.shared.inboxes[peer];
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            loop {
+                let notified = inbox.notify.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                if inbox.state.lock().expect("inbox lock").closed.is_some() {
+                    return;
+                }
+                notified.await;
+            }
         })
+        .await;
+        let closed = inbox.state.lock().expect("inbox lock").closed;
+        self.lost(peer, closed.unwrap_or(Closed::Lost))
     }
 
     /// Forwards one received chunk unchanged to `peer` (pipelined broadcasts).
     pub(crate) async fn forward(&self, peer: usize, header: &DataHeader, payload: &[u8]) -> Result<()> {
         let h = header.encode();
-        self.shared.write_frame(peer, &[&h, payload]).await.map_err(|_| self.lost(peer, Closed::Lost))
+        match self.shared.write_frame(peer, &[&h, payload]).await {
+            Ok(()) => Ok(()),
+            Err(_) => Err(self.write_failed(peer).await),
+        }
     }
 
     /// Finishes the communicator: a last collective that every rank must reach, a check
@@ -436,6 +460,8 @@ impl Core {
                 let inbox = &self.shared.inboxes[peer];
                 loop {
                     let notified = inbox.notify.notified();
+                    tokio::pin!(notified);
+                    notified.as_mut().enable();
                     if inbox.state.lock().expect("inbox lock").closed.is_some() {
                         break;
                     }

@@ -42,6 +42,15 @@ pub(crate) struct Inbox {
     pub(crate) notify: Notify,
 }
 
+impl Inbox {
+    /// Wakes every call waiting on this inbox (a receive and a failed send may both be),
+    /// and the next one to wait.
+    fn wake_all(&self) {
+        self.notify.notify_waiters();
+        self.notify.notify_one();
+    }
+}
+
 /// Called with the rank of a peer that was lost, before the error is returned; launchers
 /// use it to report the peer's own failure instead.
 pub type PeerLostHook = Arc<dyn Fn(usize) + Send + Sync>;
@@ -103,7 +112,7 @@ impl Shared {
     fn set_poison(&self, poison: Poison) {
         self.poison.lock().expect("poison lock").get_or_insert(poison);
         for inbox in &self.inboxes {
-            inbox.notify.notify_one();
+            inbox.wake_all();
         }
     }
 
@@ -132,7 +141,7 @@ impl Shared {
     fn close(&self, peer: usize, how: Closed) {
         let inbox = &self.inboxes[peer];
         inbox.state.lock().expect("inbox lock").closed.get_or_insert(how);
-        inbox.notify.notify_one();
+        inbox.wake_all();
     }
 
     /// Writes one frame to `peer` (a no-op for this rank itself).

@@ -215,3 +215,24 @@ fn a_world_dropped_inside_an_async_runtime_still_says_goodbye() {
     });
     assert!(out[0].contains("rank 1 has already finalized"), "{out:#?}");
 }
+
+/// Regression: a send to a rank that had aborted and left reported "lost connection"
+/// instead of the abort, when the abort was still unread in our socket.
+#[test]
+fn regression_a_failed_send_reports_the_peers_abort_not_a_lost_connection() {
+    let out = run_ranks(2, TransportPreference::Auto, |w| {
+        if w.rank() == 1 {
+            // Abort, then exit at once (a panic skips the goodbye, as a process exit does).
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+                let w = w;
+                w.abort("input is corrupt");
+                panic!("exiting");
+            }));
+            return String::new();
+        }
+        // Busy outside chorus calls while rank 1 aborts and leaves.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        w.send_slice(1, 1, &vec![0u8; 8 << 20]).unwrap_err().to_string()
+    });
+    assert_eq!(out[0], "job aborted by rank 1: input is corrupt");
+}
