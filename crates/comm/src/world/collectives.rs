@@ -237,7 +237,6 @@ impl Core {
         let (r, p) = (self.rank(), self.size());
         let pow2 = if p.is_power_of_two() { p } else { p.next_power_of_two() / 2 };
         let rem = p - pow2;
-        let bytes = |s: &[T]| -> Vec<u8> { bytemuck::cast_slice(s).to_vec() };
         let new_rank = if r < 2 * rem {
             if r % 2 == 0 {
                 self.send(call, r + 1, bytemuck::cast_slice(buf)).await?;
@@ -260,8 +259,8 @@ impl Core {
                 let lower = nr < partner_new;
                 let mid = lo + (hi - lo) / 2;
                 let (keep, give) = if lower { ((lo, mid), (mid, hi)) } else { ((mid, hi), (lo, mid)) };
-                let outgoing = bytes(&buf[give.0..give.1]);
-                let (sent, got) = tokio::join!(self.send(call, real(partner_new), &outgoing), self.recv(call, real(partner_new)));
+                let outgoing: &[u8] = bytemuck::cast_slice(&buf[give.0..give.1]);
+                let (sent, got) = tokio::join!(self.send(call, real(partner_new), outgoing), self.recv(call, real(partner_new)));
                 sent?;
                 elementwise(op, &mut buf[keep.0..keep.1], &got?.into_bytes(), !lower)?;
                 steps.push((real(partner_new), (lo, hi), keep, give));
@@ -269,8 +268,8 @@ impl Core {
                 mask <<= 1;
             }
             for (partner, _, mine, theirs) in steps.into_iter().rev() {
-                let outgoing = bytes(&buf[mine.0..mine.1]);
-                let (sent, got) = tokio::join!(self.send(call, partner, &outgoing), self.recv(call, partner));
+                let outgoing: &[u8] = bytemuck::cast_slice(&buf[mine.0..mine.1]);
+                let (sent, got) = tokio::join!(self.send(call, partner, outgoing), self.recv(call, partner));
                 sent?;
                 let got = got?.into_bytes();
                 let segment = bytemuck::cast_slice_mut::<T, u8>(&mut buf[theirs.0..theirs.1]);

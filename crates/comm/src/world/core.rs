@@ -383,21 +383,8 @@ impl Core {
     /// it left (an abort, a goodbye) may still be in our socket: let the reader take it in
     /// first, so that the error says why the peer left.
     async fn write_failed(&self, peer: usize) -> Error {
-        let inbox = &self.shared.inboxes[peer];
-        let _ = tokio::time::timeout(Duration::from_secs(2), async {
-            loop {
-                let notified = inbox.notify.notified();
-                tokio::pin!(notified);
-                notified.as_mut().enable();
-                if inbox.state.lock().expect("inbox lock").closed.is_some() {
-                    return;
-                }
-                notified.await;
-            }
-        })
-        .await;
-        let closed = inbox.state.lock().expect("inbox lock").closed;
-        self.lost(peer, closed.unwrap_or(Closed::Lost))
+        let how = tokio::time::timeout(Duration::from_secs(2), self.shared.inboxes[peer].closed()).await;
+        self.lost(peer, how.unwrap_or(Closed::Lost))
     }
 
     /// Forwards one received chunk unchanged to `peer` (pipelined broadcasts).
@@ -457,16 +444,7 @@ impl Core {
         futures_util::future::join_all(sends).await;
         let _ = tokio::time::timeout(linger, async {
             for peer in (0..self.size()).filter(|&p| p != self.rank()) {
-                let inbox = &self.shared.inboxes[peer];
-                loop {
-                    let notified = inbox.notify.notified();
-                    tokio::pin!(notified);
-                    notified.as_mut().enable();
-                    if inbox.state.lock().expect("inbox lock").closed.is_some() {
-                        break;
-                    }
-                    notified.await;
-                }
+                self.shared.inboxes[peer].closed().await;
             }
         })
         .await;

@@ -14,27 +14,33 @@ use crate::{diag, Error, Refusal, Result};
 
 pub(crate) type Link = (LinkReader, LinkWriter);
 
+/// This rank's place in the job.
+pub(crate) struct Me<'a> {
+    pub(crate) rank: usize,
+    pub(crate) size: usize,
+    /// See [`link::host_key`].
+    pub(crate) host_key: &'a str,
+}
+
 pub(crate) async fn connect(
-    rank: usize,
-    size: usize,
+    me: Me<'_>,
     table: &[PeerAddress],
     listeners: &Listeners,
     secret: &Secret,
     pref: TransportPreference,
     deadline: Instant,
 ) -> Result<Vec<Option<Link>>> {
-    let my_key = link::host_key();
+    let Me { rank, size, host_key: my_key } = me;
     let role = Role::Rank { rank: rank as u32, size: size as u32 };
     let dial = try_join_all((0..rank).map(|j| {
         let addr = &table[j];
-        let my_key = &my_key;
         async move {
             let check = move |h: &Hello| match h.role {
                 Role::Rank { rank: r, size: s } if r as usize == j && s as usize == size => Ok(()),
                 other => Err(Refusal::Unexpected(format!("expected rank {j} of {size}, found {other:?}"))),
             };
             let name = format!("rank {j}");
-            let same_host = pref == TransportPreference::Auto && addr.host_key == *my_key;
+            let same_host = pref == TransportPreference::Auto && addr.host_key == my_key;
             let link = match (&addr.unix, same_host) {
                 (Some(path), true) => {
                     let mut s = link::connect_unix(path.as_ref()).await?;

@@ -133,6 +133,7 @@ impl World {
         }
         let runtime = runtime()?;
         let deadline = Instant::now() + config.connect_timeout;
+        let host_key = crate::link::host_key();
         let links = runtime.block_on(async {
             let (rank, size) = (config.rank as u32, config.size as u32);
             let coordinator = CoordinatorLink::connect(&config.coordinator, &config.secret, rank, size, deadline).await?;
@@ -143,7 +144,7 @@ impl World {
                 address: PeerAddress {
                     tcp: listeners.tcp_addr()?,
                     unix: listeners.unix.as_ref().map(|(_, p)| p.display().to_string()),
-                    host_key: crate::link::host_key(),
+                    host_key: host_key.clone(),
                 },
                 hostname: hostname(),
             };
@@ -155,9 +156,9 @@ impl World {
                     config.size
                 )));
             }
-            let local = table.iter().filter(|a| a.host_key == crate::link::host_key()).count();
-            let links =
-                mesh::connect(config.rank, config.size, &table, &listeners, &config.secret, config.transport, deadline).await?;
+            let local = table.iter().filter(|a| a.host_key == host_key).count();
+            let me = mesh::Me { rank: config.rank, size: config.size, host_key: &host_key };
+            let links = mesh::connect(me, &table, &listeners, &config.secret, config.transport, deadline).await?;
             Ok((links, local))
         })?;
         let (links, ranks_on_this_host) = links;

@@ -43,6 +43,19 @@ pub(crate) struct Inbox {
 }
 
 impl Inbox {
+    /// Waits until the peer's connection has ended (goodbye, or lost) and says how.
+    pub(crate) async fn closed(&self) -> Closed {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(how) = self.state.lock().expect("inbox lock").closed {
+                return how;
+            }
+            notified.await;
+        }
+    }
+
     /// Wakes every call waiting on this inbox (a receive and a failed send may both be),
     /// and the next one to wait.
     fn wake_all(&self) {

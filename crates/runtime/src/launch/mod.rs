@@ -175,23 +175,41 @@ fn serve_rendezvous_in_background(addr: &str, size: usize, secret: Secret, timeo
     Ok(local)
 }
 
+/// A fresh job secret and a rendezvous serving it, as chorus's own launchers start them.
+struct Rendezvous {
+    coordinator: String,
+    secret: Secret,
+}
+
+impl Rendezvous {
+    fn start(bind: &str, size: usize, timeout: Duration) -> Result<Rendezvous> {
+        let secret = Secret::generate()?;
+        let coordinator = serve_rendezvous_in_background(bind, size, secret.clone(), timeout)?.to_string();
+        Ok(Rendezvous { coordinator, secret })
+    }
+
+    /// What every rank started for this job needs in its environment.
+    fn rank_env(&self) -> Vec<(String, String)> {
+        vec![
+            (env::COORDINATOR_ENV.into(), self.coordinator.clone()),
+            (chorus_comm::secret::SECRET_ENV.into(), self.secret.to_hex()),
+        ]
+    }
+}
+
 fn self_spawn(
     size: usize,
     prefix: bool,
     connect_timeout: Duration,
     config: impl Fn(usize, usize, String, Secret) -> WorldConfig,
 ) -> Result<World> {
-    let secret = Secret::generate()?;
-    let coordinator = serve_rendezvous_in_background("127.0.0.1:0", size, secret.clone(), connect_timeout)?.to_string();
+    let rendezvous = Rendezvous::start("127.0.0.1:0", size, connect_timeout)?;
     let program = std::env::current_exe()
         .map_err(|source| Error::Io { context: "finding this program's executable to start the other ranks".into(), source })?;
     let spec = JobSpec {
         program,
         args: std::env::args_os().skip(1).collect(),
-        env: vec![
-            (env::COORDINATOR_ENV.into(), coordinator.clone()),
-            (chorus_comm::secret::SECRET_ENV.into(), secret.to_hex()),
-        ],
+        env: rendezvous.rank_env(),
         ranks: 1..size,
         size,
         prefix,
@@ -225,7 +243,7 @@ fn self_spawn(
         })
         .map_err(|source| Error::Io { context: "starting the rank monitor thread".into(), source })?;
     started_rx.recv().expect("the monitor reports the start")?;
-    let mut world = World::connect(config(0, size, coordinator, secret))?;
+    let mut world = World::connect(config(0, size, rendezvous.coordinator, rendezvous.secret))?;
     // A lost rank is a failed rank: give the monitor time to report it and end the job.
     world.set_peer_lost_hook(std::sync::Arc::new(|_| std::thread::sleep(Duration::from_secs(3))));
     world.set_finalized_hook(Box::new(move || {
@@ -255,16 +273,12 @@ pub fn run_job(options: &RunOptions) -> Result<Outcome> {
     if options.procs == 0 {
         return Err(Error::Config("a job needs at least one process (-n 1 or more)".into()));
     }
-    let secret = Secret::generate()?;
     let timeout = env::seconds("CHORUS_CONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT)?;
-    let coordinator = serve_rendezvous_in_background(&options.coordinator_bind, options.procs, secret.clone(), timeout)?;
+    let rendezvous = Rendezvous::start(&options.coordinator_bind, options.procs, timeout)?;
     let spec = JobSpec {
         program: options.program.clone(),
         args: options.args.clone(),
-        env: vec![
-            (env::COORDINATOR_ENV.into(), coordinator.to_string()),
-            (chorus_comm::secret::SECRET_ENV.into(), secret.to_hex()),
-        ],
+        env: rendezvous.rank_env(),
         ranks: 0..options.procs,
         size: options.procs,
         prefix: options.prefix,
