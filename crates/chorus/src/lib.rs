@@ -31,6 +31,28 @@
 pub use chorus_comm::{Max, Min, Pod, Prod, ReduceOp, Secret, Sum, World};
 pub use chorus_runtime::{init, WorldBuilder};
 
+pub use chorus_macros::{actor, main, remote, spmd};
+pub use chorus_runtime::tasks::{
+    Actor, Arg, AsCompleted, Client, ClusterFile, FailureKind, Future, IntoArgs, LocalCluster, LocalClusterBuilder,
+    TaskError, TaskOptions, WaitFor, WorkerInfo,
+};
+
+/// The task layer in full (scheduler state machine, protocol, worker entry points).
+pub mod tasks {
+    pub use chorus_runtime::tasks::*;
+}
+
+/// What the attribute macros expand to. Not a stable API.
+#[doc(hidden)]
+pub mod __private {
+    pub use chorus_runtime::tasks::registry::{
+        check_arity, decode_arg, encode_result, ActorClass, ActorEntry, Fault, FunctionEntry, MethodEntry,
+        RemoteFunction, SpmdEntry, SpmdFunction,
+    };
+    pub use chorus_runtime::tasks::worker_entry;
+    pub use inventory;
+}
+
 /// Errors of every chorus layer.
 pub use chorus_runtime::Error;
 /// Errors of the communication layer, returned by [`World`]'s methods; they convert into
@@ -52,5 +74,8 @@ pub mod comm {
 
 /// The names most programs need.
 pub mod prelude {
-    pub use crate::{Max, Min, Pod, Prod, ReduceOp, Sum, World, WorldBuilder};
+    pub use crate::{
+        Actor, Client, Future, LocalCluster, Max, Min, Pod, Prod, ReduceOp, Sum, TaskOptions, WaitFor, World,
+        WorldBuilder,
+    };
 }

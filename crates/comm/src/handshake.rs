@@ -38,6 +38,16 @@ pub enum Role {
         /// The job's size.
         size: u32,
     },
+    /// A member of a task cluster (scheduler, worker, client…). `kind` and `id` are
+    /// defined by the layer above; this crate only carries them. Members are not checked
+    /// for equal builds here: a cluster's scheduler may be another program than its workers,
+    /// so the caller's [`PeerCheck`] decides.
+    Member {
+        /// What the member is, as numbered by the layer above.
+        kind: u8,
+        /// Its number, if it has one.
+        id: u32,
+    },
 }
 
 /// The greeting each side sends first.
@@ -72,6 +82,7 @@ impl Hello {
         let (kind, rank, size) = match self.role {
             Role::Coordinator => (0u8, 0, 0),
             Role::Rank { rank, size } => (1u8, rank, size),
+            Role::Member { kind, id } => (2u8, u32::from(kind), id),
         };
         b.push(kind);
         b.extend_from_slice(&rank.to_le_bytes());
@@ -100,6 +111,7 @@ impl Hello {
         let role = match b[72] {
             0 => Role::Coordinator,
             1 if rank < size => Role::Rank { rank, size },
+            2 if rank <= u32::from(u8::MAX) => Role::Member { kind: rank as u8, id: size },
             _ => return Err(Refusal::NotChorus),
         };
         Ok(Hello { version, fingerprint, nonce, role })

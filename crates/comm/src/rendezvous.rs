@@ -91,7 +91,9 @@ pub async fn serve(listener: TcpListener, size: usize, secret: Secret, timeout: 
                     Role::Rank { size: s, .. } => Err(Refusal::Unexpected(format!(
                         "the peer belongs to a job of {s} ranks, this coordinator serves {size}"
                     ))),
-                    Role::Coordinator => Err(Refusal::Unexpected("a coordinator cannot join a job".into())),
+                    Role::Coordinator | Role::Member { .. } => {
+                        Err(Refusal::Unexpected(format!("only ranks join a job, found {:?}", h.role)))
+                    }
                 };
                 let me = match Hello::new(Role::Coordinator) {
                     Ok(me) => me,
@@ -193,7 +195,7 @@ impl CoordinatorLink {
         let me = Hello::new(Role::Rank { rank, size })?;
         let check = |h: &Hello| match h.role {
             Role::Coordinator => Ok(()),
-            Role::Rank { .. } => Err(Refusal::Unexpected("expected the job's coordinator, found a rank".into())),
+            other => Err(Refusal::Unexpected(format!("expected the job's coordinator, found {other:?}"))),
         };
         handshake(&mut stream, secret, me, &check, "to", &format!("coordinator {addr}")).await?;
         Ok(CoordinatorLink { stream, name: addr.to_string() })

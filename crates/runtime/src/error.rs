@@ -3,7 +3,7 @@
 /// Result alias used throughout `chorus-runtime`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// What can go wrong while launching a job.
+/// What can go wrong while launching a job or using a cluster.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -33,4 +33,16 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A task failed; the error says which function, where and why.
+    #[error(transparent)]
+    Task(#[from] crate::tasks::TaskError),
+    /// The cluster is unreachable or misbehaved (no workers, scheduler gone…).
+    #[error("cluster: {0}")]
+    Cluster(String),
+    /// A wait gave up.
+    #[error("timed out: {0}")]
+    Timeout(String),
+    /// A value could not be encoded or decoded; the message names its type.
+    #[error("serialization: {0}")]
+    Serialization(String),
 }

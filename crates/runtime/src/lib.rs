@@ -1,7 +1,8 @@
-//! The chorus runtime.
+//! The chorus runtime: launching SPMD jobs, and the task cluster (scheduler, workers,
+//! clients, actors) in [`tasks`].
 //!
-//! For now this is the launch layer: how the processes of an SPMD job are started, how
-//! they learn their rank, size, coordinator and secret, and how a job fails as a whole.
+//! The launch layer decides how the processes of an SPMD job are started, how they
+//! learn their rank, size, coordinator and secret, and how a job fails as a whole.
 //! Three ways lead to the same [`World`](chorus_comm::World):
 //!
 //! - **self-spawn**: a program started directly asks for N processes
@@ -17,6 +18,7 @@
 #![warn(missing_docs)]
 
 pub mod launch;
+pub mod tasks;
 mod error;
 
 pub use error::{Error, Result};

@@ -157,7 +157,7 @@ fn bind_coordinator(addr: &str) -> Result<std::net::TcpListener> {
 }
 
 /// Serves the rendezvous on a thread of its own; failures reach the ranks as refusals.
-fn serve_rendezvous_in_background(addr: &str, size: usize, secret: Secret, timeout: Duration) -> Result<SocketAddr> {
+pub(crate) fn serve_rendezvous_in_background(addr: &str, size: usize, secret: Secret, timeout: Duration) -> Result<SocketAddr> {
     let listener = bind_coordinator(addr)?;
     let local = listener.local_addr().map_err(|source| Error::Io { context: "reading the rendezvous address".into(), source })?;
     std::thread::Builder::new()

@@ -1,0 +1,923 @@
+//! The driver's side: [`Client`], [`Future`], [`Actor`].
+//!
+//! A client submits tasks and gets typed futures back. Results stay on the workers: a
+//! future passed as an argument makes the task run where its input is (or fetch it from
+//! there, worker to worker), and only [`Future::result`] or [`Client::gather`] bring bytes
+//! to the driver, straight from the worker holding them. Dropping the last clone of a
+//! future tells the scheduler the result may go.
+
+use std::collections::HashMap;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard};
+use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use chorus_comm::Secret;
+
+use crate::tasks::data::DataPool;
+use crate::tasks::error::TaskError;
+use crate::tasks::net::{self, Stream};
+use crate::tasks::proto::{
+    self, kind, ArgSlot, ClientId, DataAddress, TaskId, TaskKind, TaskOptions, TaskSpec, ToClient, ToScheduler, WorkerId,
+    WorkerInfo,
+};
+use crate::tasks::registry::{decode_value, encode_value, ActorClass, RemoteFunction, SpmdFunction};
+use crate::tasks::server::{ClientSink, Input};
+use crate::{Error, Result};
+
+#[derive(Clone)]
+enum Slot {
+    Pending,
+    Done { inline: Option<Arc<Vec<u8>>>, holders: Vec<WorkerId> },
+    Erred(TaskError),
+}
+
+#[derive(Default)]
+struct MailState {
+    slots: HashMap<TaskId, Slot>,
+    workers: Vec<WorkerInfo>,
+    welcomed: Option<ClientId>,
+    closed: Option<String>,
+    wakers: HashMap<TaskId, Vec<Waker>>,
+    /// Completions in order, for `as_completed`.
+    completions: u64,
+}
+
+/// Where the scheduler's messages for this client land.
+#[derive(Default)]
+pub(crate) struct Mailbox {
+    state: Mutex<MailState>,
+    cv: Condvar,
+}
+
+impl Mailbox {
+    fn lock(&self) -> MutexGuard<'_, MailState> {
+        self.state.lock().expect("client state lock")
+    }
+
+    fn close(&self, why: String) {
+        let mut s = self.lock();
+        s.closed.get_or_insert(why);
+        for (_, ws) in s.wakers.drain() {
+            ws.into_iter().for_each(Waker::wake);
+        }
+        drop(s);
+        self.cv.notify_all();
+    }
+}
+
+impl ClientSink for Mailbox {
+    fn deliver(&self, msgs: Vec<ToClient>) {
+        let mut s = self.lock();
+        for m in msgs {
+            let (id, slot) = match m {
+                ToClient::Welcome { client, workers } => {
+                    s.welcomed = Some(client);
+                    s.workers = workers;
+                    continue;
+                }
+                ToClient::Workers(w) => {
+                    s.workers = w;
+                    continue;
+                }
+                ToClient::Done { id, inline, holders } => (id, Slot::Done { inline, holders }),
+                ToClient::Erred { id, error } => (id, Slot::Erred(error)),
+                ToClient::Status(_) => continue,
+            };
+            // Only futures still alive have a slot.
+            if let Some(old) = s.slots.get_mut(&id) {
+                *old = slot;
+                s.completions += 1;
+                if let Some(ws) = s.wakers.remove(&id) {
+                    ws.into_iter().for_each(Waker::wake);
+                }
+            }
+        }
+        drop(s);
+        self.cv.notify_all();
+    }
+}
+
+enum Link {
+    Local(mpsc::Sender<Input>),
+    Remote(Mutex<Stream>),
+}
+
+pub(crate) struct Inner {
+    id: ClientId,
+    next: AtomicU64,
+    link: Link,
+    mail: Arc<Mailbox>,
+    pool: DataPool,
+    secret: Secret,
+    /// Where SPMD rendezvous listen: an address the workers can reach.
+    bind_ip: String,
+    scatter_turn: AtomicUsize,
+}
+
+impl Inner {
+    fn send(&self, msg: ToScheduler) {
+        match &self.link {
+            Link::Local(tx) => {
+                if tx.send(Input::FromClient(self.id, msg)).is_err() {
+                    self.mail.close("the scheduler stopped".into());
+                }
+            }
+            Link::Remote(s) => {
+                if proto::write_msg(&mut *s.lock().expect("link lock"), &msg).is_err() {
+                    self.mail.close("the connection to the scheduler was lost".into());
+                }
+            }
+        }
+    }
+
+    fn next_id(&self) -> TaskId {
+        (u64::from(self.id) << 48) | self.next.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn address_of(&self, w: WorkerId) -> Option<DataAddress> {
+        self.mail.lock().workers.iter().find(|i| i.id == w).map(|i| i.data.clone())
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Link::Remote(s) = &self.link {
+            s.lock().expect("link lock").shutdown();
+        }
+    }
+}
+
+struct Handle {
+    id: TaskId,
+    client: Arc<Inner>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.client.mail.lock().slots.remove(&self.id);
+        self.client.send(ToScheduler::Release(vec![self.id]));
+    }
+}
+
+/// The result of a task (or scattered data) that lives on the cluster.
+///
+/// Clones share the result; when the last clone is dropped, the cluster may free it.
+/// Pass a future (or a reference to one) as an argument of another submit to use the
+/// result where it is, without bringing it to the driver.
+pub struct Future<T> {
+    handle: Arc<Handle>,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for Future<T> {
+    fn clone(&self) -> Self {
+        Future { handle: self.handle.clone(), _t: PhantomData }
+    }
+}
+
+impl<T> std::fmt::Debug for Future<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Future<{}>({:#x})", std::any::type_name::<T>(), self.handle.id)
+    }
+}
+
+impl<T> Future<T> {
+    /// The task's id (also the key of its result on the cluster).
+    pub fn id(&self) -> u64 {
+        self.handle.id
+    }
+
+    /// Whether the task has ended (well or not).
+    pub fn done(&self) -> bool {
+        !matches!(self.handle.client.mail.lock().slots.get(&self.handle.id), Some(Slot::Pending))
+    }
+
+    /// Asks the cluster not to run the task; its result (and dependents') become a
+    /// "cancelled" error. A task already running finishes, but its result is dropped.
+    pub fn cancel(&self) {
+        self.handle.client.send(ToScheduler::Cancel(vec![self.handle.id]));
+    }
+
+    fn wait_slot(&self, timeout: Option<Duration>) -> Result<Slot> {
+        let c = &self.handle.client;
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut s = c.mail.lock();
+        loop {
+            match s.slots.get(&self.handle.id) {
+                Some(Slot::Pending) | None => {}
+                Some(other) => return Ok(other.clone()),
+            }
+            if let Some(why) = &s.closed {
+                return Err(Error::Cluster(format!("waiting for a result: {why}")));
+            }
+            s = match deadline {
+                None => c.mail.cv.wait(s).expect("client state lock"),
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return Err(Error::Timeout(format!(
+                            "the result of task {:#x} was not ready after {:?}",
+                            self.handle.id,
+                            timeout.unwrap_or_default()
+                        )));
+                    }
+                    c.mail.cv.wait_timeout(s, d - now).expect("client state lock").0
+                }
+            };
+        }
+    }
+}
+
+impl<T: DeserializeOwned> Future<T> {
+    /// Waits for the result and brings it to the driver.
+    pub fn result(&self) -> Result<T> {
+        self.result_within(None)
+    }
+
+    /// Like [`result`](Future::result), giving up with [`Error::Timeout`] after `timeout`.
+    pub fn result_timeout(&self, timeout: Duration) -> Result<T> {
+        self.result_within(Some(timeout))
+    }
+
+    fn result_within(&self, timeout: Option<Duration>) -> Result<T> {
+        loop {
+            let slot = self.wait_slot(timeout)?;
+            if let Some(bytes) = self.handle.client.materialize(self.handle.id, slot)? {
+                return decode_value(&bytes, "a task's result").map_err(Error::Serialization);
+            }
+        }
+    }
+
+    /// Waits without blocking the thread (for async code); the result's bytes are then
+    /// read from the worker that holds them.
+    pub async fn result_async(&self) -> Result<T> {
+        std::future::poll_fn(|cx| {
+            let c = &self.handle.client;
+            let mut s = c.mail.lock();
+            if s.closed.is_some() || !matches!(s.slots.get(&self.handle.id), Some(Slot::Pending)) {
+                return Poll::Ready(());
+            }
+            s.wakers.entry(self.handle.id).or_default().push(cx.waker().clone());
+            Poll::Pending
+        })
+        .await;
+        self.result()
+    }
+}
+
+impl Inner {
+    /// The bytes of a finished result: inline, or fetched from a holder. `None` when the
+    /// holders could not give it (the scheduler will recompute it and say so again).
+    fn materialize(&self, id: TaskId, slot: Slot) -> Result<Option<Arc<Vec<u8>>>> {
+        match slot {
+            Slot::Erred(e) => Err(Error::Task(e)),
+            Slot::Pending => Ok(None),
+            Slot::Done { inline: Some(b), .. } => Ok(Some(b)),
+            Slot::Done { inline: None, holders } => {
+                for h in &holders {
+                    if let Some(addr) = self.address_of(*h) {
+                        if let Ok(mut got) = self.pool.fetch(&addr, &[id]) {
+                            if let Some(b) = got.pop().flatten() {
+                                return Ok(Some(b));
+                            }
+                        }
+                    }
+                }
+                // The holders are gone: wait for the scheduler to recompute it.
+                let mut s = self.mail.lock();
+                if let Some(slot @ Slot::Done { .. }) = s.slots.get_mut(&id) {
+                    *slot = Slot::Pending;
+                }
+                drop(s);
+                std::thread::sleep(Duration::from_millis(5));
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// One argument given to a remote call: a value of type `T`, or a [`Future<T>`] (owned
+/// or borrowed) whose result the task receives.
+pub trait Arg<T> {
+    /// Encodes it.
+    fn into_slot(self) -> ArgValue;
+}
+
+/// An encoded argument (see [`Arg`]).
+pub struct ArgValue {
+    slot: std::result::Result<ArgSlot, String>,
+    keep: Option<Arc<Handle>>,
+}
+
+impl<T: Serialize> Arg<T> for T {
+    fn into_slot(self) -> ArgValue {
+        ArgValue { slot: encode_value(&self, "an argument").map(ArgSlot::Value), keep: None }
+    }
+}
+
+impl<T> Arg<T> for Future<T> {
+    fn into_slot(self) -> ArgValue {
+        ArgValue { slot: Ok(ArgSlot::Future(self.handle.id)), keep: Some(self.handle) }
+    }
+}
+
+impl<T> Arg<T> for &Future<T> {
+    fn into_slot(self) -> ArgValue {
+        ArgValue { slot: Ok(ArgSlot::Future(self.handle.id)), keep: Some(self.handle.clone()) }
+    }
+}
+
+/// The arguments of a call, as a tuple matching the function's parameters `P`.
+pub trait IntoArgs<P> {
+    /// Encodes them.
+    fn into_values(self) -> Vec<ArgValue>;
+}
+
+macro_rules! tuple_args {
+    ($(($($p:ident $a:ident $v:ident),*)),* $(,)?) => {$(
+        impl<$($p, $a: Arg<$p>),*> IntoArgs<($($p,)*)> for ($($a,)*) {
+            #[allow(clippy::unused_unit)]
+            fn into_values(self) -> Vec<ArgValue> {
+                let ($($v,)*) = self;
+                vec![$($v.into_slot()),*]
+            }
+        }
+    )*};
+}
+
+tuple_args!(
+    (),
+    (P0 A0 v0),
+    (P0 A0 v0, P1 A1 v1),
+    (P0 A0 v0, P1 A1 v1, P2 A2 v2),
+    (P0 A0 v0, P1 A1 v1, P2 A2 v2, P3 A3 v3),
+    (P0 A0 v0, P1 A1 v1, P2 A2 v2, P3 A3 v3, P4 A4 v4),
+    (P0 A0 v0, P1 A1 v1, P2 A2 v2, P3 A3 v3, P4 A4 v4, P5 A5 v5),
+    (P0 A0 v0, P1 A1 v1, P2 A2 v2, P3 A3 v3, P4 A4 v4, P5 A5 v5, P6 A6 v6),
+    (P0 A0 v0, P1 A1 v1, P2 A2 v2, P3 A3 v3, P4 A4 v4, P5 A5 v5, P6 A6 v6, P7 A7 v7),
+);
+
+/// What [`Client::wait`] waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitFor {
+    /// Until one future has ended.
+    FirstCompleted,
+    /// Until all have ended.
+    AllCompleted,
+}
+
+/// A stateful object living on one worker, made with [`Client::actor`]. The trait
+/// `#[chorus::actor]` generates (`<Type>Actor`) gives it the type's methods, each
+/// returning a [`Future`]; calls to one actor run one at a time, in the order made.
+pub struct Actor<A> {
+    created: Future<()>,
+    _a: PhantomData<fn() -> A>,
+}
+
+impl<A> Clone for Actor<A> {
+    fn clone(&self) -> Self {
+        Actor { created: self.created.clone(), _a: PhantomData }
+    }
+}
+
+impl<A: ActorClass> Actor<A> {
+    /// Waits until the actor exists, returning its constructor's error if it failed.
+    pub fn ready(&self) -> Result<()> {
+        self.created.result()
+    }
+
+    /// Calls a method by its registered name (used by the generated trait).
+    #[doc(hidden)]
+    pub fn call_method<T>(&self, method: &'static str, args: Vec<ArgValue>) -> Future<T> {
+        let client = &self.created.handle.client;
+        let kind = TaskKind::ActorCall { actor: self.created.handle.id, method: method.to_string() };
+        Client::submit_kind(client, kind, args, TaskOptions::default())
+    }
+}
+
+/// A connection to a cluster's scheduler: submits tasks and collects results.
+///
+/// Made by [`LocalCluster::client`](crate::tasks::LocalCluster::client) (scheduler in this
+/// process) or [`Client::connect`] (a standing `chorus scheduler`). Cheap to clone.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Client({})", self.inner.id)
+    }
+}
+
+impl Client {
+    pub(crate) fn local(server: &crate::tasks::server::SchedulerServer, secret: Secret) -> Client {
+        let mail = Arc::new(Mailbox::default());
+        let (id, tx) = server.local_client(mail.clone());
+        let inner = Inner {
+            id,
+            next: AtomicU64::new(1),
+            link: Link::Local(tx),
+            mail,
+            pool: DataPool::new(secret.clone()),
+            secret,
+            bind_ip: "127.0.0.1".into(),
+            scatter_turn: AtomicUsize::new(0),
+        };
+        let c = Client { inner: Arc::new(inner) };
+        c.wait_welcome();
+        c
+    }
+
+    /// Connects to a standing scheduler at `address` (`host:port`, or `unix:/path`).
+    ///
+    /// The secret comes from `CHORUS_SECRET` or `CHORUS_SECRET_FILE`, else from the
+    /// file `chorus scheduler` wrote (`~/.chorus/cluster`).
+    pub fn connect(address: &str) -> Result<Client> {
+        let secret = match Secret::from_env()? {
+            Some(s) => s,
+            None => crate::tasks::ClusterFile::read_default()?.secret,
+        };
+        Client::connect_with_secret(address, secret)
+    }
+
+    /// Connects with an explicit secret.
+    pub fn connect_with_secret(address: &str, secret: Secret) -> Result<Client> {
+        let check = net::same_build_check(true, |k| k == kind::SCHEDULER);
+        let (stream, _) = net::connect(address, &secret, kind::CLIENT, &check, Duration::from_secs(10))?;
+        let bind_ip = match &stream {
+            Stream::Tcp(s) => s.local_addr().map(|a| a.ip().to_string()).unwrap_or_else(|_| "127.0.0.1".into()),
+            Stream::Unix(_) => "127.0.0.1".into(),
+        };
+        let mut reader = stream.try_clone().map_err(|source| Error::Io { context: "socket".into(), source })?;
+        let mail = Arc::new(Mailbox::default());
+        let mut writer = stream;
+        proto::write_msg(&mut writer, &ToScheduler::RegisterClient)
+            .map_err(|source| Error::Io { context: format!("registering with the scheduler at {address}"), source })?;
+        {
+            let mail = mail.clone();
+            net::spawn("chorus-client-reader", move || {
+                let mut buf = Vec::new();
+                loop {
+                    match proto::read_msg::<ToClient>(&mut reader, &mut buf) {
+                        Ok(m) => mail.deliver(vec![m]),
+                        Err(e) => {
+                            return mail.close(format!("the connection to the scheduler was lost ({e})"));
+                        }
+                    }
+                }
+            })?;
+        }
+        let c = Client {
+            inner: Arc::new(Inner {
+                id: 0,
+                next: AtomicU64::new(1),
+                link: Link::Remote(Mutex::new(writer)),
+                mail,
+                pool: DataPool::new(secret.clone()),
+                secret,
+                bind_ip,
+                scatter_turn: AtomicUsize::new(0),
+            }),
+        };
+        let id = c.wait_welcome();
+        // The id arrives with the welcome; ids of tasks carry it.
+        let mut inner = Arc::try_unwrap(c.inner).ok().expect("not shared yet");
+        inner.id = id;
+        Ok(Client { inner: Arc::new(inner) })
+    }
+
+    fn wait_welcome(&self) -> ClientId {
+        let mut s = self.inner.mail.lock();
+        loop {
+            if let Some(id) = s.welcomed {
+                return id;
+            }
+            if s.closed.is_some() {
+                return 0;
+            }
+            s = self.inner.mail.cv.wait(s).expect("client state lock");
+        }
+    }
+
+    /// The workers of the cluster now.
+    pub fn workers(&self) -> Vec<WorkerInfo> {
+        self.inner.mail.lock().workers.clone()
+    }
+
+    /// Waits until at least `n` workers are connected.
+    pub fn wait_for_workers(&self, n: usize, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        let mut s = self.inner.mail.lock();
+        while s.workers.len() < n {
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(Error::Timeout(format!("{} of {n} workers after {timeout:?}", s.workers.len())));
+            }
+            s = self.inner.mail.cv.wait_timeout(s, deadline - now).expect("client state lock").0;
+        }
+        Ok(())
+    }
+
+    fn submit_kind<T>(inner: &Arc<Inner>, kind: TaskKind, args: Vec<ArgValue>, options: TaskOptions) -> Future<T> {
+        let (spec, keep, fut) = Client::prepare(inner, kind, args, options);
+        if let Some(spec) = spec {
+            inner.send(ToScheduler::Submit(vec![spec]));
+        }
+        drop(keep);
+        fut
+    }
+
+    /// Builds a task and its future; `None` for the spec when an argument failed to
+    /// encode (the future then carries that error).
+    fn prepare<T>(
+        inner: &Arc<Inner>,
+        kind: TaskKind,
+        args: Vec<ArgValue>,
+        options: TaskOptions,
+    ) -> (Option<TaskSpec>, Vec<Arc<Handle>>, Future<T>) {
+        let id = inner.next_id();
+        let mut slots = Vec::with_capacity(args.len());
+        let mut keep = Vec::new();
+        let mut failure = None;
+        for a in args {
+            keep.extend(a.keep);
+            match a.slot {
+                Ok(s) => slots.push(s),
+                Err(e) => failure = Some(e),
+            }
+        }
+        let name = kind.name().to_string();
+        let slot = match &failure {
+            Some(e) => Slot::Erred(TaskError::new(crate::tasks::error::FailureKind::Serialization, name, e.clone())),
+            None => Slot::Pending,
+        };
+        inner.mail.lock().slots.insert(id, slot);
+        let fut = Future { handle: Arc::new(Handle { id, client: inner.clone() }), _t: PhantomData };
+        let spec = failure.is_none().then(|| TaskSpec { id, kind, args: slots, options });
+        (spec, keep, fut)
+    }
+
+    /// Runs `f(args)` on a worker. `args` is a tuple of values or futures matching
+    /// `f`'s parameters; futures make the task wait for, and run near, their results.
+    ///
+    /// ```ignore
+    /// #[chorus::remote]
+    /// fn inc(x: i64) -> i64 { x + 1 }
+    /// let a = client.submit(inc, (1,));
+    /// let b = client.submit(inc, (&a,));
+    /// assert_eq!(b.result()?, 3);
+    /// ```
+    pub fn submit<F: RemoteFunction, A: IntoArgs<F::Args>>(&self, f: F, args: A) -> Future<F::Output> {
+        self.submit_with(f, args, TaskOptions::default())
+    }
+
+    /// [`submit`](Client::submit) with priority, retries, resources or a pinned worker.
+    pub fn submit_with<F: RemoteFunction, A: IntoArgs<F::Args>>(
+        &self,
+        _f: F,
+        args: A,
+        options: TaskOptions,
+    ) -> Future<F::Output> {
+        Client::submit_kind(&self.inner, TaskKind::Call { func: F::NAME.to_string() }, args.into_values(), options)
+    }
+
+    /// Runs a one-parameter function on each item (values or futures), as one batch.
+    pub fn map<F, P, A, I>(&self, f: F, items: I) -> Vec<Future<F::Output>>
+    where
+        F: RemoteFunction<Args = (P,)>,
+        A: Arg<P>,
+        I: IntoIterator<Item = A>,
+    {
+        self.map_args(f, items.into_iter().map(|a| (a,)))
+    }
+
+    /// Runs a function on each tuple of arguments, as one batch.
+    pub fn map_args<F, A, I>(&self, _f: F, items: I) -> Vec<Future<F::Output>>
+    where
+        F: RemoteFunction,
+        A: IntoArgs<F::Args>,
+        I: IntoIterator<Item = A>,
+    {
+        let mut specs = Vec::new();
+        let mut keep = Vec::new();
+        let futs: Vec<Future<F::Output>> = items
+            .into_iter()
+            .map(|a| {
+                let kind = TaskKind::Call { func: F::NAME.to_string() };
+                let (spec, k, fut) = Client::prepare(&self.inner, kind, a.into_values(), TaskOptions::default());
+                specs.extend(spec);
+                keep.extend(k);
+                fut
+            })
+            .collect();
+        if !specs.is_empty() {
+            self.inner.send(ToScheduler::Submit(specs));
+        }
+        drop(keep);
+        futs
+    }
+
+    /// Waits for all futures and brings their results to the driver, fetching from each
+    /// worker in one request. The first failed task's error is returned.
+    pub fn gather<T: DeserializeOwned>(&self, futures: &[Future<T>]) -> Result<Vec<T>> {
+        loop {
+            let slots: Vec<Slot> = futures.iter().map(|f| f.wait_slot(None)).collect::<Result<_>>()?;
+            let mut bytes: Vec<Option<Arc<Vec<u8>>>> = vec![None; futures.len()];
+            let mut by_holder: HashMap<WorkerId, Vec<usize>> = HashMap::new();
+            for (i, slot) in slots.into_iter().enumerate() {
+                match slot {
+                    Slot::Erred(e) => return Err(Error::Task(e)),
+                    Slot::Done { inline: Some(b), .. } => bytes[i] = Some(b),
+                    Slot::Done { inline: None, holders } => {
+                        by_holder.entry(holders.first().copied().unwrap_or(0)).or_default().push(i)
+                    }
+                    Slot::Pending => unreachable!("waited for"),
+                }
+            }
+            for (h, idx) in by_holder {
+                let ids: Vec<TaskId> = idx.iter().map(|i| futures[*i].handle.id).collect();
+                let got = self.inner.address_of(h).and_then(|a| self.inner.pool.fetch(&a, &ids).ok());
+                if let Some(got) = got {
+                    for (i, b) in idx.iter().zip(got) {
+                        bytes[*i] = b;
+                    }
+                }
+            }
+            if bytes.iter().all(Option::is_some) {
+                return bytes
+                    .into_iter()
+                    .map(|b| decode_value(&b.expect("checked"), "a task's result").map_err(Error::Serialization))
+                    .collect();
+            }
+            // Some holder was lost: those results are being recomputed.
+            for (f, b) in futures.iter().zip(&bytes) {
+                if b.is_none() {
+                    f.handle.client.materialize(f.handle.id, Slot::Done { inline: None, holders: Vec::new() })?;
+                }
+            }
+        }
+    }
+
+    /// Async [`gather`](Client::gather).
+    pub async fn gather_async<T: DeserializeOwned>(&self, futures: &[Future<T>]) -> Result<Vec<T>> {
+        for f in futures {
+            // Waiting only; the values are read below in one batch per worker.
+            let _ = std::future::poll_fn(|cx| {
+                let mut s = self.inner.mail.lock();
+                if s.closed.is_some() || !matches!(s.slots.get(&f.handle.id), Some(Slot::Pending)) {
+                    return Poll::Ready(());
+                }
+                s.wakers.entry(f.handle.id).or_default().push(cx.waker().clone());
+                Poll::Pending
+            })
+            .await;
+        }
+        self.gather(futures)
+    }
+
+    /// Puts values on the workers (spread over them) and returns futures for them, to
+    /// pass to tasks without sending the data again with each one.
+    pub fn scatter<T: Serialize>(&self, values: Vec<T>) -> Result<Vec<Future<T>>> {
+        self.scatter_to(values, false)
+    }
+
+    /// Puts each value on every worker (for data every task needs).
+    pub fn scatter_broadcast<T: Serialize>(&self, values: Vec<T>) -> Result<Vec<Future<T>>> {
+        self.scatter_to(values, true)
+    }
+
+    fn scatter_to<T: Serialize>(&self, values: Vec<T>, broadcast: bool) -> Result<Vec<Future<T>>> {
+        let workers = self.workers();
+        if workers.is_empty() {
+            return Err(Error::Cluster("cannot scatter: the cluster has no workers".into()));
+        }
+        let encoded: Vec<Vec<u8>> =
+            values.iter().map(|v| encode_value(v, "a scattered value").map_err(Error::Serialization)).collect::<Result<_>>()?;
+        let ids: Vec<TaskId> = encoded.iter().map(|_| self.inner.next_id()).collect();
+        let mut per_worker: HashMap<WorkerId, Vec<usize>> = HashMap::new();
+        for i in 0..encoded.len() {
+            if broadcast {
+                for w in &workers {
+                    per_worker.entry(w.id).or_default().push(i);
+                }
+            } else {
+                let turn = self.inner.scatter_turn.fetch_add(1, Ordering::Relaxed);
+                per_worker.entry(workers[turn % workers.len()].id).or_default().push(i);
+            }
+        }
+        let mut holders: HashMap<usize, Vec<WorkerId>> = HashMap::new();
+        for (w, idx) in &per_worker {
+            let info = workers.iter().find(|i| i.id == *w).expect("listed");
+            let objects: Vec<(TaskId, &[u8])> = idx.iter().map(|i| (ids[*i], encoded[*i].as_slice())).collect();
+            self.inner.pool.put(&info.data, &objects)?;
+            self.inner.send(ToScheduler::Scattered {
+                worker: *w,
+                objects: idx.iter().map(|i| (ids[*i], encoded[*i].len() as u64)).collect(),
+            });
+            for i in idx {
+                holders.entry(*i).or_default().push(*w);
+            }
+        }
+        let mut s = self.inner.mail.lock();
+        let futs = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| {
+                let inline = (encoded[i].len() <= proto::INLINE_MAX).then(|| Arc::new(encoded[i].clone()));
+                s.slots.insert(*id, Slot::Done { inline, holders: holders.remove(&i).unwrap_or_default() });
+                Future { handle: Arc::new(Handle { id: *id, client: self.inner.clone() }), _t: PhantomData }
+            })
+            .collect();
+        Ok(futs)
+    }
+
+    /// Waits until the first, or all, of `futures` have ended, or `timeout` passes.
+    /// Returns the indexes of those that ended and of those that did not.
+    pub fn wait<T>(&self, futures: &[Future<T>], mode: WaitFor, timeout: Option<Duration>) -> (Vec<usize>, Vec<usize>) {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut s = self.inner.mail.lock();
+        loop {
+            let (done, pending): (Vec<usize>, Vec<usize>) = (0..futures.len())
+                .partition(|i| !matches!(s.slots.get(&futures[*i].handle.id), Some(Slot::Pending)));
+            let enough = match mode {
+                WaitFor::FirstCompleted => !done.is_empty() || futures.is_empty(),
+                WaitFor::AllCompleted => pending.is_empty(),
+            };
+            if enough || s.closed.is_some() {
+                return (done, pending);
+            }
+            s = match deadline {
+                None => self.inner.mail.cv.wait(s).expect("client state lock"),
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return (done, pending);
+                    }
+                    self.inner.mail.cv.wait_timeout(s, d - now).expect("client state lock").0
+                }
+            };
+        }
+    }
+
+    /// The futures in the order they end (blocking iterator).
+    pub fn as_completed<T>(&self, futures: Vec<Future<T>>) -> AsCompleted<T> {
+        AsCompleted { client: self.clone(), pending: futures }
+    }
+
+    /// Cancels these tasks (see [`Future::cancel`]).
+    pub fn cancel<T>(&self, futures: &[Future<T>]) {
+        self.inner.send(ToScheduler::Cancel(futures.iter().map(|f| f.handle.id).collect()));
+    }
+
+    /// Runs `f(args)` once on every worker (Dask's `client.run`, ipyparallel's `%px`)
+    /// and returns each worker's result beside its description.
+    pub fn run_on_all<F, A>(&self, _f: F, args: A) -> Result<Vec<(WorkerInfo, F::Output)>>
+    where
+        F: RemoteFunction,
+        F::Output: DeserializeOwned,
+        A: IntoArgs<F::Args>,
+    {
+        let workers = self.workers();
+        let values = args.into_values();
+        let mut slots = Vec::new();
+        let mut keep = Vec::new();
+        for v in values {
+            keep.extend(v.keep);
+            slots.push(v.slot.map_err(Error::Serialization)?);
+        }
+        let mut specs = Vec::new();
+        let futs: Vec<Future<F::Output>> = workers
+            .iter()
+            .map(|w| {
+                let options = TaskOptions { pin: Some(w.id), ..TaskOptions::default() };
+                let args = slots.iter().cloned().map(|s| ArgValue { slot: Ok(s), keep: None }).collect();
+                let (spec, _, fut) = Client::prepare(&self.inner, TaskKind::Call { func: F::NAME.into() }, args, options);
+                specs.extend(spec);
+                fut
+            })
+            .collect();
+        self.inner.send(ToScheduler::Submit(specs));
+        drop(keep);
+        let results = self.gather(&futs)?;
+        Ok(workers.into_iter().zip(results).collect())
+    }
+
+    /// Runs an SPMD function on all workers at once, rank `i` on the `i`-th worker, with
+    /// a [`World`](chorus_comm::World) among them (Bodo's spawn mode), and returns each
+    /// rank's result in rank order.
+    pub fn spmd<F, A>(&self, _f: F, args: A) -> Result<Vec<F::Output>>
+    where
+        F: SpmdFunction,
+        F::Output: DeserializeOwned,
+        A: IntoArgs<F::Args>,
+    {
+        let workers = self.workers();
+        if workers.is_empty() {
+            return Err(Error::Cluster("cannot start an SPMD job: the cluster has no workers".into()));
+        }
+        let size = workers.len();
+        let coordinator = crate::launch::serve_rendezvous_in_background(
+            &format!("{}:0", self.inner.bind_ip),
+            size,
+            self.inner.secret.clone(),
+            Duration::from_secs(120),
+        )?
+        .to_string();
+        let mut slots = Vec::new();
+        let mut keep = Vec::new();
+        for v in args.into_values() {
+            keep.extend(v.keep);
+            slots.push(v.slot.map_err(Error::Serialization)?);
+        }
+        let mut specs = Vec::new();
+        let futs: Vec<Future<F::Output>> = workers
+            .iter()
+            .enumerate()
+            .map(|(rank, w)| {
+                let kind = TaskKind::Spmd {
+                    func: F::NAME.into(),
+                    rank: rank as u32,
+                    size: size as u32,
+                    coordinator: coordinator.clone(),
+                };
+                let options = TaskOptions { pin: Some(w.id), ..TaskOptions::default() };
+                let args = slots.iter().cloned().map(|s| ArgValue { slot: Ok(s), keep: None }).collect();
+                let (spec, _, fut) = Client::prepare(&self.inner, kind, args, options);
+                specs.extend(spec);
+                fut
+            })
+            .collect();
+        self.inner.send(ToScheduler::Submit(specs));
+        drop(keep);
+        self.gather(&futs)
+    }
+
+    /// Creates an actor of type `A` on a worker with `A::new(args)`.
+    pub fn actor<A: ActorClass>(&self, args: impl IntoArgs<A::Args>) -> Actor<A> {
+        let kind = TaskKind::ActorNew { class: A::CLASS.to_string() };
+        let created = Client::submit_kind(&self.inner, kind, args.into_values(), TaskOptions::default());
+        Actor { created, _a: PhantomData }
+    }
+}
+
+/// Iterator of [`Client::as_completed`].
+pub struct AsCompleted<T> {
+    client: Client,
+    pending: Vec<Future<T>>,
+}
+
+impl<T> Iterator for AsCompleted<T> {
+    type Item = Future<T>;
+    fn next(&mut self) -> Option<Future<T>> {
+        if self.pending.is_empty() {
+            return None;
+        }
+        let (done, _) = self.client.wait(&self.pending, WaitFor::FirstCompleted, None);
+        let i = *done.first()?;
+        Some(self.pending.swap_remove(i))
+    }
+}
+
+impl TaskOptions {
+    /// Default options: priority 0, no retries, one thread.
+    pub fn new() -> TaskOptions {
+        TaskOptions::default()
+    }
+
+    /// Higher runs first among ready tasks.
+    pub fn priority(mut self, p: i32) -> TaskOptions {
+        self.priority = p;
+        self
+    }
+
+    /// Runs the task again up to `n` times if it panics or returns `Err`.
+    pub fn retries(mut self, n: u32) -> TaskOptions {
+        self.retries = n;
+        self
+    }
+
+    /// Threads the task occupies on its worker.
+    pub fn cpus(mut self, n: u32) -> TaskOptions {
+        self.resources.cpus = n;
+        self
+    }
+
+    /// Needs `amount` of the named custom resource (workers offer them with
+    /// `--resources NAME=AMOUNT`).
+    pub fn resource(mut self, name: &str, amount: f64) -> TaskOptions {
+        self.resources.custom.push((name.to_string(), amount));
+        self
+    }
+
+    /// Runs only on this worker.
+    pub fn on_worker(mut self, worker: WorkerId) -> TaskOptions {
+        self.pin = Some(worker);
+        self
+    }
+}

@@ -1,0 +1,37 @@
+//! Tasks and futures: the Dask distributed / Ray model.
+//!
+//! A driver submits registered functions (`#[chorus::remote]`) to a pool of worker
+//! processes and gets typed [`Future`]s back. Results stay on the workers until gathered;
+//! a future passed as an argument moves the work to the data. Actors
+//! (`#[chorus::actor]`) keep state on a worker, and [`Client::spmd`] starts an SPMD job
+//! with a `World` across all workers.
+//!
+//! The pieces:
+//!
+//! - [`scheduler`]: the pure state machine that places tasks, tracks results and
+//!   recovers from lost workers;
+//! - `server`: the scheduler's I/O, in the driver ([`LocalCluster`]) or standalone
+//!   (`chorus scheduler`);
+//! - `worker`: executes tasks, keeps results, serves them to peers;
+//! - [`Client`]: submit, map, gather, scatter, wait, as_completed, cancel, run_on_all,
+//!   spmd, actors;
+//! - [`proto`]: the messages between them.
+
+pub(crate) mod client;
+mod cluster;
+mod data;
+pub mod error;
+pub(crate) mod net;
+pub mod proto;
+pub mod registry;
+pub mod scheduler;
+mod server;
+mod worker;
+
+pub use client::{Actor, Arg, ArgValue, AsCompleted, Client, Future, IntoArgs, WaitFor};
+pub use cluster::{worker_entry, ClusterFile, LocalCluster, LocalClusterBuilder};
+pub use error::{FailureKind, TaskError};
+pub use proto::{Resources, TaskOptions, WorkerInfo};
+pub use registry::{ActorClass, RemoteFunction, SpmdFunction};
+pub use server::{ProgramPolicy, SchedulerServer, ServerConfig};
+pub use worker::{parse_resources, run_worker, WorkerConfig};

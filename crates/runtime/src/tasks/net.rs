@@ -1,0 +1,290 @@
+//! Authenticated blocking connections for the task layer.
+//!
+//! Connections are made and accepted with the handshake of `chorus-comm` (cluster
+//! secret, protocol version, roles), run on a small tokio runtime, and then used as plain
+//! blocking sockets: one reader thread per connection and direct writes keep a message's
+//! path free of executor hand-offs.
+
+use std::io::{self, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chorus_comm::fingerprint::Fingerprint;
+use chorus_comm::handshake::{handshake, Hello, Role};
+use chorus_comm::{Refusal, Secret};
+
+use crate::tasks::proto::DataAddress;
+use crate::{Error, Result};
+
+/// A connected socket of either family.
+#[derive(Debug)]
+pub(crate) enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Stream {
+    pub(crate) fn try_clone(&self) -> io::Result<Stream> {
+        Ok(match self {
+            Stream::Tcp(s) => Stream::Tcp(s.try_clone()?),
+            Stream::Unix(s) => Stream::Unix(s.try_clone()?),
+        })
+    }
+
+    /// Ends both directions, waking a thread blocked reading it.
+    pub(crate) fn shutdown(&self) {
+        let _ = match self {
+            Stream::Tcp(s) => s.shutdown(std::net::Shutdown::Both),
+            Stream::Unix(s) => s.shutdown(std::net::Shutdown::Both),
+        };
+    }
+
+    fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.set_write_timeout(t),
+            Stream::Unix(s) => s.set_write_timeout(t),
+        }
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read(buf),
+            Stream::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.write(buf),
+            Stream::Unix(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Where a scheduler listens: `host:port` for TCP or `unix:/path` for a Unix socket.
+pub(crate) fn parse_address(addr: &str) -> (Option<&str>, Option<&str>) {
+    match addr.strip_prefix("unix:") {
+        Some(path) => (None, Some(path)),
+        None => (Some(addr.strip_prefix("tcp://").unwrap_or(addr)), None),
+    }
+}
+
+/// How long a write may block before the peer is considered gone.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| Error::Io { context: "starting a runtime for a handshake".into(), source })
+}
+
+/// The check every task-layer connection applies: a peer that runs user code (worker or
+/// client) must be the same build as us when we run user code too.
+pub(crate) fn same_build_check(me_runs_code: bool, peer_runs_code: impl Fn(u8) -> bool + Sync) -> impl Fn(&Hello) -> Result<(), Refusal> + Sync {
+    let mine = Fingerprint::current();
+    move |h: &Hello| match h.role {
+        Role::Member { kind, .. } => {
+            if me_runs_code && peer_runs_code(kind) && h.fingerprint != mine {
+                Err(Refusal::BinaryMismatch { local: mine.short(), peer: h.fingerprint.short() })
+            } else {
+                Ok(())
+            }
+        }
+        other => Err(Refusal::Unexpected(format!("expected a member of a task cluster, found {other:?}"))),
+    }
+}
+
+/// Connects to `addr` (`host:port` or `unix:/path`) and runs the handshake as `kind`.
+pub(crate) fn connect(
+    addr: &str,
+    secret: &Secret,
+    kind: u8,
+    check: &(dyn Fn(&Hello) -> Result<(), Refusal> + Sync),
+    timeout: Duration,
+) -> Result<(Stream, Hello)> {
+    let rt = runtime()?;
+    let name = addr.to_string();
+    let me = Hello::new(Role::Member { kind, id: 0 })?;
+    let (tcp, unix) = parse_address(addr);
+    rt.block_on(async {
+        let deadline = tokio::time::Instant::now() + timeout;
+        if let Some(path) = unix {
+            let mut s = tokio::time::timeout_at(deadline, tokio::net::UnixStream::connect(path))
+                .await
+                .map_err(|_| Error::Cluster(format!("timed out connecting to {name}")))?
+                .map_err(|source| Error::Io { context: format!("connecting to {name}"), source })?;
+            let hello = handshake(&mut s, secret, me, check, "to", &name).await?;
+            let s = s.into_std().map_err(|source| Error::Io { context: "socket".into(), source })?;
+            s.set_nonblocking(false).map_err(|source| Error::Io { context: "socket".into(), source })?;
+            Ok((Stream::Unix(s), hello))
+        } else {
+            let host = tcp.expect("one of the two");
+            let mut s = chorus_comm::link::connect_tcp_retrying(host, deadline.into_std()).await?;
+            let hello = handshake(&mut s, secret, me, check, "to", &name).await?;
+            let s = s.into_std().map_err(|source| Error::Io { context: "socket".into(), source })?;
+            s.set_nonblocking(false).map_err(|source| Error::Io { context: "socket".into(), source })?;
+            let _ = s.set_nodelay(true);
+            Ok((Stream::Tcp(s), hello))
+        }
+    })
+    .inspect(|(s, _)| {
+        let _ = s.set_write_timeout(Some(WRITE_TIMEOUT));
+    })
+}
+
+/// Connects to a worker's data server, over its Unix socket when on this host.
+pub(crate) fn connect_data(addr: &DataAddress, secret: &Secret, timeout: Duration) -> Result<Stream> {
+    let check = same_build_check(true, |k| k == crate::tasks::proto::kind::DATA_SERVER);
+    let target = match &addr.unix {
+        Some(path) if addr.host_key == chorus_comm::link::host_key() => format!("unix:{path}"),
+        _ => addr.tcp.clone(),
+    };
+    Ok(connect(&target, secret, crate::tasks::proto::kind::DATA, &check, timeout)?.0)
+}
+
+/// A TCP listener and, when possible, a Unix-socket listener beside it.
+pub(crate) struct Listeners {
+    pub tcp: TcpListener,
+    pub unix: Option<(UnixListener, PathBuf)>,
+}
+
+impl Listeners {
+    /// Binds TCP at `tcp_bind` and a Unix socket in a fresh private directory.
+    pub(crate) fn bind(tcp_bind: &str, with_unix: bool) -> Result<Listeners> {
+        let tcp = TcpListener::bind(tcp_bind)
+            .map_err(|source| Error::Io { context: format!("listening on {tcp_bind}"), source })?;
+        let unix = if with_unix {
+            let dir = std::env::temp_dir().join(format!("chorus-{}-{}", std::process::id(), next_id()));
+            std::fs::create_dir_all(&dir).map_err(|source| Error::Io { context: format!("creating {}", dir.display()), source })?;
+            let path = dir.join("s");
+            let l = UnixListener::bind(&path)
+                .map_err(|source| Error::Io { context: format!("listening on {}", path.display()), source })?;
+            Some((l, path))
+        } else {
+            None
+        };
+        Ok(Listeners { tcp, unix })
+    }
+
+    pub(crate) fn tcp_addr(&self) -> String {
+        self.tcp.local_addr().map(|a| a.to_string()).unwrap_or_default()
+    }
+
+    pub(crate) fn unix_path(&self) -> Option<String> {
+        self.unix.as_ref().map(|(_, p)| p.display().to_string())
+    }
+
+    /// Accepts connections forever on background threads; each authenticated one is
+    /// handed to `on_conn` on a thread of its own.
+    pub(crate) fn serve<F, C>(self, secret: Secret, kind: u8, check: C, on_conn: F) -> Result<()>
+    where
+        F: Fn(Stream, Hello) + Send + Sync + 'static,
+        C: Fn(&Hello) -> Result<(), Refusal> + Send + Sync + 'static,
+    {
+        let on_conn = Arc::new(on_conn);
+        let check = Arc::new(check);
+        let tcp = self.tcp;
+        {
+            let (secret, on_conn, check) = (secret.clone(), on_conn.clone(), check.clone());
+            spawn("chorus-accept", move || loop {
+                let Ok((s, peer)) = tcp.accept() else { continue };
+                let _ = s.set_nodelay(true);
+                let (secret, on_conn, check) = (secret.clone(), on_conn.clone(), check.clone());
+                let _ = spawn("chorus-conn", move || {
+                    if let Some((s, hello)) = accept_tcp(s, &secret, kind, &*check, &peer.to_string()) {
+                        on_conn(Stream::Tcp(s), hello);
+                    }
+                });
+            })?;
+        }
+        if let Some((unix, path)) = self.unix {
+            spawn("chorus-accept", move || {
+                let _keep = path;
+                loop {
+                    let Ok((s, _)) = unix.accept() else { continue };
+                    let (secret, on_conn, check) = (secret.clone(), on_conn.clone(), check.clone());
+                    let _ = spawn("chorus-conn", move || {
+                        if let Some((s, hello)) = accept_unix(s, &secret, kind, &*check) {
+                            on_conn(Stream::Unix(s), hello);
+                        }
+                    });
+                }
+            })?;
+        }
+        Ok(())
+    }
+}
+
+fn accept_tcp(
+    s: TcpStream,
+    secret: &Secret,
+    kind: u8,
+    check: &(dyn Fn(&Hello) -> Result<(), Refusal> + Sync),
+    peer: &str,
+) -> Option<(TcpStream, Hello)> {
+    let rt = runtime().ok()?;
+    let res = rt.block_on(async {
+        s.set_nonblocking(true).ok()?;
+        let mut t = tokio::net::TcpStream::from_std(s).ok()?;
+        let me = Hello::new(Role::Member { kind, id: 0 }).ok()?;
+        match handshake(&mut t, secret, me, check, "from", peer).await {
+            Ok(h) => Some((t.into_std().ok()?, h)),
+            Err(e) => {
+                chorus_comm::diag::warn(&e.to_string());
+                None
+            }
+        }
+    })?;
+    res.0.set_nonblocking(false).ok()?;
+    let _ = res.0.set_write_timeout(Some(WRITE_TIMEOUT));
+    Some(res)
+}
+
+fn accept_unix(
+    s: UnixStream,
+    secret: &Secret,
+    kind: u8,
+    check: &(dyn Fn(&Hello) -> Result<(), Refusal> + Sync),
+) -> Option<(UnixStream, Hello)> {
+    let rt = runtime().ok()?;
+    let res = rt.block_on(async {
+        s.set_nonblocking(true).ok()?;
+        let mut t = tokio::net::UnixStream::from_std(s).ok()?;
+        let me = Hello::new(Role::Member { kind, id: 0 }).ok()?;
+        match handshake(&mut t, secret, me, check, "from", "a local process").await {
+            Ok(h) => Some((t.into_std().ok()?, h)),
+            Err(e) => {
+                chorus_comm::diag::warn(&e.to_string());
+                None
+            }
+        }
+    })?;
+    res.0.set_nonblocking(false).ok()?;
+    let _ = res.0.set_write_timeout(Some(WRITE_TIMEOUT));
+    Some(res)
+}
+
+fn next_id() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Starts a named thread.
+pub(crate) fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(f)
+        .map_err(|source| Error::Io { context: format!("starting thread {name}"), source })
+}

@@ -1,0 +1,419 @@
+//! The scheduler's I/O around the state machine.
+//!
+//! One core thread owns the [`Scheduler`]. Connection threads (one per worker, client or
+//! observer) read and decode messages and pass them to it over a channel; the core
+//! handles everything that is waiting, then writes one buffer per destination. So
+//! messages are batched whenever work arrives faster than it is handled, and never wait
+//! for a timer. A driver in the same process (the embedded default) talks to the core
+//! through the same channel, without sockets or serialization.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::atomic::{AtomicU16, AtomicU32, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use chorus_comm::fingerprint::Fingerprint;
+use chorus_comm::handshake::{Hello, Role};
+use chorus_comm::{Refusal, Secret};
+
+use crate::tasks::net::{self, Stream};
+use crate::tasks::proto::{self, kind, ClientId, ToClient, ToScheduler, ToWorker, WorkerId, WorkerInfo};
+use crate::tasks::scheduler::{Command, Event, Scheduler, SchedulerConfig};
+use crate::Result;
+
+/// Where scheduler messages for a client go.
+pub(crate) trait ClientSink: Send + Sync {
+    /// Messages for the client, in order.
+    fn deliver(&self, msgs: Vec<ToClient>);
+}
+
+struct RemoteSink(Mutex<Stream>);
+
+impl ClientSink for RemoteSink {
+    fn deliver(&self, msgs: Vec<ToClient>) {
+        let mut buf = Vec::new();
+        for m in &msgs {
+            proto::encode_into(m, &mut buf);
+        }
+        let _ = self.0.lock().expect("sink lock").write_all(&buf);
+    }
+}
+
+pub(crate) enum Input {
+    WorkerJoined(WorkerInfo, Stream),
+    FromWorker(WorkerId, ToScheduler),
+    WorkerClosed(WorkerId, String),
+    ClientJoined(ClientId, Arc<dyn ClientSink>),
+    FromClient(ClientId, ToScheduler),
+    ClientClosed(ClientId),
+    Status(Arc<dyn ClientSink>),
+    Shutdown,
+}
+
+/// Which builds may join: the scheduler's own (embedded in the driver), or whichever
+/// program joins first (a standing `chorus scheduler`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProgramPolicy {
+    /// Workers and clients must be this process's build.
+    ThisBinary,
+    /// The first worker or client fixes the build; others must match it while any of
+    /// them is connected.
+    FirstToJoin,
+}
+
+/// How a scheduler is set up.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// TCP address to listen on (`127.0.0.1:0` for an ephemeral local port).
+    pub listen: String,
+    /// Also listen on a Unix socket, for processes on this host.
+    pub unix: bool,
+    /// The cluster secret.
+    pub secret: Secret,
+    /// Which builds may join.
+    pub program: ProgramPolicy,
+    /// A worker silent for this long is considered lost.
+    pub heartbeat_timeout: Duration,
+    /// Scheduling tunables.
+    pub scheduler: SchedulerConfig,
+}
+
+/// A running scheduler.
+pub struct SchedulerServer {
+    tx: mpsc::Sender<Input>,
+    tcp: String,
+    unix: Option<String>,
+    next_client: Arc<AtomicU16>,
+    workers: Arc<(Mutex<Vec<WorkerInfo>>, Condvar)>,
+}
+
+impl SchedulerServer {
+    /// Starts listening and scheduling on background threads.
+    pub fn start(config: ServerConfig) -> Result<SchedulerServer> {
+        let listeners = net::Listeners::bind(&config.listen, config.unix)?;
+        let (tcp, unix) = (listeners.tcp_addr(), listeners.unix_path());
+        let (tx, rx) = mpsc::channel();
+        let workers = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
+        let members = Arc::new(AtomicU32::new(0));
+        let program = Arc::new(Mutex::new(match config.program {
+            ProgramPolicy::ThisBinary => Some(Fingerprint::current()),
+            ProgramPolicy::FirstToJoin => None,
+        }));
+        {
+            let mut core = Core {
+                sched: Scheduler::new(config.scheduler.clone()),
+                workers: HashMap::new(),
+                clients: HashMap::new(),
+                heartbeat_timeout: config.heartbeat_timeout,
+                published: workers.clone(),
+                members: members.clone(),
+                program: program.clone(),
+                policy: config.program,
+            };
+            net::spawn("chorus-scheduler", move || core.run(rx))?;
+        }
+        let next_client = Arc::new(AtomicU16::new(2));
+        let next_worker = Arc::new(AtomicU32::new(1));
+        let check = {
+            let program = program.clone();
+            move |h: &Hello| match h.role {
+                Role::Member { kind: kind::WORKER | kind::CLIENT, .. } => {
+                    let mut p = program.lock().expect("program lock");
+                    match *p {
+                        Some(fp) if fp != h.fingerprint => Err(Refusal::BinaryMismatch { local: fp.short(), peer: h.fingerprint.short() }),
+                        Some(_) => Ok(()),
+                        None => {
+                            *p = Some(h.fingerprint);
+                            Ok(())
+                        }
+                    }
+                }
+                Role::Member { kind: kind::OBSERVER, .. } => Ok(()),
+                other => Err(Refusal::Unexpected(format!("expected a worker, client or observer, found {other:?}"))),
+            }
+        };
+        let conn_tx = tx.clone();
+        let next_client2 = next_client.clone();
+        listeners.serve(config.secret.clone(), kind::SCHEDULER, check, move |stream, hello| {
+            let Role::Member { kind, .. } = hello.role else { return };
+            serve_conn(stream, kind, &conn_tx, &next_client2, &next_worker, &members);
+        })?;
+        Ok(SchedulerServer { tx, tcp, unix, next_client, workers })
+    }
+
+    /// The TCP address (`ip:port`).
+    pub fn address(&self) -> &str {
+        &self.tcp
+    }
+
+    /// The Unix-socket address (`unix:/path`), for processes on this host.
+    pub fn local_address(&self) -> Option<String> {
+        self.unix.as_ref().map(|p| format!("unix:{p}"))
+    }
+
+    /// The workers connected now.
+    pub fn workers(&self) -> Vec<WorkerInfo> {
+        self.workers.0.lock().expect("workers lock").clone()
+    }
+
+    /// Waits until at least `n` workers are connected; `alive` is asked between waits
+    /// whether it is worth waiting on (for instance, whether worker processes still run).
+    pub fn wait_for_workers(&self, n: usize, timeout: Duration, mut alive: impl FnMut() -> Result<()>) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        let (lock, cv) = &*self.workers;
+        let mut w = lock.lock().expect("workers lock");
+        while w.len() < n {
+            drop(w);
+            alive()?;
+            w = lock.lock().expect("workers lock");
+            if w.len() >= n {
+                break;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(crate::Error::Cluster(format!(
+                    "only {} of {n} workers joined the scheduler within {timeout:?}",
+                    w.len()
+                )));
+            }
+            w = cv.wait_timeout(w, (deadline - now).min(Duration::from_millis(20))).expect("workers lock").0;
+        }
+        Ok(())
+    }
+
+    /// Connects a client living in this process.
+    pub(crate) fn local_client(&self, sink: Arc<dyn ClientSink>) -> (ClientId, mpsc::Sender<Input>) {
+        let id = self.next_client.fetch_add(1, Ordering::Relaxed);
+        let _ = self.tx.send(Input::ClientJoined(id, sink));
+        (id, self.tx.clone())
+    }
+
+    /// Asks every worker to leave and stops scheduling.
+    pub fn shutdown(&self) {
+        let _ = self.tx.send(Input::Shutdown);
+    }
+}
+
+impl Drop for SchedulerServer {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn serve_conn(
+    stream: Stream,
+    kind: u8,
+    tx: &mpsc::Sender<Input>,
+    next_client: &AtomicU16,
+    next_worker: &AtomicU32,
+    members: &AtomicU32,
+) {
+    let Ok(mut reader) = stream.try_clone() else { return };
+    let mut buf = Vec::new();
+    let first = proto::read_msg::<ToScheduler>(&mut reader, &mut buf);
+    match (kind, first) {
+        (kind::WORKER, Ok(ToScheduler::RegisterWorker(mut info))) => {
+            let id = next_worker.fetch_add(1, Ordering::Relaxed);
+            info.id = id;
+            let mut w = match stream.try_clone() {
+                Ok(w) => w,
+                Err(_) => return,
+            };
+            if proto::write_msg(&mut w, &ToWorker::Welcome(id)).is_err() {
+                return;
+            }
+            members.fetch_add(1, Ordering::Relaxed);
+            let _ = tx.send(Input::WorkerJoined(info, stream));
+            let reason = loop {
+                match proto::read_msg::<ToScheduler>(&mut reader, &mut buf) {
+                    Ok(m) => {
+                        if tx.send(Input::FromWorker(id, m)).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break "closed its connection".to_string(),
+                    Err(e) => break format!("connection failed: {e}"),
+                }
+            };
+            let _ = tx.send(Input::WorkerClosed(id, reason));
+        }
+        (kind::CLIENT, Ok(ToScheduler::RegisterClient)) => {
+            let id = next_client.fetch_add(1, Ordering::Relaxed);
+            members.fetch_add(1, Ordering::Relaxed);
+            let _ = tx.send(Input::ClientJoined(id, Arc::new(RemoteSink(Mutex::new(stream)))));
+            while let Ok(m) = proto::read_msg::<ToScheduler>(&mut reader, &mut buf) {
+                if tx.send(Input::FromClient(id, m)).is_err() {
+                    return;
+                }
+            }
+            let _ = tx.send(Input::ClientClosed(id));
+        }
+        (kind::OBSERVER, Ok(ToScheduler::RegisterObserver)) => {
+            let sink: Arc<dyn ClientSink> = Arc::new(RemoteSink(Mutex::new(stream)));
+            while let Ok(ToScheduler::Status) = proto::read_msg::<ToScheduler>(&mut reader, &mut buf) {
+                if tx.send(Input::Status(sink.clone())).is_err() {
+                    return;
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+struct Core {
+    sched: Scheduler,
+    workers: HashMap<WorkerId, (Stream, Instant)>,
+    clients: HashMap<ClientId, Arc<dyn ClientSink>>,
+    heartbeat_timeout: Duration,
+    published: Arc<(Mutex<Vec<WorkerInfo>>, Condvar)>,
+    members: Arc<AtomicU32>,
+    program: Arc<Mutex<Option<Fingerprint>>>,
+    policy: ProgramPolicy,
+}
+
+impl Core {
+    fn run(&mut self, rx: mpsc::Receiver<Input>) {
+        let mut last_check = Instant::now();
+        loop {
+            let first = match rx.recv_timeout(Duration::from_secs(1)) {
+                Ok(i) => Some(i),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => return,
+            };
+            if let Some(first) = first {
+                if !self.apply(first) {
+                    return self.stop();
+                }
+                while let Ok(more) = rx.try_recv() {
+                    if !self.apply(more) {
+                        return self.stop();
+                    }
+                }
+            }
+            if last_check.elapsed() >= Duration::from_secs(1) {
+                last_check = Instant::now();
+                self.check_heartbeats();
+            }
+            self.flush();
+        }
+    }
+
+    fn stop(&mut self) {
+        for (s, _) in self.workers.values_mut() {
+            let _ = proto::write_msg(s, &ToWorker::Shutdown);
+        }
+    }
+
+    /// Handles one input; `false` to stop.
+    fn apply(&mut self, input: Input) -> bool {
+        match input {
+            Input::WorkerJoined(info, stream) => {
+                self.workers.insert(info.id, (stream, Instant::now()));
+                self.sched.handle(Event::WorkerJoined(info));
+                self.publish_workers();
+            }
+            Input::FromWorker(w, msg) => {
+                let Some(entry) = self.workers.get_mut(&w) else { return true };
+                entry.1 = Instant::now();
+                let event = match msg {
+                    ToScheduler::Finished(results) => Event::Finished { worker: w, results },
+                    ToScheduler::Failed { id, error } => Event::Failed { worker: w, id, error },
+                    ToScheduler::MissingInputs { id, missing } => Event::MissingInputs { worker: w, id, missing },
+                    ToScheduler::Stolen(ids) => Event::Stolen { worker: w, ids },
+                    ToScheduler::Heartbeat { stored, rss } => Event::Heartbeat { worker: w, stored, rss },
+                    _ => return true,
+                };
+                self.sched.handle(event);
+            }
+            Input::WorkerClosed(w, reason) => self.lose_worker(w, reason),
+            Input::ClientJoined(id, sink) => {
+                sink.deliver(vec![ToClient::Welcome { client: id, workers: self.sched.worker_infos() }]);
+                self.clients.insert(id, sink);
+                self.sched.handle(Event::ClientJoined(id));
+            }
+            Input::FromClient(client, msg) => {
+                let event = match msg {
+                    ToScheduler::Submit(tasks) => Event::Submit { client, tasks },
+                    ToScheduler::Release(ids) => Event::Release { client, ids },
+                    ToScheduler::Cancel(ids) => Event::Cancel { client, ids },
+                    ToScheduler::Scattered { worker, objects } => Event::Scattered { client, worker, objects },
+                    _ => return true,
+                };
+                self.sched.handle(event);
+            }
+            Input::ClientClosed(id) => {
+                self.clients.remove(&id);
+                self.members.fetch_sub(1, Ordering::Relaxed);
+                self.sched.handle(Event::ClientLeft(id));
+                self.maybe_forget_program();
+            }
+            Input::Status(sink) => sink.deliver(vec![ToClient::Status(self.sched.status(self.clients.len() as u64))]),
+            Input::Shutdown => return false,
+        }
+        true
+    }
+
+    fn lose_worker(&mut self, w: WorkerId, reason: String) {
+        if let Some((s, _)) = self.workers.remove(&w) {
+            s.shutdown();
+            self.members.fetch_sub(1, Ordering::Relaxed);
+            self.sched.handle(Event::WorkerLost { worker: w, reason });
+            self.publish_workers();
+            self.maybe_forget_program();
+        }
+    }
+
+    fn maybe_forget_program(&mut self) {
+        if self.policy == ProgramPolicy::FirstToJoin && self.members.load(Ordering::Relaxed) == 0 {
+            *self.program.lock().expect("program lock") = None;
+        }
+    }
+
+    fn publish_workers(&self) {
+        let (lock, cv) = &*self.published;
+        *lock.lock().expect("workers lock") = self.sched.worker_infos();
+        cv.notify_all();
+    }
+
+    fn check_heartbeats(&mut self) {
+        let silent: Vec<WorkerId> = self
+            .workers
+            .iter()
+            .filter(|(_, (_, seen))| seen.elapsed() > self.heartbeat_timeout)
+            .map(|(w, _)| *w)
+            .collect();
+        for w in silent {
+            let reason = format!("sent nothing for {:?} (heartbeat timeout)", self.heartbeat_timeout);
+            self.lose_worker(w, reason);
+        }
+    }
+
+    fn flush(&mut self) {
+        while self.sched.has_commands() {
+            let mut bufs: HashMap<WorkerId, Vec<u8>> = HashMap::new();
+            for cmd in self.sched.drain() {
+                match cmd {
+                    Command::Worker(w, msg) => proto::encode_into(&msg, bufs.entry(w).or_default()),
+                    Command::Client(c, msgs) => {
+                        if let Some(sink) = self.clients.get(&c) {
+                            sink.deliver(msgs);
+                        }
+                    }
+                }
+            }
+            let mut failed = Vec::new();
+            for (w, buf) in bufs {
+                if let Some((s, _)) = self.workers.get_mut(&w) {
+                    if let Err(e) = s.write_all(&buf) {
+                        failed.push((w, format!("could not be written to: {e}")));
+                    }
+                }
+            }
+            for (w, reason) in failed {
+                self.lose_worker(w, reason);
+            }
+        }
+    }
+}

@@ -1,0 +1,654 @@
+//! The worker process: runs tasks, keeps their results, serves them to peers.
+//!
+//! Threads, and why: the main thread reads the scheduler's messages and queues tasks;
+//! `nthreads` executor threads take the highest-priority task whose resources fit, fetch
+//! any input it lacks straight from the worker holding it, run it, and report; each
+//! actor has a thread of its own so its calls run one at a time in arrival order; the
+//! data server answers peers and clients. Reports are written by whichever executor
+//! finds the outgoing queue empty, so completions that pile up during a write leave as
+//! one message and no thread sits between a finished task and the socket.
+
+use std::any::Any;
+use std::cell::{Cell, RefCell};
+use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::panic::AssertUnwindSafe;
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use chorus_comm::Secret;
+
+use crate::tasks::data::{self, DataPool, ObjectStore};
+use crate::tasks::error::{FailureKind, TaskError};
+use crate::tasks::net::{self, Stream};
+use crate::tasks::proto::{
+    self, kind, ArgSlot, ComputeTask, DataAddress, Finished, Resources, TaskId, TaskKind, ToScheduler, ToWorker,
+    WorkerId, WorkerInfo, INLINE_MAX,
+};
+use crate::tasks::registry::{registry, Fault};
+use crate::{Error, Result};
+
+/// Environment variables a worker process is started with.
+pub mod env {
+    /// Address of the scheduler; its presence makes `#[chorus::main]` run a worker.
+    pub const SCHEDULER: &str = "CHORUS_WORKER_SCHEDULER";
+    /// Threads that run tasks.
+    pub const NTHREADS: &str = "CHORUS_WORKER_NTHREADS";
+    /// Memory limit in bytes.
+    pub const MEMORY_LIMIT: &str = "CHORUS_WORKER_MEMORY_LIMIT";
+    /// Custom resources, `NAME=AMOUNT,NAME=AMOUNT`.
+    pub const RESOURCES: &str = "CHORUS_WORKER_RESOURCES";
+    /// The address the worker's data server binds (default: the address used to reach
+    /// the scheduler, port 0).
+    pub const LISTEN: &str = "CHORUS_WORKER_LISTEN";
+}
+
+/// How a worker is set up.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// `host:port` or `unix:/path` of the scheduler.
+    pub scheduler: String,
+    /// The cluster secret.
+    pub secret: Secret,
+    /// Threads that run tasks.
+    pub nthreads: u32,
+    /// Named custom resources it offers.
+    pub resources: Vec<(String, f64)>,
+    /// Stop starting tasks while the process's memory is above 80% of this (0 = no limit).
+    pub memory_limit: u64,
+    /// IP for the data server; `None` picks the one that reaches the scheduler.
+    pub listen: Option<String>,
+}
+
+impl WorkerConfig {
+    /// Reads the configuration a cluster put in the environment.
+    pub fn from_env() -> Result<Option<WorkerConfig>> {
+        let Ok(scheduler) = std::env::var(env::SCHEDULER) else { return Ok(None) };
+        let secret = Secret::from_env()?.ok_or_else(|| {
+            Error::Config(format!("{} is set but the cluster secret is not (CHORUS_SECRET or CHORUS_SECRET_FILE)", env::SCHEDULER))
+        })?;
+        let nthreads = match std::env::var(env::NTHREADS) {
+            Ok(v) => v.parse().map_err(|_| Error::Config(format!("{}={v} is not a number of threads", env::NTHREADS)))?,
+            Err(_) => 1,
+        };
+        let memory_limit = match std::env::var(env::MEMORY_LIMIT) {
+            Ok(v) => v.parse().map_err(|_| Error::Config(format!("{}={v} is not a number of bytes", env::MEMORY_LIMIT)))?,
+            Err(_) => 0,
+        };
+        let resources = match std::env::var(env::RESOURCES) {
+            Ok(v) => parse_resources(&v)?,
+            Err(_) => Vec::new(),
+        };
+        Ok(Some(WorkerConfig { scheduler, secret, nthreads, resources, memory_limit, listen: std::env::var(env::LISTEN).ok() }))
+    }
+}
+
+/// Parses `GPU=1,MEM=4`.
+pub fn parse_resources(s: &str) -> Result<Vec<(String, f64)>> {
+    s.split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(|p| {
+            let (name, amount) = p
+                .split_once('=')
+                .ok_or_else(|| Error::Config(format!("resource `{p}` should be NAME=AMOUNT, e.g. GPU=1")))?;
+            let amount: f64 =
+                amount.trim().parse().map_err(|_| Error::Config(format!("resource `{p}`: `{amount}` is not a number")))?;
+            Ok((name.trim().to_string(), amount))
+        })
+        .collect()
+}
+
+struct Queued {
+    priority: i32,
+    seq: u64,
+    task: ComputeTask,
+}
+
+impl PartialEq for Queued {
+    fn eq(&self, other: &Self) -> bool {
+        self.seq == other.seq
+    }
+}
+impl Eq for Queued {}
+impl Ord for Queued {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.priority.cmp(&other.priority).then(other.seq.cmp(&self.seq))
+    }
+}
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+struct Queue {
+    heap: BinaryHeap<Queued>,
+    free_cpus: u32,
+    free_custom: Vec<(String, f64)>,
+    seq: u64,
+    paused: bool,
+}
+
+impl Queue {
+    fn fits(&self, need: &Resources) -> bool {
+        need.cpus <= self.free_cpus
+            && need.custom.iter().all(|(n, a)| self.free_custom.iter().any(|(m, have)| m == n && have >= a))
+    }
+
+    fn take(&mut self, need: &Resources) {
+        self.free_cpus -= need.cpus;
+        for (n, a) in &need.custom {
+            if let Some((_, have)) = self.free_custom.iter_mut().find(|(m, _)| m == n) {
+                *have -= a;
+            }
+        }
+    }
+
+    fn give(&mut self, need: &Resources) {
+        self.free_cpus += need.cpus;
+        for (n, a) in &need.custom {
+            if let Some((_, have)) = self.free_custom.iter_mut().find(|(m, _)| m == n) {
+                *have += a;
+            }
+        }
+    }
+
+    /// The highest-priority task that fits now.
+    fn pop_fitting(&mut self) -> Option<ComputeTask> {
+        if self.paused {
+            return None;
+        }
+        let mut skipped = Vec::new();
+        let mut found = None;
+        while let Some(q) = self.heap.pop() {
+            if self.fits(&q.task.spec.options.resources) {
+                found = Some(q.task);
+                break;
+            }
+            skipped.push(q);
+        }
+        self.heap.extend(skipped);
+        if let Some(t) = &found {
+            let need = t.spec.options.resources.clone();
+            self.take(&need);
+        }
+        found
+    }
+
+    fn remove(&mut self, ids: &HashSet<TaskId>) -> Vec<TaskId> {
+        let mut removed = Vec::new();
+        self.heap.retain(|q| {
+            let hit = ids.contains(&q.task.spec.id);
+            if hit {
+                removed.push(q.task.spec.id);
+            }
+            !hit
+        });
+        removed
+    }
+}
+
+/// Sends reports to the scheduler, batching those that pile up while a write is under way.
+struct Reporter {
+    pending: Mutex<Vec<ToScheduler>>,
+    writer: Mutex<Stream>,
+}
+
+impl Reporter {
+    fn send(&self, msg: ToScheduler) {
+        let first = {
+            let mut p = self.pending.lock().expect("reporter lock");
+            p.push(msg);
+            p.len() == 1
+        };
+        if first {
+            self.flush();
+        }
+    }
+
+    fn flush(&self) {
+        let mut w = self.writer.lock().expect("writer lock");
+        loop {
+            let batch = std::mem::take(&mut *self.pending.lock().expect("reporter lock"));
+            if batch.is_empty() {
+                return;
+            }
+            let mut out = Vec::new();
+            let mut finished = Vec::new();
+            for m in batch {
+                match m {
+                    ToScheduler::Finished(f) => finished.extend(f),
+                    other => {
+                        if !finished.is_empty() {
+                            proto::encode_into(&ToScheduler::Finished(std::mem::take(&mut finished)), &mut out);
+                        }
+                        proto::encode_into(&other, &mut out);
+                    }
+                }
+            }
+            if !finished.is_empty() {
+                proto::encode_into(&ToScheduler::Finished(finished), &mut out);
+            }
+            if std::io::Write::write_all(&mut *w, &out).is_err() {
+                // The scheduler is gone; the reader notices and ends the process.
+                return;
+            }
+        }
+    }
+}
+
+struct ActorCell {
+    calls: mpsc::Sender<ComputeTask>,
+}
+
+struct Worker {
+    id: WorkerId,
+    describe: String,
+    secret: Secret,
+    queue: Mutex<Queue>,
+    wake: Condvar,
+    store: Arc<ObjectStore>,
+    pool: DataPool,
+    peers: Mutex<HashMap<WorkerId, DataAddress>>,
+    reporter: Reporter,
+    actors: Mutex<HashMap<TaskId, ActorCell>>,
+    cancelled: Mutex<HashSet<TaskId>>,
+    memory_limit: u64,
+}
+
+thread_local! {
+    static IN_TASK: Cell<bool> = const { Cell::new(false) };
+    static LAST_PANIC: RefCell<Option<(String, Option<String>, Option<String>)>> = const { RefCell::new(None) };
+}
+
+/// Panics inside tasks become errors on their futures; the default hook would print
+/// them on the worker's stderr as well, so inside tasks only their details are kept.
+fn install_panic_hook() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !IN_TASK.with(|t| t.get()) {
+            return default(info);
+        }
+        let payload = info.payload();
+        let msg = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic with a non-string payload".into());
+        let loc = info.location().map(|l| l.to_string());
+        let bt = std::backtrace::Backtrace::capture();
+        let bt = (bt.status() == std::backtrace::BacktraceStatus::Captured).then(|| bt.to_string());
+        LAST_PANIC.with(|p| *p.borrow_mut() = Some((msg, loc, bt)));
+    }));
+}
+
+/// Runs `f` as user code: a panic becomes a [`Fault`]-like error with its details.
+fn run_user<T>(f: impl FnOnce() -> Result<T, Fault>) -> Result<T, (Fault, Option<String>, Option<String>)> {
+    IN_TASK.with(|t| t.set(true));
+    let out = std::panic::catch_unwind(AssertUnwindSafe(f));
+    IN_TASK.with(|t| t.set(false));
+    match out {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(fault)) => Err((fault, None, None)),
+        Err(_) => {
+            let (msg, loc, bt) =
+                LAST_PANIC.with(|p| p.borrow_mut().take()).unwrap_or_else(|| ("unknown panic".into(), None, None));
+            Err((Fault { kind: FailureKind::Panic, message: msg }, loc, bt))
+        }
+    }
+}
+
+/// Runs a worker until the scheduler goes away or tells it to stop.
+pub fn run_worker(config: WorkerConfig) -> Result<()> {
+    install_panic_hook();
+    let peer_check = net::same_build_check(true, |k| k == kind::WORKER || k == kind::CLIENT);
+    let check = move |h: &chorus_comm::handshake::Hello| match h.role {
+        chorus_comm::handshake::Role::Member { kind: kind::SCHEDULER, .. } => peer_check(h),
+        other => Err(chorus_comm::Refusal::Unexpected(format!("expected the scheduler, found {other:?}"))),
+    };
+    let (stream, _) = net::connect(&config.scheduler, &config.secret, kind::WORKER, &check, Duration::from_secs(30))?;
+    let listen_ip = match (&config.listen, &stream) {
+        (Some(ip), _) => ip.clone(),
+        (None, Stream::Tcp(s)) => s.local_addr().map(|a| a.ip().to_string()).unwrap_or_else(|_| "127.0.0.1".into()),
+        (None, Stream::Unix(_)) => "127.0.0.1".into(),
+    };
+    let listeners = net::Listeners::bind(&format!("{listen_ip}:0"), true)?;
+    let data = DataAddress {
+        tcp: listeners.tcp_addr(),
+        unix: listeners.unix_path(),
+        host_key: chorus_comm::link::host_key(),
+    };
+    let nthreads = config.nthreads.max(1);
+    let info = WorkerInfo {
+        id: 0,
+        nthreads,
+        resources: Resources { cpus: nthreads, custom: config.resources.clone() },
+        memory_limit: config.memory_limit,
+        data,
+        host: hostname(),
+        pid: std::process::id(),
+    };
+    let mut writer = stream.try_clone().map_err(|source| Error::Io { context: "socket".into(), source })?;
+    let mut reader = stream;
+    proto::write_msg(&mut writer, &ToScheduler::RegisterWorker(info.clone()))
+        .map_err(|source| Error::Io { context: "registering with the scheduler".into(), source })?;
+    let mut buf = Vec::new();
+    let id = match proto::read_msg::<ToWorker>(&mut reader, &mut buf) {
+        Ok(ToWorker::Welcome(id)) => id,
+        Ok(other) => return Err(Error::Cluster(format!("the scheduler answered the registration with {other:?}"))),
+        Err(source) => return Err(Error::Io { context: "registering with the scheduler".into(), source }),
+    };
+    let store = Arc::new(ObjectStore::default());
+    data::serve(listeners, config.secret.clone(), store.clone())?;
+    let worker = Arc::new(Worker {
+        id,
+        describe: WorkerInfo { id, ..info.clone() }.describe(),
+        secret: config.secret.clone(),
+        queue: Mutex::new(Queue {
+            heap: BinaryHeap::new(),
+            free_cpus: nthreads,
+            free_custom: config.resources.clone(),
+            seq: 0,
+            paused: false,
+        }),
+        wake: Condvar::new(),
+        store,
+        pool: DataPool::new(config.secret.clone()),
+        peers: Mutex::new(HashMap::new()),
+        reporter: Reporter { pending: Mutex::new(Vec::new()), writer: Mutex::new(writer) },
+        actors: Mutex::new(HashMap::new()),
+        cancelled: Mutex::new(HashSet::new()),
+        memory_limit: config.memory_limit,
+    });
+    for i in 0..nthreads {
+        let w = worker.clone();
+        net::spawn(&format!("chorus-exec-{i}"), move || w.executor_loop())?;
+    }
+    {
+        let w = worker.clone();
+        net::spawn("chorus-heartbeat", move || loop {
+            std::thread::sleep(Duration::from_secs(1));
+            let rss = rss_bytes();
+            if w.memory_limit > 0 {
+                let over = rss > w.memory_limit / 10 * 8;
+                let mut q = w.queue.lock().expect("queue lock");
+                if q.paused != over {
+                    q.paused = over;
+                    if over {
+                        chorus_comm::diag::warn(&format!(
+                            "{}: memory use {} MB is above 80% of the limit of {} MB; not starting tasks until it drops",
+                            w.describe,
+                            rss >> 20,
+                            w.memory_limit >> 20
+                        ));
+                    }
+                    w.wake.notify_all();
+                }
+            }
+            w.reporter.send(ToScheduler::Heartbeat { stored: w.store.bytes(), rss });
+        })?;
+    }
+    loop {
+        let msg = match proto::read_msg::<ToWorker>(&mut reader, &mut buf) {
+            Ok(m) => m,
+            // The scheduler is gone: a worker has nothing left to do.
+            Err(_) => return Ok(()),
+        };
+        match msg {
+            ToWorker::Compute(tasks) => worker.accept(tasks),
+            ToWorker::Delete(ids) => {
+                let mut actors = worker.actors.lock().expect("actors lock");
+                for id in ids {
+                    worker.store.remove(id);
+                    actors.remove(&id);
+                }
+            }
+            ToWorker::Steal(ids) => {
+                let ids: HashSet<TaskId> = ids.into_iter().collect();
+                let removed = worker.queue.lock().expect("queue lock").remove(&ids);
+                worker.reporter.send(ToScheduler::Stolen(removed));
+            }
+            ToWorker::Cancel(ids) => {
+                let ids: HashSet<TaskId> = ids.into_iter().collect();
+                worker.queue.lock().expect("queue lock").remove(&ids);
+                worker.cancelled.lock().expect("cancel lock").extend(ids);
+            }
+            ToWorker::Peers(infos) => {
+                *worker.peers.lock().expect("peers lock") = infos.into_iter().map(|i| (i.id, i.data)).collect();
+            }
+            ToWorker::Shutdown => return Ok(()),
+            ToWorker::Welcome(_) => {}
+        }
+    }
+}
+
+impl Worker {
+    fn accept(self: &Arc<Self>, tasks: Vec<ComputeTask>) {
+        let mut q = self.queue.lock().expect("queue lock");
+        for task in tasks {
+            if let TaskKind::ActorCall { actor, .. } = task.spec.kind {
+                drop(q);
+                self.to_actor(actor, task);
+                q = self.queue.lock().expect("queue lock");
+                continue;
+            }
+            q.seq += 1;
+            let seq = q.seq;
+            q.heap.push(Queued { priority: task.spec.options.priority, seq, task });
+        }
+        drop(q);
+        self.wake.notify_all();
+    }
+
+    fn to_actor(self: &Arc<Self>, actor: TaskId, task: ComputeTask) {
+        let sent = self.actors.lock().expect("actors lock").get(&actor).map(|a| a.calls.send(task.clone()).is_ok());
+        if sent != Some(true) {
+            let e = self.error(&task, FailureKind::WorkerLost, "the actor is not on this worker (it was released or failed)".into());
+            self.reporter.send(ToScheduler::Failed { id: task.spec.id, error: e });
+        }
+    }
+
+    fn executor_loop(self: Arc<Self>) {
+        loop {
+            let task = {
+                let mut q = self.queue.lock().expect("queue lock");
+                loop {
+                    if let Some(t) = q.pop_fitting() {
+                        break t;
+                    }
+                    q = self.wake.wait(q).expect("queue lock");
+                }
+            };
+            let need = task.spec.options.resources.clone();
+            self.run(task);
+            self.queue.lock().expect("queue lock").give(&need);
+            self.wake.notify_all();
+        }
+    }
+
+    fn error(&self, task: &ComputeTask, kind: FailureKind, message: String) -> TaskError {
+        let mut e = TaskError::new(kind, task.spec.kind.name(), message);
+        e.worker = Some(self.describe.clone());
+        e
+    }
+
+    /// Gets every input of `task`: inline, local, or fetched from the holders.
+    fn inputs(&self, task: &ComputeTask) -> Result<HashMap<TaskId, Arc<Vec<u8>>>, Vec<TaskId>> {
+        let mut have = HashMap::with_capacity(task.deps.len());
+        let mut wanted: HashMap<WorkerId, Vec<TaskId>> = HashMap::new();
+        for d in &task.deps {
+            if let Some(b) = &d.inline {
+                have.insert(d.id, b.clone());
+            } else if let Some(b) = self.store.get(d.id) {
+                have.insert(d.id, b);
+            } else if let Some(h) = d.holders.iter().find(|h| **h != self.id) {
+                wanted.entry(*h).or_default().push(d.id);
+            }
+        }
+        for (holder, ids) in wanted {
+            let addr = self.peers.lock().expect("peers lock").get(&holder).cloned();
+            let got = addr.and_then(|a| self.pool.fetch(&a, &ids).ok());
+            if let Some(got) = got {
+                for (id, bytes) in ids.iter().zip(got) {
+                    if let Some(b) = bytes {
+                        self.store.insert(*id, b.clone());
+                        have.insert(*id, b);
+                    }
+                }
+            }
+        }
+        let missing: Vec<TaskId> = task.deps.iter().map(|d| d.id).filter(|id| !have.contains_key(id)).collect();
+        if missing.is_empty() {
+            Ok(have)
+        } else {
+            Err(missing)
+        }
+    }
+
+    fn run(self: &Arc<Self>, task: ComputeTask) {
+        let id = task.spec.id;
+        if self.cancelled.lock().expect("cancel lock").remove(&id) {
+            return;
+        }
+        let inputs = match self.inputs(&task) {
+            Ok(i) => i,
+            Err(missing) => return self.reporter.send(ToScheduler::MissingInputs { id, missing }),
+        };
+        let args: Vec<&[u8]> = task
+            .spec
+            .args
+            .iter()
+            .map(|a| match a {
+                ArgSlot::Value(v) => v.as_slice(),
+                ArgSlot::Future(d) => inputs[d].as_slice(),
+            })
+            .collect();
+        let reg = registry();
+        let started = Instant::now();
+        let outcome: Result<Option<Vec<u8>>, (Fault, Option<String>, Option<String>)> = match &task.spec.kind {
+            TaskKind::Call { func } => match reg.functions.get(func.as_str()) {
+                Some(entry) => run_user(|| (entry.call)(&args)).map(Some),
+                None => Err((unknown(func, "function", "#[chorus::remote]"), None, None)),
+            },
+            TaskKind::ActorNew { class } => match reg.actors.get(class.as_str()) {
+                Some(entry) => run_user(|| (entry.create)(&args)).map(|obj| {
+                    self.start_actor(id, obj);
+                    None
+                }),
+                None => Err((unknown(class, "actor type", "#[chorus::actor]"), None, None)),
+            },
+            TaskKind::Spmd { func, rank, size, coordinator } => match reg.spmd.get(func.as_str()) {
+                Some(entry) => {
+                    let config = chorus_comm::WorldConfig {
+                        rank: *rank as usize,
+                        size: *size as usize,
+                        coordinator: coordinator.clone(),
+                        secret: self.secret.clone(),
+                        transport: chorus_comm::TransportPreference::from_env().unwrap_or_default(),
+                        connect_timeout: Duration::from_secs(60),
+                        warn_after: Duration::from_secs(60),
+                        spin: None,
+                    };
+                    run_user(|| {
+                        let world = chorus_comm::World::connect(config).map_err(|e| Fault {
+                            kind: FailureKind::Error,
+                            message: format!("joining the SPMD job as rank {rank} of {size}: {e}"),
+                        })?;
+                        let out = (entry.call)(&world, &args)?;
+                        world.finalize().map_err(|e| Fault { kind: FailureKind::Error, message: e.to_string() })?;
+                        Ok(out)
+                    })
+                    .map(Some)
+                }
+                None => Err((unknown(func, "SPMD function", "#[chorus::spmd]"), None, None)),
+            },
+            TaskKind::ActorCall { .. } => unreachable!("actor calls run on the actor's thread"),
+        };
+        self.report(&task, outcome, started);
+    }
+
+    fn report(
+        &self,
+        task: &ComputeTask,
+        outcome: Result<Option<Vec<u8>>, (Fault, Option<String>, Option<String>)>,
+        started: Instant,
+    ) {
+        let id = task.spec.id;
+        let micros = started.elapsed().as_micros() as u64;
+        match outcome {
+            Ok(Some(bytes)) => {
+                let size = bytes.len() as u64;
+                let bytes = Arc::new(bytes);
+                let inline = (bytes.len() <= INLINE_MAX).then(|| bytes.clone());
+                self.store.insert(id, bytes);
+                self.reporter.send(ToScheduler::Finished(vec![Finished { id, size, inline, micros }]));
+            }
+            Ok(None) => self.reporter.send(ToScheduler::Finished(vec![Finished { id, size: 0, inline: None, micros }])),
+            Err((fault, location, backtrace)) => {
+                let mut e = self.error(task, fault.kind, fault.message);
+                e.location = location;
+                e.backtrace = backtrace;
+                self.reporter.send(ToScheduler::Failed { id, error: e });
+            }
+        }
+    }
+
+    fn start_actor(self: &Arc<Self>, id: TaskId, mut obj: Box<dyn Any + Send>) {
+        let (tx, rx) = mpsc::channel::<ComputeTask>();
+        self.actors.lock().expect("actors lock").insert(id, ActorCell { calls: tx });
+        let w = self.clone();
+        let started = net::spawn(&format!("chorus-actor-{id:x}"), move || {
+            // Ends when the actor is deleted (its sender dropped).
+            for call in rx {
+                let TaskKind::ActorCall { method, .. } = &call.spec.kind else { continue };
+                let begun = Instant::now();
+                let inputs = match w.inputs(&call) {
+                    Ok(i) => i,
+                    Err(missing) => {
+                        w.reporter.send(ToScheduler::MissingInputs { id: call.spec.id, missing });
+                        continue;
+                    }
+                };
+                let args: Vec<&[u8]> = call
+                    .spec
+                    .args
+                    .iter()
+                    .map(|a| match a {
+                        ArgSlot::Value(v) => v.as_slice(),
+                        ArgSlot::Future(d) => inputs[d].as_slice(),
+                    })
+                    .collect();
+                let outcome = match registry().methods.get(method.as_str()) {
+                    Some(entry) => run_user(|| (entry.call)(&mut *obj, &args)).map(Some),
+                    None => Err((unknown(method, "actor method", "#[chorus::actor]"), None, None)),
+                };
+                w.report(&call, outcome, begun);
+            }
+        });
+        if started.is_err() {
+            self.actors.lock().expect("actors lock").remove(&id);
+        }
+    }
+}
+
+fn unknown(name: &str, what: &str, attr: &str) -> Fault {
+    Fault {
+        kind: FailureKind::UnknownFunction,
+        message: format!(
+            "no {what} named `{name}` is registered in this worker's binary; mark it with {attr} and start the workers from the same build as the driver"
+        ),
+    }
+}
+
+pub(crate) fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "localhost".into())
+}
+
+/// Resident set size of this process.
+pub(crate) fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()))
+        .map(|pages| pages * 4096)
+        .unwrap_or(0)
+}
