@@ -1,1 +1,125 @@
-fn main() {}
+//! Task-layer benchmarks, the workloads of shared/peers' Dask and Ray scripts:
+//!
+//! - `map`: map of N no-op `inc` tasks + gather (tasks/s);
+//! - `rtt`: sequential submit → result round trips (µs each);
+//! - `tree`: tree reduction over 8192 leaves (16,383 tasks, s);
+//! - `scatter`: scatter then gather of 100 MB (GB/s);
+//! - `start`: local cluster start until every worker joined (ms).
+//!
+//! Prints `RESULT name=value unit` lines (median of the repetitions), like the peers.
+//!
+//!     cargo run --release -p bench-tasks -- [--workers 2] [--reps 3] [--map 100000]
+
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use chorus::{Client, LocalCluster};
+
+#[chorus::remote]
+fn inc(x: i64) -> i64 {
+    x + 1
+}
+
+#[chorus::remote]
+fn add(x: i64, y: i64) -> i64 {
+    x + y
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn emit(name: &str, values: Vec<f64>, unit: &str) {
+    let shown: Vec<String> = values.iter().map(|v| format!("{v:.6}")).collect();
+    println!("# {name}: values={shown:?}");
+    println!("RESULT {name}={:.6} {unit}", median(values));
+}
+
+fn arg(name: &str, default: usize) -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .map(|v| v.parse().expect("a number"))
+        .unwrap_or(default)
+}
+
+fn tree(client: &Client, leaves: i64) -> Result<i64> {
+    let mut level = client.map(inc, 0..leaves);
+    while level.len() > 1 {
+        level = client.map_args(add, level.chunks(2).map(|p| (p[0].clone(), p[1].clone())));
+    }
+    Ok(level[0].result()?)
+}
+
+#[chorus::main]
+fn main() -> Result<()> {
+    let workers = arg("--workers", 2);
+    let reps = arg("--reps", 3);
+    let n = arg("--map", 100_000) as i64;
+    let rtt_n = arg("--rtt", 10_000);
+    let leaves = arg("--leaves", 8192) as i64;
+    let mb = arg("--scatter-mb", 100);
+
+    let mut starts = Vec::new();
+    for _ in 0..reps {
+        let c = LocalCluster::builder().workers(workers).threads_per_worker(1).start()?;
+        starts.push(c.startup_time().as_secs_f64() * 1e3);
+    }
+    emit(&format!("chorus_start_{workers}w"), starts, "ms");
+
+    let cluster = LocalCluster::builder().workers(workers).threads_per_worker(1).start()?;
+    let client = cluster.client();
+    client.gather(&client.map(inc, 0..1000i64))?;
+
+    let mut v = Vec::new();
+    for r in 0..reps {
+        let t = Instant::now();
+        let futs = client.map(inc, 0..n);
+        let res = client.gather(&futs)?;
+        let dt = t.elapsed().as_secs_f64();
+        assert_eq!(res.len() as i64, n);
+        assert_eq!(res[n as usize - 1], n);
+        println!("#   map N={n} rep={r} {dt:.3}s");
+        v.push(n as f64 / dt);
+    }
+    emit(&format!("chorus_map_tput_{n}"), v, "tasks/s");
+
+    let mut v = Vec::new();
+    for _ in 0..reps {
+        let t = Instant::now();
+        for i in 0..rtt_n as i64 {
+            assert_eq!(client.submit(inc, (i,)).result()?, i + 1);
+        }
+        v.push(t.elapsed().as_secs_f64() / rtt_n as f64 * 1e6);
+    }
+    emit("chorus_rtt", v, "us");
+
+    let mut v = Vec::new();
+    for _ in 0..reps {
+        let t = Instant::now();
+        let total = tree(&client, leaves)?;
+        v.push(t.elapsed().as_secs_f64());
+        assert_eq!(total, (1..=leaves).sum::<i64>());
+    }
+    emit(&format!("chorus_tree_{leaves}"), v, "s");
+
+    let data: Vec<u8> = (0..mb << 20).map(|i| i as u8).collect();
+    let chunk = data.len() / workers;
+    let mut v = Vec::new();
+    for _ in 0..reps {
+        let parts: Vec<Vec<u8>> = data.chunks(chunk).map(<[u8]>::to_vec).collect();
+        let t = Instant::now();
+        let futs = client.scatter(parts)?;
+        let back: Vec<Vec<u8>> = client.gather(&futs)?;
+        let dt = t.elapsed().as_secs_f64();
+        assert_eq!(back.concat(), data);
+        v.push(2.0 * data.len() as f64 / dt / 1e9);
+    }
+    emit(&format!("chorus_scatter_gather_{mb}MB"), v, "GB/s");
+    drop(client);
+    drop(cluster);
+    std::thread::sleep(Duration::from_millis(10));
+    Ok(())
+}

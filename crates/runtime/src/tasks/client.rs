@@ -505,6 +505,11 @@ impl Client {
         }
     }
 
+    /// Bytes of results and data this client has read from workers.
+    pub fn bytes_received(&self) -> u64 {
+        self.inner.pool.received.load(Ordering::Relaxed)
+    }
+
     /// The workers of the cluster now.
     pub fn workers(&self) -> Vec<WorkerInfo> {
         self.inner.mail.lock().workers.clone()

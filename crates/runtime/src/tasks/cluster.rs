@@ -233,6 +233,17 @@ impl LocalCluster {
         self.started_in
     }
 
+    /// The cluster's state: workers, their tasks and memory (what `chorus status` shows).
+    pub fn status(&self) -> Result<crate::tasks::proto::Status> {
+        self.server.status()
+    }
+
+    /// Bytes the scheduler received over its connections (see
+    /// [`SchedulerServer::bytes_received`]).
+    pub fn scheduler_bytes_received(&self) -> u64 {
+        self.server.bytes_received()
+    }
+
     /// Process ids of the workers (to watch or, in tests, to kill them).
     pub fn worker_pids(&self) -> Vec<u32> {
         self.children.iter().map(Child::id).collect()

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::sync::atomic::{AtomicU16, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -19,7 +19,7 @@ use chorus_comm::handshake::{Hello, Role};
 use chorus_comm::{Refusal, Secret};
 
 use crate::tasks::net::{self, Stream};
-use crate::tasks::proto::{self, kind, ClientId, ToClient, ToScheduler, ToWorker, WorkerId, WorkerInfo};
+use crate::tasks::proto::{self, kind, ClientId, Status, ToClient, ToScheduler, ToWorker, WorkerId, WorkerInfo};
 use crate::tasks::scheduler::{Command, Event, Scheduler, SchedulerConfig};
 use crate::Result;
 
@@ -83,6 +83,7 @@ pub struct ServerConfig {
 /// A running scheduler.
 pub struct SchedulerServer {
     tx: mpsc::Sender<Input>,
+    bytes_in: Arc<AtomicU64>,
     tcp: String,
     unix: Option<String>,
     next_client: Arc<AtomicU16>,
@@ -136,11 +137,14 @@ impl SchedulerServer {
         };
         let conn_tx = tx.clone();
         let next_client2 = next_client.clone();
+        let bytes_in = Arc::new(AtomicU64::new(0));
+        let counter = bytes_in.clone();
         listeners.serve(config.secret.clone(), kind::SCHEDULER, check, move |stream, hello| {
             let Role::Member { kind, .. } = hello.role else { return };
-            serve_conn(stream, kind, &conn_tx, &next_client2, &next_worker, &members);
+            let ids = Ids { client: &next_client2, worker: &next_worker, members: &members, bytes_in: &counter };
+            serve_conn(stream, kind, &conn_tx, ids);
         })?;
-        Ok(SchedulerServer { tx, tcp, unix, next_client, workers })
+        Ok(SchedulerServer { tx, bytes_in, tcp, unix, next_client, workers })
     }
 
     /// The TCP address (`ip:port`).
@@ -190,6 +194,30 @@ impl SchedulerServer {
         (id, self.tx.clone())
     }
 
+    /// Bytes the scheduler has received over its connections (message frames): a
+    /// measure that task data does not pass through it.
+    pub fn bytes_received(&self) -> u64 {
+        self.bytes_in.load(Ordering::Relaxed)
+    }
+
+    /// The cluster's state: workers, their tasks and memory.
+    pub fn status(&self) -> Result<Status> {
+        struct Reply(Mutex<Option<mpsc::Sender<Status>>>);
+        impl ClientSink for Reply {
+            fn deliver(&self, msgs: Vec<ToClient>) {
+                for m in msgs {
+                    if let (ToClient::Status(s), Some(tx)) = (m, self.0.lock().expect("reply lock").take()) {
+                        let _ = tx.send(s);
+                    }
+                }
+            }
+        }
+        let (tx, rx) = mpsc::channel();
+        let _ = self.tx.send(Input::Status(Arc::new(Reply(Mutex::new(Some(tx))))));
+        rx.recv_timeout(Duration::from_secs(10))
+            .map_err(|_| crate::Error::Cluster("the scheduler did not answer a status request".into()))
+    }
+
     /// Asks every worker to leave and stops scheduling.
     pub fn shutdown(&self) {
         let _ = self.tx.send(Input::Shutdown);
@@ -202,17 +230,25 @@ impl Drop for SchedulerServer {
     }
 }
 
-fn serve_conn(
-    stream: Stream,
-    kind: u8,
-    tx: &mpsc::Sender<Input>,
-    next_client: &AtomicU16,
-    next_worker: &AtomicU32,
-    members: &AtomicU32,
-) {
+struct Ids<'a> {
+    client: &'a AtomicU16,
+    worker: &'a AtomicU32,
+    members: &'a AtomicU32,
+    bytes_in: &'a AtomicU64,
+}
+
+/// Reads one message, counting its bytes.
+fn read_counted(reader: &mut Stream, buf: &mut Vec<u8>, count: &AtomicU64) -> std::io::Result<ToScheduler> {
+    let m = proto::read_msg::<ToScheduler>(reader, buf);
+    count.fetch_add(buf.len() as u64 + 4, Ordering::Relaxed);
+    m
+}
+
+fn serve_conn(stream: Stream, kind: u8, tx: &mpsc::Sender<Input>, ids: Ids<'_>) {
+    let Ids { client: next_client, worker: next_worker, members, bytes_in } = ids;
     let Ok(mut reader) = stream.try_clone() else { return };
     let mut buf = Vec::new();
-    let first = proto::read_msg::<ToScheduler>(&mut reader, &mut buf);
+    let first = read_counted(&mut reader, &mut buf, bytes_in);
     match (kind, first) {
         (kind::WORKER, Ok(ToScheduler::RegisterWorker(mut info))) => {
             let id = next_worker.fetch_add(1, Ordering::Relaxed);
@@ -227,7 +263,7 @@ fn serve_conn(
             members.fetch_add(1, Ordering::Relaxed);
             let _ = tx.send(Input::WorkerJoined(info, stream));
             let reason = loop {
-                match proto::read_msg::<ToScheduler>(&mut reader, &mut buf) {
+                match read_counted(&mut reader, &mut buf, bytes_in) {
                     Ok(m) => {
                         if tx.send(Input::FromWorker(id, m)).is_err() {
                             return;
@@ -243,7 +279,7 @@ fn serve_conn(
             let id = next_client.fetch_add(1, Ordering::Relaxed);
             members.fetch_add(1, Ordering::Relaxed);
             let _ = tx.send(Input::ClientJoined(id, Arc::new(RemoteSink(Mutex::new(stream)))));
-            while let Ok(m) = proto::read_msg::<ToScheduler>(&mut reader, &mut buf) {
+            while let Ok(m) = read_counted(&mut reader, &mut buf, bytes_in) {
                 if tx.send(Input::FromClient(id, m)).is_err() {
                     return;
                 }

@@ -583,7 +583,11 @@ impl Worker {
                 self.store.insert(id, bytes);
                 self.reporter.send(ToScheduler::Finished(vec![Finished { id, size, inline, micros }]));
             }
-            Ok(None) => self.reporter.send(ToScheduler::Finished(vec![Finished { id, size: 0, inline: None, micros }])),
+            // An actor's creation: the object stays on its thread; its future's value is `()`.
+            Ok(None) => {
+                let inline = Some(Arc::new(Vec::new()));
+                self.reporter.send(ToScheduler::Finished(vec![Finished { id, size: 0, inline, micros }]))
+            }
             Err((fault, location, backtrace)) => {
                 let mut e = self.error(task, fault.kind, fault.message);
                 e.location = location;

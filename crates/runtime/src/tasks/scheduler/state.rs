@@ -214,6 +214,9 @@ const BANDWIDTH: f64 = 1e9;
 const LOCALITY_MIN: u64 = 1 << 20;
 /// How far queues may reach ahead of the running tasks, in microseconds of work.
 const QUEUE_AHEAD_MICROS: f64 = 2_000.0;
+/// What a task is assumed to take before any has finished: long enough that workers
+/// are not handed deep queues of tasks that may be slow.
+const INITIAL_TASK_MICROS: f64 = 5_000.0;
 /// A backlog is stolen only if it is worth more than this much work.
 const STEAL_MIN_MICROS: f64 = 1_000.0;
 
@@ -254,7 +257,7 @@ impl Scheduler {
             actor_queues: HashMap::new(),
             clients: HashSet::new(),
             seq: 0,
-            avg_micros: 500.0,
+            avg_micros: INITIAL_TASK_MICROS,
             out: Outbox::default(),
         }
     }
@@ -621,10 +624,10 @@ impl Scheduler {
         for m in ws.has {
             let Some(r) = self.tasks.get_mut(&m) else { continue };
             r.who_has.retain(|w| *w != worker);
-            if r.who_has.is_empty() && r.state == State::Memory && r.inline.is_none() {
+            let is_actor = matches!(r.spec.as_ref().map(|s| &s.kind), Some(TaskKind::ActorNew { .. }));
+            // Small results live on here, with no holder; an actor dies with its worker.
+            if r.who_has.is_empty() && r.state == State::Memory && (r.inline.is_none() || is_actor) {
                 self.data_lost(m, &who);
-            } else if r.who_has.is_empty() && r.state == State::Memory {
-                // Small results live on here; keep them, with no holder.
             }
         }
         for t in ws.processing {
