@@ -4,6 +4,11 @@
 //! on this machine, forwards their output line by line as `[rank] line`, and exits 0 only if
 //! every rank does. When a rank fails, the others are stopped and `rank R failed: cause`
 //! is printed.
+//!
+//! `chorus scheduler`, `chorus worker` and `chorus status` run a standing task cluster
+//! that drivers join with `Client::connect`.
+
+mod cluster;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -41,6 +46,58 @@ enum Command {
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "PROGRAM [ARGS]...")]
         command: Vec<OsString>,
     },
+    /// Run a task scheduler that workers and drivers (`Client::connect`) join.
+    ///
+    /// Prints its address and writes it with a fresh cluster secret (or CHORUS_SECRET) to
+    /// an owner-only cluster file, which `chorus worker`, `chorus status` and clients read.
+    Scheduler {
+        /// Address to listen on.
+        #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:8786")]
+        listen: String,
+        /// Where to write the address and secret (default ~/.chorus/cluster).
+        #[arg(long, value_name = "PATH")]
+        cluster_file: Option<PathBuf>,
+        /// Seconds a worker may stay silent before it is considered lost.
+        #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+        heartbeat_timeout: u64,
+        /// Times a task may be on a worker that dies before it fails with "killed worker".
+        #[arg(long, value_name = "N", default_value_t = 3)]
+        allowed_failures: u32,
+    },
+    /// Start worker processes of PROGRAM (whose main has #[chorus::main]) for a scheduler.
+    ///
+    /// The secret comes from CHORUS_SECRET / CHORUS_SECRET_FILE or the cluster file.
+    Worker {
+        /// The scheduler's address.
+        #[arg(long, value_name = "HOST:PORT")]
+        scheduler: String,
+        /// Worker processes to start.
+        #[arg(long, default_value_t = 1)]
+        nworkers: usize,
+        /// Threads per worker.
+        #[arg(long, default_value_t = 1)]
+        nthreads: u32,
+        /// Bytes; a worker above 80% of it starts no new task until it drops (0 = none).
+        #[arg(long, default_value_t = 0)]
+        memory_limit: u64,
+        /// Custom resources each worker offers, e.g. GPU=1,MEM=4.
+        #[arg(long, default_value = "")]
+        resources: String,
+        /// The cluster file to read the secret from (default ~/.chorus/cluster).
+        #[arg(long, value_name = "PATH")]
+        cluster_file: Option<PathBuf>,
+        /// The program, then its arguments.
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "PROGRAM [ARGS]...")]
+        command: Vec<OsString>,
+    },
+    /// Print the workers of a cluster, their tasks and memory.
+    Status {
+        /// The scheduler's address.
+        address: String,
+        /// The cluster file to read the secret from (default ~/.chorus/cluster).
+        #[arg(long, value_name = "PATH")]
+        cluster_file: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -73,6 +130,14 @@ fn run() -> anyhow::Result<ExitCode> {
                 }
             })
         }
+        Command::Scheduler { listen, cluster_file, heartbeat_timeout, allowed_failures } => {
+            cluster::scheduler(&listen, cluster_file, heartbeat_timeout, allowed_failures)
+        }
+        Command::Worker { scheduler, nworkers, nthreads, memory_limit, resources, cluster_file, command } => {
+            let (program, args) = command.split_first().context("no program given")?;
+            cluster::worker(&scheduler, nworkers, nthreads, memory_limit, &resources, cluster_file, resolve(program)?, args)
+        }
+        Command::Status { address, cluster_file } => cluster::status(&address, cluster_file),
     }
 }
 

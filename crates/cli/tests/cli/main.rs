@@ -12,6 +12,7 @@ mod spmd_failures;
 mod spmd_launchers;
 mod spmd_security;
 mod support;
+mod tasks_standing;
 
 /// The entry point of rank processes.
 #[test]
@@ -19,4 +20,12 @@ mod support;
 fn rank_program() {
     let name = std::env::var("CHORUS_TEST_SCENARIO").expect("rank_program runs with CHORUS_TEST_SCENARIO set");
     scenarios::run(&name);
+}
+
+/// The entry point of task workers started by `chorus worker` in the tests.
+#[test]
+#[ignore = "the worker program that the standing-cluster tests start; not a test of its own"]
+fn worker_program() {
+    chorus::tasks::worker_entry();
+    panic!("worker_program runs only as a worker started by `chorus worker`");
 }

@@ -326,3 +326,20 @@ impl ClusterFile {
         ClusterFile::read(&ClusterFile::default_path()?)
     }
 }
+
+/// Asks the scheduler at `address` for the cluster's state (what `chorus status` prints).
+pub fn remote_status(address: &str, secret: &Secret) -> Result<crate::tasks::proto::Status> {
+    use crate::tasks::net;
+    use crate::tasks::proto::{self, kind, ToClient, ToScheduler};
+    let check = net::same_build_check(false, |_| false);
+    let (mut s, _) = net::connect(address, secret, kind::OBSERVER, &check, Duration::from_secs(10))?;
+    let io = |source| Error::Io { context: format!("asking {address} for its status"), source };
+    proto::write_msg(&mut s, &ToScheduler::RegisterObserver).map_err(io)?;
+    proto::write_msg(&mut s, &ToScheduler::Status).map_err(io)?;
+    let mut buf = Vec::new();
+    loop {
+        if let ToClient::Status(st) = proto::read_msg::<ToClient>(&mut s, &mut buf).map_err(io)? {
+            return Ok(st);
+        }
+    }
+}

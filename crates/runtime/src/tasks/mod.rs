@@ -29,9 +29,10 @@ mod server;
 mod worker;
 
 pub use client::{Actor, Arg, ArgValue, AsCompleted, Client, Future, IntoArgs, WaitFor};
-pub use cluster::{worker_entry, ClusterFile, LocalCluster, LocalClusterBuilder};
+pub use cluster::{remote_status, worker_entry, ClusterFile, LocalCluster, LocalClusterBuilder};
 pub use error::{FailureKind, TaskError};
 pub use proto::{Resources, Status, TaskOptions, WorkerInfo, WorkerStatus};
 pub use registry::{ActorClass, RemoteFunction, SpmdFunction};
 pub use server::{ProgramPolicy, SchedulerServer, ServerConfig};
-pub use worker::{parse_resources, run_worker, WorkerConfig};
+pub use scheduler::SchedulerConfig;
+pub use worker::{env as worker_env, parse_resources, run_worker, WorkerConfig};
