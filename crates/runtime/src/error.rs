@@ -35,7 +35,7 @@ pub enum Error {
     },
     /// A task failed; the error says which function, where and why.
     #[error(transparent)]
-    Task(#[from] crate::tasks::TaskError),
+    Task(Box<crate::tasks::TaskError>),
     /// The cluster is unreachable or misbehaved (no workers, scheduler gone…).
     #[error("cluster: {0}")]
     Cluster(String),
@@ -45,4 +45,10 @@ pub enum Error {
     /// A value could not be encoded or decoded; the message names its type.
     #[error("serialization: {0}")]
     Serialization(String),
+}
+
+impl From<crate::tasks::TaskError> for Error {
+    fn from(e: crate::tasks::TaskError) -> Error {
+        Error::Task(Box::new(e))
+    }
 }

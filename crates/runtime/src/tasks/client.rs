@@ -275,7 +275,7 @@ impl Inner {
     /// holders could not give it (the scheduler will recompute it and say so again).
     fn materialize(&self, id: TaskId, slot: Slot) -> Result<Option<Arc<Vec<u8>>>> {
         match slot {
-            Slot::Erred(e) => Err(Error::Task(e)),
+            Slot::Erred(e) => Err(Error::Task(Box::new(e))),
             Slot::Pending => Ok(None),
             Slot::Done { inline: Some(b), .. } => Ok(Some(b)),
             Slot::Done { inline: None, holders } => {
@@ -565,7 +565,7 @@ impl Client {
         };
         inner.mail.lock().slots.insert(id, slot);
         let fut = Future { handle: Arc::new(Handle { id, client: inner.clone() }), _t: PhantomData };
-        let spec = failure.is_none().then(|| TaskSpec { id, kind, args: slots, options });
+        let spec = failure.is_none().then_some(TaskSpec { id, kind, args: slots, options });
         (spec, keep, fut)
     }
 
@@ -638,7 +638,7 @@ impl Client {
             let mut by_holder: HashMap<WorkerId, Vec<usize>> = HashMap::new();
             for (i, slot) in slots.into_iter().enumerate() {
                 match slot {
-                    Slot::Erred(e) => return Err(Error::Task(e)),
+                    Slot::Erred(e) => return Err(Error::Task(Box::new(e))),
                     Slot::Done { inline: Some(b), .. } => bytes[i] = Some(b),
                     Slot::Done { inline: None, holders } => {
                         by_holder.entry(holders.first().copied().unwrap_or(0)).or_default().push(i)

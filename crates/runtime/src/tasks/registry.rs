@@ -63,12 +63,17 @@ impl Fault {
     }
 }
 
+/// A call's encoded result, or why there is none.
+pub type Encoded = Result<Vec<u8>, Fault>;
+/// A constructed actor object, or why there is none.
+pub type Created = Result<Box<dyn Any + Send>, Fault>;
+
 /// A registered function: decodes its arguments, runs, encodes its result.
 pub struct FunctionEntry {
     /// Registered name.
     pub name: &'static str,
     /// The call.
-    pub call: fn(&[&[u8]]) -> Result<Vec<u8>, Fault>,
+    pub call: fn(&[&[u8]]) -> Encoded,
 }
 
 /// A registered SPMD function.
@@ -76,7 +81,7 @@ pub struct SpmdEntry {
     /// Registered name.
     pub name: &'static str,
     /// The call.
-    pub call: fn(&World, &[&[u8]]) -> Result<Vec<u8>, Fault>,
+    pub call: fn(&World, &[&[u8]]) -> Encoded,
 }
 
 /// A registered actor type's constructor.
@@ -84,7 +89,7 @@ pub struct ActorEntry {
     /// Registered name of the type.
     pub class: &'static str,
     /// Builds the object from `new`'s arguments.
-    pub create: fn(&[&[u8]]) -> Result<Box<dyn Any + Send>, Fault>,
+    pub create: fn(&[&[u8]]) -> Created,
 }
 
 /// A registered actor method.
@@ -92,7 +97,7 @@ pub struct MethodEntry {
     /// Registered name (`class::method`).
     pub name: &'static str,
     /// The call.
-    pub call: fn(&mut (dyn Any + Send), &[&[u8]]) -> Result<Vec<u8>, Fault>,
+    pub call: fn(&mut (dyn Any + Send), &[&[u8]]) -> Encoded,
 }
 
 inventory::collect!(FunctionEntry);

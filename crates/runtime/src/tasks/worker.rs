@@ -256,9 +256,15 @@ struct Worker {
     memory_limit: u64,
 }
 
+/// A panic's message, location and backtrace.
+type PanicDetails = (String, Option<String>, Option<String>);
+/// How a task ended: its encoded result (`None` for an actor's creation), or a fault
+/// with the panic's location and backtrace.
+type Outcome = Result<Option<Vec<u8>>, (Fault, Option<String>, Option<String>)>;
+
 thread_local! {
     static IN_TASK: Cell<bool> = const { Cell::new(false) };
-    static LAST_PANIC: RefCell<Option<(String, Option<String>, Option<String>)>> = const { RefCell::new(None) };
+    static LAST_PANIC: RefCell<Option<PanicDetails>> = const { RefCell::new(None) };
 }
 
 /// Panics inside tasks become errors on their futures; the default hook would print
@@ -525,7 +531,7 @@ impl Worker {
             .collect();
         let reg = registry();
         let started = Instant::now();
-        let outcome: Result<Option<Vec<u8>>, (Fault, Option<String>, Option<String>)> = match &task.spec.kind {
+        let outcome: Outcome = match &task.spec.kind {
             TaskKind::Call { func } => match reg.functions.get(func.as_str()) {
                 Some(entry) => run_user(|| (entry.call)(&args)).map(Some),
                 None => Err((unknown(func, "function", "#[chorus::remote]"), None, None)),
@@ -570,7 +576,7 @@ impl Worker {
     fn report(
         &self,
         task: &ComputeTask,
-        outcome: Result<Option<Vec<u8>>, (Fault, Option<String>, Option<String>)>,
+        outcome: Outcome,
         started: Instant,
     ) {
         let id = task.spec.id;

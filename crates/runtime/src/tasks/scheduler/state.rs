@@ -738,8 +738,7 @@ impl Scheduler {
             return;
         }
         let Some(&worker) = ar.who_has.first() else { return };
-        loop {
-            let Some(&front) = self.actor_queues.get(&actor).and_then(|q| q.front()) else { break };
+        while let Some(&front) = self.actor_queues.get(&actor).and_then(|q| q.front()) {
             match self.tasks.get(&front).map(|r| &r.state) {
                 Some(State::Ready) => {
                     self.actor_queues.get_mut(&actor).expect("present").pop_front();
