@@ -2,12 +2,13 @@
 
 use std::ffi::OsString;
 use std::path::PathBuf;
-use std::process::{Command, ExitCode, Stdio};
+use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
 use chorus::tasks::{
     parse_resources, remote_status, ClusterFile, ProgramPolicy, SchedulerConfig, SchedulerServer, ServerConfig,
+    WorkerConfig,
 };
 use chorus::Secret;
 
@@ -66,18 +67,19 @@ pub fn worker(
     args: &[OsString],
 ) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(nworkers > 0, "--nworkers must be at least 1");
-    parse_resources(resources)?;
     let secret = secret(cluster_file.as_ref()).context("finding the cluster secret")?;
+    let config = WorkerConfig {
+        scheduler: scheduler.to_string(),
+        secret,
+        nthreads,
+        resources: parse_resources(resources)?,
+        memory_limit,
+        listen: None,
+    };
     let mut children = Vec::new();
     for i in 0..nworkers {
-        let child = Command::new(&program)
-            .args(args)
-            .env(chorus::tasks::worker_env::SCHEDULER, scheduler)
-            .env(chorus::comm::secret::SECRET_ENV, secret.to_hex())
-            .env(chorus::tasks::worker_env::NTHREADS, nthreads.to_string())
-            .env(chorus::tasks::worker_env::MEMORY_LIMIT, memory_limit.to_string())
-            .env(chorus::tasks::worker_env::RESOURCES, resources)
-            .stdin(Stdio::null())
+        let child = config
+            .command(&program, args)
             .spawn()
             .with_context(|| format!("starting worker {i} ({})", program.display()))?;
         children.push(child);

@@ -18,11 +18,12 @@ use serde::Serialize;
 
 use chorus_comm::Secret;
 
+use crate::tasks::args::{Arg, ArgValue, IntoArgs};
 use crate::tasks::data::DataPool;
 use crate::tasks::error::TaskError;
 use crate::tasks::net::{self, Stream};
 use crate::tasks::proto::{
-    self, kind, ArgSlot, ClientId, DataAddress, TaskId, TaskKind, TaskOptions, TaskSpec, ToClient, ToScheduler, WorkerId,
+    self, kind, ClientId, DataAddress, TaskId, TaskKind, TaskOptions, TaskSpec, ToClient, ToScheduler, WorkerId,
     WorkerInfo,
 };
 use crate::tasks::registry::{decode_value, encode_value, ActorClass, RemoteFunction, SpmdFunction};
@@ -57,6 +58,20 @@ pub(crate) struct Mailbox {
 impl Mailbox {
     fn lock(&self) -> MutexGuard<'_, MailState> {
         self.state.lock().expect("client state lock")
+    }
+
+    /// Waits for the scheduler's welcome and returns the client number it gave.
+    fn wait_welcome(&self) -> Result<ClientId> {
+        let mut s = self.lock();
+        loop {
+            if let Some(id) = s.welcomed {
+                return Ok(id);
+            }
+            if let Some(why) = &s.closed {
+                return Err(Error::Cluster(format!("joining the cluster: {why}")));
+            }
+            s = self.cv.wait(s).expect("client state lock");
+        }
     }
 
     fn close(&self, why: String) {
@@ -152,8 +167,8 @@ impl Drop for Inner {
     }
 }
 
-struct Handle {
-    id: TaskId,
+pub(crate) struct Handle {
+    pub(crate) id: TaskId,
     client: Arc<Inner>,
 }
 
@@ -170,7 +185,7 @@ impl Drop for Handle {
 /// Pass a future (or a reference to one) as an argument of another submit to use the
 /// result where it is, without bringing it to the driver.
 pub struct Future<T> {
-    handle: Arc<Handle>,
+    pub(crate) handle: Arc<Handle>,
     _t: PhantomData<fn() -> T>,
 }
 
@@ -288,79 +303,26 @@ impl Inner {
                         }
                     }
                 }
-                // The holders are gone: wait for the scheduler to recompute it.
-                let mut s = self.mail.lock();
-                if let Some(slot @ Slot::Done { .. }) = s.slots.get_mut(&id) {
-                    *slot = Slot::Pending;
-                }
-                drop(s);
-                std::thread::sleep(Duration::from_millis(5));
+                self.expect_recompute([id]);
                 Ok(None)
             }
         }
     }
-}
 
-/// One argument given to a remote call: a value of type `T`, or a [`Future<T>`] (owned
-/// or borrowed) whose result the task receives.
-pub trait Arg<T> {
-    /// Encodes it.
-    fn into_slot(self) -> ArgValue;
-}
-
-/// An encoded argument (see [`Arg`]).
-pub struct ArgValue {
-    slot: std::result::Result<ArgSlot, String>,
-    keep: Option<Arc<Handle>>,
-}
-
-impl<T: Serialize> Arg<T> for T {
-    fn into_slot(self) -> ArgValue {
-        ArgValue { slot: encode_value(&self, "an argument").map(ArgSlot::Value), keep: None }
-    }
-}
-
-impl<T> Arg<T> for Future<T> {
-    fn into_slot(self) -> ArgValue {
-        ArgValue { slot: Ok(ArgSlot::Future(self.handle.id)), keep: Some(self.handle) }
-    }
-}
-
-impl<T> Arg<T> for &Future<T> {
-    fn into_slot(self) -> ArgValue {
-        ArgValue { slot: Ok(ArgSlot::Future(self.handle.id)), keep: Some(self.handle.clone()) }
-    }
-}
-
-/// The arguments of a call, as a tuple matching the function's parameters `P`.
-pub trait IntoArgs<P> {
-    /// Encodes them.
-    fn into_values(self) -> Vec<ArgValue>;
-}
-
-macro_rules! tuple_args {
-    ($(($($p:ident $a:ident $v:ident),*)),* $(,)?) => {$(
-        impl<$($p, $a: Arg<$p>),*> IntoArgs<($($p,)*)> for ($($a,)*) {
-            #[allow(clippy::unused_unit)]
-            fn into_values(self) -> Vec<ArgValue> {
-                let ($($v,)*) = self;
-                vec![$($v.into_slot()),*]
+    /// The holders of these results could not give them: they are gone, and the
+    /// scheduler will recompute the results and announce them again. Marks them pending
+    /// and leaves the scheduler a moment to notice the loss.
+    fn expect_recompute(&self, ids: impl IntoIterator<Item = TaskId>) {
+        let mut s = self.mail.lock();
+        for id in ids {
+            if let Some(slot @ Slot::Done { .. }) = s.slots.get_mut(&id) {
+                *slot = Slot::Pending;
             }
         }
-    )*};
+        drop(s);
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
-
-tuple_args!(
-    (),
-    (P0 A0 v0),
-    (P0 A0 v0, P1 A1 v1),
-    (P0 A0 v0, P1 A1 v1, P2 A2 v2),
-    (P0 A0 v0, P1 A1 v1, P2 A2 v2, P3 A3 v3),
-    (P0 A0 v0, P1 A1 v1, P2 A2 v2, P3 A3 v3, P4 A4 v4),
-    (P0 A0 v0, P1 A1 v1, P2 A2 v2, P3 A3 v3, P4 A4 v4, P5 A5 v5),
-    (P0 A0 v0, P1 A1 v1, P2 A2 v2, P3 A3 v3, P4 A4 v4, P5 A5 v5, P6 A6 v6),
-    (P0 A0 v0, P1 A1 v1, P2 A2 v2, P3 A3 v3, P4 A4 v4, P5 A5 v5, P6 A6 v6, P7 A7 v7),
-);
 
 /// What [`Client::wait`] waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -429,9 +391,9 @@ impl Client {
             bind_ip: "127.0.0.1".into(),
             scatter_turn: AtomicUsize::new(0),
         };
-        let c = Client { inner: Arc::new(inner) };
-        c.wait_welcome();
-        c
+        // The welcome brings the worker list; the local id is known already.
+        let _ = inner.mail.wait_welcome();
+        Client { inner: Arc::new(inner) }
     }
 
     /// Connects to a standing scheduler at `address` (`host:port`, or `unix:/path`).
@@ -474,9 +436,11 @@ impl Client {
                 }
             })?;
         }
-        let c = Client {
+        // Task ids carry the client's number, which arrives with the welcome.
+        let id = mail.wait_welcome()?;
+        Ok(Client {
             inner: Arc::new(Inner {
-                id: 0,
+                id,
                 next: AtomicU64::new(1),
                 link: Link::Remote(Mutex::new(writer)),
                 mail,
@@ -485,25 +449,7 @@ impl Client {
                 bind_ip,
                 scatter_turn: AtomicUsize::new(0),
             }),
-        };
-        let id = c.wait_welcome();
-        // The id arrives with the welcome; ids of tasks carry it.
-        let mut inner = Arc::try_unwrap(c.inner).ok().expect("not shared yet");
-        inner.id = id;
-        Ok(Client { inner: Arc::new(inner) })
-    }
-
-    fn wait_welcome(&self) -> ClientId {
-        let mut s = self.inner.mail.lock();
-        loop {
-            if let Some(id) = s.welcomed {
-                return id;
-            }
-            if s.closed.is_some() {
-                return 0;
-            }
-            s = self.inner.mail.cv.wait(s).expect("client state lock");
-        }
+        })
     }
 
     /// Bytes of results and data this client has read from workers.
@@ -661,12 +607,8 @@ impl Client {
                     .map(|b| decode_value(&b.expect("checked"), "a task's result").map_err(Error::Serialization))
                     .collect();
             }
-            // Some holder was lost: those results are being recomputed.
-            for (f, b) in futures.iter().zip(&bytes) {
-                if b.is_none() {
-                    f.handle.client.materialize(f.handle.id, Slot::Done { inline: None, holders: Vec::new() })?;
-                }
-            }
+            let lost = futures.iter().zip(&bytes).filter(|(_, b)| b.is_none()).map(|(f, _)| f.handle.id);
+            self.inner.expect_recompute(lost);
         }
     }
 
@@ -790,26 +732,7 @@ impl Client {
         A: IntoArgs<F::Args>,
     {
         let workers = self.workers();
-        let values = args.into_values();
-        let mut slots = Vec::new();
-        let mut keep = Vec::new();
-        for v in values {
-            keep.extend(v.keep);
-            slots.push(v.slot.map_err(Error::Serialization)?);
-        }
-        let mut specs = Vec::new();
-        let futs: Vec<Future<F::Output>> = workers
-            .iter()
-            .map(|w| {
-                let options = TaskOptions { pin: Some(w.id), ..TaskOptions::default() };
-                let args = slots.iter().cloned().map(|s| ArgValue { slot: Ok(s), keep: None }).collect();
-                let (spec, _, fut) = Client::prepare(&self.inner, TaskKind::Call { func: F::NAME.into() }, args, options);
-                specs.extend(spec);
-                fut
-            })
-            .collect();
-        self.inner.send(ToScheduler::Submit(specs));
-        drop(keep);
+        let futs = self.submit_on_each(&workers, args.into_values(), |_| TaskKind::Call { func: F::NAME.into() })?;
         let results = self.gather(&futs)?;
         Ok(workers.into_iter().zip(results).collect())
     }
@@ -835,33 +758,43 @@ impl Client {
             Duration::from_secs(120),
         )?
         .to_string();
+        let futs = self.submit_on_each(&workers, args.into_values(), |rank| TaskKind::Spmd {
+            func: F::NAME.into(),
+            rank: rank as u32,
+            size: size as u32,
+            coordinator: coordinator.clone(),
+        })?;
+        self.gather(&futs)
+    }
+
+    /// Submits one task per worker, bound to it, with the same arguments (encoded once).
+    fn submit_on_each<T>(
+        &self,
+        workers: &[WorkerInfo],
+        args: Vec<ArgValue>,
+        kind: impl Fn(usize) -> TaskKind,
+    ) -> Result<Vec<Future<T>>> {
         let mut slots = Vec::new();
         let mut keep = Vec::new();
-        for v in args.into_values() {
+        for v in args {
             keep.extend(v.keep);
             slots.push(v.slot.map_err(Error::Serialization)?);
         }
         let mut specs = Vec::new();
-        let futs: Vec<Future<F::Output>> = workers
+        let futs = workers
             .iter()
             .enumerate()
-            .map(|(rank, w)| {
-                let kind = TaskKind::Spmd {
-                    func: F::NAME.into(),
-                    rank: rank as u32,
-                    size: size as u32,
-                    coordinator: coordinator.clone(),
-                };
+            .map(|(i, w)| {
                 let options = TaskOptions { pin: Some(w.id), ..TaskOptions::default() };
                 let args = slots.iter().cloned().map(|s| ArgValue { slot: Ok(s), keep: None }).collect();
-                let (spec, _, fut) = Client::prepare(&self.inner, kind, args, options);
+                let (spec, _, fut) = Client::prepare(&self.inner, kind(i), args, options);
                 specs.extend(spec);
                 fut
             })
             .collect();
         self.inner.send(ToScheduler::Submit(specs));
         drop(keep);
-        self.gather(&futs)
+        Ok(futs)
     }
 
     /// Creates an actor of type `A` on a worker with `A::new(args)`.
@@ -887,43 +820,5 @@ impl<T> Iterator for AsCompleted<T> {
         let (done, _) = self.client.wait(&self.pending, WaitFor::FirstCompleted, None);
         let i = *done.first()?;
         Some(self.pending.swap_remove(i))
-    }
-}
-
-impl TaskOptions {
-    /// Default options: priority 0, no retries, one thread.
-    pub fn new() -> TaskOptions {
-        TaskOptions::default()
-    }
-
-    /// Higher runs first among ready tasks.
-    pub fn priority(mut self, p: i32) -> TaskOptions {
-        self.priority = p;
-        self
-    }
-
-    /// Runs the task again up to `n` times if it panics or returns `Err`.
-    pub fn retries(mut self, n: u32) -> TaskOptions {
-        self.retries = n;
-        self
-    }
-
-    /// Threads the task occupies on its worker.
-    pub fn cpus(mut self, n: u32) -> TaskOptions {
-        self.resources.cpus = n;
-        self
-    }
-
-    /// Needs `amount` of the named custom resource (workers offer them with
-    /// `--resources NAME=AMOUNT`).
-    pub fn resource(mut self, name: &str, amount: f64) -> TaskOptions {
-        self.resources.custom.push((name.to_string(), amount));
-        self
-    }
-
-    /// Runs only on this worker.
-    pub fn on_worker(mut self, worker: WorkerId) -> TaskOptions {
-        self.pin = Some(worker);
-        self
     }
 }

@@ -3,7 +3,7 @@
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use chorus_comm::Secret;
@@ -11,7 +11,7 @@ use chorus_comm::Secret;
 use crate::tasks::client::Client;
 use crate::tasks::scheduler::SchedulerConfig;
 use crate::tasks::server::{ProgramPolicy, SchedulerServer, ServerConfig};
-use crate::tasks::worker::{self, env, WorkerConfig};
+use crate::tasks::worker::{self, WorkerConfig};
 use crate::{Error, Result};
 
 /// If this process was started as a worker (by a cluster), runs the worker loop and
@@ -168,18 +168,18 @@ impl LocalClusterBuilder {
                 std::env::args_os().skip(1).collect(),
             ),
         };
-        let resources: Vec<String> = self.resources.iter().map(|(n, a)| format!("{n}={a}")).collect();
+        let config = WorkerConfig {
+            scheduler: address,
+            secret: secret.clone(),
+            nthreads: self.threads,
+            resources: self.resources.clone(),
+            memory_limit: self.memory_limit,
+            listen: None,
+        };
         let mut children = Vec::with_capacity(self.workers);
         for _ in 0..self.workers {
-            let child = Command::new(&program)
-                .args(&args)
-                .env(env::SCHEDULER, &address)
-                .env(chorus_comm::secret::SECRET_ENV, secret.to_hex())
-                .env(env::NTHREADS, self.threads.to_string())
-                .env(env::MEMORY_LIMIT, self.memory_limit.to_string())
-                .env(env::RESOURCES, resources.join(","))
-                .env_remove(crate::launch::env::PROCS_ENV)
-                .stdin(Stdio::null())
+            let child = config
+                .command(&program, &args)
                 .spawn()
                 .map_err(|source| Error::Spawn { rank: children.len(), program: program.display().to_string(), source })?;
             children.push(child);

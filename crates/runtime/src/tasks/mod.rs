@@ -17,6 +17,7 @@
 //!   spmd, actors;
 //! - [`proto`]: the messages between them.
 
+mod args;
 pub(crate) mod client;
 mod cluster;
 mod data;
@@ -28,7 +29,8 @@ pub mod scheduler;
 mod server;
 mod worker;
 
-pub use client::{Actor, Arg, ArgValue, AsCompleted, Client, Future, IntoArgs, WaitFor};
+pub use args::{Arg, ArgValue, IntoArgs};
+pub use client::{Actor, AsCompleted, Client, Future, WaitFor};
 pub use cluster::{remote_status, worker_entry, ClusterFile, LocalCluster, LocalClusterBuilder};
 pub use error::{FailureKind, TaskError};
 pub use proto::{Resources, Status, TaskOptions, WorkerInfo, WorkerStatus};

@@ -42,11 +42,20 @@ impl Stream {
         };
     }
 
-    fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        match self {
-            Stream::Tcp(s) => s.set_write_timeout(t),
-            Stream::Unix(s) => s.set_write_timeout(t),
+    /// Back to blocking mode after the handshake, with a bound on how long a write may
+    /// block before the peer is considered gone.
+    fn into_blocking(self) -> io::Result<Stream> {
+        match &self {
+            Stream::Tcp(s) => {
+                s.set_nonblocking(false)?;
+                s.set_write_timeout(Some(WRITE_TIMEOUT))?;
+            }
+            Stream::Unix(s) => {
+                s.set_nonblocking(false)?;
+                s.set_write_timeout(Some(WRITE_TIMEOUT))?;
+            }
         }
+        Ok(self)
     }
 }
 
@@ -117,7 +126,8 @@ pub(crate) fn connect(
     let name = addr.to_string();
     let me = Hello::new(Role::Member { kind, id: 0 })?;
     let (tcp, unix) = parse_address(addr);
-    rt.block_on(async {
+    let socket_err = |source| Error::Io { context: format!("setting up the connection to {name}"), source };
+    let (s, hello) = rt.block_on(async {
         let deadline = tokio::time::Instant::now() + timeout;
         if let Some(path) = unix {
             let mut s = tokio::time::timeout_at(deadline, tokio::net::UnixStream::connect(path))
@@ -125,22 +135,15 @@ pub(crate) fn connect(
                 .map_err(|_| Error::Cluster(format!("timed out connecting to {name}")))?
                 .map_err(|source| Error::Io { context: format!("connecting to {name}"), source })?;
             let hello = handshake(&mut s, secret, me, check, "to", &name).await?;
-            let s = s.into_std().map_err(|source| Error::Io { context: "socket".into(), source })?;
-            s.set_nonblocking(false).map_err(|source| Error::Io { context: "socket".into(), source })?;
-            Ok((Stream::Unix(s), hello))
+            Ok::<_, Error>((Stream::Unix(s.into_std().map_err(socket_err)?), hello))
         } else {
             let host = tcp.expect("one of the two");
             let mut s = chorus_comm::link::connect_tcp_retrying(host, deadline.into_std()).await?;
             let hello = handshake(&mut s, secret, me, check, "to", &name).await?;
-            let s = s.into_std().map_err(|source| Error::Io { context: "socket".into(), source })?;
-            s.set_nonblocking(false).map_err(|source| Error::Io { context: "socket".into(), source })?;
-            let _ = s.set_nodelay(true);
-            Ok((Stream::Tcp(s), hello))
+            Ok((Stream::Tcp(s.into_std().map_err(socket_err)?), hello))
         }
-    })
-    .inspect(|(s, _)| {
-        let _ = s.set_write_timeout(Some(WRITE_TIMEOUT));
-    })
+    })?;
+    Ok((s.into_blocking().map_err(socket_err)?, hello))
 }
 
 /// Connects to a worker's data server, over its Unix socket when on this host.
@@ -202,8 +205,8 @@ impl Listeners {
                 let _ = s.set_nodelay(true);
                 let (secret, on_conn, check) = (secret.clone(), on_conn.clone(), check.clone());
                 let _ = spawn("chorus-conn", move || {
-                    if let Some((s, hello)) = accept_tcp(s, &secret, kind, &*check, &peer.to_string()) {
-                        on_conn(Stream::Tcp(s), hello);
+                    if let Some((s, hello)) = accept(Stream::Tcp(s), &secret, kind, &*check, &peer.to_string()) {
+                        on_conn(s, hello);
                     }
                 });
             })?;
@@ -215,8 +218,8 @@ impl Listeners {
                     let Ok((s, _)) = unix.accept() else { continue };
                     let (secret, on_conn, check) = (secret.clone(), on_conn.clone(), check.clone());
                     let _ = spawn("chorus-conn", move || {
-                        if let Some((s, hello)) = accept_unix(s, &secret, kind, &*check) {
-                            on_conn(Stream::Unix(s), hello);
+                        if let Some((s, hello)) = accept(Stream::Unix(s), &secret, kind, &*check, "a local process") {
+                            on_conn(s, hello);
                         }
                     });
                 }
@@ -226,53 +229,34 @@ impl Listeners {
     }
 }
 
-fn accept_tcp(
-    s: TcpStream,
+/// Runs the accepting side of the handshake on a freshly accepted socket.
+fn accept(
+    s: Stream,
     secret: &Secret,
     kind: u8,
     check: &(dyn Fn(&Hello) -> Result<(), Refusal> + Sync),
     peer: &str,
-) -> Option<(TcpStream, Hello)> {
+) -> Option<(Stream, Hello)> {
     let rt = runtime().ok()?;
-    let res = rt.block_on(async {
-        s.set_nonblocking(true).ok()?;
-        let mut t = tokio::net::TcpStream::from_std(s).ok()?;
-        let me = Hello::new(Role::Member { kind, id: 0 }).ok()?;
-        match handshake(&mut t, secret, me, check, "from", peer).await {
-            Ok(h) => Some((t.into_std().ok()?, h)),
-            Err(e) => {
-                chorus_comm::diag::warn(&e.to_string());
-                None
+    let me = Hello::new(Role::Member { kind, id: 0 }).ok()?;
+    let warn = |e: chorus_comm::Error| chorus_comm::diag::warn(&e.to_string());
+    let (s, hello) = rt.block_on(async {
+        match s {
+            Stream::Tcp(s) => {
+                s.set_nonblocking(true).ok()?;
+                let mut t = tokio::net::TcpStream::from_std(s).ok()?;
+                let h = handshake(&mut t, secret, me, check, "from", peer).await.map_err(warn).ok()?;
+                Some((Stream::Tcp(t.into_std().ok()?), h))
+            }
+            Stream::Unix(s) => {
+                s.set_nonblocking(true).ok()?;
+                let mut t = tokio::net::UnixStream::from_std(s).ok()?;
+                let h = handshake(&mut t, secret, me, check, "from", peer).await.map_err(warn).ok()?;
+                Some((Stream::Unix(t.into_std().ok()?), h))
             }
         }
     })?;
-    res.0.set_nonblocking(false).ok()?;
-    let _ = res.0.set_write_timeout(Some(WRITE_TIMEOUT));
-    Some(res)
-}
-
-fn accept_unix(
-    s: UnixStream,
-    secret: &Secret,
-    kind: u8,
-    check: &(dyn Fn(&Hello) -> Result<(), Refusal> + Sync),
-) -> Option<(UnixStream, Hello)> {
-    let rt = runtime().ok()?;
-    let res = rt.block_on(async {
-        s.set_nonblocking(true).ok()?;
-        let mut t = tokio::net::UnixStream::from_std(s).ok()?;
-        let me = Hello::new(Role::Member { kind, id: 0 }).ok()?;
-        match handshake(&mut t, secret, me, check, "from", "a local process").await {
-            Ok(h) => Some((t.into_std().ok()?, h)),
-            Err(e) => {
-                chorus_comm::diag::warn(&e.to_string());
-                None
-            }
-        }
-    })?;
-    res.0.set_nonblocking(false).ok()?;
-    let _ = res.0.set_write_timeout(Some(WRITE_TIMEOUT));
-    Some(res)
+    s.into_blocking().ok().map(|s| (s, hello))
 }
 
 fn next_id() -> u64 {

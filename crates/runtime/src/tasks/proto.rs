@@ -81,6 +81,43 @@ impl Default for TaskOptions {
     }
 }
 
+impl TaskOptions {
+    /// Default options: priority 0, no retries, one thread.
+    pub fn new() -> TaskOptions {
+        TaskOptions::default()
+    }
+
+    /// Higher runs first among ready tasks.
+    pub fn priority(mut self, p: i32) -> TaskOptions {
+        self.priority = p;
+        self
+    }
+
+    /// Runs the task again up to `n` times if it panics or returns `Err`.
+    pub fn retries(mut self, n: u32) -> TaskOptions {
+        self.retries = n;
+        self
+    }
+
+    /// Threads the task occupies on its worker.
+    pub fn cpus(mut self, n: u32) -> TaskOptions {
+        self.resources.cpus = n;
+        self
+    }
+
+    /// Needs `amount` of the named custom resource (workers offer them with
+    /// `--resources NAME=AMOUNT`).
+    pub fn resource(mut self, name: &str, amount: f64) -> TaskOptions {
+        self.resources.custom.push((name.to_string(), amount));
+        self
+    }
+
+    /// Runs only on this worker.
+    pub fn on_worker(mut self, worker: WorkerId) -> TaskOptions {
+        self.pin = Some(worker);
+        self
+    }
+}
 /// One argument of a task: a serialized value, or the result of another task.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ArgSlot {

@@ -83,6 +83,29 @@ impl WorkerConfig {
     }
 }
 
+impl WorkerConfig {
+    /// A command that starts `program` (whose `main` calls [`worker_entry`]) as a worker
+    /// with this configuration: the environment [`WorkerConfig::from_env`] reads.
+    ///
+    /// [`worker_entry`]: crate::tasks::worker_entry
+    pub fn command(&self, program: &std::path::Path, args: &[std::ffi::OsString]) -> std::process::Command {
+        let resources: Vec<String> = self.resources.iter().map(|(n, a)| format!("{n}={a}")).collect();
+        let mut cmd = std::process::Command::new(program);
+        cmd.args(args)
+            .env(env::SCHEDULER, &self.scheduler)
+            .env(chorus_comm::secret::SECRET_ENV, self.secret.to_hex())
+            .env(env::NTHREADS, self.nthreads.to_string())
+            .env(env::MEMORY_LIMIT, self.memory_limit.to_string())
+            .env(env::RESOURCES, resources.join(","))
+            .env_remove(crate::launch::env::PROCS_ENV)
+            .stdin(std::process::Stdio::null());
+        if let Some(ip) = &self.listen {
+            cmd.env(env::LISTEN, ip);
+        }
+        cmd
+    }
+}
+
 /// Parses `GPU=1,MEM=4`.
 pub fn parse_resources(s: &str) -> Result<Vec<(String, f64)>> {
     s.split(',')
@@ -520,15 +543,7 @@ impl Worker {
             Ok(i) => i,
             Err(missing) => return self.reporter.send(ToScheduler::MissingInputs { id, missing }),
         };
-        let args: Vec<&[u8]> = task
-            .spec
-            .args
-            .iter()
-            .map(|a| match a {
-                ArgSlot::Value(v) => v.as_slice(),
-                ArgSlot::Future(d) => inputs[d].as_slice(),
-            })
-            .collect();
+        let args = arg_bytes(&task, &inputs);
         let reg = registry();
         let started = Instant::now();
         let outcome: Outcome = match &task.spec.kind {
@@ -619,15 +634,7 @@ impl Worker {
                         continue;
                     }
                 };
-                let args: Vec<&[u8]> = call
-                    .spec
-                    .args
-                    .iter()
-                    .map(|a| match a {
-                        ArgSlot::Value(v) => v.as_slice(),
-                        ArgSlot::Future(d) => inputs[d].as_slice(),
-                    })
-                    .collect();
+                let args = arg_bytes(&call, &inputs);
                 let outcome = match registry().methods.get(method.as_str()) {
                     Some(entry) => run_user(|| (entry.call)(&mut *obj, &args)).map(Some),
                     None => Err((unknown(method, "actor method", "#[chorus::actor]"), None, None)),
@@ -639,6 +646,18 @@ impl Worker {
             self.actors.lock().expect("actors lock").remove(&id);
         }
     }
+}
+
+/// The bytes of each argument: its value, or the result it names.
+fn arg_bytes<'a>(task: &'a ComputeTask, inputs: &'a HashMap<TaskId, Arc<Vec<u8>>>) -> Vec<&'a [u8]> {
+    task.spec
+        .args
+        .iter()
+        .map(|a| match a {
+            ArgSlot::Value(v) => v.as_slice(),
+            ArgSlot::Future(d) => inputs[d].as_slice(),
+        })
+        .collect()
 }
 
 fn unknown(name: &str, what: &str, attr: &str) -> Fault {

@@ -23,8 +23,10 @@
 //! - **failures**: retries, errors passed on to dependents, tasks retried elsewhere when
 //!   their worker dies, and a "killed worker" error for tasks that keep killing workers.
 
+mod events;
 mod state;
 #[cfg(test)]
 mod tests;
 
-pub use state::{Command, Event, Scheduler, SchedulerConfig};
+pub use events::{Command, Event, SchedulerConfig};
+pub use state::Scheduler;

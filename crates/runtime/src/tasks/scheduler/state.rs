@@ -10,117 +10,9 @@ use crate::tasks::proto::{
     WorkerInfo, WorkerStatus,
 };
 
-/// Something that happened, as the server tells the scheduler.
-#[derive(Debug)]
-pub enum Event {
-    /// A worker joined (its `id` is already assigned).
-    WorkerJoined(WorkerInfo),
-    /// A worker's connection closed or it stopped answering.
-    WorkerLost {
-        /// Which.
-        worker: WorkerId,
-        /// Why, for error messages.
-        reason: String,
-    },
-    /// A client submitted tasks.
-    Submit {
-        /// Who.
-        client: ClientId,
-        /// What.
-        tasks: Vec<TaskSpec>,
-    },
-    /// A client dropped its last futures of these.
-    Release {
-        /// Who.
-        client: ClientId,
-        /// What.
-        ids: Vec<TaskId>,
-    },
-    /// A client cancels these.
-    Cancel {
-        /// Who.
-        client: ClientId,
-        /// What.
-        ids: Vec<TaskId>,
-    },
-    /// A client stored objects on a worker directly.
-    Scattered {
-        /// Who.
-        client: ClientId,
-        /// Where.
-        worker: WorkerId,
-        /// (id, size) of each.
-        objects: Vec<(TaskId, u64)>,
-    },
-    /// A client connected.
-    ClientJoined(ClientId),
-    /// A client disconnected: everything it held is released.
-    ClientLeft(ClientId),
-    /// Tasks ended well on a worker.
-    Finished {
-        /// Where.
-        worker: WorkerId,
-        /// What.
-        results: Vec<Finished>,
-    },
-    /// A task failed on a worker.
-    Failed {
-        /// Where.
-        worker: WorkerId,
-        /// Which.
-        id: TaskId,
-        /// Why.
-        error: TaskError,
-    },
-    /// A worker could not fetch some inputs of a task from the holders it was given.
-    MissingInputs {
-        /// Which worker.
-        worker: WorkerId,
-        /// The task.
-        id: TaskId,
-        /// The inputs.
-        missing: Vec<TaskId>,
-    },
-    /// A worker gave back these unstarted tasks after a steal request.
-    Stolen {
-        /// Which worker.
-        worker: WorkerId,
-        /// The tasks.
-        ids: Vec<TaskId>,
-    },
-    /// A worker's memory figures.
-    Heartbeat {
-        /// Which.
-        worker: WorkerId,
-        /// Bytes in its object store.
-        stored: u64,
-        /// Its resident set size.
-        rss: u64,
-    },
-}
+mod placement;
 
-/// Something the server must send.
-#[derive(Debug)]
-pub enum Command {
-    /// A message to a worker.
-    Worker(WorkerId, ToWorker),
-    /// Messages to a client, in order.
-    Client(ClientId, Vec<ToClient>),
-}
-
-/// Tunables of the scheduler.
-#[derive(Debug, Clone)]
-pub struct SchedulerConfig {
-    /// How many times a task may be running on a worker that dies before it fails with a
-    /// "killed worker" error (Dask's `allowed-failures`).
-    pub allowed_failures: u32,
-}
-
-impl Default for SchedulerConfig {
-    fn default() -> Self {
-        SchedulerConfig { allowed_failures: 3 }
-    }
-}
+use super::events::{Command, Event, SchedulerConfig};
 
 #[derive(Debug, Clone, PartialEq)]
 enum State {
@@ -208,17 +100,9 @@ impl PartialOrd for ReadyEntry {
     }
 }
 
-/// Bytes a worker fetches per second, to weigh transfers against queueing.
-const BANDWIDTH: f64 = 1e9;
-/// A worker at its queue limit still gets a task if it holds this much of its input.
-const LOCALITY_MIN: u64 = 1 << 20;
-/// How far queues may reach ahead of the running tasks, in microseconds of work.
-const QUEUE_AHEAD_MICROS: f64 = 2_000.0;
 /// What a task is assumed to take before any has finished: long enough that workers
 /// are not handed deep queues of tasks that may be slow.
 const INITIAL_TASK_MICROS: f64 = 5_000.0;
-/// A backlog is stolen only if it is worth more than this much work.
-const STEAL_MIN_MICROS: f64 = 1_000.0;
 
 #[derive(Default)]
 struct Outbox {
@@ -763,9 +647,8 @@ impl Scheduler {
             TaskKind::ActorCall { actor, .. } => Some(actor),
             _ => None,
         };
-        let deps: Vec<DepSource> = r
+        let deps: Vec<DepSource> = self.tasks[&id]
             .deps
-            .clone()
             .iter()
             .filter(|d| Some(**d) != actor)
             .map(|d| {
@@ -916,146 +799,4 @@ impl Scheduler {
         let owner = self.tasks[&id].owner;
         self.out.clients.entry(owner).or_default().push(ToClient::Erred { id, error });
     }
-
-    // ---- placement -------------------------------------------------------------------
-
-    fn capacity(&self, w: &WorkerState) -> usize {
-        let saturation = (QUEUE_AHEAD_MICROS / self.avg_micros).ceil().clamp(2.0, 256.0) as usize;
-        w.info.nthreads.max(1) as usize * saturation
-    }
-
-    /// Hands ready tasks to workers with room, then lets idle workers steal.
-    fn schedule(&mut self) {
-        let mut deferred = Vec::new();
-        while let Some(top) = self.ready.peek() {
-            let id = top.id;
-            let valid = self.tasks.get(&id).is_some_and(|r| r.state == State::Ready && r.ready_seq == top.seq);
-            if !valid {
-                self.ready.pop();
-                continue;
-            }
-            if !self.workers.values().any(|w| w.processing.len() < self.capacity(w)) {
-                break;
-            }
-            match self.pick_worker(id) {
-                Pick::Worker(w) => {
-                    self.ready.pop();
-                    self.assign(id, w);
-                }
-                Pick::Busy => {
-                    deferred.push(self.ready.pop().expect("peeked"));
-                    if deferred.len() >= 64 {
-                        break;
-                    }
-                }
-                Pick::Never => {
-                    self.ready.pop();
-                    if self.workers.is_empty() {
-                        self.no_worker.push(id);
-                        continue;
-                    }
-                    let r = &self.tasks[&id];
-                    let need = &r.spec.as_ref().expect("task").options.resources;
-                    let offered: Vec<String> =
-                        self.workers.values().map(|w| format!("{:?}", w.info.resources)).collect();
-                    let e = TaskError::new(
-                        FailureKind::NoWorker,
-                        r.name(),
-                        format!(
-                            "no worker offers the resources it asks for ({need:?}); the workers offer {}; start workers with more threads or the named resources",
-                            offered.join(", ")
-                        ),
-                    );
-                    self.fail_for_good(id, e);
-                }
-            }
-        }
-        self.ready.extend(deferred);
-        if self.ready.is_empty() {
-            self.steal();
-        }
-    }
-
-    fn pick_worker(&self, id: TaskId) -> Pick {
-        let r = &self.tasks[&id];
-        let need = &r.spec.as_ref().expect("task").options.resources;
-        let total: u64 = r.deps.iter().map(|d| &self.tasks[d]).filter(|d| d.inline.is_none()).map(|d| d.size).sum();
-        let mut best: Option<(f64, WorkerId)> = None;
-        let mut eligible = false;
-        for (wid, w) in &self.workers {
-            if !w.info.resources.covers(need) {
-                continue;
-            }
-            eligible = true;
-            let local: u64 = r
-                .deps
-                .iter()
-                .map(|d| &self.tasks[d])
-                .filter(|d| d.inline.is_none() && d.who_has.contains(wid))
-                .map(|d| d.size)
-                .sum();
-            let full = w.processing.len() >= self.capacity(w);
-            if full && local < LOCALITY_MIN {
-                continue;
-            }
-            let queue = (w.processing.len() + 1) as f64 / w.info.nthreads.max(1) as f64 * self.avg_micros * 1e-6;
-            let cost = queue + (total - local) as f64 / BANDWIDTH;
-            if best.is_none_or(|(c, _)| cost < c) {
-                best = Some((cost, *wid));
-            }
-        }
-        match best {
-            Some((_, w)) => Pick::Worker(w),
-            None if eligible => Pick::Busy,
-            None => Pick::Never,
-        }
-    }
-
-    fn steal(&mut self) {
-        let idle: Vec<WorkerId> = self
-            .workers
-            .iter()
-            .filter(|(_, w)| w.processing.len() < w.info.nthreads as usize)
-            .map(|(id, _)| *id)
-            .collect();
-        for thief in idle {
-            let Some((victim, excess)) = self
-                .workers
-                .iter()
-                .filter(|(id, w)| **id != thief && !w.steal_pending)
-                .map(|(id, w)| (*id, w.processing.len().saturating_sub(w.info.nthreads as usize)))
-                .max_by_key(|(_, excess)| *excess)
-            else {
-                return;
-            };
-            if excess < 2 || excess as f64 * self.avg_micros < STEAL_MIN_MICROS {
-                continue;
-            }
-            let thief_resources = self.workers[&thief].info.resources.clone();
-            let ids: Vec<TaskId> = self.workers[&victim]
-                .processing
-                .iter()
-                .filter(|t| {
-                    let r = &self.tasks[t];
-                    !r.bound_to_worker()
-                        && thief_resources.covers(&r.spec.as_ref().expect("task").options.resources)
-                })
-                .take(excess / 2)
-                .copied()
-                .collect();
-            if ids.is_empty() {
-                continue;
-            }
-            self.workers.get_mut(&victim).expect("present").steal_pending = true;
-            self.out.other.push((victim, ToWorker::Steal(ids)));
-        }
-    }
-}
-
-enum Pick {
-    Worker(WorkerId),
-    /// Some worker could run it but none has room now.
-    Busy,
-    /// No worker offers what it needs.
-    Never,
 }
