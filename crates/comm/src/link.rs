@@ -66,7 +66,7 @@ impl Listeners {
         let unix = match pref {
             TransportPreference::Tcp => None,
             TransportPreference::Auto => {
-                let dir = private_dir()?;
+                let dir = private_socket_dir()?;
                 let path = dir.join("rank.sock");
                 let l = UnixListener::bind(&path)
                     .map_err(|e| Error::io(format!("binding a Unix socket at {}", path.display()), e))?;
@@ -93,7 +93,10 @@ impl Drop for Listeners {
     }
 }
 
-fn private_dir() -> Result<PathBuf> {
+/// Creates a fresh directory only this user can enter (`0700`), for Unix sockets. Its
+/// name carries the process id and a random tag, so a later process that happens to get
+/// the same id never collides with a directory left behind by a killed one.
+pub fn private_socket_dir() -> Result<PathBuf> {
     use std::os::unix::fs::DirBuilderExt;
     let base = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from).filter(|p| p.is_dir()).unwrap_or_else(std::env::temp_dir);
     let mut tag = [0u8; 8];

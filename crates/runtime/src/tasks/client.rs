@@ -6,10 +6,11 @@
 //! to the driver, straight from the worker holding them. Dropping the last clone of a
 //! future tells the scheduler the result may go.
 
+use rustc_hash::FxHashMap;
 use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -27,7 +28,7 @@ use crate::tasks::proto::{
     WorkerInfo,
 };
 use crate::tasks::registry::{decode_value, encode_value, ActorClass, RemoteFunction, SpmdFunction};
-use crate::tasks::server::{ClientSink, Input};
+use crate::tasks::server::{ClientSink, CoreHandle, Input};
 use crate::{Error, Result};
 
 #[derive(Clone)]
@@ -39,11 +40,11 @@ enum Slot {
 
 #[derive(Default)]
 struct MailState {
-    slots: HashMap<TaskId, Slot>,
+    slots: FxHashMap<TaskId, Slot>,
     workers: Vec<WorkerInfo>,
     welcomed: Option<ClientId>,
     closed: Option<String>,
-    wakers: HashMap<TaskId, Vec<Waker>>,
+    wakers: FxHashMap<TaskId, Vec<Waker>>,
     /// Completions in order, for `as_completed`.
     completions: u64,
 }
@@ -118,7 +119,7 @@ impl ClientSink for Mailbox {
 }
 
 enum Link {
-    Local(mpsc::Sender<Input>),
+    Local(Arc<CoreHandle>),
     Remote(Mutex<Stream>),
 }
 
@@ -137,8 +138,8 @@ pub(crate) struct Inner {
 impl Inner {
     fn send(&self, msg: ToScheduler) {
         match &self.link {
-            Link::Local(tx) => {
-                if tx.send(Input::FromClient(self.id, msg)).is_err() {
+            Link::Local(core) => {
+                if !core.send(Input::FromClient(self.id, msg)) {
                     self.mail.close("the scheduler stopped".into());
                 }
             }
@@ -380,11 +381,11 @@ impl std::fmt::Debug for Client {
 impl Client {
     pub(crate) fn local(server: &crate::tasks::server::SchedulerServer, secret: Secret) -> Client {
         let mail = Arc::new(Mailbox::default());
-        let (id, tx) = server.local_client(mail.clone());
+        let (id, core) = server.local_client(mail.clone());
         let inner = Inner {
             id,
             next: AtomicU64::new(1),
-            link: Link::Local(tx),
+            link: Link::Local(core),
             mail,
             pool: DataPool::new(secret.clone()),
             secret,
@@ -417,7 +418,8 @@ impl Client {
             Stream::Tcp(s) => s.local_addr().map(|a| a.ip().to_string()).unwrap_or_else(|_| "127.0.0.1".into()),
             Stream::Unix(_) => "127.0.0.1".into(),
         };
-        let mut reader = stream.try_clone().map_err(|source| Error::Io { context: "socket".into(), source })?;
+        let reader = stream.try_clone().map_err(|source| Error::Io { context: "socket".into(), source })?;
+        let mut reader = std::io::BufReader::with_capacity(1 << 16, reader);
         let mail = Arc::new(Mailbox::default());
         let mut writer = stream;
         proto::write_msg(&mut writer, &ToScheduler::RegisterClient)

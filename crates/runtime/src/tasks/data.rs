@@ -4,6 +4,7 @@
 //! listener of its own. Peers fetch task inputs from there directly and clients gather
 //! results and scatter data there, so object bytes never pass through the scheduler.
 
+use rustc_hash::FxHashMap;
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,7 +20,7 @@ use crate::Result;
 /// The objects a worker holds.
 #[derive(Default)]
 pub(crate) struct ObjectStore {
-    objects: Mutex<HashMap<TaskId, Arc<Vec<u8>>>>,
+    objects: Mutex<FxHashMap<TaskId, Arc<Vec<u8>>>>,
     bytes: AtomicU64,
     /// Bytes served to other processes (for tests of where data flows).
     pub served: AtomicU64,

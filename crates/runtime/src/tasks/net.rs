@@ -168,8 +168,7 @@ impl Listeners {
         let tcp = TcpListener::bind(tcp_bind)
             .map_err(|source| Error::Io { context: format!("listening on {tcp_bind}"), source })?;
         let unix = if with_unix {
-            let dir = std::env::temp_dir().join(format!("chorus-{}-{}", std::process::id(), next_id()));
-            std::fs::create_dir_all(&dir).map_err(|source| Error::Io { context: format!("creating {}", dir.display()), source })?;
+            let dir = chorus_comm::link::private_socket_dir()?;
             let path = dir.join("s");
             let l = UnixListener::bind(&path)
                 .map_err(|source| Error::Io { context: format!("listening on {}", path.display()), source })?;
@@ -182,6 +181,11 @@ impl Listeners {
 
     pub(crate) fn tcp_addr(&self) -> String {
         self.tcp.local_addr().map(|a| a.to_string()).unwrap_or_default()
+    }
+
+    /// The guard that removes the Unix socket once its owner is done.
+    pub(crate) fn socket_dir(&self) -> SocketDir {
+        SocketDir(self.unix.as_ref().map(|(_, p)| p.clone()))
     }
 
     pub(crate) fn unix_path(&self) -> Option<String> {
@@ -259,10 +263,19 @@ fn accept(
     s.into_blocking().ok().map(|s| (s, hello))
 }
 
-fn next_id() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    N.fetch_add(1, Ordering::Relaxed)
+/// Removes a listener's Unix socket and its directory when dropped. Listeners live on
+/// threads that never return, so whoever owns the listening side keeps one of these.
+pub(crate) struct SocketDir(Option<PathBuf>);
+
+impl Drop for SocketDir {
+    fn drop(&mut self) {
+        if let Some(path) = &self.0 {
+            let _ = std::fs::remove_file(path);
+            if let Some(dir) = path.parent() {
+                let _ = std::fs::remove_dir(dir);
+            }
+        }
+    }
 }
 
 /// Starts a named thread.
@@ -271,4 +284,28 @@ pub(crate) fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<std
         .name(name.into())
         .spawn(f)
         .map_err(|source| Error::Io { context: format!("starting thread {name}"), source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Listeners;
+
+    /// A worker killed by SIGKILL leaves its socket behind; a later process given the same
+    /// pid used to fail with "address in use" when it tried the same path.
+    #[test]
+    fn listeners_bind_beside_a_socket_left_by_a_killed_process_with_the_same_pid() {
+        let stale = std::env::temp_dir().join(format!("chorus-{}-0", std::process::id()));
+        std::fs::create_dir_all(&stale).unwrap();
+        std::fs::write(stale.join("s"), b"").unwrap();
+        let a = Listeners::bind("127.0.0.1:0", true).unwrap();
+        let b = Listeners::bind("127.0.0.1:0", true).unwrap();
+        let (pa, pb) = (a.unix_path().unwrap(), b.unix_path().unwrap());
+        assert_ne!(pa, pb);
+        let guard = a.socket_dir();
+        assert!(std::path::Path::new(&pa).exists());
+        drop(guard);
+        assert!(!std::path::Path::new(&pa).exists(), "the socket goes with its owner");
+        drop(b.socket_dir());
+        std::fs::remove_dir_all(stale).unwrap();
+    }
 }

@@ -1,17 +1,19 @@
 //! The scheduler's I/O around the state machine.
 //!
-//! One core thread owns the [`Scheduler`]. Connection threads (one per worker, client or
-//! observer) read and decode messages and pass them to it over a channel; the core
-//! handles everything that is waiting, then writes one buffer per destination. So
-//! messages are batched whenever work arrives faster than it is handled, and never wait
-//! for a timer. A driver in the same process (the embedded default) talks to the core
-//! through the same channel, without sockets or serialization.
+//! The [`Scheduler`] lives behind a lock with an inbox beside it. Connection threads (one
+//! per worker, client or observer) read and decode messages and put them in the inbox;
+//! whichever thread then finds the lock free handles everything waiting in the inbox and
+//! writes one buffer per destination, while threads that find it taken go back to
+//! reading, leaving their messages to the holder. So a message reaches the state machine
+//! without waking another thread, messages are batched whenever work arrives faster
+//! than it is handled, and nothing waits for a timer. A driver in the same process (the
+//! embedded default) goes through the same inbox, without sockets or serialization.
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex, TryLockError};
 use std::time::{Duration, Instant};
 
 use chorus_comm::fingerprint::Fingerprint;
@@ -49,7 +51,58 @@ pub(crate) enum Input {
     FromClient(ClientId, ToScheduler),
     ClientClosed(ClientId),
     Status(Arc<dyn ClientSink>),
+    /// Once a second: time to look for silent workers.
+    Tick,
     Shutdown,
+}
+
+/// The state machine and its inbox; see the module documentation.
+pub(crate) struct CoreHandle {
+    inbox: Mutex<Vec<Input>>,
+    core: Mutex<Core>,
+    stopped: AtomicBool,
+}
+
+impl CoreHandle {
+    /// Hands `input` to the scheduler; `false` once it has stopped.
+    pub(crate) fn send(&self, input: Input) -> bool {
+        if self.stopped.load(Ordering::Acquire) {
+            return false;
+        }
+        self.inbox.lock().expect("inbox lock").push(input);
+        self.drain();
+        true
+    }
+
+    /// Handles the inbox unless another thread already is. The holder looks at the inbox
+    /// again after letting go of the lock, so an input left by a thread that found the
+    /// lock taken is never stranded.
+    fn drain(&self) {
+        loop {
+            let mut core = match self.core.try_lock() {
+                Ok(core) => core,
+                Err(TryLockError::WouldBlock) => return,
+                Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            };
+            loop {
+                let batch = std::mem::take(&mut *self.inbox.lock().expect("inbox lock"));
+                if batch.is_empty() {
+                    break;
+                }
+                for input in batch {
+                    if !self.stopped.load(Ordering::Relaxed) && !core.apply(input) {
+                        self.stopped.store(true, Ordering::Release);
+                        core.stop();
+                    }
+                }
+                core.flush();
+            }
+            drop(core);
+            if self.inbox.lock().expect("inbox lock").is_empty() {
+                return;
+            }
+        }
+    }
 }
 
 /// Which builds may join: the scheduler's own (embedded in the driver), or whichever
@@ -82,7 +135,8 @@ pub struct ServerConfig {
 
 /// A running scheduler.
 pub struct SchedulerServer {
-    tx: mpsc::Sender<Input>,
+    core: Arc<CoreHandle>,
+    _socket_dir: net::SocketDir,
     bytes_in: Arc<AtomicU64>,
     tcp: String,
     unix: Option<String>,
@@ -94,16 +148,17 @@ impl SchedulerServer {
     /// Starts listening and scheduling on background threads.
     pub fn start(config: ServerConfig) -> Result<SchedulerServer> {
         let listeners = net::Listeners::bind(&config.listen, config.unix)?;
-        let (tcp, unix) = (listeners.tcp_addr(), listeners.unix_path());
-        let (tx, rx) = mpsc::channel();
+        let (tcp, unix, socket_dir) = (listeners.tcp_addr(), listeners.unix_path(), listeners.socket_dir());
         let workers = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
         let members = Arc::new(AtomicU32::new(0));
         let program = Arc::new(Mutex::new(match config.program {
             ProgramPolicy::ThisBinary => Some(Fingerprint::current()),
             ProgramPolicy::FirstToJoin => None,
         }));
-        {
-            let mut core = Core {
+        let core = Arc::new(CoreHandle {
+            inbox: Mutex::new(Vec::new()),
+            stopped: AtomicBool::new(false),
+            core: Mutex::new(Core {
                 sched: Scheduler::new(config.scheduler.clone()),
                 workers: HashMap::new(),
                 clients: HashMap::new(),
@@ -112,8 +167,15 @@ impl SchedulerServer {
                 members: members.clone(),
                 program: program.clone(),
                 policy: config.program,
-            };
-            net::spawn("chorus-scheduler", move || core.run(rx))?;
+            }),
+        });
+        {
+            let core = core.clone();
+            net::spawn("chorus-scheduler-clock", move || {
+                while core.send(Input::Tick) {
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            })?;
         }
         let next_client = Arc::new(AtomicU16::new(2));
         let next_worker = Arc::new(AtomicU32::new(1));
@@ -135,16 +197,16 @@ impl SchedulerServer {
                 other => Err(Refusal::Unexpected(format!("expected a worker, client or observer, found {other:?}"))),
             }
         };
-        let conn_tx = tx.clone();
+        let conn_core = core.clone();
         let next_client2 = next_client.clone();
         let bytes_in = Arc::new(AtomicU64::new(0));
         let counter = bytes_in.clone();
         listeners.serve(config.secret.clone(), kind::SCHEDULER, check, move |stream, hello| {
             let Role::Member { kind, .. } = hello.role else { return };
             let ids = Ids { client: &next_client2, worker: &next_worker, members: &members, bytes_in: &counter };
-            serve_conn(stream, kind, &conn_tx, ids);
+            serve_conn(stream, kind, &conn_core, ids);
         })?;
-        Ok(SchedulerServer { tx, bytes_in, tcp, unix, next_client, workers })
+        Ok(SchedulerServer { core, _socket_dir: socket_dir, bytes_in, tcp, unix, next_client, workers })
     }
 
     /// The TCP address (`ip:port`).
@@ -188,10 +250,10 @@ impl SchedulerServer {
     }
 
     /// Connects a client living in this process.
-    pub(crate) fn local_client(&self, sink: Arc<dyn ClientSink>) -> (ClientId, mpsc::Sender<Input>) {
+    pub(crate) fn local_client(&self, sink: Arc<dyn ClientSink>) -> (ClientId, Arc<CoreHandle>) {
         let id = self.next_client.fetch_add(1, Ordering::Relaxed);
-        let _ = self.tx.send(Input::ClientJoined(id, sink));
-        (id, self.tx.clone())
+        self.core.send(Input::ClientJoined(id, sink));
+        (id, self.core.clone())
     }
 
     /// Bytes the scheduler has received over its connections (message frames): a
@@ -213,14 +275,14 @@ impl SchedulerServer {
             }
         }
         let (tx, rx) = mpsc::channel();
-        let _ = self.tx.send(Input::Status(Arc::new(Reply(Mutex::new(Some(tx))))));
+        self.core.send(Input::Status(Arc::new(Reply(Mutex::new(Some(tx))))));
         rx.recv_timeout(Duration::from_secs(10))
             .map_err(|_| crate::Error::Cluster("the scheduler did not answer a status request".into()))
     }
 
     /// Asks every worker to leave and stops scheduling.
     pub fn shutdown(&self) {
-        let _ = self.tx.send(Input::Shutdown);
+        self.core.send(Input::Shutdown);
     }
 }
 
@@ -238,15 +300,17 @@ struct Ids<'a> {
 }
 
 /// Reads one message, counting its bytes.
-fn read_counted(reader: &mut Stream, buf: &mut Vec<u8>, count: &AtomicU64) -> std::io::Result<ToScheduler> {
+fn read_counted(reader: &mut impl std::io::Read, buf: &mut Vec<u8>, count: &AtomicU64) -> std::io::Result<ToScheduler> {
     let m = proto::read_msg::<ToScheduler>(reader, buf);
     count.fetch_add(buf.len() as u64 + 4, Ordering::Relaxed);
     m
 }
 
-fn serve_conn(stream: Stream, kind: u8, tx: &mpsc::Sender<Input>, ids: Ids<'_>) {
+fn serve_conn(stream: Stream, kind: u8, core: &CoreHandle, ids: Ids<'_>) {
     let Ids { client: next_client, worker: next_worker, members, bytes_in } = ids;
-    let Ok(mut reader) = stream.try_clone() else { return };
+    let Ok(reader) = stream.try_clone() else { return };
+    // Buffered: a batch of messages costs one read, not two per message.
+    let mut reader = std::io::BufReader::with_capacity(1 << 16, reader);
     let mut buf = Vec::new();
     let first = read_counted(&mut reader, &mut buf, bytes_in);
     match (kind, first) {
@@ -261,11 +325,11 @@ fn serve_conn(stream: Stream, kind: u8, tx: &mpsc::Sender<Input>, ids: Ids<'_>) 
                 return;
             }
             members.fetch_add(1, Ordering::Relaxed);
-            let _ = tx.send(Input::WorkerJoined(info, stream));
+            core.send(Input::WorkerJoined(info, stream));
             let reason = loop {
                 match read_counted(&mut reader, &mut buf, bytes_in) {
                     Ok(m) => {
-                        if tx.send(Input::FromWorker(id, m)).is_err() {
+                        if !core.send(Input::FromWorker(id, m)) {
                             return;
                         }
                     }
@@ -273,23 +337,23 @@ fn serve_conn(stream: Stream, kind: u8, tx: &mpsc::Sender<Input>, ids: Ids<'_>) 
                     Err(e) => break format!("connection failed: {e}"),
                 }
             };
-            let _ = tx.send(Input::WorkerClosed(id, reason));
+            core.send(Input::WorkerClosed(id, reason));
         }
         (kind::CLIENT, Ok(ToScheduler::RegisterClient)) => {
             let id = next_client.fetch_add(1, Ordering::Relaxed);
             members.fetch_add(1, Ordering::Relaxed);
-            let _ = tx.send(Input::ClientJoined(id, Arc::new(RemoteSink(Mutex::new(stream)))));
+            core.send(Input::ClientJoined(id, Arc::new(RemoteSink(Mutex::new(stream)))));
             while let Ok(m) = read_counted(&mut reader, &mut buf, bytes_in) {
-                if tx.send(Input::FromClient(id, m)).is_err() {
+                if !core.send(Input::FromClient(id, m)) {
                     return;
                 }
             }
-            let _ = tx.send(Input::ClientClosed(id));
+            core.send(Input::ClientClosed(id));
         }
         (kind::OBSERVER, Ok(ToScheduler::RegisterObserver)) => {
             let sink: Arc<dyn ClientSink> = Arc::new(RemoteSink(Mutex::new(stream)));
             while let Ok(ToScheduler::Status) = proto::read_msg::<ToScheduler>(&mut reader, &mut buf) {
-                if tx.send(Input::Status(sink.clone())).is_err() {
+                if !core.send(Input::Status(sink.clone())) {
                     return;
                 }
             }
@@ -310,32 +374,6 @@ struct Core {
 }
 
 impl Core {
-    fn run(&mut self, rx: mpsc::Receiver<Input>) {
-        let mut last_check = Instant::now();
-        loop {
-            let first = match rx.recv_timeout(Duration::from_secs(1)) {
-                Ok(i) => Some(i),
-                Err(RecvTimeoutError::Timeout) => None,
-                Err(RecvTimeoutError::Disconnected) => return,
-            };
-            if let Some(first) = first {
-                if !self.apply(first) {
-                    return self.stop();
-                }
-                while let Ok(more) = rx.try_recv() {
-                    if !self.apply(more) {
-                        return self.stop();
-                    }
-                }
-            }
-            if last_check.elapsed() >= Duration::from_secs(1) {
-                last_check = Instant::now();
-                self.check_heartbeats();
-            }
-            self.flush();
-        }
-    }
-
     fn stop(&mut self) {
         for (s, _) in self.workers.values_mut() {
             let _ = proto::write_msg(s, &ToWorker::Shutdown);
@@ -386,6 +424,7 @@ impl Core {
                 self.maybe_forget_program();
             }
             Input::Status(sink) => sink.deliver(vec![ToClient::Status(self.sched.status(self.clients.len() as u64))]),
+            Input::Tick => self.check_heartbeats(),
             Input::Shutdown => return false,
         }
         true

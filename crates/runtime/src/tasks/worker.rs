@@ -10,7 +10,8 @@
 
 use std::any::Any;
 use std::cell::{Cell, RefCell};
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use rustc_hash::{FxHashMap, FxHashSet};
+use std::collections::{BinaryHeap, HashMap};
 use std::panic::AssertUnwindSafe;
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
@@ -198,7 +199,7 @@ impl Queue {
         found
     }
 
-    fn remove(&mut self, ids: &HashSet<TaskId>) -> Vec<TaskId> {
+    fn remove(&mut self, ids: &FxHashSet<TaskId>) -> Vec<TaskId> {
         let mut removed = Vec::new();
         self.heap.retain(|q| {
             let hit = ids.contains(&q.task.spec.id);
@@ -274,8 +275,8 @@ struct Worker {
     pool: DataPool,
     peers: Mutex<HashMap<WorkerId, DataAddress>>,
     reporter: Reporter,
-    actors: Mutex<HashMap<TaskId, ActorCell>>,
-    cancelled: Mutex<HashSet<TaskId>>,
+    actors: Mutex<FxHashMap<TaskId, ActorCell>>,
+    cancelled: Mutex<FxHashSet<TaskId>>,
     memory_limit: u64,
 }
 
@@ -342,6 +343,7 @@ pub fn run_worker(config: WorkerConfig) -> Result<()> {
         (None, Stream::Unix(_)) => "127.0.0.1".into(),
     };
     let listeners = net::Listeners::bind(&format!("{listen_ip}:0"), true)?;
+    let _socket_dir = listeners.socket_dir();
     let data = DataAddress {
         tcp: listeners.tcp_addr(),
         unix: listeners.unix_path(),
@@ -358,7 +360,8 @@ pub fn run_worker(config: WorkerConfig) -> Result<()> {
         pid: std::process::id(),
     };
     let mut writer = stream.try_clone().map_err(|source| Error::Io { context: "socket".into(), source })?;
-    let mut reader = stream;
+    // Buffered: a batch of messages costs one read, not two per message.
+    let mut reader = std::io::BufReader::with_capacity(1 << 16, stream);
     proto::write_msg(&mut writer, &ToScheduler::RegisterWorker(info.clone()))
         .map_err(|source| Error::Io { context: "registering with the scheduler".into(), source })?;
     let mut buf = Vec::new();
@@ -385,8 +388,8 @@ pub fn run_worker(config: WorkerConfig) -> Result<()> {
         pool: DataPool::new(config.secret.clone()),
         peers: Mutex::new(HashMap::new()),
         reporter: Reporter { pending: Mutex::new(Vec::new()), writer: Mutex::new(writer) },
-        actors: Mutex::new(HashMap::new()),
-        cancelled: Mutex::new(HashSet::new()),
+        actors: Mutex::new(FxHashMap::default()),
+        cancelled: Mutex::new(FxHashSet::default()),
         memory_limit: config.memory_limit,
     });
     for i in 0..nthreads {
@@ -433,12 +436,12 @@ pub fn run_worker(config: WorkerConfig) -> Result<()> {
                 }
             }
             ToWorker::Steal(ids) => {
-                let ids: HashSet<TaskId> = ids.into_iter().collect();
+                let ids: FxHashSet<TaskId> = ids.into_iter().collect();
                 let removed = worker.queue.lock().expect("queue lock").remove(&ids);
                 worker.reporter.send(ToScheduler::Stolen(removed));
             }
             ToWorker::Cancel(ids) => {
-                let ids: HashSet<TaskId> = ids.into_iter().collect();
+                let ids: FxHashSet<TaskId> = ids.into_iter().collect();
                 worker.queue.lock().expect("queue lock").remove(&ids);
                 worker.cancelled.lock().expect("cancel lock").extend(ids);
             }
@@ -502,8 +505,8 @@ impl Worker {
     }
 
     /// Gets every input of `task`: inline, local, or fetched from the holders.
-    fn inputs(&self, task: &ComputeTask) -> Result<HashMap<TaskId, Arc<Vec<u8>>>, Vec<TaskId>> {
-        let mut have = HashMap::with_capacity(task.deps.len());
+    fn inputs(&self, task: &ComputeTask) -> Result<FxHashMap<TaskId, Arc<Vec<u8>>>, Vec<TaskId>> {
+        let mut have = FxHashMap::with_capacity_and_hasher(task.deps.len(), Default::default());
         let mut wanted: HashMap<WorkerId, Vec<TaskId>> = HashMap::new();
         for d in &task.deps {
             if let Some(b) = &d.inline {
@@ -649,7 +652,7 @@ impl Worker {
 }
 
 /// The bytes of each argument: its value, or the result it names.
-fn arg_bytes<'a>(task: &'a ComputeTask, inputs: &'a HashMap<TaskId, Arc<Vec<u8>>>) -> Vec<&'a [u8]> {
+fn arg_bytes<'a>(task: &'a ComputeTask, inputs: &'a FxHashMap<TaskId, Arc<Vec<u8>>>) -> Vec<&'a [u8]> {
     task.spec
         .args
         .iter()

@@ -1,7 +1,8 @@
 //! Records, events, commands and the transitions between them.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
+use rustc_hash::{FxHashMap, FxHashSet};
+use std::collections::{BTreeMap, BinaryHeap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use crate::tasks::error::{FailureKind, TaskError};
@@ -42,7 +43,7 @@ struct Record {
     /// `None` for scattered data, which has no lineage.
     spec: Option<Arc<TaskSpec>>,
     deps: Vec<TaskId>,
-    dependents: HashSet<TaskId>,
+    dependents: FxHashSet<TaskId>,
     state: State,
     who_has: Vec<WorkerId>,
     size: u64,
@@ -73,8 +74,8 @@ impl Record {
 #[derive(Debug)]
 struct WorkerState {
     info: WorkerInfo,
-    processing: HashSet<TaskId>,
-    has: HashSet<TaskId>,
+    processing: FxHashSet<TaskId>,
+    has: FxHashSet<TaskId>,
     stored: u64,
     rss: u64,
     steal_pending: bool,
@@ -115,13 +116,13 @@ struct Outbox {
 /// The scheduler state machine. See the module documentation.
 pub struct Scheduler {
     config: SchedulerConfig,
-    tasks: HashMap<TaskId, Record>,
+    tasks: FxHashMap<TaskId, Record>,
     workers: BTreeMap<WorkerId, WorkerState>,
     ready: BinaryHeap<ReadyEntry>,
     /// Tasks no current worker can run (resources); retried when workers join.
     no_worker: Vec<TaskId>,
     /// Pending calls of each actor, in submission order.
-    actor_queues: HashMap<TaskId, VecDeque<TaskId>>,
+    actor_queues: FxHashMap<TaskId, VecDeque<TaskId>>,
     clients: HashSet<ClientId>,
     seq: u64,
     /// Moving average of task run time.
@@ -134,11 +135,11 @@ impl Scheduler {
     pub fn new(config: SchedulerConfig) -> Scheduler {
         Scheduler {
             config,
-            tasks: HashMap::new(),
+            tasks: FxHashMap::default(),
             workers: BTreeMap::new(),
             ready: BinaryHeap::new(),
             no_worker: Vec::new(),
-            actor_queues: HashMap::new(),
+            actor_queues: FxHashMap::default(),
             clients: HashSet::new(),
             seq: 0,
             avg_micros: INITIAL_TASK_MICROS,
@@ -277,8 +278,8 @@ impl Scheduler {
             id,
             WorkerState {
                 info,
-                processing: HashSet::new(),
-                has: HashSet::new(),
+                processing: FxHashSet::default(),
+                has: FxHashSet::default(),
                 stored: 0,
                 rss: 0,
                 steal_pending: false,
@@ -313,7 +314,7 @@ impl Scheduler {
             let mut record = Record {
                 spec: Some(Arc::new(spec)),
                 deps: deps.clone(),
-                dependents: HashSet::new(),
+                dependents: FxHashSet::default(),
                 state: State::Released,
                 who_has: Vec::new(),
                 size: 0,
@@ -374,7 +375,7 @@ impl Scheduler {
             let mut r = Record {
                 spec: None,
                 deps: Vec::new(),
-                dependents: HashSet::new(),
+                dependents: FxHashSet::default(),
                 state: State::Memory,
                 who_has: vec![worker],
                 size,
