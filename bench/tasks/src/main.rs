@@ -4,11 +4,15 @@
 //! - `rtt`: sequential submit → result round trips (µs each);
 //! - `tree`: tree reduction over 8192 leaves (16,383 tasks, s);
 //! - `scatter`: scatter then gather of 100 MB (GB/s);
-//! - `start`: local cluster start until every worker joined (ms).
+//! - `start`: local cluster start until every worker joined, for 2 and 4 workers (ms).
 //!
 //! Prints `RESULT name=value unit` lines (median of the repetitions), like the peers.
 //!
 //!     cargo run --release -p bench-tasks -- [--workers 2] [--reps 3] [--map 100000]
+//!
+//! With `--rounds N` it instead runs N rounds of a 4-task map + gather and prints the
+//! resident memory of the driver (which embeds the scheduler) and of each worker ten
+//! times along the way: the check that memory stays flat over a million rounds.
 
 use std::time::{Duration, Instant};
 
@@ -45,6 +49,35 @@ fn arg(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// Resident set size of this process, in bytes.
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+    pages * 4096
+}
+
+fn rounds(cluster: &LocalCluster, n: usize) -> Result<()> {
+    let client = cluster.client();
+    let t = Instant::now();
+    for r in 1..=n {
+        let futs = client.map(inc, 0..4i64);
+        assert_eq!(client.gather(&futs)?, vec![1, 2, 3, 4]);
+        if r % (n / 10).max(1) == 0 {
+            // Heartbeats carry the workers' memory; the status is the scheduler's view.
+            let status = cluster.status()?;
+            let workers: Vec<String> = status.workers.iter().map(|w| format!("{:.1}", w.rss as f64 / 1048576.0)).collect();
+            println!(
+                "# round {r}: {:.0} rounds/s, driver+scheduler RSS {:.1} MiB, worker RSS {} MiB, scheduler holds {} tasks",
+                r as f64 / t.elapsed().as_secs_f64(),
+                rss_bytes() as f64 / 1048576.0,
+                workers.join(" / "),
+                status.tasks
+            );
+        }
+    }
+    Ok(())
+}
+
 fn tree(client: &Client, leaves: i64) -> Result<i64> {
     let mut level = client.map(inc, 0..leaves);
     while level.len() > 1 {
@@ -62,12 +95,20 @@ fn main() -> Result<()> {
     let leaves = arg("--leaves", 8192) as i64;
     let mb = arg("--scatter-mb", 100);
 
-    let mut starts = Vec::new();
-    for _ in 0..reps {
-        let c = LocalCluster::builder().workers(workers).threads_per_worker(1).start()?;
-        starts.push(c.startup_time().as_secs_f64() * 1e3);
+    let n_rounds = arg("--rounds", 0);
+    if n_rounds > 0 {
+        let cluster = LocalCluster::builder().workers(workers).threads_per_worker(1).start()?;
+        return rounds(&cluster, n_rounds);
     }
-    emit(&format!("chorus_start_{workers}w"), starts, "ms");
+
+    for w in [2, 4] {
+        let mut starts = Vec::new();
+        for _ in 0..reps {
+            let c = LocalCluster::builder().workers(w).threads_per_worker(1).start()?;
+            starts.push(c.startup_time().as_secs_f64() * 1e3);
+        }
+        emit(&format!("chorus_start_{w}w"), starts, "ms");
+    }
 
     let cluster = LocalCluster::builder().workers(workers).threads_per_worker(1).start()?;
     let client = cluster.client();

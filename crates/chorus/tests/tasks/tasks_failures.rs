@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use chorus::{FailureKind, TaskOptions};
 
-use crate::support::{add, builder, cluster, inc};
+use crate::support::{add, builder, cluster, inc, pid, sleep_ms};
 
 #[chorus::remote]
 fn fails_on(x: i64) -> Result<i64, String> {
@@ -115,10 +115,13 @@ fn retries_rerun_failed_tasks() {
     let dir = temp_dir("retries-ok");
     let ok = client.submit_with(flaky, (dir.clone(), 3), TaskOptions::new().retries(2));
     assert_eq!(ok.result().unwrap(), 3);
-    let dir = temp_dir("retries-short");
-    let short = client.submit_with(flaky, (dir, 3), TaskOptions::new().retries(1));
+    let dir_short = temp_dir("retries-short");
+    let short = client.submit_with(flaky, (dir_short.clone(), 3), TaskOptions::new().retries(1));
     let e = short.result().unwrap_err().to_string();
     assert!(e.contains("attempt 2 fails"), "{e}");
+    for d in [dir, dir_short] {
+        std::fs::remove_dir_all(d).unwrap();
+    }
 }
 
 #[test]
@@ -152,4 +155,31 @@ fn sigkilled_worker_during_a_large_map_with_dependencies_loses_nothing() {
     let want: Vec<i64> = (0..n / 2).map(|i| (2 * i + 1) + (2 * i + 2)).collect();
     assert_eq!(got, want);
     assert_eq!(client.workers().len(), 2);
+}
+
+#[test]
+fn a_worker_that_stops_answering_is_dropped_after_the_heartbeat_timeout() {
+    let c = builder(2).heartbeat_timeout(Duration::from_secs(3)).start().unwrap();
+    let client = c.client();
+    let frozen = c.worker_pids()[0];
+    let futs = client.map(sleep_ms, std::iter::repeat_n(100u64, 10));
+    let (done, _) = client.wait(&futs, chorus::WaitFor::FirstCompleted, Some(Duration::from_secs(30)));
+    assert!(!done.is_empty());
+    // SIGSTOP keeps the connection open: only the missing heartbeats can tell.
+    unsafe {
+        // SAFETY: kill(2) on a child process id this test started.
+        libc::kill(frozen as i32, libc::SIGSTOP);
+    }
+    let (done, pending) = client.wait(&futs, chorus::WaitFor::AllCompleted, Some(Duration::from_secs(60)));
+    unsafe {
+        // SAFETY: as above; the worker was dropped, so it exits once resumed.
+        libc::kill(frozen as i32, libc::SIGKILL);
+    }
+    assert!(pending.is_empty(), "{} tasks still pending", pending.len());
+    assert_eq!(done.len(), 10);
+    let pids = client.gather(&futs).unwrap();
+    assert!(pids.iter().all(|&p| p != 0));
+    let workers = client.workers();
+    assert_eq!(workers.len(), 1, "{workers:?}");
+    assert_eq!(client.submit(pid, ()).result().unwrap(), c.worker_pids()[1], "the other worker runs new tasks");
 }
