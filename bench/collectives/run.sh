@@ -22,16 +22,17 @@ fi
 
 cd "$root"
 cargo build --release -q -p chorus-cli -p chorus-bench-collectives
+bin=${CARGO_TARGET_DIR:-$root/target}/release
 results=$(mktemp)
 # With 4 ranks on a 2-core machine the ranks share cores (MPI's busy-polling then crawls):
 # fewer iterations there, the same for both.
 iters() { if [ "$1" -gt "$(nproc)" ]; then echo 300; else echo 10000; fi; }
 for n in 2 4; do
   echo "# chorus, $n ranks (Unix sockets)" >&2
-  target/release/chorus run -n "$n" --no-prefix target/release/bench-collectives --iters "$(iters "$n")" | tee -a "$results"
+  "$bin/chorus" run -n "$n" --no-prefix "$bin/bench-collectives" --iters "$(iters "$n")" | tee -a "$results"
 done
 echo "# chorus, 2 ranks over loopback TCP" >&2
-CHORUS_TRANSPORT=tcp target/release/chorus run -n 2 --no-prefix target/release/bench-collectives | tee -a "$results"
+CHORUS_TRANSPORT=tcp "$bin/chorus" run -n 2 --no-prefix "$bin/bench-collectives" | tee -a "$results"
 # Runs bench_mpi.py on $1 ranks; the subshell becomes `timeout`, so its PID stops the run.
 mpi() {
   cd "$work" && MPI4PY_LIBMPI=/usr/lib/x86_64-linux-gnu/libmpi.so.40 exec timeout 900 \

@@ -52,8 +52,8 @@ pub fn host_key() -> String {
 pub struct Listeners {
     /// TCP, bound to the address this rank reaches its coordinator from.
     pub tcp: TcpListener,
-    /// Unix socket, for same-host peers.
-    pub unix: Option<(UnixListener, PathBuf)>,
+    /// Unix socket, for same-host peers, and the directory it lives in.
+    pub unix: Option<(UnixListener, SocketDir)>,
 }
 
 impl Listeners {
@@ -66,11 +66,10 @@ impl Listeners {
         let unix = match pref {
             TransportPreference::Tcp => None,
             TransportPreference::Auto => {
-                let dir = private_socket_dir()?;
-                let path = dir.join("rank.sock");
-                let l = UnixListener::bind(&path)
-                    .map_err(|e| Error::io(format!("binding a Unix socket at {}", path.display()), e))?;
-                Some((l, path))
+                let dir = SocketDir::create("rank.sock")?;
+                let l = UnixListener::bind(dir.socket())
+                    .map_err(|e| Error::io(format!("binding a Unix socket at {}", dir.socket().display()), e))?;
+                Some((l, dir))
             }
         };
         Ok(Listeners { tcp, unix })
@@ -82,31 +81,44 @@ impl Listeners {
     }
 }
 
-impl Drop for Listeners {
-    fn drop(&mut self) {
-        if let Some((_, path)) = &self.unix {
-            let _ = std::fs::remove_file(path);
-            if let Some(dir) = path.parent() {
-                let _ = std::fs::remove_dir(dir);
-            }
-        }
+/// A fresh directory only this user can enter (`0700`) for one Unix socket; the socket
+/// and the directory are removed when this is dropped. The directory's name carries the
+/// process id and a random tag, so a later process that happens to get the same id never
+/// collides with a directory left behind by a killed one.
+#[derive(Debug)]
+pub struct SocketDir {
+    socket: PathBuf,
+}
+
+impl SocketDir {
+    /// Creates the directory, under `$XDG_RUNTIME_DIR` or else the temporary directory;
+    /// the socket in it will be called `name`.
+    pub fn create(name: &str) -> Result<SocketDir> {
+        use std::os::unix::fs::DirBuilderExt;
+        let base = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from).filter(|p| p.is_dir()).unwrap_or_else(std::env::temp_dir);
+        let mut tag = [0u8; 8];
+        getrandom::fill(&mut tag).map_err(|e| Error::Config(format!("no random bytes: {e}")))?;
+        let dir = base.join(format!("chorus-{}-{}", std::process::id(), crate::secret::hex(&tag)));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| Error::io(format!("creating the private socket directory {}", dir.display()), e))?;
+        Ok(SocketDir { socket: dir.join(name) })
+    }
+
+    /// Where the socket is bound.
+    pub fn socket(&self) -> &Path {
+        &self.socket
     }
 }
 
-/// Creates a fresh directory only this user can enter (`0700`), for Unix sockets. Its
-/// name carries the process id and a random tag, so a later process that happens to get
-/// the same id never collides with a directory left behind by a killed one.
-pub fn private_socket_dir() -> Result<PathBuf> {
-    use std::os::unix::fs::DirBuilderExt;
-    let base = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from).filter(|p| p.is_dir()).unwrap_or_else(std::env::temp_dir);
-    let mut tag = [0u8; 8];
-    getrandom::fill(&mut tag).map_err(|e| Error::Config(format!("no random bytes: {e}")))?;
-    let dir = base.join(format!("chorus-{}-{}", std::process::id(), crate::secret::hex(&tag)));
-    std::fs::DirBuilder::new()
-        .mode(0o700)
-        .create(&dir)
-        .map_err(|e| Error::io(format!("creating the private socket directory {}", dir.display()), e))?;
-    Ok(dir)
+impl Drop for SocketDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.socket);
+        if let Some(dir) = self.socket.parent() {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
 }
 
 /// Connects over TCP, retrying until `deadline` (the listener may not be up yet).

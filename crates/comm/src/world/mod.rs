@@ -143,7 +143,7 @@ impl World {
                 fingerprint: Fingerprint::current().0,
                 address: PeerAddress {
                     tcp: listeners.tcp_addr()?,
-                    unix: listeners.unix.as_ref().map(|(_, p)| p.display().to_string()),
+                    unix: listeners.unix.as_ref().map(|(_, d)| d.socket().display().to_string()),
                     host_key: host_key.clone(),
                 },
                 hostname: hostname(),

@@ -116,7 +116,13 @@ fn read_body(r: &mut impl Read, size: u64, buf: &mut Vec<u8>) -> io::Result<Vec<
 }
 
 /// Serves a worker's objects on `listeners` until the process ends.
-pub(crate) fn serve(listeners: net::Listeners, secret: Secret, store: Arc<ObjectStore>) -> Result<()> {
+/// Serves `store` on `listeners`; keep the returned directory while serving (see
+/// [`net::Listeners::serve`]).
+pub(crate) fn serve(
+    listeners: net::Listeners,
+    secret: Secret,
+    store: Arc<ObjectStore>,
+) -> Result<Option<chorus_comm::link::SocketDir>> {
     let check = net::same_build_check(true, |k| k == proto::kind::DATA);
     listeners.serve(secret, proto::kind::DATA_SERVER, check, move |stream, _| {
         let _ = serve_conn(stream, &store);

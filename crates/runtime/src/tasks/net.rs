@@ -8,11 +8,11 @@
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chorus_comm::fingerprint::Fingerprint;
+use chorus_comm::link::SocketDir;
 use chorus_comm::handshake::{handshake, Hello, Role};
 use chorus_comm::{Refusal, Secret};
 
@@ -159,7 +159,7 @@ pub(crate) fn connect_data(addr: &DataAddress, secret: &Secret, timeout: Duratio
 /// A TCP listener and, when possible, a Unix-socket listener beside it.
 pub(crate) struct Listeners {
     pub tcp: TcpListener,
-    pub unix: Option<(UnixListener, PathBuf)>,
+    pub unix: Option<(UnixListener, SocketDir)>,
 }
 
 impl Listeners {
@@ -168,11 +168,10 @@ impl Listeners {
         let tcp = TcpListener::bind(tcp_bind)
             .map_err(|source| Error::Io { context: format!("listening on {tcp_bind}"), source })?;
         let unix = if with_unix {
-            let dir = chorus_comm::link::private_socket_dir()?;
-            let path = dir.join("s");
-            let l = UnixListener::bind(&path)
-                .map_err(|source| Error::Io { context: format!("listening on {}", path.display()), source })?;
-            Some((l, path))
+            let dir = SocketDir::create("s")?;
+            let l = UnixListener::bind(dir.socket())
+                .map_err(|source| Error::Io { context: format!("listening on {}", dir.socket().display()), source })?;
+            Some((l, dir))
         } else {
             None
         };
@@ -183,18 +182,15 @@ impl Listeners {
         self.tcp.local_addr().map(|a| a.to_string()).unwrap_or_default()
     }
 
-    /// The guard that removes the Unix socket once its owner is done.
-    pub(crate) fn socket_dir(&self) -> SocketDir {
-        SocketDir(self.unix.as_ref().map(|(_, p)| p.clone()))
-    }
-
     pub(crate) fn unix_path(&self) -> Option<String> {
-        self.unix.as_ref().map(|(_, p)| p.display().to_string())
+        self.unix.as_ref().map(|(_, d)| d.socket().display().to_string())
     }
 
     /// Accepts connections forever on background threads; each authenticated one is
-    /// handed to `on_conn` on a thread of its own.
-    pub(crate) fn serve<F, C>(self, secret: Secret, kind: u8, check: C, on_conn: F) -> Result<()>
+    /// handed to `on_conn` on a thread of its own. The accepting threads never return, so
+    /// the Unix socket's directory comes back to the caller, to keep for as long as it
+    /// serves: dropping it removes the socket.
+    pub(crate) fn serve<F, C>(self, secret: Secret, kind: u8, check: C, on_conn: F) -> Result<Option<SocketDir>>
     where
         F: Fn(Stream, Hello) + Send + Sync + 'static,
         C: Fn(&Hello) -> Result<(), Refusal> + Send + Sync + 'static,
@@ -215,21 +211,17 @@ impl Listeners {
                 });
             })?;
         }
-        if let Some((unix, path)) = self.unix {
-            spawn("chorus-accept", move || {
-                let _keep = path;
-                loop {
-                    let Ok((s, _)) = unix.accept() else { continue };
-                    let (secret, on_conn, check) = (secret.clone(), on_conn.clone(), check.clone());
-                    let _ = spawn("chorus-conn", move || {
-                        if let Some((s, hello)) = accept(Stream::Unix(s), &secret, kind, &*check, "a local process") {
-                            on_conn(s, hello);
-                        }
-                    });
+        let Some((unix, dir)) = self.unix else { return Ok(None) };
+        spawn("chorus-accept", move || loop {
+            let Ok((s, _)) = unix.accept() else { continue };
+            let (secret, on_conn, check) = (secret.clone(), on_conn.clone(), check.clone());
+            let _ = spawn("chorus-conn", move || {
+                if let Some((s, hello)) = accept(Stream::Unix(s), &secret, kind, &*check, "a local process") {
+                    on_conn(s, hello);
                 }
-            })?;
-        }
-        Ok(())
+            });
+        })?;
+        Ok(Some(dir))
     }
 }
 
@@ -263,21 +255,6 @@ fn accept(
     s.into_blocking().ok().map(|s| (s, hello))
 }
 
-/// Removes a listener's Unix socket and its directory when dropped. Listeners live on
-/// threads that never return, so whoever owns the listening side keeps one of these.
-pub(crate) struct SocketDir(Option<PathBuf>);
-
-impl Drop for SocketDir {
-    fn drop(&mut self) {
-        if let Some(path) = &self.0 {
-            let _ = std::fs::remove_file(path);
-            if let Some(dir) = path.parent() {
-                let _ = std::fs::remove_dir(dir);
-            }
-        }
-    }
-}
-
 /// Starts a named thread.
 pub(crate) fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
@@ -288,7 +265,7 @@ pub(crate) fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<std
 
 #[cfg(test)]
 mod tests {
-    use super::Listeners;
+    use super::{Listeners, Secret};
 
     /// A worker killed by SIGKILL leaves its socket behind; a later process given the same
     /// pid used to fail with "address in use" when it tried the same path.
@@ -301,11 +278,11 @@ mod tests {
         let b = Listeners::bind("127.0.0.1:0", true).unwrap();
         let (pa, pb) = (a.unix_path().unwrap(), b.unix_path().unwrap());
         assert_ne!(pa, pb);
-        let guard = a.socket_dir();
+        let guard = a.serve(Secret::generate().unwrap(), 0, |_| Ok(()), |_, _| {}).unwrap();
         assert!(std::path::Path::new(&pa).exists());
         drop(guard);
         assert!(!std::path::Path::new(&pa).exists(), "the socket goes with its owner");
-        drop(b.socket_dir());
+        drop(b);
         std::fs::remove_dir_all(stale).unwrap();
     }
 }

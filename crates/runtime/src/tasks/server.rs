@@ -136,7 +136,7 @@ pub struct ServerConfig {
 /// A running scheduler.
 pub struct SchedulerServer {
     core: Arc<CoreHandle>,
-    _socket_dir: net::SocketDir,
+    _socket_dir: Option<chorus_comm::link::SocketDir>,
     bytes_in: Arc<AtomicU64>,
     tcp: String,
     unix: Option<String>,
@@ -148,7 +148,7 @@ impl SchedulerServer {
     /// Starts listening and scheduling on background threads.
     pub fn start(config: ServerConfig) -> Result<SchedulerServer> {
         let listeners = net::Listeners::bind(&config.listen, config.unix)?;
-        let (tcp, unix, socket_dir) = (listeners.tcp_addr(), listeners.unix_path(), listeners.socket_dir());
+        let (tcp, unix) = (listeners.tcp_addr(), listeners.unix_path());
         let workers = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
         let members = Arc::new(AtomicU32::new(0));
         let program = Arc::new(Mutex::new(match config.program {
@@ -201,7 +201,7 @@ impl SchedulerServer {
         let next_client2 = next_client.clone();
         let bytes_in = Arc::new(AtomicU64::new(0));
         let counter = bytes_in.clone();
-        listeners.serve(config.secret.clone(), kind::SCHEDULER, check, move |stream, hello| {
+        let socket_dir = listeners.serve(config.secret.clone(), kind::SCHEDULER, check, move |stream, hello| {
             let Role::Member { kind, .. } = hello.role else { return };
             let ids = Ids { client: &next_client2, worker: &next_worker, members: &members, bytes_in: &counter };
             serve_conn(stream, kind, &conn_core, ids);

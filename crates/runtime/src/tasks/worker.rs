@@ -343,7 +343,6 @@ pub fn run_worker(config: WorkerConfig) -> Result<()> {
         (None, Stream::Unix(_)) => "127.0.0.1".into(),
     };
     let listeners = net::Listeners::bind(&format!("{listen_ip}:0"), true)?;
-    let _socket_dir = listeners.socket_dir();
     let data = DataAddress {
         tcp: listeners.tcp_addr(),
         unix: listeners.unix_path(),
@@ -371,7 +370,7 @@ pub fn run_worker(config: WorkerConfig) -> Result<()> {
         Err(source) => return Err(Error::Io { context: "registering with the scheduler".into(), source }),
     };
     let store = Arc::new(ObjectStore::default());
-    data::serve(listeners, config.secret.clone(), store.clone())?;
+    let _socket_dir = data::serve(listeners, config.secret.clone(), store.clone())?;
     let worker = Arc::new(Worker {
         id,
         describe: WorkerInfo { id, ..info.clone() }.describe(),
