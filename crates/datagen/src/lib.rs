@@ -8,6 +8,9 @@
 
 #![warn(missing_docs)]
 
+#[cfg(feature = "tpch")]
+pub mod tpch;
+
 use std::io::{self, Write};
 use std::path::Path;
 

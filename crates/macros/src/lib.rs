@@ -161,7 +161,7 @@ fn expand_fn(f: ItemFn, kind: Kind) -> syn::Result<TokenStream2> {
             quote!(::chorus::__private::SpmdFunction),
             quote!(SpmdEntry),
             quote!(world,),
-            quote!(world: &::chorus::World, args: &[&[u8]]),
+            quote!(world: &::std::sync::Arc<::chorus::World>, args: &[&[u8]]),
         ),
     };
     let fn_ptr_params = &all_params;

@@ -95,7 +95,8 @@ pub struct World {
     /// Always `Some` until `Drop` takes it to shut it down.
     runtime: Option<tokio::runtime::Runtime>,
     finalized: bool,
-    on_finalized: Option<Box<dyn FnOnce() + Send>>,
+    /// In a mutex only so that `World` is `Sync`; reached through `&mut self`.
+    on_finalized: std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>,
 }
 
 impl std::fmt::Debug for World {
@@ -119,7 +120,59 @@ impl World {
             let _guard = runtime.enter();
             Core::start(0, vec![None], Duration::from_secs(60), Spin::NONE)
         };
-        World { core, runtime: Some(runtime), finalized: false, on_finalized: None }
+        World { core, runtime: Some(runtime), finalized: false, on_finalized: std::sync::Mutex::new(None) }
+    }
+
+    /// A job of `n` ranks inside this process, one [`World`] per rank (index = rank),
+    /// connected over loopback exactly as separate processes would be. For testing SPMD
+    /// code: hand each world to its own thread.
+    ///
+    /// ```
+    /// use chorus_comm::{World, Sum};
+    /// let worlds = World::local(3).unwrap();
+    /// let totals: Vec<u64> = std::thread::scope(|s| {
+    ///     let ranks: Vec<_> = worlds.iter().map(|w| s.spawn(move || w.allreduce(w.rank() as u64, Sum).unwrap())).collect();
+    ///     ranks.into_iter().map(|r| r.join().unwrap()).collect()
+    /// });
+    /// assert_eq!(totals, vec![3, 3, 3]);
+    /// ```
+    pub fn local(n: usize) -> Result<Vec<World>> {
+        if n <= 1 {
+            return Ok((0..n).map(|_| World::single()).collect());
+        }
+        let secret = Secret::generate()?;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| Error::io("binding a loopback coordinator", e))?;
+        let coordinator = listener.local_addr().map_err(|e| Error::io("binding a loopback coordinator", e))?.to_string();
+        listener.set_nonblocking(true).map_err(|e| Error::io("binding a loopback coordinator", e))?;
+        let timeout = Duration::from_secs(30);
+        let serve_secret = secret.clone();
+        let serving = std::thread::spawn(move || {
+            runtime()?.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| Error::io("serving the rendezvous", e))?;
+                crate::rendezvous::serve(listener, n, serve_secret, timeout).await
+            })
+        });
+        let joining: Vec<_> = (0..n)
+            .map(|rank| {
+                let config = WorldConfig {
+                    rank,
+                    size: n,
+                    coordinator: coordinator.clone(),
+                    secret: secret.clone(),
+                    transport: TransportPreference::Auto,
+                    connect_timeout: timeout,
+                    warn_after: Duration::from_secs(60),
+                    spin: None,
+                };
+                std::thread::spawn(move || World::connect(config))
+            })
+            .collect();
+        let worlds = joining
+            .into_iter()
+            .map(|j| j.join().unwrap_or_else(|_| Err(Error::Config("a rank panicked while joining".into()))))
+            .collect::<Result<Vec<_>>>();
+        serving.join().unwrap_or_else(|_| Err(Error::Config("the coordinator panicked".into())))?;
+        worlds
     }
 
     /// Joins the job described by `config`: registers with the coordinator, then connects
@@ -167,7 +220,7 @@ impl World {
             let _guard = runtime.enter();
             Core::start(config.rank, links, config.warn_after, spin)
         };
-        Ok(World { core, runtime: Some(runtime), finalized: false, on_finalized: None })
+        Ok(World { core, runtime: Some(runtime), finalized: false, on_finalized: std::sync::Mutex::new(None) })
     }
 
     /// This process's rank, `0..size()`.
@@ -189,7 +242,7 @@ impl World {
     /// For launchers: runs `hook` once this rank has finalized (used by a self-spawning
     /// rank 0 to wait for the ranks it started).
     pub fn set_finalized_hook(&mut self, hook: Box<dyn FnOnce() + Send>) {
-        self.on_finalized = Some(hook);
+        *self.on_finalized.get_mut().unwrap_or_else(|e| e.into_inner()) = Some(hook);
     }
 
     /// Aborts the whole job: every rank's pending and future calls fail with
@@ -222,7 +275,7 @@ impl World {
             core.finalize(call).await
         });
         if outcome.is_ok() {
-            if let Some(hook) = self.on_finalized.take() {
+            if let Some(hook) = self.on_finalized.get_mut().unwrap_or_else(|e| e.into_inner()).take() {
                 hook();
             }
         }
@@ -278,7 +331,7 @@ impl Drop for World {
             } else {
                 leave();
             }
-            if let Some(hook) = self.on_finalized.take() {
+            if let Some(hook) = self.on_finalized.get_mut().unwrap_or_else(|e| e.into_inner()).take() {
                 hook();
             }
         }

@@ -148,7 +148,9 @@ impl Shared {
             Space::Message => st.messages.entry(chunk.header.seq).or_default().push_back(chunk),
         }
         drop(st);
-        inbox.notify.notify_one();
+        // Several threads may be waiting on this peer for different tags: wake them all,
+        // or the one this chunk is for may sleep until its next probe.
+        inbox.wake_all();
     }
 
     fn close(&self, peer: usize, how: Closed) {

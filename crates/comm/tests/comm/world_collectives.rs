@@ -160,3 +160,45 @@ fn large_allreduce_keeps_rank_order_and_agrees_with_the_small_path() {
         }
     }
 }
+
+/// Two threads of rank 0 wait on rank 1 for different tags; each message must wake the
+/// thread it is for. (A bug fixed: one wake-up per message reached the thread that had
+/// waited longest, and the one the message was for slept until its one-second probe.)
+#[test]
+fn concurrent_receives_from_one_peer_are_each_woken_by_their_message() {
+    let rounds = 5u64;
+    let slowest = run_ranks(2, TransportPreference::Auto, move |world| {
+        let mut slowest = std::time::Duration::ZERO;
+        if world.rank() == 0 {
+            std::thread::scope(|s| {
+                for tag in [1u64, 2] {
+                    let world = &world;
+                    s.spawn(move || {
+                        for round in 0..rounds {
+                            let got: u64 = world.recv(1, tag).unwrap();
+                            assert_eq!(got, round * 10 + tag);
+                            world.send(1, 100 + tag, &round).unwrap();
+                        }
+                    });
+                    // Tag 1's thread waits first, so it is the first in line for a wake-up.
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+            });
+        } else {
+            for round in 0..rounds {
+                for tag in [2u64, 1] {
+                    // Both threads of rank 0 are asleep when the message comes.
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    let sent = std::time::Instant::now();
+                    world.send(0, tag, &(round * 10 + tag)).unwrap();
+                    let back: u64 = world.recv(0, 100 + tag).unwrap();
+                    assert_eq!(back, round);
+                    slowest = slowest.max(sent.elapsed());
+                }
+            }
+        }
+        slowest
+    });
+    // A round trip takes well under a millisecond; a lost wake-up costs a second.
+    assert!(slowest[1] < std::time::Duration::from_millis(500), "slowest round trip {:?}", slowest[1]);
+}

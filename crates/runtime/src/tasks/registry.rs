@@ -80,8 +80,9 @@ pub struct FunctionEntry {
 pub struct SpmdEntry {
     /// Registered name.
     pub name: &'static str,
-    /// The call.
-    pub call: fn(&World, &[&[u8]]) -> Encoded,
+    /// The call. The world is shared so that the function may hand it to threads it
+    /// joins before returning (a distributed query does); it must not keep a clone.
+    pub call: fn(&std::sync::Arc<World>, &[&[u8]]) -> Encoded,
 }
 
 /// A registered actor type's constructor.

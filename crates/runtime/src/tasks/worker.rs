@@ -577,7 +577,12 @@ impl Worker {
                             kind: FailureKind::Error,
                             message: format!("joining the SPMD job as rank {rank} of {size}: {e}"),
                         })?;
+                        let world = Arc::new(world);
                         let out = (entry.call)(&world, &args)?;
+                        let world = Arc::into_inner(world).ok_or_else(|| Fault {
+                            kind: FailureKind::Error,
+                            message: format!("SPMD function {func} kept a clone of its World after returning"),
+                        })?;
                         world.finalize().map_err(|e| Fault { kind: FailureKind::Error, message: e.to_string() })?;
                         Ok(out)
                     })

@@ -1,0 +1,776 @@
+//! The exchange operator: moves record batches between ranks over the job's [`World`].
+//!
+//! An [`ExchangeExec`] replaces what DataFusion would do inside one process with a
+//! `RepartitionExec` (hash or round-robin), and moves whole partitions where the
+//! distributed planner needs them (to rank 0 before a merge, to every rank for the build
+//! side of a broadcast join).
+//!
+//! Each rank runs the *sending* side of every exchange for the input partitions it holds
+//! (started by [`QueryRun::start`], whether or not anything on this rank reads the
+//! exchange), and the *receiving* side for the output partitions it owns. Batches to this
+//! rank go through a channel; batches to another rank are encoded as Arrow IPC and sent
+//! with [`World::send_slice`], under a per-stream window of bytes that the receiver
+//! acknowledges once the consumer has taken the batch — so a shuffle of any size holds at
+//! most a window per stream in memory, and a slow consumer slows its producers instead of
+//! filling RAM.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::io::Cursor;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use chorus_comm::World;
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::compute::concat_batches;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::ipc::reader::StreamReader;
+use datafusion::arrow::ipc::writer::StreamWriter;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::{internal_datafusion_err, DataFusionError};
+use datafusion::execution::TaskContext;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::metrics;
+use datafusion::physical_plan::repartition::BatchPartitioner;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, Partitioning, PlanProperties,
+    SendableRecordBatchStream,
+};
+use futures_util::StreamExt;
+use tokio::sync::{mpsc, Semaphore};
+
+type DfResult<T> = datafusion::common::Result<T>;
+
+/// Where one partition of an operator's output is computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Loc {
+    /// On this rank only.
+    Rank(usize),
+    /// On every rank, identically.
+    Everywhere,
+}
+
+/// How an exchange routes its input.
+#[derive(Debug, Clone)]
+pub(crate) enum Route {
+    /// Output partition `hash(keys) % n`, owned by rank `p % ranks`.
+    Hash(Vec<Arc<dyn PhysicalExpr>>, usize),
+    /// Input batches dealt in turn to `n` partitions, owned by rank `p % ranks`.
+    RoundRobin(usize),
+    /// Output partition `q` is input partition `q`, moved to where `targets[q]` says.
+    Move(Vec<Loc>),
+}
+
+/// Batches smaller than this are held back and sent together to a remote rank.
+const SEND_ROWS: usize = 8192;
+
+/// Tags of the exchange streams: the top bit keeps them apart from user tags.
+fn data_tag(seq: u64, exchange: usize, partition: usize) -> u64 {
+    (1 << 63) | ((seq & 0x7fff_ffff) << 32) | ((exchange as u64 & 0xfff) << 20) | (partition as u64 & 0x7ffff)
+}
+
+fn ack_tag(seq: u64, exchange: usize) -> u64 {
+    data_tag(seq, exchange, 0) | (1 << 19)
+}
+
+const KIND_BATCH: u8 = 0;
+const KIND_END: u8 = 1;
+
+/// What a partition's inbox carries.
+enum Delivery {
+    Batch(RecordBatch),
+    End,
+    Failed(DataFusionError),
+}
+
+/// Figures of one query's exchanges on this rank.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExchangeStats {
+    /// Bytes of Arrow IPC this rank sent to other ranks.
+    pub bytes_sent: usize,
+    /// Batches this rank sent to other ranks.
+    pub batches_sent: usize,
+    /// The most bytes this rank's outgoing streams had sent and not yet seen consumed.
+    pub peak_in_flight_bytes: usize,
+}
+
+/// The state one rank keeps while it runs one distributed query.
+pub(crate) struct QueryRun {
+    /// `None` when the plan is only shown (a driver's `explain`).
+    world: Option<Arc<World>>,
+    rank: usize,
+    ranks: usize,
+    seq: u64,
+    window: usize,
+    exchanges: Mutex<Vec<Arc<ExchangeExec>>>,
+    /// Per exchange, per output partition this rank owns: the receiving end.
+    inboxes: Mutex<Vec<Vec<Option<Inbox>>>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    comm_failure: Mutex<Option<chorus_comm::Error>>,
+    in_flight: AtomicUsize,
+    peak_in_flight: AtomicUsize,
+    bytes_sent: AtomicUsize,
+    batches_sent: AtomicUsize,
+}
+
+struct Inbox {
+    receiver: mpsc::Receiver<Delivery>,
+    sources: usize,
+}
+
+impl fmt::Debug for QueryRun {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QueryRun").field("rank", &self.rank).field("seq", &self.seq).finish()
+    }
+}
+
+impl QueryRun {
+    pub(crate) fn new(world: Option<Arc<World>>, ranks: usize, seq: u64, window: usize) -> Arc<QueryRun> {
+        let rank = world.as_ref().map_or(0, |w| w.rank());
+        Arc::new(QueryRun {
+            world,
+            rank,
+            ranks,
+            seq,
+            window: window.max(1),
+            exchanges: Mutex::new(Vec::new()),
+            inboxes: Mutex::new(Vec::new()),
+            threads: Mutex::new(Vec::new()),
+            comm_failure: Mutex::new(None),
+            in_flight: AtomicUsize::new(0),
+            peak_in_flight: AtomicUsize::new(0),
+            bytes_sent: AtomicUsize::new(0),
+            batches_sent: AtomicUsize::new(0),
+        })
+    }
+
+    pub(crate) fn ranks(&self) -> usize {
+        self.ranks
+    }
+
+    fn world(&self) -> &World {
+        self.world.as_deref().expect("only a query with a world is started")
+    }
+
+    /// Numbers the exchanges of the final plan, in the same order on every rank.
+    pub(crate) fn register(&self, exchanges: Vec<Arc<ExchangeExec>>) {
+        for (id, exchange) in exchanges.iter().enumerate() {
+            exchange.id.store(id, Ordering::Relaxed);
+        }
+        *self.exchanges.lock().expect("exchanges lock") = exchanges;
+    }
+
+    pub(crate) fn stats(&self) -> ExchangeStats {
+        ExchangeStats {
+            bytes_sent: self.bytes_sent.load(Ordering::Relaxed),
+            batches_sent: self.batches_sent.load(Ordering::Relaxed),
+            peak_in_flight_bytes: self.peak_in_flight.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The communication error that ended this query, if another rank's failure did.
+    pub(crate) fn take_comm_failure(&self) -> Option<chorus_comm::Error> {
+        self.comm_failure.lock().expect("failure lock").take()
+    }
+
+    fn failed_comm(&self) -> bool {
+        self.comm_failure.lock().expect("failure lock").is_some()
+    }
+
+    /// Keeps the first communication error; returns it as a DataFusion error.
+    fn record_comm_failure(&self, e: chorus_comm::Error) -> DataFusionError {
+        let text = e.to_string();
+        self.comm_failure.lock().expect("failure lock").get_or_insert(e);
+        DataFusionError::Execution(text)
+    }
+
+    fn spawn_thread(&self, name: String, body: impl FnOnce() + Send + 'static) {
+        let handle = std::thread::Builder::new().name(name).spawn(body).expect("spawning an exchange thread");
+        self.threads.lock().expect("threads lock").push(handle);
+    }
+
+    /// Opens every inbox this rank owns and starts its receiving threads, then starts the
+    /// sending side of every exchange. Returns the sending tasks, which end when this
+    /// rank's input to every exchange has been delivered.
+    pub(crate) fn start(
+        self: &Arc<Self>,
+        context: &Arc<TaskContext>,
+        tasks: &mut tokio::task::JoinSet<DfResult<()>>,
+    ) -> DfResult<()> {
+        let exchanges = self.exchanges.lock().expect("exchanges lock").clone();
+        let mut inboxes = Vec::with_capacity(exchanges.len());
+        let mut local = Vec::with_capacity(exchanges.len());
+        for exchange in &exchanges {
+            let outputs = exchange.output_partitions();
+            let mut ex_inboxes: Vec<Option<Inbox>> = (0..outputs).map(|_| None).collect();
+            let mut ex_local: Vec<Option<mpsc::Sender<Delivery>>> = vec![None; outputs];
+            for (p, (inbox, local_sender)) in ex_inboxes.iter_mut().zip(ex_local.iter_mut()).enumerate() {
+                if !exchange.output_is_here(p, self.rank) {
+                    continue;
+                }
+                let sources = exchange.sources_of(p);
+                let (tx, rx) = mpsc::channel(sources.len() + 2);
+                for &source in &sources {
+                    if source == self.rank {
+                        *local_sender = Some(tx.clone());
+                    } else {
+                        let run = Arc::clone(self);
+                        let (tx, id, schema) = (tx.clone(), exchange.id(), exchange.schema());
+                        self.spawn_thread(format!("chorus-exchange-{id}-recv"), move || {
+                            run.receive(id, p, source, schema, tx);
+                        });
+                    }
+                }
+                *inbox = Some(Inbox { receiver: rx, sources: sources.len() });
+            }
+            inboxes.push(ex_inboxes);
+            local.push(ex_local);
+        }
+        *self.inboxes.lock().expect("inboxes lock") = inboxes;
+        for (exchange, local) in exchanges.into_iter().zip(local) {
+            let run = Arc::clone(self);
+            let context = Arc::clone(context);
+            tasks.spawn(async move { run.send_all(exchange, local, context).await });
+        }
+        Ok(())
+    }
+
+    /// Drops the inboxes nobody took, so that their receiving threads drain and
+    /// acknowledge instead of waiting for a reader.
+    pub(crate) fn close_inboxes(&self) {
+        self.inboxes.lock().expect("inboxes lock").clear();
+    }
+
+    /// Waits for the exchange threads to end; call after every task has ended or been
+    /// dropped (and after aborting the world on failure), so that none is blocked.
+    pub(crate) fn join_threads(&self) {
+        let threads = std::mem::take(&mut *self.threads.lock().expect("threads lock"));
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+
+    /// Takes the stream of output partition `p` of exchange `id` (once).
+    fn take_inbox(&self, id: usize, p: usize) -> DfResult<Inbox> {
+        let mut inboxes = self.inboxes.lock().expect("inboxes lock");
+        inboxes
+            .get_mut(id)
+            .and_then(|e| e.get_mut(p))
+            .and_then(Option::take)
+            .ok_or_else(|| internal_datafusion_err!("exchange {id}: partition {p} is not on rank {} or was read twice", self.rank))
+    }
+
+    /// Receives output partition `p` of exchange `id` from `source` until its end,
+    /// acknowledging each batch once the consumer has it. If the consumer has gone (a
+    /// limit was reached), keeps draining so that the sender can finish.
+    fn receive(&self, id: usize, p: usize, source: usize, schema: SchemaRef, tx: mpsc::Sender<Delivery>) {
+        let tag = data_tag(self.seq, id, p);
+        let mut consumer_open = true;
+        loop {
+            let message = match self.world().recv_slice::<u8>(source, tag) {
+                Ok(m) => m,
+                Err(e) => {
+                    let _ = tx.blocking_send(Delivery::Failed(self.record_comm_failure(e)));
+                    return;
+                }
+            };
+            let (done, cost, delivery) = match parse_message(&message, &schema) {
+                Ok((cost, Some(batch))) => (false, cost, Delivery::Batch(batch)),
+                Ok((_, None)) => (true, 0, Delivery::End),
+                Err(e) => (true, 0, Delivery::Failed(e)),
+            };
+            if consumer_open && tx.blocking_send(delivery).is_err() {
+                consumer_open = false;
+            }
+            let ack = [p as u64, cost, u64::from(done)];
+            if let Err(e) = self.world().send_slice(source, ack_tag(self.seq, id), &ack) {
+                self.record_comm_failure(e);
+                return;
+            }
+            if done {
+                return;
+            }
+        }
+    }
+
+    /// The sending side of one exchange on this rank: runs every input partition this
+    /// rank is the sender of, routes its batches, then ends every stream it feeds.
+    async fn send_all(
+        self: Arc<Self>,
+        exchange: Arc<ExchangeExec>,
+        local: Vec<Option<mpsc::Sender<Delivery>>>,
+        context: Arc<TaskContext>,
+    ) -> DfResult<()> {
+        let mine: Vec<usize> =
+            (0..exchange.input_partitions()).filter(|&q| exchange.sender_of(q) == self.rank).collect();
+        if mine.is_empty() {
+            return Ok(());
+        }
+        let failed_to = local.clone();
+        let outlets = Arc::new(Outlets::open(&self, &exchange, local));
+        let mut producers = tokio::task::JoinSet::new();
+        for q in mine {
+            let (exchange, outlets, context) = (Arc::clone(&exchange), Arc::clone(&outlets), Arc::clone(&context));
+            producers.spawn(async move { produce(exchange, q, outlets, context).await });
+        }
+        let mut failure = None;
+        while let Some(done) = producers.join_next().await {
+            if let Err(e) = done.map_err(|e| DataFusionError::External(Box::new(e))).and_then(|r| r) {
+                failure = Some(e);
+                break;
+            }
+        }
+        if let Some(e) = failure {
+            // The readers here would otherwise see their stream end without its end marker.
+            let shared = Arc::new(e);
+            for tx in failed_to.iter().flatten() {
+                let _ = tx.send(Delivery::Failed(DataFusionError::Shared(Arc::clone(&shared)))).await;
+            }
+            return Err(DataFusionError::Shared(shared));
+        }
+        drop(failed_to);
+        let outlets = Arc::into_inner(outlets).expect("every producer has ended");
+        outlets.finish(&exchange).await
+    }
+}
+
+/// Where one rank's producers of one exchange put their batches.
+struct Outlets {
+    rank: usize,
+    /// Per output partition: the local inbox, if the partition is owned here.
+    local: Vec<Option<mpsc::Sender<Delivery>>>,
+    /// Per destination rank: the queue of its sending thread and the window of each of
+    /// its partitions.
+    remote: Vec<Option<RemoteOutlet>>,
+    run: Arc<QueryRun>,
+    /// Small batches held back per (destination, partition).
+    pending: Mutex<Vec<Vec<Vec<RecordBatch>>>>,
+}
+
+struct RemoteOutlet {
+    queue: std::sync::mpsc::Sender<(usize, Option<RecordBatch>, usize)>,
+    windows: Vec<Arc<Semaphore>>,
+}
+
+impl Outlets {
+    fn open(run: &Arc<QueryRun>, exchange: &Arc<ExchangeExec>, local: Vec<Option<mpsc::Sender<Delivery>>>) -> Outlets {
+        let outputs = exchange.output_partitions();
+        let mut remote: Vec<Option<RemoteOutlet>> = (0..run.ranks).map(|_| None).collect();
+        for (dest, slot) in remote.iter_mut().enumerate() {
+            // The partitions `dest` receives from this rank, each acknowledged to its end.
+            let expected =
+                (0..outputs).filter(|&p| exchange.output_is_here(p, dest) && exchange.sources_of(p).contains(&run.rank)).count();
+            if dest == run.rank || expected == 0 {
+                continue;
+            }
+            let windows: Vec<Arc<Semaphore>> = (0..outputs).map(|_| Arc::new(Semaphore::new(run.window))).collect();
+            let (queue, items) = std::sync::mpsc::channel::<(usize, Option<RecordBatch>, usize)>();
+            let id = exchange.id();
+            let sender_run = Arc::clone(run);
+            run.spawn_thread(format!("chorus-exchange-{id}-send"), move || sender_run.send_to(id, dest, items));
+            let ack_run = Arc::clone(run);
+            let ack_windows = windows.clone();
+            run.spawn_thread(format!("chorus-exchange-{id}-ack"), move || {
+                ack_run.read_acks(id, dest, ack_windows, expected)
+            });
+            *slot = Some(RemoteOutlet { queue, windows });
+        }
+        let pending = (0..run.ranks).map(|_| (0..outputs).map(|_| Vec::new()).collect()).collect();
+        Outlets { rank: run.rank, local, remote, run: Arc::clone(run), pending: Mutex::new(pending) }
+    }
+
+    /// Delivers `batch` as part of output partition `p` to `dest`.
+    async fn deliver(&self, dest: usize, p: usize, batch: RecordBatch) -> DfResult<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        if dest == self.rank {
+            if let Some(tx) = &self.local[p] {
+                // A closed inbox means its consumer stopped early (a limit); drop the batch.
+                let _ = tx.send(Delivery::Batch(batch)).await;
+            }
+            return Ok(());
+        }
+        let ready = {
+            let mut pending = self.pending.lock().expect("pending lock");
+            let held = &mut pending[dest][p];
+            held.push(batch);
+            if held.iter().map(RecordBatch::num_rows).sum::<usize>() >= SEND_ROWS {
+                Some(std::mem::take(held))
+            } else {
+                None
+            }
+        };
+        match ready {
+            Some(batches) => self.send_remote(dest, p, batches).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn send_remote(&self, dest: usize, p: usize, batches: Vec<RecordBatch>) -> DfResult<()> {
+        let Some(first) = batches.first() else { return Ok(()) };
+        let batch = if batches.len() == 1 { first.clone() } else { concat_batches(&first.schema(), &batches)? };
+        let outlet = self.remote[dest].as_ref().ok_or_else(|| internal_datafusion_err!("no outlet to rank {dest}"))?;
+        let cost = batch.get_array_memory_size().clamp(1, self.run.window);
+        let permits = outlet.windows[p]
+            .acquire_many(u32::try_from(cost).unwrap_or(u32::MAX))
+            .await
+            .map_err(|_| self.stopped(dest))?;
+        permits.forget();
+        let now = self.run.in_flight.fetch_add(cost, Ordering::Relaxed) + cost;
+        self.run.peak_in_flight.fetch_max(now, Ordering::Relaxed);
+        outlet
+            .queue
+            .send((p, Some(batch), cost))
+            .map_err(|_| self.stopped(dest))
+    }
+
+    /// Flushes what is held back and ends every stream this rank feeds.
+    async fn finish(self, exchange: &ExchangeExec) -> DfResult<()> {
+        let held = std::mem::take(&mut *self.pending.lock().expect("pending lock"));
+        for (dest, parts) in held.into_iter().enumerate() {
+            for (p, batches) in parts.into_iter().enumerate() {
+                self.send_remote(dest, p, batches).await?;
+            }
+        }
+        for p in (0..exchange.output_partitions()).filter(|&p| exchange.sources_of(p).contains(&self.rank)) {
+            for dest in exchange.destinations_of(p) {
+                if dest == self.rank {
+                    if let Some(tx) = &self.local[p] {
+                        let _ = tx.send(Delivery::End).await;
+                    }
+                } else if let Some(outlet) = &self.remote[dest] {
+                    outlet.queue.send((p, None, 0)).map_err(|_| self.stopped(dest))?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Outlets {
+    fn stopped(&self, dest: usize) -> DataFusionError {
+        if self.run.failed_comm() {
+            DataFusionError::Execution(format!("the job's communication with rank {dest} failed"))
+        } else {
+            internal_datafusion_err!("the exchange sender to rank {dest} stopped")
+        }
+    }
+}
+
+impl QueryRun {
+    /// The thread that sends one exchange's batches to `dest`, in the order produced.
+    fn send_to(&self, id: usize, dest: usize, items: std::sync::mpsc::Receiver<(usize, Option<RecordBatch>, usize)>) {
+        for (p, batch, cost) in items {
+            let message = match &batch {
+                Some(batch) => match encode_batch(batch, cost) {
+                    Ok(m) => m,
+                    Err(_) => return, // cannot happen for batches DataFusion produced; the query fails on the missing end
+                },
+                None => end_message(),
+            };
+            if let Err(e) = self.world().send_slice(dest, data_tag(self.seq, id, p), &message) {
+                self.record_comm_failure(e);
+                return;
+            }
+            if batch.is_some() {
+                self.bytes_sent.fetch_add(message.len(), Ordering::Relaxed);
+                self.batches_sent.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Reads `dest`'s acknowledgements and reopens the windows, until every partition
+    /// `dest` owns has acknowledged its end.
+    fn read_acks(&self, id: usize, dest: usize, windows: Vec<Arc<Semaphore>>, mut expected_ends: usize) {
+        while expected_ends > 0 {
+            let ack = match self.world().recv_slice::<u64>(dest, ack_tag(self.seq, id)) {
+                Ok(a) => a,
+                Err(e) => {
+                    self.record_comm_failure(e);
+                    for w in &windows {
+                        w.close();
+                    }
+                    return;
+                }
+            };
+            let [p, cost, done] = ack[..] else { return };
+            if done == 1 {
+                expected_ends -= 1;
+            } else if let Some(w) = windows.get(p as usize) {
+                self.in_flight.fetch_sub(cost as usize, Ordering::Relaxed);
+                w.add_permits(cost as usize);
+            }
+        }
+    }
+}
+
+/// Runs input partition `q` of `exchange` and routes its batches.
+async fn produce(
+    exchange: Arc<ExchangeExec>,
+    q: usize,
+    outlets: Arc<Outlets>,
+    context: Arc<TaskContext>,
+) -> DfResult<()> {
+    let mut stream = exchange.input.execute(q, context)?;
+    let mut partitioner = match &exchange.route {
+        Route::Hash(keys, n) => Some(BatchPartitioner::try_new(
+            Partitioning::Hash(keys.clone(), *n),
+            metrics::Time::new(),
+            q,
+            exchange.input_partitions(),
+        )?),
+        Route::RoundRobin(n) => Some(BatchPartitioner::try_new(
+            Partitioning::RoundRobinBatch(*n),
+            metrics::Time::new(),
+            q,
+            exchange.input_partitions(),
+        )?),
+        Route::Move(_) => None,
+    };
+    while let Some(batch) = stream.next().await {
+        let batch = batch?;
+        match partitioner.as_mut() {
+            Some(partitioner) => {
+                let mut routed = Vec::new();
+                for piece in partitioner.partition_iter(batch)? {
+                    routed.push(piece?);
+                }
+                for (p, piece) in routed {
+                    outlets.deliver(exchange.owner_of(p), p, piece).await?;
+                }
+            }
+            None => {
+                for dest in exchange.destinations_of(q) {
+                    outlets.deliver(dest, q, batch.clone()).await?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A message is a kind byte, the window bytes the sender took for it (returned in the
+/// acknowledgement), then for a batch its Arrow IPC stream.
+const HEADER: usize = 9;
+
+fn end_message() -> Vec<u8> {
+    let mut m = vec![KIND_END];
+    m.extend_from_slice(&0u64.to_le_bytes());
+    m
+}
+
+fn encode_batch(batch: &RecordBatch, cost: usize) -> DfResult<Vec<u8>> {
+    let mut buf = vec![KIND_BATCH];
+    buf.extend_from_slice(&(cost as u64).to_le_bytes());
+    let mut writer = StreamWriter::try_new(&mut buf, &batch.schema())?;
+    writer.write(batch)?;
+    writer.finish()?;
+    drop(writer);
+    Ok(buf)
+}
+
+/// The window cost and batch of a message (no batch: the end of the stream).
+fn parse_message(message: &[u8], schema: &SchemaRef) -> DfResult<(u64, Option<RecordBatch>)> {
+    if message.len() < HEADER {
+        return Err(internal_datafusion_err!("an exchange message of {} bytes is too short", message.len()));
+    }
+    let cost = u64::from_le_bytes(message[1..HEADER].try_into().expect("eight bytes"));
+    match message[0] {
+        KIND_END => Ok((cost, None)),
+        KIND_BATCH => Ok((cost, Some(decode_batch(&message[HEADER..], schema)?))),
+        other => Err(internal_datafusion_err!("an exchange message has unknown kind {other}")),
+    }
+}
+
+fn decode_batch(body: &[u8], schema: &SchemaRef) -> DfResult<RecordBatch> {
+    let mut reader = StreamReader::try_new(Cursor::new(body), None)?;
+    let batch = reader.next().ok_or_else(|| internal_datafusion_err!("an exchange message held no batch"))??;
+    // Field names and nullability come from this rank's plan, which all ranks share.
+    Ok(RecordBatch::try_new(Arc::clone(schema), batch.columns().to_vec())?)
+}
+
+/// Moves batches between ranks; see the [module documentation](self).
+#[derive(Debug)]
+pub(crate) struct ExchangeExec {
+    /// Set when the plan is final ([`QueryRun::register`]).
+    id: AtomicUsize,
+    input: Arc<dyn ExecutionPlan>,
+    route: Route,
+    input_locs: Vec<Loc>,
+    ranks: usize,
+    /// Weak: the run holds its exchanges.
+    run: std::sync::Weak<QueryRun>,
+    properties: Arc<PlanProperties>,
+}
+
+impl ExchangeExec {
+    /// Builds an exchange of `input`, whose partitions are where `input_locs` says.
+    pub(crate) fn new(input: Arc<dyn ExecutionPlan>, input_locs: Vec<Loc>, route: Route, run: &Arc<QueryRun>) -> Arc<Self> {
+        let mut eq = input.equivalence_properties().clone();
+        let partitioning = match &route {
+            Route::Hash(keys, n) => Partitioning::Hash(keys.clone(), *n),
+            Route::RoundRobin(n) => Partitioning::UnknownPartitioning(*n),
+            Route::Move(_) => input.output_partitioning().clone(),
+        };
+        if !matches!(route, Route::Move(_)) {
+            eq.clear_orderings();
+            eq.clear_per_partition_constants();
+        }
+        let properties = PlanProperties::new(eq, partitioning, EmissionType::Incremental, Boundedness::Bounded);
+        Arc::new(ExchangeExec {
+            id: AtomicUsize::new(usize::MAX),
+            input,
+            route,
+            input_locs,
+            ranks: run.ranks,
+            run: Arc::downgrade(run),
+            properties: Arc::new(properties),
+        })
+    }
+
+    pub(crate) fn route(&self) -> &Route {
+        &self.route
+    }
+
+    pub(crate) fn input(&self) -> &Arc<dyn ExecutionPlan> {
+        &self.input
+    }
+
+    pub(crate) fn input_locs(&self) -> &[Loc] {
+        &self.input_locs
+    }
+
+    fn id(&self) -> usize {
+        self.id.load(Ordering::Relaxed)
+    }
+
+    fn input_partitions(&self) -> usize {
+        self.input_locs.len()
+    }
+
+    fn output_partitions(&self) -> usize {
+        match &self.route {
+            Route::Hash(_, n) | Route::RoundRobin(n) => *n,
+            Route::Move(targets) => targets.len(),
+        }
+    }
+
+    /// Where output partition `p` is.
+    pub(crate) fn output_loc(&self, p: usize) -> Loc {
+        match &self.route {
+            Route::Hash(..) | Route::RoundRobin(_) => Loc::Rank(self.owner_of(p)),
+            Route::Move(targets) => targets[p],
+        }
+    }
+
+    fn owner_of(&self, p: usize) -> usize {
+        p % self.ranks
+    }
+
+    fn output_is_here(&self, p: usize, rank: usize) -> bool {
+        match self.output_loc(p) {
+            Loc::Rank(r) => r == rank,
+            Loc::Everywhere => true,
+        }
+    }
+
+    /// The one rank that sends input partition `q` (a partition computed everywhere is
+    /// sent by one rank only, so that it is not duplicated).
+    fn sender_of(&self, q: usize) -> usize {
+        match self.input_locs[q] {
+            Loc::Rank(r) => r,
+            Loc::Everywhere => q % self.ranks,
+        }
+    }
+
+    /// The ranks that send (at least an end) to output partition `p`.
+    fn sources_of(&self, p: usize) -> Vec<usize> {
+        match &self.route {
+            Route::Hash(..) | Route::RoundRobin(_) => {
+                (0..self.input_partitions()).map(|q| self.sender_of(q)).collect::<BTreeSet<_>>().into_iter().collect()
+            }
+            Route::Move(_) => vec![self.sender_of(p)],
+        }
+    }
+
+    /// The ranks that receive output partition `p`.
+    fn destinations_of(&self, p: usize) -> Vec<usize> {
+        match self.output_loc(p) {
+            Loc::Rank(r) => vec![r],
+            Loc::Everywhere => (0..self.ranks).collect(),
+        }
+    }
+
+}
+
+impl DisplayAs for ExchangeExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let how = match &self.route {
+            Route::Hash(_, n) => format!("shuffle into {n} partitions"),
+            Route::RoundRobin(n) => format!("deal batches into {n} partitions"),
+            Route::Move(targets) if targets.iter().all(|t| *t == Loc::Everywhere) => "broadcast to every rank".into(),
+            Route::Move(targets) if targets.iter().all(|t| *t == Loc::Rank(0)) => "gather to rank 0".into(),
+            Route::Move(_) => "move partitions".into(),
+        };
+        write!(f, "ExchangeExec: {how} over {} ranks", self.ranks)
+    }
+}
+
+impl ExecutionPlan for ExchangeExec {
+    fn name(&self) -> &str {
+        "ExchangeExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.input]
+    }
+
+    fn apply_expressions(
+        &self,
+        f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> DfResult<TreeNodeRecursion>,
+    ) -> DfResult<TreeNodeRecursion> {
+        if let Route::Hash(keys, _) = &self.route {
+            for k in keys {
+                if f(k)? == TreeNodeRecursion::Stop {
+                    return Ok(TreeNodeRecursion::Stop);
+                }
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(self: Arc<Self>, _children: Vec<Arc<dyn ExecutionPlan>>) -> DfResult<Arc<dyn ExecutionPlan>> {
+        // The distributed plan is final: its exchanges are registered with a running query.
+        Err(internal_datafusion_err!("a distributed plan cannot be rewritten after it was planned"))
+    }
+
+    fn execute(&self, partition: usize, _context: Arc<TaskContext>) -> DfResult<SendableRecordBatchStream> {
+        let run = self.run.upgrade().ok_or_else(|| internal_datafusion_err!("the query of this exchange has ended"))?;
+        let Inbox { receiver, sources } = run.take_inbox(self.id(), partition)?;
+        let schema = self.schema();
+        let stream = futures_util::stream::unfold((receiver, sources), |(mut rx, mut open)| async move {
+            loop {
+                if open == 0 {
+                    return None;
+                }
+                match rx.recv().await {
+                    Some(Delivery::Batch(b)) => return Some((Ok(b), (rx, open))),
+                    Some(Delivery::End) => open -= 1,
+                    Some(Delivery::Failed(e)) => return Some((Err(e), (rx, 0))),
+                    None => {
+                        return Some((Err(internal_datafusion_err!("an exchange stream ended without its end marker")), (rx, 0)))
+                    }
+                }
+            }
+        });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)))
+    }
+}

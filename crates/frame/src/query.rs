@@ -1,0 +1,223 @@
+//! Running one distributed query on this rank: plan, place, start the exchanges, execute
+//! this rank's share of the result, and make a failure end the query on every rank.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use chorus_comm::World;
+use datafusion::execution::TaskContext;
+use datafusion::common::ScalarValue;
+use datafusion::physical_plan::execution_plan::ChildrenPropertiesMode;
+use datafusion::physical_plan::scalar_subquery::ScalarSubqueryExec;
+use datafusion::physical_plan::{ExecutionPlan, ReplaceChildrenOptions, SendableRecordBatchStream};
+use tokio::task::JoinSet;
+
+use crate::exchange::{ExchangeStats, Loc, QueryRun};
+use crate::plan::{distribute, DistributedPlan, ResultOn};
+use crate::{Error, FrameOptions, Result};
+use chorus_runtime::tasks::Client;
+
+type DfResult<T> = datafusion::common::Result<T>;
+
+/// Who runs the queries.
+pub(crate) enum Backend {
+    /// The ranks of an SPMD job, this process among them.
+    Ranks(Arc<World>),
+    /// The workers of a task cluster, each query as an SPMD job; this process plans.
+    Driver { client: Client, workers: usize },
+}
+
+/// What every DataFrame of one context shares: who runs the queries, the runtime they
+/// run on here, and the query counter that keeps ranks' exchanges apart.
+pub(crate) struct Engine {
+    pub(crate) backend: Backend,
+    pub(crate) runtime: tokio::runtime::Runtime,
+    /// The options, with the threads per rank resolved.
+    pub(crate) options: FrameOptions,
+    pub(crate) threads: usize,
+    queries: AtomicU64,
+    last_stats: Mutex<ExchangeStats>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("rank", &self.rank()).field("size", &self.size()).finish()
+    }
+}
+
+impl Engine {
+    pub(crate) fn new(backend: Backend, runtime: tokio::runtime::Runtime, options: FrameOptions, threads: usize) -> Engine {
+        Engine { backend, runtime, options, threads, queries: AtomicU64::new(0), last_stats: Mutex::default() }
+    }
+
+    /// This process's rank (0 for a driver).
+    pub(crate) fn rank(&self) -> usize {
+        match &self.backend {
+            Backend::Ranks(world) => world.rank(),
+            Backend::Driver { .. } => 0,
+        }
+    }
+
+    /// The ranks that run queries.
+    pub(crate) fn size(&self) -> usize {
+        match &self.backend {
+            Backend::Ranks(world) => world.size(),
+            Backend::Driver { workers, .. } => *workers,
+        }
+    }
+
+    pub(crate) fn world(&self) -> Option<&Arc<World>> {
+        match &self.backend {
+            Backend::Ranks(world) => Some(world),
+            Backend::Driver { .. } => None,
+        }
+    }
+
+    pub(crate) fn last_stats(&self) -> ExchangeStats {
+        *self.last_stats.lock().expect("stats lock")
+    }
+
+    /// Places `plan` on the ranks, for [`explain`](crate::DataFrame::explain) or to run.
+    pub(crate) fn place(&self, plan: Arc<dyn ExecutionPlan>, result_on: ResultOn) -> Result<(Arc<QueryRun>, DistributedPlan)> {
+        let seq = self.queries.fetch_add(1, Ordering::Relaxed);
+        let run = QueryRun::new(self.world().cloned(), self.size(), seq, self.options.exchange_window);
+        let placed = distribute(plan, &run, result_on).map_err(Error::plan)?;
+        Ok((run, placed))
+    }
+
+    /// Runs `plan` with its result where `result_on` says, handing each result partition
+    /// this rank executes to `consume`; returns what `consume` returned, by partition.
+    pub(crate) fn run<T, F, Fut>(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        context: Arc<TaskContext>,
+        result_on: ResultOn,
+        consume: F,
+    ) -> Result<Vec<(usize, T)>>
+    where
+        T: Send + 'static,
+        F: Fn(usize, SendableRecordBatchStream) -> Fut,
+        Fut: Future<Output = DfResult<T>> + Send + 'static,
+    {
+        let Some(world) = self.world().cloned() else {
+            return Err(Error::InvalidArgument("a driver does not run query partitions itself".into()));
+        };
+        let plan = self.run_scalar_subqueries(plan, &context)?;
+        let (run, placed) = self.place(plan, result_on)?;
+        let (rank, ranks) = (world.rank(), world.size());
+        let mine: Vec<usize> = placed
+            .root_locs
+            .iter()
+            .enumerate()
+            .filter(|(p, loc)| match (result_on, loc) {
+                (ResultOn::Root, _) => rank == 0,
+                (ResultOn::EveryRank, _) => true,
+                (ResultOn::Distributed, Loc::Rank(r)) => *r == rank,
+                (ResultOn::Distributed, Loc::Everywhere) => p % ranks == rank,
+            })
+            .map(|(p, _)| p)
+            .collect();
+        let root = placed.root;
+        let outcome = self.runtime.block_on(async {
+            let mut exchanges = JoinSet::new();
+            run.start(&context, &mut exchanges)?;
+            let mut parts = JoinSet::new();
+            for p in mine {
+                let stream = root.execute(p, Arc::clone(&context))?;
+                let work = consume(p, stream);
+                parts.spawn(async move { work.await.map(|out| (p, out)) });
+            }
+            let mut results = Vec::new();
+            while let Some(done) = parts.join_next().await {
+                results.push(flatten(done)?);
+            }
+            while let Some(done) = exchanges.join_next().await {
+                flatten(done)?;
+            }
+            results.sort_by_key(|(p, _)| *p);
+            Ok::<_, datafusion::error::DataFusionError>(results)
+        });
+        let outcome = outcome.map_err(|e| {
+            let error = match run.take_comm_failure() {
+                Some(comm) => Error::Comm(comm),
+                None => Error::execution(rank, &e),
+            };
+            if let Error::Execution { message, .. } = &error {
+                // The other ranks may be waiting for this one: end the job everywhere.
+                let _ = world.abort(&format!("query failed on rank {rank}: {message}"));
+            }
+            error
+        });
+        run.close_inboxes();
+        run.join_threads();
+        *self.last_stats.lock().expect("stats lock") = run.stats();
+        let results = outcome?;
+        // A rank that finished its share may not have heard of another's failure yet:
+        // agree that the query succeeded everywhere (a failed rank aborts instead).
+        world.barrier()?;
+        Ok(results)
+    }
+}
+
+impl Engine {
+    /// Runs the uncorrelated scalar subqueries of `plan` (`… > (SELECT avg(x) FROM t)`),
+    /// innermost first, each as a distributed query whose one value every rank receives,
+    /// and returns the plan without them: the ranks that evaluate the comparison need
+    /// the value, wherever DataFusion put the operator that computes it.
+    fn run_scalar_subqueries(&self, plan: Arc<dyn ExecutionPlan>, context: &Arc<TaskContext>) -> Result<Arc<dyn ExecutionPlan>> {
+        let children = plan
+            .children()
+            .into_iter()
+            .map(|c| self.run_scalar_subqueries(Arc::clone(c), context))
+            .collect::<Result<Vec<_>>>()?;
+        if let Some(node) = plan.downcast_ref::<ScalarSubqueryExec>() {
+            for (link, subquery) in node.subqueries().iter().zip(&children[1..]) {
+                let value = self.scalar(Arc::clone(subquery), context)?;
+                node.results().set(link.index, value).map_err(Error::plan)?;
+            }
+            return Ok(Arc::clone(&children[0]));
+        }
+        if children.is_empty() {
+            return Ok(plan);
+        }
+        plan.replace_children(children, ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute)).map_err(Error::plan)
+    }
+
+    /// The one value of a scalar subquery: NULL without rows, an error with several.
+    fn scalar(&self, plan: Arc<dyn ExecutionPlan>, context: &Arc<TaskContext>) -> Result<ScalarValue> {
+        let data_type = plan.schema().field(0).data_type().clone();
+        let parts = self.run(plan, Arc::clone(context), ResultOn::EveryRank, |_, mut stream| async move {
+            let mut batches = Vec::new();
+            while let Some(batch) = futures_util::StreamExt::next(&mut stream).await {
+                batches.push(batch?);
+            }
+            Ok(batches)
+        })?;
+        let rows: Vec<_> = parts.into_iter().flat_map(|(_, b)| b).filter(|b| b.num_rows() > 0).collect();
+        let invalid = |m: &str| Error::Execution { rank: self.rank(), message: m.to_string() };
+        match rows.as_slice() {
+            [] => ScalarValue::try_from(&data_type).map_err(Error::plan),
+            [one] if one.num_rows() == 1 => {
+                ScalarValue::try_from_array(one.column(0), 0).map_err(|e| invalid(&e.strip_backtrace()))
+            }
+            _ => Err(invalid("a scalar subquery returned more than one row")),
+        }
+    }
+}
+
+fn flatten<T>(joined: Result<DfResult<T>, tokio::task::JoinError>) -> DfResult<T> {
+    match joined {
+        Ok(result) => result,
+        Err(e) if e.is_panic() => {
+            let payload = e.into_panic();
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".into());
+            Err(datafusion::error::DataFusionError::Execution(format!("a query task panicked: {message}")))
+        }
+        Err(e) => Err(datafusion::error::DataFusionError::External(Box::new(e))),
+    }
+}

@@ -1,0 +1,252 @@
+//! CSV scans that say where a malformed row is.
+//!
+//! Arrow's CSV reader numbers rows from the start of the byte range it was given, and does
+//! not know the file. [`LocatedCsvScan`] wraps a CSV scan: when a partition fails to parse,
+//! it finds the file of the partition and turns the row number into the line of the file,
+//! and the column number into the column's name.
+
+use std::any::Any;
+use std::fmt;
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::sync::Arc;
+
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::datasource::physical_plan::{CsvSource, FileScanConfig};
+use datafusion::datasource::source::DataSourceExec;
+use datafusion::error::DataFusionError;
+use datafusion::execution::TaskContext;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, SendableRecordBatchStream,
+};
+use futures_util::StreamExt;
+
+type DfResult<T> = datafusion::common::Result<T>;
+
+/// One piece of a partition: a file and the byte range of it that the partition reads.
+#[derive(Debug, Clone)]
+struct Piece {
+    path: String,
+    start: u64,
+}
+
+/// A CSV scan whose parse errors name file, line and column.
+#[derive(Debug)]
+pub(crate) struct LocatedCsvScan {
+    inner: Arc<dyn ExecutionPlan>,
+    partitions: Vec<Vec<Piece>>,
+    header: bool,
+    columns: Vec<String>,
+}
+
+impl LocatedCsvScan {
+    /// Wraps `plan` if it is a CSV scan of local files.
+    pub(crate) fn wrap(plan: &Arc<dyn ExecutionPlan>) -> Option<Arc<dyn ExecutionPlan>> {
+        let scan = plan.downcast_ref::<DataSourceExec>()?;
+        let config = scan.data_source().downcast_ref::<FileScanConfig>()?;
+        let source: &dyn Any = config.file_source().as_ref();
+        let csv = source.downcast_ref::<CsvSource>()?;
+        if config.object_store_url.as_str() != "file:///" {
+            return None;
+        }
+        let partitions = config
+            .file_groups
+            .iter()
+            .map(|group| {
+                group
+                    .iter()
+                    .map(|f| Piece {
+                        path: format!("/{}", f.object_meta.location),
+                        start: f.range.as_ref().map_or(0, |r| r.start.max(0) as u64),
+                    })
+                    .collect()
+            })
+            .collect();
+        let columns = config.file_schema().fields().iter().map(|f| f.name().clone()).collect();
+        Some(Arc::new(LocatedCsvScan { inner: Arc::clone(plan), partitions, header: csv.has_header(), columns }))
+    }
+
+    /// Rewrites a parse error of partition `p` with the file, line and column.
+    fn locate(&self, p: usize, error: DataFusionError) -> DataFusionError {
+        let text = error.strip_backtrace();
+        let Some(found) = parse_arrow_csv_error(&text) else { return error };
+        let pieces = self.partitions.get(p).map(Vec::as_slice).unwrap_or_default();
+        let located: Vec<(String, u64)> = pieces
+            .iter()
+            .filter_map(|piece| {
+                let first_line = first_line_of_range(&piece.path, piece.start).ok()?;
+                let line = match found.numbering {
+                    // Arrow counts parsed rows from 0, after the header it skipped.
+                    Numbering::RowFromZero => {
+                        first_line + found.number + u64::from(self.header && piece.start == 0)
+                    }
+                    // and records, header included, from 1.
+                    Numbering::RecordFromOne => first_line + found.number - 1,
+                };
+                Some((piece.path.clone(), line))
+            })
+            .collect();
+        let chosen = match located.as_slice() {
+            [one] => Some(one.clone()),
+            many => many
+                .iter()
+                .find(|(path, line)| {
+                    found.value.as_ref().is_some_and(|v| line_text(path, *line).is_some_and(|l| l.contains(v.as_str())))
+                })
+                .cloned(),
+        };
+        let column = found.column.and_then(|c| self.columns.get(c)).map(|name| format!(", column {name:?}")).unwrap_or_default();
+        let value = found.value.map(|v| format!(": cannot read {v:?} as {}", found.type_name.unwrap_or_default())).unwrap_or_default();
+        match chosen {
+            Some((path, line)) => DataFusionError::Execution(format!(
+                "{path}:{line}{column}{value} (malformed CSV row; fix the row, or declare the column as text)\n  {text}"
+            )),
+            None => error,
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Numbering {
+    RowFromZero,
+    RecordFromOne,
+}
+
+#[derive(Debug)]
+struct ArrowCsvError {
+    number: u64,
+    numbering: Numbering,
+    column: Option<usize>,
+    value: Option<String>,
+    type_name: Option<String>,
+}
+
+/// Reads the row number (and column and value) out of arrow-csv's error messages.
+fn parse_arrow_csv_error(text: &str) -> Option<ArrowCsvError> {
+    if let Some(rest) = text.split("Error while parsing value '").nth(1) {
+        let (value, rest) = rest.split_once("' as type '")?;
+        let (type_name, rest) = rest.split_once("' for column ")?;
+        let (column, rest) = rest.split_once(" at line ")?;
+        let number: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        return Some(ArrowCsvError {
+            number: number.parse().ok()?,
+            numbering: Numbering::RowFromZero,
+            column: column.trim().parse().ok(),
+            value: Some(value.to_string()),
+            type_name: Some(type_name.to_string()),
+        });
+    }
+    let rest = text.split("incorrect number of fields for line ").nth(1)?;
+    let number: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    Some(ArrowCsvError { number: number.parse().ok()?, numbering: Numbering::RecordFromOne, column: None, value: None, type_name: None })
+}
+
+/// The 1-based line number of the first line a range starting at byte `start` reads:
+/// like DataFusion's CSV reader, a range not at the start of the file begins after the
+/// first newline at or after `start - 1`.
+fn first_line_of_range(path: &str, start: u64) -> std::io::Result<u64> {
+    if start == 0 {
+        return Ok(1);
+    }
+    let mut file = std::fs::File::open(path)?;
+    let mut newlines = 0u64;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut remaining = start - 1;
+    while remaining > 0 {
+        let want = remaining.min(buf.len() as u64) as usize;
+        let n = file.read(&mut buf[..want])?;
+        if n == 0 {
+            break;
+        }
+        newlines += memchr_count(&buf[..n]);
+        remaining -= n as u64;
+    }
+    // The line that holds byte `start - 1` is skipped (it began in the previous range).
+    Ok(newlines + 2)
+}
+
+fn memchr_count(bytes: &[u8]) -> u64 {
+    bytes.iter().filter(|b| **b == b'\n').count() as u64
+}
+
+fn line_text(path: &str, line: u64) -> Option<String> {
+    let mut file = std::fs::File::open(path).ok()?;
+    file.seek(SeekFrom::Start(0)).ok()?;
+    BufReader::new(file).lines().nth(usize::try_from(line).ok()?.checked_sub(1)?)?.ok()
+}
+
+impl DisplayAs for LocatedCsvScan {
+    fn fmt_as(&self, t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.inner.fmt_as(t, f)
+    }
+}
+
+impl ExecutionPlan for LocatedCsvScan {
+    fn name(&self) -> &str {
+        "LocatedCsvScan"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        self.inner.properties()
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> DfResult<TreeNodeRecursion>,
+    ) -> DfResult<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(self: Arc<Self>, _children: Vec<Arc<dyn ExecutionPlan>>) -> DfResult<Arc<dyn ExecutionPlan>> {
+        Ok(self)
+    }
+
+    fn execute(&self, partition: usize, context: Arc<TaskContext>) -> DfResult<SendableRecordBatchStream> {
+        let stream = self.inner.execute(partition, context)?;
+        let schema = stream.schema();
+        let this = LocatedCsvScan {
+            inner: Arc::clone(&self.inner),
+            partitions: self.partitions.clone(),
+            header: self.header,
+            columns: self.columns.clone(),
+        };
+        let located = stream.map(move |batch| batch.map_err(|e| this.locate(partition, e)));
+        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, located)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_arrow_csv_errors() {
+        let e = parse_arrow_csv_error(
+            "Arrow error: Parser error: Error while parsing value 'twelve' as type 'Float64' for column 1 at line 812. Row data: '[2500,twelve,row2500]'",
+        )
+        .unwrap();
+        assert_eq!((e.number, e.column, e.value.as_deref()), (812, Some(1), Some("twelve")));
+        let e = parse_arrow_csv_error("Csv error: incorrect number of fields for line 3, expected 2 got 1").unwrap();
+        assert_eq!((e.number, e.numbering), (3, Numbering::RecordFromOne));
+        assert!(parse_arrow_csv_error("Division by zero").is_none());
+    }
+
+    #[test]
+    fn first_line_of_a_range_skips_the_partial_line() {
+        let dir = std::env::temp_dir().join(format!("chorus-frame-scan-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("lines.csv");
+        std::fs::write(&path, "h\naaa\nbbb\nccc\n").unwrap();
+        let p = path.to_str().unwrap();
+        assert_eq!(first_line_of_range(p, 0).unwrap(), 1);
+        assert_eq!(first_line_of_range(p, 2).unwrap(), 2, "byte 1 is the newline ending line 1");
+        assert_eq!(first_line_of_range(p, 3).unwrap(), 3, "line 2 began before the range");
+        assert_eq!(line_text(p, 3).as_deref(), Some("bbb"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

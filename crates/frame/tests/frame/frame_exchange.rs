@@ -1,0 +1,34 @@
+//! Shuffles larger than the exchange window stream through it.
+
+use chorus_frame::FrameOptions;
+
+use crate::support::{on_ranks_with, rows};
+
+#[test]
+fn a_shuffle_larger_than_the_exchange_window_completes_with_bounded_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wide.csv");
+    let mut text = String::from("id,k,payload\n");
+    for i in 0..200_000u64 {
+        text.push_str(&format!("{i},{},p{:0>59}\n", (i * 7919) % 100_000, i));
+    }
+    std::fs::write(&path, text).unwrap();
+    let window = 1 << 20;
+    let options = FrameOptions { threads_per_rank: Some(1), exchange_window: window, ..FrameOptions::default() };
+    let results = on_ranks_with(2, options, |ctx| {
+        ctx.register_csv("w", &path, chorus_frame::CsvOptions::default()).unwrap();
+        ctx.sql("SET datafusion.optimizer.hash_join_single_partition_threshold = 0").unwrap();
+        ctx.sql("SET datafusion.optimizer.hash_join_single_partition_threshold_rows = 0").unwrap();
+        let joined = ctx
+            .sql("SELECT count(*) AS n, sum(length(a.payload) + length(b.payload)) AS bytes FROM w a JOIN w b ON a.k = b.k AND a.id <> b.id")
+            .unwrap();
+        (rows(&joined.collect().unwrap(), false), ctx.last_exchange_stats())
+    });
+    // k = i·7919 mod 100000 takes each value for exactly two ids in 0..200000.
+    assert_eq!(results[0].0, vec!["200000 | 24000000".to_string()]);
+    for (rank, (_, stats)) in results.iter().enumerate() {
+        assert!(stats.bytes_sent > 4 * window, "rank {rank} shuffled only {} bytes", stats.bytes_sent);
+        // Two shuffled inputs and the final gather, one stream each to the other rank.
+        assert!(stats.peak_in_flight_bytes <= 3 * window, "rank {rank}: {stats:?}");
+    }
+}
