@@ -3,8 +3,10 @@
 //! Parallel and distributed computing for Rust programs whose data or compute outgrows one
 //! core or one machine.
 //!
-//! This release provides the SPMD model of MPI and Bodo: every process runs the same
-//! program on its share of the data and talks through the collectives of a [`World`].
+//! It provides the SPMD model of MPI and Bodo (every process runs the same program on its
+//! share of the data and talks through the collectives of a [`World`]), tasks and futures
+//! on a cluster of workers ([`LocalCluster`], [`Client`]), and distributed DataFrames and
+//! SQL ([`frame`]).
 //!
 //! ```no_run
 //! use chorus::{Sum, WorldBuilder};
@@ -51,6 +53,14 @@ pub mod __private {
     };
     pub use chorus_runtime::tasks::worker_entry;
     pub use inventory;
+}
+
+/// Distributed DataFrames and SQL: DataFusion plans and runs each partition, chorus
+/// splits the scans among the ranks and moves data between them (see
+/// [`frame::Context`]).
+#[cfg(feature = "frame")]
+pub mod frame {
+    pub use chorus_frame::*;
 }
 
 /// Errors of every chorus layer.

@@ -203,10 +203,10 @@ impl DataFrame {
     /// The distributed physical plan, each operator with where its rows are: `1D_Block`
     /// (each rank its share of a scan), `Hash(keys)` (shuffled by key), `Replicated`
     /// (the same on every rank), `Single` (on rank 0), `1D_Var` (dealt in batches).
-    /// Runs nothing; the same on every rank.
+    /// Runs nothing and is not collective: any rank may call it alone.
     pub fn explain(&self) -> Result<String> {
         let plan = self.physical_plan()?;
-        let (_, placed) = self.ctx.engine().place(plan, ResultOn::Root)?;
+        let (_, placed) = self.ctx.engine().place(plan, ResultOn::Root, false)?;
         Ok(placed.display())
     }
 

@@ -30,7 +30,7 @@ use datafusion::arrow::ipc::writer::StreamWriter;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{internal_datafusion_err, DataFusionError};
 use datafusion::execution::TaskContext;
-use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::{PhysicalExpr, RangePartitioning};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::metrics;
 use datafusion::physical_plan::repartition::BatchPartitioner;
@@ -60,6 +60,8 @@ pub(crate) enum Route {
     Hash(Vec<Arc<dyn PhysicalExpr>>, usize),
     /// Input batches dealt in turn to `n` partitions, owned by rank `p % ranks`.
     RoundRobin(usize),
+    /// Output partition `p` holds the `p`-th range of keys, owned by rank `p % ranks`.
+    Range(RangePartitioning),
     /// Output partition `q` is input partition `q`, moved to where `targets[q]` says.
     Move(Vec<Loc>),
 }
@@ -529,6 +531,7 @@ async fn produce(
             q,
             exchange.input_partitions(),
         )?),
+        Route::Range(ranges) => Some(BatchPartitioner::new_range_partitioner(ranges, metrics::Time::new())),
         Route::Move(_) => None,
     };
     while let Some(batch) = stream.next().await {
@@ -614,6 +617,7 @@ impl ExchangeExec {
         let partitioning = match &route {
             Route::Hash(keys, n) => Partitioning::Hash(keys.clone(), *n),
             Route::RoundRobin(n) => Partitioning::UnknownPartitioning(*n),
+            Route::Range(ranges) => Partitioning::Range(ranges.clone()),
             Route::Move(_) => input.output_partitioning().clone(),
         };
         if !matches!(route, Route::Move(_)) {
@@ -655,6 +659,7 @@ impl ExchangeExec {
     fn output_partitions(&self) -> usize {
         match &self.route {
             Route::Hash(_, n) | Route::RoundRobin(n) => *n,
+            Route::Range(ranges) => ranges.partition_count(),
             Route::Move(targets) => targets.len(),
         }
     }
@@ -662,7 +667,7 @@ impl ExchangeExec {
     /// Where output partition `p` is.
     pub(crate) fn output_loc(&self, p: usize) -> Loc {
         match &self.route {
-            Route::Hash(..) | Route::RoundRobin(_) => Loc::Rank(self.owner_of(p)),
+            Route::Hash(..) | Route::RoundRobin(_) | Route::Range(_) => Loc::Rank(self.owner_of(p)),
             Route::Move(targets) => targets[p],
         }
     }
@@ -690,7 +695,7 @@ impl ExchangeExec {
     /// The ranks that send (at least an end) to output partition `p`.
     fn sources_of(&self, p: usize) -> Vec<usize> {
         match &self.route {
-            Route::Hash(..) | Route::RoundRobin(_) => {
+            Route::Hash(..) | Route::RoundRobin(_) | Route::Range(_) => {
                 (0..self.input_partitions()).map(|q| self.sender_of(q)).collect::<BTreeSet<_>>().into_iter().collect()
             }
             Route::Move(_) => vec![self.sender_of(p)],
@@ -712,6 +717,7 @@ impl DisplayAs for ExchangeExec {
         let how = match &self.route {
             Route::Hash(_, n) => format!("shuffle into {n} partitions"),
             Route::RoundRobin(n) => format!("deal batches into {n} partitions"),
+            Route::Range(ranges) => format!("split into {} ranges", ranges.partition_count()),
             Route::Move(targets) if targets.iter().all(|t| *t == Loc::Everywhere) => "broadcast to every rank".into(),
             Route::Move(targets) if targets.iter().all(|t| *t == Loc::Rank(0)) => "gather to rank 0".into(),
             Route::Move(_) => "move partitions".into(),

@@ -51,6 +51,7 @@ mod exchange;
 mod plan;
 mod query;
 mod scan;
+mod sort;
 
 pub use context::{Context, CsvOptions, FrameOptions, Paths, DEFAULT_EXCHANGE_WINDOW};
 pub use dataframe::DataFrame;

@@ -225,6 +225,10 @@ impl Planner<'_> {
                 (Route::Hash(keys.clone(), *n), label)
             }
             Partitioning::RoundRobinBatch(n) => (Route::RoundRobin(*n), "1D_Var".to_string()),
+            Partitioning::Range(ranges) => {
+                let keys = ranges.ordering().iter().map(|k| k.to_string()).collect::<Vec<_>>().join(", ");
+                (Route::Range(ranges.clone()), format!("Range({keys})"))
+            }
             other => return not_impl_err!("chorus cannot distribute a repartition by {other}"),
         };
         let exchange = self.exchange(input.plan, input.locs, route);

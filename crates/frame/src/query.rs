@@ -15,6 +15,7 @@ use tokio::task::JoinSet;
 
 use crate::exchange::{ExchangeStats, Loc, QueryRun};
 use crate::plan::{distribute, DistributedPlan, ResultOn};
+use crate::sort;
 use crate::{Error, FrameOptions, Result};
 use chorus_runtime::tasks::Client;
 
@@ -78,9 +79,10 @@ impl Engine {
         *self.last_stats.lock().expect("stats lock")
     }
 
-    /// Places `plan` on the ranks, for [`explain`](crate::DataFrame::explain) or to run.
-    pub(crate) fn place(&self, plan: Arc<dyn ExecutionPlan>, result_on: ResultOn) -> Result<(Arc<QueryRun>, DistributedPlan)> {
-        let seq = self.queries.fetch_add(1, Ordering::Relaxed);
+    /// Places `plan` on the ranks. Only a plan that runs takes a query number, so that
+    /// [`explain`](crate::DataFrame::explain) may be called on some ranks only.
+    pub(crate) fn place(&self, plan: Arc<dyn ExecutionPlan>, result_on: ResultOn, to_run: bool) -> Result<(Arc<QueryRun>, DistributedPlan)> {
+        let seq = if to_run { self.queries.fetch_add(1, Ordering::Relaxed) } else { u64::MAX };
         let run = QueryRun::new(self.world().cloned(), self.size(), seq, self.options.exchange_window);
         let placed = distribute(plan, &run, result_on).map_err(Error::plan)?;
         Ok((run, placed))
@@ -103,8 +105,39 @@ impl Engine {
         let Some(world) = self.world().cloned() else {
             return Err(Error::InvalidArgument("a driver does not run query partitions itself".into()));
         };
-        let plan = self.run_scalar_subqueries(plan, &context)?;
-        let (run, placed) = self.place(plan, result_on)?;
+        let mut plan = self.run_scalar_subqueries(plan, &context)?;
+        if result_on == ResultOn::Distributed && world.size() > 1 {
+            if let Some((input, ordering)) = sort::global_sort(&plan) {
+                let order = ordering.clone();
+                let samples = self.run_placed(Arc::clone(&input), Arc::clone(&context), ResultOn::Distributed, move |p, stream| {
+                    sort::sample_keys(stream, order.clone(), p as u64)
+                })?;
+                let mine: Vec<_> = samples.into_iter().filter_map(|(_, s)| s).collect();
+                let all = world.allgatherv_slice::<u8>(&sort::encode_samples(&mine)?)?;
+                let points = sort::split_points(&all, &ordering, world.size())?;
+                plan = sort::range_sorted(input, ordering, points)?;
+            }
+        }
+        self.run_placed(plan, context, result_on, consume)
+    }
+
+    /// [`run`](Self::run) for a plan whose scalar subqueries have run.
+    fn run_placed<T, F, Fut>(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        context: Arc<TaskContext>,
+        result_on: ResultOn,
+        consume: F,
+    ) -> Result<Vec<(usize, T)>>
+    where
+        T: Send + 'static,
+        F: Fn(usize, SendableRecordBatchStream) -> Fut,
+        Fut: Future<Output = DfResult<T>> + Send + 'static,
+    {
+        let Some(world) = self.world().cloned() else {
+            return Err(Error::InvalidArgument("a driver does not run query partitions itself".into()));
+        };
+        let (run, placed) = self.place(plan, result_on, true)?;
         let (rank, ranks) = (world.rank(), world.size());
         let mine: Vec<usize> = placed
             .root_locs

@@ -261,3 +261,25 @@ fn write_parquet_and_csv_one_file_per_partition() {
     });
     assert_eq!((pq, csv), (150, 150));
 }
+
+#[test]
+fn a_sorted_result_kept_distributed_is_split_by_key_ranges() {
+    let dir = tempfile::tempdir().unwrap();
+    let facts: Vec<Row> = (0..900).map(|i| (Some(i % 13), Some((i * 7919) % 1000 - 500), None, Some(format!("n{}", i % 5)))).collect();
+    write_tables(dir.path(), &facts);
+    let blocks = on_ranks(3, 1, |ctx| {
+        let t = ctx.read_parquet(dir.path().join("t")).unwrap();
+        let sorted = t.sort(vec![col("x").sort(false, true), col("id").sort(true, true)]).unwrap();
+        let block = sorted.collect_distributed().unwrap();
+        let whole = sorted.collect().unwrap();
+        (rows(&block, true), rows(&whole, true))
+    });
+    let whole = &blocks[0].1;
+    assert_eq!(whole.len(), 900);
+    // Rank 0's block, then rank 1's, then rank 2's is the whole sorted result.
+    let concatenated: Vec<String> = blocks.iter().flat_map(|(block, _)| block.iter().cloned()).collect();
+    assert_eq!(&concatenated, whole);
+    for (rank, (block, _)) in blocks.iter().enumerate() {
+        assert!(block.len() > 150, "rank {rank} holds {} of 900 rows: the ranges are balanced by sampling", block.len());
+    }
+}
