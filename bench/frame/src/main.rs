@@ -2,7 +2,7 @@
 //! ranks with peak memory, and TPC-H's 22 queries, each run in a fresh job.
 //!
 //!     bench-frame [--sizes 1m,10m] [--ranks 1,2] [--reps 3] [--queries mean,groupby,age40]
-//!     bench-frame --tpch SF [--ranks 1,2]
+//!     bench-frame --tpch SF [--ranks 1,2]      # CHORUS_TPCH_QUERY=N: only query N
 //!
 //! Prints `RESULT name=median unit` lines (the format of shared/peers' scripts): for each
 //! cell `frame_chorus<R>_<size>_<query>` in seconds and `..._rss` (peak resident memory
@@ -178,18 +178,22 @@ fn run_one(path: &Path, query: &str) -> anyhow::Result<()> {
 }
 
 fn run_tpch(dir: &Path) -> anyhow::Result<()> {
+    let only: Option<usize> = std::env::var("CHORUS_TPCH_QUERY").ok().and_then(|q| q.parse().ok());
     let ctx = join()?;
     for table in tpch::TABLES {
         ctx.register_parquet(table, dir.join(table))?;
     }
     let world = ctx.world().context("an SPMD job")?;
-    for n in 1..=22 {
+    for n in (1..=22).filter(|n| only.is_none_or(|o| o == *n)) {
         let mut times = Vec::new();
         for _ in 0..3 {
             world.barrier()?;
             let started = Instant::now();
             ctx.sql(tpch::query(n).context("22 queries")?)?.collect()?;
             times.push(started.elapsed().as_secs_f64());
+            if only.is_some() && ctx.rank() == 0 {
+                eprintln!("q{n}: {:.3} s, {:?}", times[times.len() - 1], ctx.last_exchange_stats());
+            }
         }
         if ctx.rank() == 0 {
             println!("RESULT tpch_q{n}={:.4} s", median(&mut times));

@@ -3,7 +3,7 @@
 //! file is split among the ranks by byte ranges, each rank parses only its share, and
 //! group-bys shuffle partial aggregates between ranks by key.
 //!
-//!     cargo run --release --example purchases_frame                 # one rank per core
+//!     cargo run --release --features frame --example purchases_frame   # one rank per core
 //!     chorus run -n 4 target/release/examples/purchases_frame
 //!     purchases_frame --driver       # planned here, run by a LocalCluster's 2 workers
 //!     purchases_frame [--path FILE] [--rows N] [--explain]

@@ -22,7 +22,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use chorus_comm::World;
-use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::array::{ArrayRef, AsArray, RecordBatch};
+use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::ipc::reader::StreamReader;
@@ -415,6 +416,7 @@ impl Outlets {
     async fn send_remote(&self, dest: usize, p: usize, batches: Vec<RecordBatch>) -> DfResult<()> {
         let Some(first) = batches.first() else { return Ok(()) };
         let batch = if batches.len() == 1 { first.clone() } else { concat_batches(&first.schema(), &batches)? };
+        let batch = compact_views(batch)?;
         let outlet = self.remote[dest].as_ref().ok_or_else(|| internal_datafusion_err!("no outlet to rank {dest}"))?;
         let cost = batch.get_array_memory_size().clamp(1, self.run.window);
         let permits = outlet.windows[p]
@@ -554,6 +556,30 @@ async fn produce(
         }
     }
     Ok(())
+}
+
+/// Copies string and binary view columns into buffers of their own: a view array cut
+/// out of a larger one (by the hash partitioner, a filter, a slice) still points into
+/// all of the larger one's data, which Arrow IPC would send whole.
+fn compact_views(batch: RecordBatch) -> DfResult<RecordBatch> {
+    let views = |dt: &DataType| matches!(dt, DataType::Utf8View | DataType::BinaryView);
+    if !batch.schema().fields().iter().any(|f| views(f.data_type())) {
+        return Ok(batch);
+    }
+    let columns = batch
+        .columns()
+        .iter()
+        .map(|c| -> ArrayRef {
+            if let Some(strings) = c.as_string_view_opt() {
+                Arc::new(strings.gc())
+            } else if let Some(bytes) = c.as_binary_view_opt() {
+                Arc::new(bytes.gc())
+            } else {
+                Arc::clone(c)
+            }
+        })
+        .collect();
+    Ok(RecordBatch::try_new(batch.schema(), columns)?)
 }
 
 /// A message is a kind byte, the window bytes the sender took for it (returned in the

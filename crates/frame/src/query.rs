@@ -139,6 +139,7 @@ impl Engine {
         };
         let (run, placed) = self.place(plan, result_on, true)?;
         let (rank, ranks) = (world.rank(), world.size());
+        check_same_plan(&world, &placed)?;
         let mine: Vec<usize> = placed
             .root_locs
             .iter()
@@ -236,6 +237,23 @@ impl Engine {
             }
             _ => Err(invalid("a scalar subquery returned more than one row")),
         }
+    }
+}
+
+/// Fails on every rank, before any data moves, if the ranks planned different queries
+/// (they listed different files, or were given different settings): their exchanges
+/// would not match.
+fn check_same_plan(world: &World, placed: &DistributedPlan) -> Result<()> {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    placed.display().hash(&mut hasher);
+    let plans = world.allgatherv(&hasher.finish())?;
+    match plans.iter().position(|p| *p != plans[0]) {
+        None => Ok(()),
+        Some(other) => Err(Error::Plan(format!(
+            "rank {other} planned this query differently from rank 0: every rank must read the same files \
+             (on a shared file system) and use the same settings"
+        ))),
     }
 }
 

@@ -75,3 +75,24 @@ fn missing_file_is_an_invalid_query() {
         assert!(e.contains("/nonexistent/chorus/x.csv"), "{e}");
     }
 }
+
+#[test]
+fn ranks_that_plan_different_queries_fail_before_moving_data() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["a.csv", "b.csv"] {
+        chorus_datagen::write_purchases(&dir.path().join(name), 2000, 3).unwrap();
+    }
+    let errors = on_ranks(2, 1, |ctx| {
+        // Rank 1 sees one more file than rank 0, as on a file system that is not shared.
+        let files: Vec<_> = if ctx.rank() == 0 { vec![dir.path().join("a.csv")] } else { vec![dir.path().join("a.csv"), dir.path().join("b.csv")] };
+        let df = ctx.read_csv(files, CsvOptions::default()).unwrap();
+        let err = df.aggregate(vec![col("Product")], vec![count(lit(1))]).unwrap().collect().unwrap_err();
+        // The context still works for queries the ranks agree on.
+        let again = ctx.read_csv(dir.path().join("a.csv"), CsvOptions::default()).unwrap().count().unwrap();
+        (err.to_string(), again)
+    });
+    for (err, again) in errors {
+        assert!(err.contains("rank 1 planned this query differently"), "{err}");
+        assert_eq!(again, 2000);
+    }
+}
