@@ -92,9 +92,20 @@ fn queries(ctx: &Context, args: &Args) -> anyhow::Result<()> {
     }
     by_product.show()?;
 
-    // The same questions in SQL, and the filtered count.
+    // The filtered count: buyers over 40 per product.
+    df.filter(col("Age").gt(lit(40)))?
+        .aggregate(vec![col("Product")], vec![count(lit(1)).alias("buyers_over_40")])?
+        .sort(vec![col("Product").sort(true, true)])?
+        .show()?;
+
+    // The same three questions in SQL.
     ctx.register("purchases", &df)?;
     ctx.sql("SELECT avg(Purchase_Amount) AS mean FROM purchases")?.show()?;
+    ctx.sql(
+        "SELECT Product, avg(Purchase_Amount) AS mean, stddev(Purchase_Amount) AS std \
+         FROM purchases GROUP BY Product ORDER BY Product",
+    )?
+    .show()?;
     ctx.sql(
         "SELECT Product, count(*) AS buyers_over_40 FROM purchases WHERE Age > 40 GROUP BY Product ORDER BY Product",
     )?
