@@ -1,89 +1,33 @@
-//! The exchange operator: moves record batches between ranks over the job's [`World`].
-//!
-//! An [`ExchangeExec`] replaces what DataFusion would do inside one process with a
-//! `RepartitionExec` (hash or round-robin), and moves whole partitions where the
-//! distributed planner needs them (to rank 0 before a merge, to every rank for the build
-//! side of a broadcast join).
-//!
-//! Each rank runs the *sending* side of every exchange for the input partitions it holds
-//! (started by [`QueryRun::start`], whether or not anything on this rank reads the
-//! exchange), and the *receiving* side for the output partitions it owns. Batches to this
-//! rank go through a channel; batches to another rank are encoded as Arrow IPC and sent
-//! with [`World::send_slice`], under a per-stream window of bytes that the receiver
-//! acknowledges once the consumer has taken the batch — so a shuffle of any size holds at
-//! most a window per stream in memory, and a slow consumer slows its producers instead of
-//! filling RAM.
+//! One rank's side of a running query: the threads that send and receive over the
+//! `World`, the per-stream windows, and the tasks that produce each exchange's input.
 
-use std::collections::BTreeSet;
 use std::fmt;
-use std::io::Cursor;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use chorus_comm::World;
-use datafusion::arrow::array::{ArrayRef, AsArray, RecordBatch};
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::arrow::ipc::reader::StreamReader;
-use datafusion::arrow::ipc::writer::StreamWriter;
-use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{internal_datafusion_err, DataFusionError};
 use datafusion::execution::TaskContext;
-use datafusion::physical_expr::{PhysicalExpr, RangePartitioning};
-use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::metrics;
 use datafusion::physical_plan::repartition::BatchPartitioner;
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::{
-    DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, Partitioning, PlanProperties,
-    SendableRecordBatchStream,
-};
+use datafusion::physical_plan::{ExecutionPlan, Partitioning};
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, Semaphore};
 
+use super::wire::{ack_tag, compact_views, data_tag, encode_batch, end_message, parse_message};
+use super::{ExchangeExec, Route};
+
 type DfResult<T> = datafusion::common::Result<T>;
-
-/// Where one partition of an operator's output is computed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Loc {
-    /// On this rank only.
-    Rank(usize),
-    /// On every rank, identically.
-    Everywhere,
-}
-
-/// How an exchange routes its input.
-#[derive(Debug, Clone)]
-pub(crate) enum Route {
-    /// Output partition `hash(keys) % n`, owned by rank `p % ranks`.
-    Hash(Vec<Arc<dyn PhysicalExpr>>, usize),
-    /// Input batches dealt in turn to `n` partitions, owned by rank `p % ranks`.
-    RoundRobin(usize),
-    /// Output partition `p` holds the `p`-th range of keys, owned by rank `p % ranks`.
-    Range(RangePartitioning),
-    /// Output partition `q` is input partition `q`, moved to where `targets[q]` says.
-    Move(Vec<Loc>),
-}
 
 /// Batches smaller than this are held back and sent together to a remote rank.
 const SEND_ROWS: usize = 8192;
 
-/// Tags of the exchange streams: the top bit keeps them apart from user tags.
-fn data_tag(seq: u64, exchange: usize, partition: usize) -> u64 {
-    (1 << 63) | ((seq & 0x7fff_ffff) << 32) | ((exchange as u64 & 0xfff) << 20) | (partition as u64 & 0x7ffff)
-}
-
-fn ack_tag(seq: u64, exchange: usize) -> u64 {
-    data_tag(seq, exchange, 0) | (1 << 19)
-}
-
-const KIND_BATCH: u8 = 0;
-const KIND_END: u8 = 1;
-
 /// What a partition's inbox carries.
-enum Delivery {
+pub(super) enum Delivery {
     Batch(RecordBatch),
     End,
     Failed(DataFusionError),
@@ -119,9 +63,9 @@ pub(crate) struct QueryRun {
     batches_sent: AtomicUsize,
 }
 
-struct Inbox {
-    receiver: mpsc::Receiver<Delivery>,
-    sources: usize,
+pub(super) struct Inbox {
+    pub(super) receiver: mpsc::Receiver<Delivery>,
+    pub(super) sources: usize,
 }
 
 impl fmt::Debug for QueryRun {
@@ -257,7 +201,7 @@ impl QueryRun {
     }
 
     /// Takes the stream of output partition `p` of exchange `id` (once).
-    fn take_inbox(&self, id: usize, p: usize) -> DfResult<Inbox> {
+    pub(super) fn take_inbox(&self, id: usize, p: usize) -> DfResult<Inbox> {
         let mut inboxes = self.inboxes.lock().expect("inboxes lock");
         inboxes
             .get_mut(id)
@@ -556,253 +500,4 @@ async fn produce(
         }
     }
     Ok(())
-}
-
-/// Copies string and binary view columns into buffers of their own: a view array cut
-/// out of a larger one (by the hash partitioner, a filter, a slice) still points into
-/// all of the larger one's data, which Arrow IPC would send whole.
-fn compact_views(batch: RecordBatch) -> DfResult<RecordBatch> {
-    let views = |dt: &DataType| matches!(dt, DataType::Utf8View | DataType::BinaryView);
-    if !batch.schema().fields().iter().any(|f| views(f.data_type())) {
-        return Ok(batch);
-    }
-    let columns = batch
-        .columns()
-        .iter()
-        .map(|c| -> ArrayRef {
-            if let Some(strings) = c.as_string_view_opt() {
-                Arc::new(strings.gc())
-            } else if let Some(bytes) = c.as_binary_view_opt() {
-                Arc::new(bytes.gc())
-            } else {
-                Arc::clone(c)
-            }
-        })
-        .collect();
-    Ok(RecordBatch::try_new(batch.schema(), columns)?)
-}
-
-/// A message is a kind byte, the window bytes the sender took for it (returned in the
-/// acknowledgement), then for a batch its Arrow IPC stream.
-const HEADER: usize = 9;
-
-fn end_message() -> Vec<u8> {
-    let mut m = vec![KIND_END];
-    m.extend_from_slice(&0u64.to_le_bytes());
-    m
-}
-
-fn encode_batch(batch: &RecordBatch, cost: usize) -> DfResult<Vec<u8>> {
-    let mut buf = vec![KIND_BATCH];
-    buf.extend_from_slice(&(cost as u64).to_le_bytes());
-    let mut writer = StreamWriter::try_new(&mut buf, &batch.schema())?;
-    writer.write(batch)?;
-    writer.finish()?;
-    drop(writer);
-    Ok(buf)
-}
-
-/// The window cost and batch of a message (no batch: the end of the stream).
-fn parse_message(message: &[u8], schema: &SchemaRef) -> DfResult<(u64, Option<RecordBatch>)> {
-    if message.len() < HEADER {
-        return Err(internal_datafusion_err!("an exchange message of {} bytes is too short", message.len()));
-    }
-    let cost = u64::from_le_bytes(message[1..HEADER].try_into().expect("eight bytes"));
-    match message[0] {
-        KIND_END => Ok((cost, None)),
-        KIND_BATCH => Ok((cost, Some(decode_batch(&message[HEADER..], schema)?))),
-        other => Err(internal_datafusion_err!("an exchange message has unknown kind {other}")),
-    }
-}
-
-fn decode_batch(body: &[u8], schema: &SchemaRef) -> DfResult<RecordBatch> {
-    let mut reader = StreamReader::try_new(Cursor::new(body), None)?;
-    let batch = reader.next().ok_or_else(|| internal_datafusion_err!("an exchange message held no batch"))??;
-    // Field names and nullability come from this rank's plan, which all ranks share.
-    Ok(RecordBatch::try_new(Arc::clone(schema), batch.columns().to_vec())?)
-}
-
-/// Moves batches between ranks; see the [module documentation](self).
-#[derive(Debug)]
-pub(crate) struct ExchangeExec {
-    /// Set when the plan is final ([`QueryRun::register`]).
-    id: AtomicUsize,
-    input: Arc<dyn ExecutionPlan>,
-    route: Route,
-    input_locs: Vec<Loc>,
-    ranks: usize,
-    /// Weak: the run holds its exchanges.
-    run: std::sync::Weak<QueryRun>,
-    properties: Arc<PlanProperties>,
-}
-
-impl ExchangeExec {
-    /// Builds an exchange of `input`, whose partitions are where `input_locs` says.
-    pub(crate) fn new(input: Arc<dyn ExecutionPlan>, input_locs: Vec<Loc>, route: Route, run: &Arc<QueryRun>) -> Arc<Self> {
-        let mut eq = input.equivalence_properties().clone();
-        let partitioning = match &route {
-            Route::Hash(keys, n) => Partitioning::Hash(keys.clone(), *n),
-            Route::RoundRobin(n) => Partitioning::UnknownPartitioning(*n),
-            Route::Range(ranges) => Partitioning::Range(ranges.clone()),
-            Route::Move(_) => input.output_partitioning().clone(),
-        };
-        if !matches!(route, Route::Move(_)) {
-            eq.clear_orderings();
-            eq.clear_per_partition_constants();
-        }
-        let properties = PlanProperties::new(eq, partitioning, EmissionType::Incremental, Boundedness::Bounded);
-        Arc::new(ExchangeExec {
-            id: AtomicUsize::new(usize::MAX),
-            input,
-            route,
-            input_locs,
-            ranks: run.ranks,
-            run: Arc::downgrade(run),
-            properties: Arc::new(properties),
-        })
-    }
-
-    pub(crate) fn route(&self) -> &Route {
-        &self.route
-    }
-
-    pub(crate) fn input(&self) -> &Arc<dyn ExecutionPlan> {
-        &self.input
-    }
-
-    pub(crate) fn input_locs(&self) -> &[Loc] {
-        &self.input_locs
-    }
-
-    fn id(&self) -> usize {
-        self.id.load(Ordering::Relaxed)
-    }
-
-    fn input_partitions(&self) -> usize {
-        self.input_locs.len()
-    }
-
-    fn output_partitions(&self) -> usize {
-        match &self.route {
-            Route::Hash(_, n) | Route::RoundRobin(n) => *n,
-            Route::Range(ranges) => ranges.partition_count(),
-            Route::Move(targets) => targets.len(),
-        }
-    }
-
-    /// Where output partition `p` is.
-    pub(crate) fn output_loc(&self, p: usize) -> Loc {
-        match &self.route {
-            Route::Hash(..) | Route::RoundRobin(_) | Route::Range(_) => Loc::Rank(self.owner_of(p)),
-            Route::Move(targets) => targets[p],
-        }
-    }
-
-    fn owner_of(&self, p: usize) -> usize {
-        p % self.ranks
-    }
-
-    fn output_is_here(&self, p: usize, rank: usize) -> bool {
-        match self.output_loc(p) {
-            Loc::Rank(r) => r == rank,
-            Loc::Everywhere => true,
-        }
-    }
-
-    /// The one rank that sends input partition `q` (a partition computed everywhere is
-    /// sent by one rank only, so that it is not duplicated).
-    fn sender_of(&self, q: usize) -> usize {
-        match self.input_locs[q] {
-            Loc::Rank(r) => r,
-            Loc::Everywhere => q % self.ranks,
-        }
-    }
-
-    /// The ranks that send (at least an end) to output partition `p`.
-    fn sources_of(&self, p: usize) -> Vec<usize> {
-        match &self.route {
-            Route::Hash(..) | Route::RoundRobin(_) | Route::Range(_) => {
-                (0..self.input_partitions()).map(|q| self.sender_of(q)).collect::<BTreeSet<_>>().into_iter().collect()
-            }
-            Route::Move(_) => vec![self.sender_of(p)],
-        }
-    }
-
-    /// The ranks that receive output partition `p`.
-    fn destinations_of(&self, p: usize) -> Vec<usize> {
-        match self.output_loc(p) {
-            Loc::Rank(r) => vec![r],
-            Loc::Everywhere => (0..self.ranks).collect(),
-        }
-    }
-
-}
-
-impl DisplayAs for ExchangeExec {
-    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let how = match &self.route {
-            Route::Hash(_, n) => format!("shuffle into {n} partitions"),
-            Route::RoundRobin(n) => format!("deal batches into {n} partitions"),
-            Route::Range(ranges) => format!("split into {} ranges", ranges.partition_count()),
-            Route::Move(targets) if targets.iter().all(|t| *t == Loc::Everywhere) => "broadcast to every rank".into(),
-            Route::Move(targets) if targets.iter().all(|t| *t == Loc::Rank(0)) => "gather to rank 0".into(),
-            Route::Move(_) => "move partitions".into(),
-        };
-        write!(f, "ExchangeExec: {how} over {} ranks", self.ranks)
-    }
-}
-
-impl ExecutionPlan for ExchangeExec {
-    fn name(&self) -> &str {
-        "ExchangeExec"
-    }
-
-    fn properties(&self) -> &Arc<PlanProperties> {
-        &self.properties
-    }
-
-    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        vec![&self.input]
-    }
-
-    fn apply_expressions(
-        &self,
-        f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> DfResult<TreeNodeRecursion>,
-    ) -> DfResult<TreeNodeRecursion> {
-        if let Route::Hash(keys, _) = &self.route {
-            for k in keys {
-                if f(k)? == TreeNodeRecursion::Stop {
-                    return Ok(TreeNodeRecursion::Stop);
-                }
-            }
-        }
-        Ok(TreeNodeRecursion::Continue)
-    }
-
-    fn with_new_children(self: Arc<Self>, _children: Vec<Arc<dyn ExecutionPlan>>) -> DfResult<Arc<dyn ExecutionPlan>> {
-        // The distributed plan is final: its exchanges are registered with a running query.
-        Err(internal_datafusion_err!("a distributed plan cannot be rewritten after it was planned"))
-    }
-
-    fn execute(&self, partition: usize, _context: Arc<TaskContext>) -> DfResult<SendableRecordBatchStream> {
-        let run = self.run.upgrade().ok_or_else(|| internal_datafusion_err!("the query of this exchange has ended"))?;
-        let Inbox { receiver, sources } = run.take_inbox(self.id(), partition)?;
-        let schema = self.schema();
-        let stream = futures_util::stream::unfold((receiver, sources), |(mut rx, mut open)| async move {
-            loop {
-                if open == 0 {
-                    return None;
-                }
-                match rx.recv().await {
-                    Some(Delivery::Batch(b)) => return Some((Ok(b), (rx, open))),
-                    Some(Delivery::End) => open -= 1,
-                    Some(Delivery::Failed(e)) => return Some((Err(e), (rx, 0))),
-                    None => {
-                        return Some((Err(internal_datafusion_err!("an exchange stream ended without its end marker")), (rx, 0)))
-                    }
-                }
-            }
-        });
-        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)))
-    }
 }
