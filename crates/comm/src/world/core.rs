@@ -396,6 +396,18 @@ impl Core {
         }
     }
 
+    /// Point-to-point messages that have arrived and that no call has received yet.
+    pub(crate) fn unreceived_messages(&self) -> usize {
+        self.shared
+            .inboxes
+            .iter()
+            .map(|inbox| {
+                let st = inbox.state.lock().expect("inbox lock");
+                st.messages.values().map(|q| q.iter().filter(|c| c.header.flags & FIRST != 0).count()).sum::<usize>()
+            })
+            .sum()
+    }
+
     /// Finishes the communicator: a last collective that every rank must reach, a check
     /// that no collective message was left unreceived, then goodbye to every peer.
     pub(crate) async fn finalize(&self, call: Call) -> Result<()> {

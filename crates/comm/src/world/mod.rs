@@ -252,6 +252,13 @@ impl World {
         Error::Aborted { by: self.rank(), reason: reason.to_string() }
     }
 
+    /// The messages (from [`send`](Self::send) and the like) that have arrived at this
+    /// rank and that no `recv` has taken yet; a program that ends with some left sent
+    /// something nobody expected (`finalize` warns about them).
+    pub fn unreceived_messages(&self) -> usize {
+        self.core.unreceived_messages()
+    }
+
     /// Ends this rank's part in the job, checking that all ranks agree it is over.
     ///
     /// Finalizing is collective: every rank must call it. It fails with

@@ -3,7 +3,7 @@
 use std::io::Cursor;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, AsArray, RecordBatch};
+use datafusion::arrow::array::{ArrayRef, AsArray, RecordBatch, RecordBatchOptions};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::ipc::reader::StreamReader;
 use datafusion::arrow::ipc::writer::StreamWriter;
@@ -83,6 +83,8 @@ pub(super) fn parse_message(message: &[u8], schema: &SchemaRef) -> DfResult<(u64
 fn decode_batch(body: &[u8], schema: &SchemaRef) -> DfResult<RecordBatch> {
     let mut reader = StreamReader::try_new(Cursor::new(body), None)?;
     let batch = reader.next().ok_or_else(|| internal_datafusion_err!("an exchange message held no batch"))??;
-    // Field names and nullability come from this rank's plan, which all ranks share.
-    Ok(RecordBatch::try_new(Arc::clone(schema), batch.columns().to_vec())?)
+    // Field names and nullability come from this rank's plan, which all ranks share. The
+    // row count is kept explicitly: a batch may have rows and no columns (`count(*)`).
+    let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+    Ok(RecordBatch::try_new_with_options(Arc::clone(schema), batch.columns().to_vec(), &options)?)
 }

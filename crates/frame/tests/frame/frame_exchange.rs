@@ -71,3 +71,23 @@ fn shuffled_string_views_send_only_their_own_bytes() {
         assert!(stats.bytes_sent < 2 * string_bytes, "rank {rank} sent {} bytes for {string_bytes} bytes of strings", stats.bytes_sent);
     }
 }
+
+/// A bug fixed: a batch with rows but no columns (what `count(*)` reads) lost its rows
+/// when it crossed to another rank, failing the query or, under a limit, leaving an
+/// unread message behind.
+#[test]
+fn batches_without_columns_keep_their_rows_across_ranks() {
+    let dir = tempfile::tempdir().unwrap();
+    let facts: Vec<crate::frame_ops::Row> = (0..60).map(|i| (Some(i % 5), Some(i), None, None)).collect();
+    crate::frame_ops::write_tables(dir.path(), &facts);
+    let counts = crate::support::on_ranks(3, 2, |ctx| {
+        ctx.register_parquet("t", dir.path().join("t")).unwrap();
+        let all = ctx.sql("SELECT count(*) FROM (SELECT * FROM t LIMIT 1000)").unwrap();
+        let limited = ctx.sql("SELECT count(*) FROM (SELECT * FROM t LIMIT 5)").unwrap();
+        (rows(&all.collect_on_every_rank().unwrap(), false), rows(&limited.collect_on_every_rank().unwrap(), false))
+        // on_ranks then checks that no message was left unread.
+    });
+    for (rank, (all, limited)) in counts.iter().enumerate() {
+        assert_eq!((all, limited), (&vec!["60".to_string()], &vec!["5".to_string()]), "rank {rank}");
+    }
+}

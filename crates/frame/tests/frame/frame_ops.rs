@@ -13,7 +13,7 @@ use proptest::prelude::*;
 
 use crate::support::{block_on, on_ranks, reference_session, rows};
 
-type Row = (Option<i64>, Option<i64>, Option<f64>, Option<String>);
+pub type Row = (Option<i64>, Option<i64>, Option<f64>, Option<String>);
 
 fn fact_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
@@ -36,7 +36,7 @@ fn fact_rows() -> impl Strategy<Value = Vec<Row>> {
 
 /// Writes the rows as three Parquet files with small row groups (some files may be
 /// empty), and a dimension table of keys 0..8.
-fn write_tables(dir: &Path, facts: &[Row]) {
+pub fn write_tables(dir: &Path, facts: &[Row]) {
     let schema = fact_schema();
     let third = facts.len().div_ceil(3).max(1);
     for (i, chunk) in (0..3).map(|i| (i, facts.iter().enumerate().skip(i * third).take(third).collect::<Vec<_>>())) {
@@ -77,7 +77,7 @@ fn write_parquet(path: &Path, batch: &RecordBatch) {
 }
 
 /// The queries, and whether their output order is defined.
-const QUERIES: &[(&str, bool)] = &[
+pub const QUERIES: &[(&str, bool)] = &[
     ("SELECT id, k, x * 2 AS x2, v + 1 AS v1, upper(name) AS n FROM t WHERE x > 0 OR name = 'a'", false),
     (
         "SELECT k, count(*) AS n, count(v) AS nv, sum(x) AS sx, avg(v) AS mv, min(name) AS lo, max(x) AS hi, \

@@ -29,6 +29,7 @@ pub fn on_ranks_with<R: Send>(n: usize, options: FrameOptions, body: impl Fn(&Co
                     let ctx = Context::with_options(Arc::clone(&world), options).expect("context");
                     let result = body(&ctx);
                     drop(ctx);
+                    assert_nothing_left_unreceived(&world);
                     // Finalizing checks that every rank made the same collective calls.
                     if let Some(world) = Arc::into_inner(world) {
                         let _ = world.finalize();
@@ -39,6 +40,21 @@ pub fn on_ranks_with<R: Send>(n: usize, options: FrameOptions, body: impl Fn(&Co
             .collect();
         ranks.into_iter().map(|r| r.join().expect("rank thread")).collect()
     })
+}
+
+/// Checks that the queries left no message behind: after a message from every other
+/// rank (links keep order), nothing sent to this rank may be left unreceived. Skipped
+/// when a failed query has aborted the job.
+fn assert_nothing_left_unreceived(world: &World) {
+    const FLUSH: u64 = 0xF1_05;
+    let peers = || (0..world.size()).filter(|p| *p != world.rank());
+    if peers().any(|peer| world.send(peer, FLUSH, &()).is_err()) {
+        return;
+    }
+    if peers().any(|peer| world.recv::<()>(peer, FLUSH).is_err()) {
+        return;
+    }
+    assert_eq!(world.unreceived_messages(), 0, "rank {} was sent messages no query received", world.rank());
 }
 
 /// A single-process DataFusion session, the reference.
