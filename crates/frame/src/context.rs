@@ -6,7 +6,7 @@ use std::sync::Arc;
 use chorus_comm::World;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::ScalarValue;
-use datafusion::logical_expr::{cast, lit, when, Expr};
+use datafusion::logical_expr::{cast, ident, lit, when, Expr};
 use datafusion::arrow::ipc::reader::StreamReader;
 use datafusion::arrow::ipc::writer::StreamWriter;
 use datafusion::execution::context::SessionContext;
@@ -232,31 +232,30 @@ impl Context {
                 self.engine.runtime.block_on(self.session.read_csv(paths.clone(), read)).map(|df| df.schema().inner().clone())
             })?,
         };
+        // DataFusion's CSV reader applies null strings only while inferring, so with null
+        // strings every column is read as text, and cast once the null strings are nulls.
+        let read_schema = if options.null_values.is_empty() {
+            Arc::clone(&schema)
+        } else {
+            Arc::new(Schema::new(schema.fields().iter().map(|f| Field::new(f.name(), DataType::Utf8, true)).collect::<Vec<_>>()))
+        };
+        let read = csv_read_options(&options, Some(&read_schema), &extension);
+        let df = self.engine.runtime.block_on(self.session.read_csv(paths, read)).map_err(Error::plan)?;
         if options.null_values.is_empty() {
-            let read = csv_read_options(&options, Some(&schema), &extension);
-            let df = self.engine.runtime.block_on(self.session.read_csv(paths, read)).map_err(Error::plan)?;
             return Ok(DataFrame::new(self.clone(), df));
         }
-        // DataFusion's CSV reader applies null strings only while inferring, so read
-        // every column as text and turn the null strings into nulls while casting.
-        let text = Schema::new(
-            schema.fields().iter().map(|f| Field::new(f.name(), DataType::Utf8, true)).collect::<Vec<_>>(),
-        );
-        let read = csv_read_options(&options, Some(&text), &extension);
-        let df = self.engine.runtime.block_on(self.session.read_csv(paths, read)).map_err(Error::plan)?;
         let markers: Vec<Expr> = options.null_values.iter().map(|v| lit(v.as_str())).collect();
         let columns = schema
             .fields()
             .iter()
             .map(|f| {
-                let c = crate::col(&format!("\"{}\"", f.name().replace('"', "\"\"")));
-                let cleaned = when(c.clone().in_list(markers.clone(), false), lit(ScalarValue::Utf8(None))).otherwise(c)?;
+                let text = ident(f.name());
+                let cleaned = when(text.clone().in_list(markers.clone(), false), lit(ScalarValue::Utf8(None))).otherwise(text)?;
                 Ok(cast(cleaned, f.data_type().clone()).alias(f.name()))
             })
             .collect::<datafusion::error::Result<Vec<_>>>()
             .map_err(Error::plan)?;
-        let df = df.select(columns).map_err(Error::plan)?;
-        Ok(DataFrame::new(self.clone(), df))
+        Ok(DataFrame::new(self.clone(), df.select(columns).map_err(Error::plan)?))
     }
 
     /// Reads Parquet files (a file, a directory, a glob, or several); the row groups are

@@ -11,6 +11,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::util::pretty::pretty_format_batches;
 use datafusion::common::JoinType;
 use datafusion::logical_expr::{Expr, SortExpr};
+use datafusion::physical_plan::common::collect;
 use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
 use futures_util::StreamExt;
 use parquet::arrow::ArrowWriter;
@@ -234,14 +235,15 @@ impl DataFrame {
         extension: &'static str,
         open: fn(File, SchemaRef) -> datafusion::error::Result<PartWriter>,
     ) -> Result<Vec<PathBuf>> {
-        std::fs::create_dir_all(dir).map_err(|source| Error::Write { path: dir.display().to_string(), source })?;
+        let failed = |source| Error::Write { path: dir.display().to_string(), source };
         let engine = self.ctx.engine();
         if let Backend::Driver { client, .. } = &engine.backend {
-            let dir = std::path::absolute(dir).map_err(|source| Error::Write { path: dir.display().to_string(), source })?;
-            let dir = dir.display().to_string();
+            // The workers create the directory, as SPMD ranks do.
+            let dir = std::path::absolute(dir).map_err(failed)?.display().to_string();
             let action = if extension == "csv" { driver::Action::WriteCsv(dir) } else { driver::Action::WriteParquet(dir) };
             return driver::write(client, &engine.options, engine.threads, self, action);
         }
+        std::fs::create_dir_all(dir).map_err(failed)?;
         let plan = self.physical_plan()?;
         let context = Arc::new(self.df.task_ctx());
         let dir = dir.to_path_buf();
@@ -263,13 +265,7 @@ impl DataFrame {
         }
         let plan = self.physical_plan()?;
         let context = Arc::new(self.df.task_ctx());
-        let parts = self.ctx.engine().run(plan, context, result_on, |_, mut stream| async move {
-            let mut batches = Vec::new();
-            while let Some(batch) = stream.next().await {
-                batches.push(batch?);
-            }
-            Ok(batches)
-        })?;
+        let parts = self.ctx.engine().run(plan, context, result_on, |_, stream| collect(stream))?;
         Ok(parts.into_iter().flat_map(|(_, batches)| batches).collect())
     }
 }

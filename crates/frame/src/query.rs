@@ -9,6 +9,7 @@ use chorus_comm::World;
 use datafusion::execution::TaskContext;
 use datafusion::common::ScalarValue;
 use datafusion::physical_plan::execution_plan::ChildrenPropertiesMode;
+use datafusion::physical_plan::common::collect;
 use datafusion::physical_plan::scalar_subquery::ScalarSubqueryExec;
 use datafusion::physical_plan::{ExecutionPlan, ReplaceChildrenOptions, SendableRecordBatchStream};
 use tokio::task::JoinSet;
@@ -102,14 +103,12 @@ impl Engine {
         F: Fn(usize, SendableRecordBatchStream) -> Fut,
         Fut: Future<Output = DfResult<T>> + Send + 'static,
     {
-        let Some(world) = self.world().cloned() else {
-            return Err(Error::InvalidArgument("a driver does not run query partitions itself".into()));
-        };
+        let world = self.ranks_world()?;
         let mut plan = self.run_scalar_subqueries(plan, &context)?;
         if result_on == ResultOn::Distributed && world.size() > 1 {
             if let Some((input, ordering)) = sort::global_sort(&plan) {
                 let order = ordering.clone();
-                let samples = self.run_placed(Arc::clone(&input), Arc::clone(&context), ResultOn::Distributed, move |p, stream| {
+                let samples = self.run_placed(&world, Arc::clone(&input), Arc::clone(&context), ResultOn::Distributed, move |p, stream| {
                     sort::sample_keys(stream, order.clone(), p as u64)
                 })?;
                 let mine: Vec<_> = samples.into_iter().filter_map(|(_, s)| s).collect();
@@ -118,12 +117,18 @@ impl Engine {
                 plan = sort::range_sorted(input, ordering, points)?;
             }
         }
-        self.run_placed(plan, context, result_on, consume)
+        self.run_placed(&world, plan, context, result_on, consume)
+    }
+
+    /// The world of the ranks; a driver has none and runs nothing itself.
+    fn ranks_world(&self) -> Result<Arc<World>> {
+        self.world().cloned().ok_or_else(|| Error::InvalidArgument("a driver does not run query partitions itself".into()))
     }
 
     /// [`run`](Self::run) for a plan whose scalar subqueries have run.
     fn run_placed<T, F, Fut>(
         &self,
+        world: &World,
         plan: Arc<dyn ExecutionPlan>,
         context: Arc<TaskContext>,
         result_on: ResultOn,
@@ -134,12 +139,9 @@ impl Engine {
         F: Fn(usize, SendableRecordBatchStream) -> Fut,
         Fut: Future<Output = DfResult<T>> + Send + 'static,
     {
-        let Some(world) = self.world().cloned() else {
-            return Err(Error::InvalidArgument("a driver does not run query partitions itself".into()));
-        };
         let (run, placed) = self.place(plan, result_on, true)?;
         let (rank, ranks) = (world.rank(), world.size());
-        check_same_plan(&world, &placed)?;
+        check_same_plan(world, &placed)?;
         let mine: Vec<usize> = placed
             .root_locs
             .iter()
@@ -212,7 +214,8 @@ impl Engine {
             }
             return Ok(Arc::clone(&children[0]));
         }
-        if children.is_empty() {
+        let unchanged = plan.children().into_iter().zip(&children).all(|(old, new)| Arc::ptr_eq(old, new));
+        if unchanged {
             return Ok(plan);
         }
         plan.replace_children(children, ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute)).map_err(Error::plan)
@@ -221,13 +224,9 @@ impl Engine {
     /// The one value of a scalar subquery: NULL without rows, an error with several.
     fn scalar(&self, plan: Arc<dyn ExecutionPlan>, context: &Arc<TaskContext>) -> Result<ScalarValue> {
         let data_type = plan.schema().field(0).data_type().clone();
-        let parts = self.run(plan, Arc::clone(context), ResultOn::EveryRank, |_, mut stream| async move {
-            let mut batches = Vec::new();
-            while let Some(batch) = futures_util::StreamExt::next(&mut stream).await {
-                batches.push(batch?);
-            }
-            Ok(batches)
-        })?;
+        // Its own scalar subqueries ran first: the recursion visits children before parents.
+        let world = self.ranks_world()?;
+        let parts = self.run_placed(&world, plan, Arc::clone(context), ResultOn::EveryRank, |_, stream| collect(stream))?;
         let rows: Vec<_> = parts.into_iter().flat_map(|(_, b)| b).filter(|b| b.num_rows() > 0).collect();
         let invalid = |m: &str| Error::Execution { rank: self.rank(), message: m.to_string() };
         match rows.as_slice() {
@@ -261,12 +260,7 @@ fn flatten<T>(joined: Result<DfResult<T>, tokio::task::JoinError>) -> DfResult<T
     match joined {
         Ok(result) => result,
         Err(e) if e.is_panic() => {
-            let payload = e.into_panic();
-            let message = payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a panic".into());
+            let message = chorus_runtime::panic_message(e.into_panic().as_ref());
             Err(datafusion::error::DataFusionError::Execution(format!("a query task panicked: {message}")))
         }
         Err(e) => Err(datafusion::error::DataFusionError::External(Box::new(e))),

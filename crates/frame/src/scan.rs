@@ -7,7 +7,7 @@
 
 use std::any::Any;
 use std::fmt;
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::io::{BufRead, BufReader, Read};
 use std::sync::Arc;
 
 use datafusion::common::tree_node::TreeNodeRecursion;
@@ -35,6 +35,13 @@ struct Piece {
 #[derive(Debug)]
 pub(crate) struct LocatedCsvScan {
     inner: Arc<dyn ExecutionPlan>,
+    /// Shared with the streams of the partitions, which rewrite the errors.
+    locator: Arc<Locator>,
+}
+
+/// What is needed to turn a row of a partition into a line of a file.
+#[derive(Debug)]
+struct Locator {
     partitions: Vec<Vec<Piece>>,
     header: bool,
     columns: Vec<String>,
@@ -64,9 +71,12 @@ impl LocatedCsvScan {
             })
             .collect();
         let columns = config.file_schema().fields().iter().map(|f| f.name().clone()).collect();
-        Some(Arc::new(LocatedCsvScan { inner: Arc::clone(plan), partitions, header: csv.has_header(), columns }))
+        let locator = Arc::new(Locator { partitions, header: csv.has_header(), columns });
+        Some(Arc::new(LocatedCsvScan { inner: Arc::clone(plan), locator }))
     }
+}
 
+impl Locator {
     /// Rewrites a parse error of partition `p` with the file, line and column.
     fn locate(&self, p: usize, error: DataFusionError) -> DataFusionError {
         let text = error.strip_backtrace();
@@ -159,20 +169,15 @@ fn first_line_of_range(path: &str, start: u64) -> std::io::Result<u64> {
         if n == 0 {
             break;
         }
-        newlines += memchr_count(&buf[..n]);
+        newlines += buf[..n].iter().filter(|b| **b == b'\n').count() as u64;
         remaining -= n as u64;
     }
     // The line that holds byte `start - 1` is skipped (it began in the previous range).
     Ok(newlines + 2)
 }
 
-fn memchr_count(bytes: &[u8]) -> u64 {
-    bytes.iter().filter(|b| **b == b'\n').count() as u64
-}
-
 fn line_text(path: &str, line: u64) -> Option<String> {
-    let mut file = std::fs::File::open(path).ok()?;
-    file.seek(SeekFrom::Start(0)).ok()?;
+    let file = std::fs::File::open(path).ok()?;
     BufReader::new(file).lines().nth(usize::try_from(line).ok()?.checked_sub(1)?)?.ok()
 }
 
@@ -209,13 +214,8 @@ impl ExecutionPlan for LocatedCsvScan {
     fn execute(&self, partition: usize, context: Arc<TaskContext>) -> DfResult<SendableRecordBatchStream> {
         let stream = self.inner.execute(partition, context)?;
         let schema = stream.schema();
-        let this = LocatedCsvScan {
-            inner: Arc::clone(&self.inner),
-            partitions: self.partitions.clone(),
-            header: self.header,
-            columns: self.columns.clone(),
-        };
-        let located = stream.map(move |batch| batch.map_err(|e| this.locate(partition, e)));
+        let locator = Arc::clone(&self.locator);
+        let located = stream.map(move |batch| batch.map_err(|e| locator.locate(partition, e)));
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, located)))
     }
 }

@@ -52,3 +52,12 @@ impl From<crate::tasks::TaskError> for Error {
         Error::Task(Box::new(e))
     }
 }
+
+/// The message of a panic's payload (`panic!("…")` gives a `&str` or a `String`).
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic with a non-string payload".into())
+}

@@ -21,5 +21,5 @@ pub mod launch;
 pub mod tasks;
 mod error;
 
-pub use error::{Error, Result};
+pub use error::{panic_message, Error, Result};
 pub use launch::{init, WorldBuilder};

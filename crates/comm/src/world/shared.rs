@@ -149,8 +149,9 @@ impl Shared {
         }
         drop(st);
         // Several threads may be waiting on this peer for different tags: wake them all,
-        // or the one this chunk is for may sleep until its next probe.
-        inbox.wake_all();
+        // or the one this chunk is for may sleep until its next probe. Waiters register
+        // before they look at the queue, so no permit needs storing for a later one.
+        inbox.notify.notify_waiters();
     }
 
     fn close(&self, peer: usize, how: Closed) {

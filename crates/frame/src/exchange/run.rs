@@ -397,9 +397,8 @@ impl Outlets {
         }
         Ok(())
     }
-}
 
-impl Outlets {
+    /// The error of a send to `dest` that found the sending thread gone.
     fn stopped(&self, dest: usize) -> DataFusionError {
         if self.run.failed_comm() {
             DataFusionError::Execution(format!("the job's communication with rank {dest} failed"))

@@ -299,12 +299,7 @@ fn install_panic_hook() {
         if !IN_TASK.with(|t| t.get()) {
             return default(info);
         }
-        let payload = info.payload();
-        let msg = payload
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "a panic with a non-string payload".into());
+        let msg = crate::panic_message(info.payload());
         let loc = info.location().map(|l| l.to_string());
         let bt = std::backtrace::Backtrace::capture();
         let bt = (bt.status() == std::backtrace::BacktraceStatus::Captured).then(|| bt.to_string());
