@@ -36,7 +36,7 @@ pub use chorus_runtime::{init, WorldBuilder};
 pub use chorus_macros::{actor, main, remote, spmd};
 pub use chorus_runtime::tasks::{
     Actor, Arg, AsCompleted, Client, ClusterFile, FailureKind, Future, IntoArgs, LocalCluster, LocalClusterBuilder,
-    TaskError, TaskOptions, WaitFor, WorkerInfo,
+    PodVec, TaskError, TaskId, TaskOptions, WaitFor, WorkerId, WorkerInfo,
 };
 
 /// The task layer in full (scheduler state machine, protocol, worker entry points).
@@ -71,6 +71,11 @@ pub use chorus_comm::Error as CommError;
 
 /// `Result` with chorus's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Settings read from the environment (`CHORUS_MAX_OBJECT`, `CHORUS_SEND_BUDGET`, …).
+pub mod settings {
+    pub use chorus_runtime::settings::*;
+}
 
 /// Launch-level building blocks (job specs, outcomes, environment detection).
 pub mod launch {

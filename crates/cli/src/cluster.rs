@@ -41,6 +41,7 @@ pub fn scheduler(
         program: ProgramPolicy::FirstToJoin,
         heartbeat_timeout: Duration::from_secs(heartbeat_timeout),
         scheduler: SchedulerConfig { allowed_failures },
+        limits: chorus::settings::Limits::get()?,
     })?;
     let path = match cluster_file {
         Some(p) => p,

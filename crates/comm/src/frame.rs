@@ -12,6 +12,21 @@
 
 use bytes::{Buf, Bytes};
 
+/// Bytes of the length prefix in front of every chorus frame body.
+pub const LENGTH_PREFIX: usize = 4;
+
+/// The length prefix of a frame body of `len` bytes: 4 bytes, big-endian. Every chorus
+/// protocol (ranks, rendezvous, handshake, the task layer) frames its messages so.
+pub fn encode_length(len: usize) -> [u8; LENGTH_PREFIX] {
+    debug_assert!(len <= u32::MAX as usize);
+    (len as u32).to_be_bytes()
+}
+
+/// The body length a prefix announces (see [`encode_length`]).
+pub fn decode_length(prefix: [u8; LENGTH_PREFIX]) -> usize {
+    u32::from_be_bytes(prefix) as usize
+}
+
 /// Largest payload carried by one data frame; bigger messages are streamed in chunks.
 pub const MAX_CHUNK: usize = 4 << 20;
 /// Size of a data frame's fixed header.

@@ -98,11 +98,11 @@ fn output_of(ret: &ReturnType) -> (Type, bool) {
 fn encode_output(fallible: bool) -> TokenStream2 {
     if fallible {
         quote!(match out {
-            ::core::result::Result::Ok(v) => ::chorus::__private::encode_result(&v),
+            ::core::result::Result::Ok(v) => ::chorus::__private::encode_result(v),
             ::core::result::Result::Err(e) => ::core::result::Result::Err(::chorus::__private::Fault::error(&e)),
         })
     } else {
-        quote!(::chorus::__private::encode_result(&out))
+        quote!(::chorus::__private::encode_result(out))
     }
 }
 

@@ -45,6 +45,25 @@ pub enum Error {
     /// A value could not be encoded or decoded; the message names its type.
     #[error("serialization: {0}")]
     Serialization(String),
+    /// A peer sent something that is not the task protocol: a malformed or oversized
+    /// frame, or a message meant for another role. The connection was closed.
+    #[error("{peer} broke the protocol: {source}")]
+    Protocol {
+        /// Who.
+        peer: String,
+        /// What arrived.
+        #[source]
+        source: crate::tasks::proto::WireError,
+    },
+    /// Moving an object over a data connection failed.
+    #[error("{context}: {source}")]
+    Data {
+        /// What chorus was doing.
+        context: String,
+        /// Why.
+        #[source]
+        source: crate::tasks::proto::WireError,
+    },
 }
 
 impl From<crate::tasks::TaskError> for Error {

@@ -18,6 +18,7 @@
 #![warn(missing_docs)]
 
 pub mod launch;
+pub mod settings;
 pub mod tasks;
 mod error;
 

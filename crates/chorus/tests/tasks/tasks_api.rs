@@ -61,8 +61,8 @@ fn result_timeout_wait_and_as_completed() {
     let (done, pending) = client.wait(&futs, WaitFor::AllCompleted, Some(Duration::from_secs(20)));
     assert_eq!((done.len(), pending.len()), (2, 0));
     let futs: Vec<_> = [200u64, 1, 100].iter().map(|ms| client.submit(sleep_ms, (*ms,))).collect();
-    let ids: Vec<u64> = futs.iter().map(|f| f.id()).collect();
-    let seen: Vec<u64> = client.as_completed(futs).map(|f| f.id()).collect();
+    let ids: Vec<chorus::TaskId> = futs.iter().map(|f| f.id()).collect();
+    let seen: Vec<chorus::TaskId> = client.as_completed(futs).map(|f| f.id()).collect();
     assert_eq!(seen.len(), 3);
     assert_eq!(seen[0], ids[1], "the 1 ms task ends first");
 }

@@ -21,9 +21,9 @@ pub struct ArgValue {
     pub(crate) keep: Option<Arc<Handle>>,
 }
 
-impl<T: Serialize> Arg<T> for T {
+impl<T: Serialize + 'static> Arg<T> for T {
     fn into_slot(self) -> ArgValue {
-        ArgValue { slot: encode_value(&self, "an argument").map(ArgSlot::Value), keep: None }
+        ArgValue { slot: encode_value(self, "an argument").map(ArgSlot::Value), keep: None }
     }
 }
 

@@ -5,6 +5,13 @@
 //! there, worker to worker), and only [`Future::result`] or [`Client::gather`] bring bytes
 //! to the driver, straight from the worker holding them. Dropping the last clone of a
 //! future tells the scheduler the result may go.
+//!
+//! Arguments of any size work: one above [`STORE_ARGS_ABOVE`] stays in the driver's own
+//! object store, served by a data server the client starts the first time it needs one,
+//! and the worker that runs the task fetches it from there (Ray's object store does the
+//! same); the scheduler sees only its size. The driver keeps it until the scheduler
+//! forgets the task, lineage included. Submissions, however many tasks, go out in
+//! batches of bounded size as they are built.
 
 use rustc_hash::FxHashMap;
 use std::collections::HashMap;
@@ -19,17 +26,22 @@ use serde::Serialize;
 
 use chorus_comm::Secret;
 
+use crate::settings::{human, Limits, STORE_ARGS_ABOVE, WARN_ARGS_ABOVE};
 use crate::tasks::args::{Arg, ArgValue, IntoArgs};
-use crate::tasks::data::DataPool;
-use crate::tasks::error::TaskError;
+use crate::tasks::data::{self, DataPool, Fetched, ObjectStore};
+use crate::tasks::error::{FailureKind, TaskError};
 use crate::tasks::net::{self, Stream};
 use crate::tasks::proto::{
-    self, kind, ClientId, DataAddress, TaskId, TaskKind, TaskOptions, TaskSpec, ToClient, ToScheduler, WorkerId,
-    WorkerInfo,
+    self, kind, wire, ArgSlot, ClientId, DataAddress, Done, FromClient, TaskId, TaskKind, TaskOptions, TaskSpec,
+    ToClient, WireError, WorkerId, WorkerInfo,
 };
 use crate::tasks::registry::{decode_value, encode_value, ActorClass, RemoteFunction, SpmdFunction};
 use crate::tasks::server::{ClientSink, CoreHandle, Input};
 use crate::{Error, Result};
+
+/// Tasks of a `map` sent per submission message, so that the first tasks run while
+/// the rest are still being built.
+const SUBMIT_BATCH: usize = 4096;
 
 #[derive(Clone)]
 enum Slot {
@@ -54,6 +66,78 @@ struct MailState {
 pub(crate) struct Mailbox {
     state: Mutex<MailState>,
     cv: Condvar,
+    args: ArgStore,
+}
+
+/// The large arguments this driver keeps for its tasks (see the module documentation).
+#[derive(Default)]
+struct ArgStore {
+    /// The store and its data server, started on first use.
+    server: std::sync::OnceLock<std::result::Result<ArgServer, String>>,
+    refs: Mutex<ArgRefs>,
+}
+
+#[derive(Default)]
+struct ArgRefs {
+    /// For each task with stored arguments, their keys.
+    by_task: FxHashMap<TaskId, Vec<TaskId>>,
+    /// For each key, how many tasks use it.
+    uses: FxHashMap<TaskId, u32>,
+}
+
+struct ArgServer {
+    store: Arc<ObjectStore>,
+    address: DataAddress,
+    _socket_dir: Option<chorus_comm::link::SocketDir>,
+}
+
+impl ArgStore {
+    fn server(&self, bind_ip: &str, secret: &Secret, limits: Limits) -> std::result::Result<&ArgServer, String> {
+        self.server
+            .get_or_init(|| {
+                let listeners = net::Listeners::bind(&format!("{bind_ip}:0"), true).map_err(|e| e.to_string())?;
+                let address = DataAddress {
+                    tcp: listeners.tcp_addr(),
+                    unix: listeners.unix_path(),
+                    host_key: chorus_comm::link::host_key(),
+                };
+                let store = Arc::new(ObjectStore::default());
+                let dir = data::serve(listeners, secret.clone(), store.clone(), limits).map_err(|e| e.to_string())?;
+                Ok(ArgServer { store, address, _socket_dir: dir })
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    /// `task` uses the stored values `keys`.
+    fn hold(&self, task: TaskId, keys: Vec<TaskId>) {
+        let mut refs = self.refs.lock().expect("arg refs lock");
+        for k in &keys {
+            *refs.uses.entry(*k).or_default() += 1;
+        }
+        refs.by_task.insert(task, keys);
+    }
+
+    /// The scheduler forgot these tasks: their stored values go once no task uses them.
+    fn release(&self, tasks: &[TaskId]) {
+        let Some(Ok(server)) = self.server.get() else { return };
+        let mut refs = self.refs.lock().expect("arg refs lock");
+        for t in tasks {
+            for k in refs.by_task.remove(t).unwrap_or_default() {
+                let n = refs.uses.get_mut(&k).expect("counted in hold");
+                *n -= 1;
+                if *n == 0 {
+                    refs.uses.remove(&k);
+                    server.store.remove(k);
+                }
+            }
+        }
+    }
+
+    /// Values the store holds now (for tests).
+    fn held(&self) -> usize {
+        self.server.get().and_then(|s| s.as_ref().ok()).map_or(0, |s| s.store.len())
+    }
 }
 
 impl Mailbox {
@@ -86,35 +170,41 @@ impl Mailbox {
     }
 }
 
+impl MailState {
+    fn settle(&mut self, id: TaskId, slot: Slot) {
+        // Only futures still alive have a slot.
+        if let Some(old) = self.slots.get_mut(&id) {
+            *old = slot;
+            self.completions += 1;
+            if let Some(ws) = self.wakers.remove(&id) {
+                ws.into_iter().for_each(Waker::wake);
+            }
+        }
+    }
+}
+
 impl ClientSink for Mailbox {
-    fn deliver(&self, msgs: Vec<ToClient>) {
+    fn deliver(&self, msgs: Vec<ToClient>) -> std::result::Result<(), String> {
         let mut s = self.lock();
         for m in msgs {
-            let (id, slot) = match m {
+            match m {
                 ToClient::Welcome { client, workers } => {
                     s.welcomed = Some(client);
                     s.workers = workers;
-                    continue;
                 }
-                ToClient::Workers(w) => {
-                    s.workers = w;
-                    continue;
+                ToClient::Workers(w) => s.workers = w,
+                ToClient::Done(done) => {
+                    for Done { id, inline, holders } in done {
+                        s.settle(id, Slot::Done { inline, holders });
+                    }
                 }
-                ToClient::Done { id, inline, holders } => (id, Slot::Done { inline, holders }),
-                ToClient::Erred { id, error } => (id, Slot::Erred(error)),
-                ToClient::Status(_) => continue,
-            };
-            // Only futures still alive have a slot.
-            if let Some(old) = s.slots.get_mut(&id) {
-                *old = slot;
-                s.completions += 1;
-                if let Some(ws) = s.wakers.remove(&id) {
-                    ws.into_iter().for_each(Waker::wake);
-                }
+                ToClient::Erred { id, error } => s.settle(id, Slot::Erred(error)),
+                ToClient::Forgotten(tasks) => self.args.release(&tasks),
             }
         }
         drop(s);
         self.cv.notify_all();
+        Ok(())
     }
 }
 
@@ -130,13 +220,32 @@ pub(crate) struct Inner {
     mail: Arc<Mailbox>,
     pool: DataPool,
     secret: Secret,
-    /// Where SPMD rendezvous listen: an address the workers can reach.
+    /// Where SPMD rendezvous and the argument store listen: an address the workers can
+    /// reach.
     bind_ip: String,
     scatter_turn: AtomicUsize,
+    limits: Limits,
+    /// Whether the warning about large arguments was printed.
+    warned: std::sync::atomic::AtomicBool,
 }
 
 impl Inner {
-    fn send(&self, msg: ToScheduler) {
+    fn new(id: ClientId, link: Link, mail: Arc<Mailbox>, secret: Secret, bind_ip: String, limits: Limits) -> Inner {
+        Inner {
+            id,
+            next: AtomicU64::new(1),
+            link,
+            mail,
+            pool: DataPool::new(secret.clone(), limits),
+            secret,
+            bind_ip,
+            scatter_turn: AtomicUsize::new(0),
+            limits,
+            warned: Default::default(),
+        }
+    }
+
+    fn send(&self, msg: FromClient) {
         match &self.link {
             Link::Local(core) => {
                 if !core.send(Input::FromClient(self.id, msg)) {
@@ -144,7 +253,15 @@ impl Inner {
                 }
             }
             Link::Remote(s) => {
-                if proto::write_msg(&mut *s.lock().expect("link lock"), &msg).is_err() {
+                let mut buf = Vec::new();
+                match &msg {
+                    FromClient::Submit(tasks) => {
+                        // Specs were checked against the frame limit in `prepare`.
+                        wire::encode_batched(tasks, FromClient::Submit, &mut buf, wire::BATCH_BYTES);
+                    }
+                    other => wire::encode_into(other, &mut buf),
+                }
+                if std::io::Write::write_all(&mut *s.lock().expect("link lock"), &buf).is_err() {
                     self.mail.close("the connection to the scheduler was lost".into());
                 }
             }
@@ -152,7 +269,36 @@ impl Inner {
     }
 
     fn next_id(&self) -> TaskId {
-        (u64::from(self.id) << 48) | self.next.fetch_add(1, Ordering::Relaxed)
+        TaskId::new(self.id, self.next.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Moves an encoded argument above the inline threshold into the driver's store;
+    /// `Err` (the task's error) when it is larger than the limit or cannot be stored.
+    fn place_arg(&self, slot: ArgSlot, function: &str, index: usize) -> std::result::Result<ArgSlot, Box<TaskError>> {
+        let ArgSlot::Value(bytes) = slot else { return Ok(slot) };
+        let size = bytes.len();
+        if size as u64 > self.limits.max_object {
+            let why = format!("argument {index}: {}", self.limits.too_large(size as u64));
+            return Err(Box::new(TaskError::new(FailureKind::TooLarge, function, why)));
+        }
+        if size <= STORE_ARGS_ABOVE {
+            return Ok(ArgSlot::Value(bytes));
+        }
+        if size > WARN_ARGS_ABOVE && !self.warned.swap(true, Ordering::Relaxed) {
+            chorus_comm::diag::warn(&format!(
+                "task `{function}` has an argument of {}; it is kept by the driver and fetched by the worker that runs the task. \
+                 To pass the same data to many tasks, put it on the cluster once with `client.scatter` and pass the future",
+                human(size as u64)
+            ));
+        }
+        let server = self
+            .mail
+            .args
+            .server(&self.bind_ip, &self.secret, self.limits)
+            .map_err(|e| Box::new(TaskError::new(FailureKind::Serialization, function, format!("argument {index}: {e}"))))?;
+        let id = self.next_id();
+        server.store.insert(id, Arc::new(bytes));
+        Ok(ArgSlot::Stored { id, size: size as u64, at: server.address.clone() })
     }
 
     fn address_of(&self, w: WorkerId) -> Option<DataAddress> {
@@ -176,7 +322,7 @@ pub(crate) struct Handle {
 impl Drop for Handle {
     fn drop(&mut self) {
         self.client.mail.lock().slots.remove(&self.id);
-        self.client.send(ToScheduler::Release(vec![self.id]));
+        self.client.send(FromClient::Release(vec![self.id]));
     }
 }
 
@@ -198,13 +344,13 @@ impl<T> Clone for Future<T> {
 
 impl<T> std::fmt::Debug for Future<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Future<{}>({:#x})", std::any::type_name::<T>(), self.handle.id)
+        write!(f, "Future<{}>({})", std::any::type_name::<T>(), self.handle.id)
     }
 }
 
 impl<T> Future<T> {
     /// The task's id (also the key of its result on the cluster).
-    pub fn id(&self) -> u64 {
+    pub fn id(&self) -> TaskId {
         self.handle.id
     }
 
@@ -216,7 +362,7 @@ impl<T> Future<T> {
     /// Asks the cluster not to run the task; its result (and dependents') become a
     /// "cancelled" error. A task already running finishes, but its result is dropped.
     pub fn cancel(&self) {
-        self.handle.client.send(ToScheduler::Cancel(vec![self.handle.id]));
+        self.handle.client.send(FromClient::Cancel(vec![self.handle.id]));
     }
 
     fn wait_slot(&self, timeout: Option<Duration>) -> Result<Slot> {
@@ -237,7 +383,7 @@ impl<T> Future<T> {
                     let now = Instant::now();
                     if now >= d {
                         return Err(Error::Timeout(format!(
-                            "the result of task {:#x} was not ready after {:?}",
+                            "the result of task {} was not ready after {:?}",
                             self.handle.id,
                             timeout.unwrap_or_default()
                         )));
@@ -249,7 +395,7 @@ impl<T> Future<T> {
     }
 }
 
-impl<T: DeserializeOwned> Future<T> {
+impl<T: DeserializeOwned + 'static> Future<T> {
     /// Waits for the result and brings it to the driver.
     pub fn result(&self) -> Result<T> {
         self.result_within(None)
@@ -264,7 +410,7 @@ impl<T: DeserializeOwned> Future<T> {
         loop {
             let slot = self.wait_slot(timeout)?;
             if let Some(bytes) = self.handle.client.materialize(self.handle.id, slot)? {
-                return decode_value(&bytes, "a task's result").map_err(Error::Serialization);
+                return decode_value(bytes, "a task's result").map_err(Error::Serialization);
             }
         }
     }
@@ -297,10 +443,10 @@ impl Inner {
             Slot::Done { inline: None, holders } => {
                 for h in &holders {
                     if let Some(addr) = self.address_of(*h) {
-                        if let Ok(mut got) = self.pool.fetch(&addr, &[id]) {
-                            if let Some(b) = got.pop().flatten() {
-                                return Ok(Some(b));
-                            }
+                        match self.pool.fetch(&addr, &[id]).map(|mut got| got.pop()) {
+                            Ok(Some(Fetched::Object(b))) => return Ok(Some(b)),
+                            Ok(Some(Fetched::TooLarge(why))) => return Err(too_large_result(why)),
+                            _ => {}
                         }
                     }
                 }
@@ -323,6 +469,11 @@ impl Inner {
         drop(s);
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// The error of a result larger than this driver accepts.
+fn too_large_result(why: String) -> Error {
+    Error::Task(Box::new(TaskError::new(FailureKind::TooLarge, "result", format!("bringing it to the driver: {why}"))))
 }
 
 /// What [`Client::wait`] waits for.
@@ -379,19 +530,10 @@ impl std::fmt::Debug for Client {
 }
 
 impl Client {
-    pub(crate) fn local(server: &crate::tasks::server::SchedulerServer, secret: Secret) -> Client {
+    pub(crate) fn local(server: &crate::tasks::server::SchedulerServer, secret: Secret, limits: Limits) -> Client {
         let mail = Arc::new(Mailbox::default());
         let (id, core) = server.local_client(mail.clone());
-        let inner = Inner {
-            id,
-            next: AtomicU64::new(1),
-            link: Link::Local(core),
-            mail,
-            pool: DataPool::new(secret.clone()),
-            secret,
-            bind_ip: "127.0.0.1".into(),
-            scatter_turn: AtomicUsize::new(0),
-        };
+        let inner = Inner::new(id, Link::Local(core), mail, secret, "127.0.0.1".into(), limits);
         // The welcome brings the worker list; the local id is known already.
         let _ = inner.mail.wait_welcome();
         Client { inner: Arc::new(inner) }
@@ -420,19 +562,25 @@ impl Client {
         };
         let reader = stream.try_clone().map_err(|source| Error::Io { context: "socket".into(), source })?;
         let mut reader = std::io::BufReader::with_capacity(1 << 16, reader);
+        let limits = Limits::get()?;
         let mail = Arc::new(Mailbox::default());
         let mut writer = stream;
-        proto::write_msg(&mut writer, &ToScheduler::RegisterClient)
+        std::io::Write::write_all(&mut writer, &wire::encode(&FromClient::Register))
             .map_err(|source| Error::Io { context: format!("registering with the scheduler at {address}"), source })?;
         {
             let mail = mail.clone();
+            let address = address.to_string();
             net::spawn("chorus-client-reader", move || {
                 let mut buf = Vec::new();
                 loop {
-                    match proto::read_msg::<ToClient>(&mut reader, &mut buf) {
-                        Ok(m) => mail.deliver(vec![m]),
+                    match wire::read::<ToClient>(&mut reader, &mut buf) {
+                        Ok(m) => {
+                            let _ = mail.deliver(vec![m]);
+                        }
+                        Err(WireError::Closed) => return mail.close("the scheduler closed the connection".into()),
                         Err(e) => {
-                            return mail.close(format!("the connection to the scheduler was lost ({e})"));
+                            let why = format!("the connection to the scheduler at {address} was lost ({e})");
+                            return mail.close(why);
                         }
                     }
                 }
@@ -440,23 +588,18 @@ impl Client {
         }
         // Task ids carry the client's number, which arrives with the welcome.
         let id = mail.wait_welcome()?;
-        Ok(Client {
-            inner: Arc::new(Inner {
-                id,
-                next: AtomicU64::new(1),
-                link: Link::Remote(Mutex::new(writer)),
-                mail,
-                pool: DataPool::new(secret.clone()),
-                secret,
-                bind_ip,
-                scatter_turn: AtomicUsize::new(0),
-            }),
-        })
+        Ok(Client { inner: Arc::new(Inner::new(id, Link::Remote(Mutex::new(writer)), mail, secret, bind_ip, limits)) })
     }
 
     /// Bytes of results and data this client has read from workers.
     pub fn bytes_received(&self) -> u64 {
         self.inner.pool.received.load(Ordering::Relaxed)
+    }
+
+    /// Large arguments this driver keeps for tasks the scheduler still knows (see the
+    /// module documentation): they go when the tasks, lineage included, are forgotten.
+    pub fn stored_arguments(&self) -> usize {
+        self.inner.mail.args.held()
     }
 
     /// The workers of the cluster now.
@@ -481,14 +624,14 @@ impl Client {
     fn submit_kind<T>(inner: &Arc<Inner>, kind: TaskKind, args: Vec<ArgValue>, options: TaskOptions) -> Future<T> {
         let (spec, keep, fut) = Client::prepare(inner, kind, args, options);
         if let Some(spec) = spec {
-            inner.send(ToScheduler::Submit(vec![spec]));
+            inner.send(FromClient::Submit(vec![spec]));
         }
         drop(keep);
         fut
     }
 
     /// Builds a task and its future; `None` for the spec when an argument failed to
-    /// encode (the future then carries that error).
+    /// encode or is too large (the future then carries that error).
     fn prepare<T>(
         inner: &Arc<Inner>,
         kind: TaskKind,
@@ -496,25 +639,69 @@ impl Client {
         options: TaskOptions,
     ) -> (Option<TaskSpec>, Vec<Arc<Handle>>, Future<T>) {
         let id = inner.next_id();
+        let name = kind.name().to_string();
         let mut slots = Vec::with_capacity(args.len());
         let mut keep = Vec::new();
         let mut failure = None;
-        for a in args {
+        for (index, a) in args.into_iter().enumerate() {
             keep.extend(a.keep);
             match a.slot {
-                Ok(s) => slots.push(s),
-                Err(e) => failure = Some(e),
+                Ok(s) if failure.is_none() => match inner.place_arg(s, &name, index) {
+                    Ok(s) => slots.push(s),
+                    Err(e) => failure = Some(*e),
+                },
+                Ok(_) => {}
+                Err(e) => failure = Some(TaskError::new(FailureKind::Serialization, &name, e)),
             }
         }
-        let name = kind.name().to_string();
+        let spec = TaskSpec { id, kind, args: slots, options };
+        Client::finish_prepare(inner, spec, failure, keep)
+    }
+
+    /// Registers the future of `spec` (failed with `failure`, if any) and the stored
+    /// arguments it uses.
+    fn finish_prepare<T>(
+        inner: &Arc<Inner>,
+        spec: TaskSpec,
+        failure: Option<TaskError>,
+        keep: Vec<Arc<Handle>>,
+    ) -> (Option<TaskSpec>, Vec<Arc<Handle>>, Future<T>) {
+        let id = spec.id;
+        let failure = failure.or_else(|| {
+            // Stored arguments leave a spec of names and small values; one that is still
+            // too large for a frame (many arguments just under the threshold) fails here
+            // instead of breaking the connection.
+            let inline: usize = spec.args.iter().map(|a| if let ArgSlot::Value(v) = a { v.len() } else { 0 }).sum();
+            if inline <= STORE_ARGS_ABOVE {
+                return None;
+            }
+            let size = postcard::experimental::serialized_size(&spec).unwrap_or(usize::MAX);
+            (size > proto::MAX_FRAME / 2).then(|| {
+                let why = format!("its description takes {size} bytes, more than half the frame limit of {} bytes", proto::MAX_FRAME);
+                TaskError::new(FailureKind::TooLarge, spec.kind.name(), why)
+            })
+        });
         let slot = match &failure {
-            Some(e) => Slot::Erred(TaskError::new(crate::tasks::error::FailureKind::Serialization, name, e.clone())),
+            Some(e) => Slot::Erred(e.clone()),
             None => Slot::Pending,
         };
         inner.mail.lock().slots.insert(id, slot);
+        let stored: Vec<TaskId> = spec
+            .args
+            .iter()
+            .filter_map(|a| match a {
+                ArgSlot::Stored { id, .. } => Some(*id),
+                _ => None,
+            })
+            .collect();
+        if !stored.is_empty() {
+            inner.mail.args.hold(id, stored);
+            if failure.is_some() {
+                inner.mail.args.release(&[id]);
+            }
+        }
         let fut = Future { handle: Arc::new(Handle { id, client: inner.clone() }), _t: PhantomData };
-        let spec = failure.is_none().then_some(TaskSpec { id, kind, args: slots, options });
-        (spec, keep, fut)
+        (failure.is_none().then_some(spec), keep, fut)
     }
 
     /// Runs `f(args)` on a worker. `args` is a tuple of values or futures matching
@@ -567,11 +754,15 @@ impl Client {
                 let (spec, k, fut) = Client::prepare(&self.inner, kind, a.into_values(), TaskOptions::default());
                 specs.extend(spec);
                 keep.extend(k);
+                if specs.len() >= SUBMIT_BATCH {
+                    self.inner.send(FromClient::Submit(std::mem::take(&mut specs)));
+                    keep.clear();
+                }
                 fut
             })
             .collect();
         if !specs.is_empty() {
-            self.inner.send(ToScheduler::Submit(specs));
+            self.inner.send(FromClient::Submit(specs));
         }
         drop(keep);
         futs
@@ -579,7 +770,7 @@ impl Client {
 
     /// Waits for all futures and brings their results to the driver, fetching from each
     /// worker in one request. The first failed task's error is returned.
-    pub fn gather<T: DeserializeOwned>(&self, futures: &[Future<T>]) -> Result<Vec<T>> {
+    pub fn gather<T: DeserializeOwned + 'static>(&self, futures: &[Future<T>]) -> Result<Vec<T>> {
         loop {
             let slots: Vec<Slot> = futures.iter().map(|f| f.wait_slot(None)).collect::<Result<_>>()?;
             let mut bytes: Vec<Option<Arc<Vec<u8>>>> = vec![None; futures.len()];
@@ -589,7 +780,7 @@ impl Client {
                     Slot::Erred(e) => return Err(Error::Task(Box::new(e))),
                     Slot::Done { inline: Some(b), .. } => bytes[i] = Some(b),
                     Slot::Done { inline: None, holders } => {
-                        by_holder.entry(holders.first().copied().unwrap_or(0)).or_default().push(i)
+                        by_holder.entry(holders.first().copied().unwrap_or(WorkerId(0))).or_default().push(i)
                     }
                     Slot::Pending => unreachable!("waited for"),
                 }
@@ -597,16 +788,18 @@ impl Client {
             for (h, idx) in by_holder {
                 let ids: Vec<TaskId> = idx.iter().map(|i| futures[*i].handle.id).collect();
                 let got = self.inner.address_of(h).and_then(|a| self.inner.pool.fetch(&a, &ids).ok());
-                if let Some(got) = got {
-                    for (i, b) in idx.iter().zip(got) {
-                        bytes[*i] = b;
+                for (i, fetched) in idx.iter().zip(got.into_iter().flatten()) {
+                    match fetched {
+                        Fetched::Object(b) => bytes[*i] = Some(b),
+                        Fetched::TooLarge(why) => return Err(too_large_result(why)),
+                        Fetched::Missing => {}
                     }
                 }
             }
             if bytes.iter().all(Option::is_some) {
                 return bytes
                     .into_iter()
-                    .map(|b| decode_value(&b.expect("checked"), "a task's result").map_err(Error::Serialization))
+                    .map(|b| decode_value(b.expect("checked"), "a task's result").map_err(Error::Serialization))
                     .collect();
             }
             let lost = futures.iter().zip(&bytes).filter(|(_, b)| b.is_none()).map(|(f, _)| f.handle.id);
@@ -615,7 +808,7 @@ impl Client {
     }
 
     /// Async [`gather`](Client::gather).
-    pub async fn gather_async<T: DeserializeOwned>(&self, futures: &[Future<T>]) -> Result<Vec<T>> {
+    pub async fn gather_async<T: DeserializeOwned + 'static>(&self, futures: &[Future<T>]) -> Result<Vec<T>> {
         for f in futures {
             // Waiting only; the values are read below in one batch per worker.
             let _ = std::future::poll_fn(|cx| {
@@ -633,26 +826,35 @@ impl Client {
 
     /// Puts values on the workers (spread over them) and returns futures for them, to
     /// pass to tasks without sending the data again with each one.
-    pub fn scatter<T: Serialize>(&self, values: Vec<T>) -> Result<Vec<Future<T>>> {
+    ///
+    /// `Vec<u8>` and vectors of plain numbers travel as their bytes. A value larger than
+    /// the limit (`CHORUS_MAX_OBJECT`) fails its own future; an unreachable worker or an
+    /// empty cluster fails the call.
+    pub fn scatter<T: Serialize + 'static>(&self, values: Vec<T>) -> Result<Vec<Future<T>>> {
         self.scatter_to(values, false)
     }
 
     /// Puts each value on every worker (for data every task needs).
-    pub fn scatter_broadcast<T: Serialize>(&self, values: Vec<T>) -> Result<Vec<Future<T>>> {
+    pub fn scatter_broadcast<T: Serialize + 'static>(&self, values: Vec<T>) -> Result<Vec<Future<T>>> {
         self.scatter_to(values, true)
     }
 
-    fn scatter_to<T: Serialize>(&self, values: Vec<T>, broadcast: bool) -> Result<Vec<Future<T>>> {
+    fn scatter_to<T: Serialize + 'static>(&self, values: Vec<T>, broadcast: bool) -> Result<Vec<Future<T>>> {
         let workers = self.workers();
         if workers.is_empty() {
             return Err(Error::Cluster("cannot scatter: the cluster has no workers".into()));
         }
-        let encoded: Vec<Vec<u8>> =
-            values.iter().map(|v| encode_value(v, "a scattered value").map_err(Error::Serialization)).collect::<Result<_>>()?;
+        let encoded: Vec<Vec<u8>> = values
+            .into_iter()
+            .map(|v| encode_value(v, "a scattered value").map_err(Error::Serialization))
+            .collect::<Result<_>>()?;
         let ids: Vec<TaskId> = encoded.iter().map(|_| self.inner.next_id()).collect();
+        let mut refused: HashMap<usize, String> = HashMap::new();
         let mut per_worker: HashMap<WorkerId, Vec<usize>> = HashMap::new();
-        for i in 0..encoded.len() {
-            if broadcast {
+        for (i, bytes) in encoded.iter().enumerate() {
+            if bytes.len() as u64 > self.inner.limits.max_object {
+                refused.insert(i, self.inner.limits.too_large(bytes.len() as u64));
+            } else if broadcast {
                 for w in &workers {
                     per_worker.entry(w.id).or_default().push(i);
                 }
@@ -665,22 +867,38 @@ impl Client {
         for (w, idx) in &per_worker {
             let info = workers.iter().find(|i| i.id == *w).expect("listed");
             let objects: Vec<(TaskId, &[u8])> = idx.iter().map(|i| (ids[*i], encoded[*i].as_slice())).collect();
-            self.inner.pool.put(&info.data, &objects)?;
-            self.inner.send(ToScheduler::Scattered {
-                worker: *w,
-                objects: idx.iter().map(|i| (ids[*i], encoded[*i].len() as u64)).collect(),
-            });
-            for i in idx {
-                holders.entry(*i).or_default().push(*w);
+            let answers = self.inner.pool.put(&info.data, &objects)?;
+            let mut stored = Vec::new();
+            for (i, answer) in idx.iter().zip(answers) {
+                match answer {
+                    Ok(()) => {
+                        stored.push((ids[*i], encoded[*i].len() as u64));
+                        holders.entry(*i).or_default().push(*w);
+                    }
+                    Err(why) => {
+                        refused.insert(*i, format!("{} refused it: {why}", info.describe()));
+                    }
+                }
             }
+            self.inner.send(FromClient::Scattered { worker: *w, objects: stored });
         }
         let mut s = self.inner.mail.lock();
         let futs = ids
             .iter()
             .enumerate()
             .map(|(i, id)| {
-                let inline = (encoded[i].len() <= proto::INLINE_MAX).then(|| Arc::new(encoded[i].clone()));
-                s.slots.insert(*id, Slot::Done { inline, holders: holders.remove(&i).unwrap_or_default() });
+                let slot = match (holders.remove(&i), refused.remove(&i)) {
+                    (Some(holders), _) => {
+                        let inline = (encoded[i].len() <= proto::INLINE_MAX).then(|| Arc::new(encoded[i].clone()));
+                        Slot::Done { inline, holders }
+                    }
+                    (None, why) => Slot::Erred(TaskError::new(
+                        FailureKind::TooLarge,
+                        "scatter",
+                        why.unwrap_or_else(|| "no worker stored it".into()),
+                    )),
+                };
+                s.slots.insert(*id, slot);
                 Future { handle: Arc::new(Handle { id: *id, client: self.inner.clone() }), _t: PhantomData }
             })
             .collect();
@@ -722,7 +940,7 @@ impl Client {
 
     /// Cancels these tasks (see [`Future::cancel`]).
     pub fn cancel<T>(&self, futures: &[Future<T>]) {
-        self.inner.send(ToScheduler::Cancel(futures.iter().map(|f| f.handle.id).collect()));
+        self.inner.send(FromClient::Cancel(futures.iter().map(|f| f.handle.id).collect()));
     }
 
     /// Runs `f(args)` once on every worker (Dask's `client.run`, ipyparallel's `%px`)
@@ -730,7 +948,7 @@ impl Client {
     pub fn run_on_all<F, A>(&self, _f: F, args: A) -> Result<Vec<(WorkerInfo, F::Output)>>
     where
         F: RemoteFunction,
-        F::Output: DeserializeOwned,
+        F::Output: DeserializeOwned + 'static,
         A: IntoArgs<F::Args>,
     {
         let workers = self.workers();
@@ -745,7 +963,7 @@ impl Client {
     pub fn spmd<F, A>(&self, _f: F, args: A) -> Result<Vec<F::Output>>
     where
         F: SpmdFunction,
-        F::Output: DeserializeOwned,
+        F::Output: DeserializeOwned + 'static,
         A: IntoArgs<F::Args>,
     {
         let workers = self.workers();
@@ -776,11 +994,14 @@ impl Client {
         args: Vec<ArgValue>,
         kind: impl Fn(usize) -> TaskKind,
     ) -> Result<Vec<Future<T>>> {
+        let name = kind(0).name().to_string();
         let mut slots = Vec::new();
         let mut keep = Vec::new();
-        for v in args {
+        for (index, v) in args.into_iter().enumerate() {
             keep.extend(v.keep);
-            slots.push(v.slot.map_err(Error::Serialization)?);
+            // Encoded, and stored when large, once for all the workers.
+            let slot = v.slot.map_err(Error::Serialization)?;
+            slots.push(self.inner.place_arg(slot, &name, index).map_err(Error::Task)?);
         }
         let mut specs = Vec::new();
         let futs = workers
@@ -788,13 +1009,13 @@ impl Client {
             .enumerate()
             .map(|(i, w)| {
                 let options = TaskOptions { pin: Some(w.id), ..TaskOptions::default() };
-                let args = slots.iter().cloned().map(|s| ArgValue { slot: Ok(s), keep: None }).collect();
-                let (spec, _, fut) = Client::prepare(&self.inner, kind(i), args, options);
+                let spec = TaskSpec { id: self.inner.next_id(), kind: kind(i), args: slots.clone(), options };
+                let (spec, _, fut) = Client::finish_prepare(&self.inner, spec, None, Vec::new());
                 specs.extend(spec);
                 fut
             })
             .collect();
-        self.inner.send(ToScheduler::Submit(specs));
+        self.inner.send(FromClient::Submit(specs));
         drop(keep);
         Ok(futs)
     }

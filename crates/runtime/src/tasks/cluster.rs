@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use chorus_comm::Secret;
 
+use crate::settings::Limits;
 use crate::tasks::client::Client;
 use crate::tasks::scheduler::SchedulerConfig;
 use crate::tasks::server::{ProgramPolicy, SchedulerServer, ServerConfig};
@@ -58,6 +59,7 @@ pub fn worker_entry() {
 pub struct LocalCluster {
     server: SchedulerServer,
     secret: Secret,
+    limits: Limits,
     children: Vec<Child>,
     started_in: Duration,
 }
@@ -151,6 +153,7 @@ impl LocalClusterBuilder {
             return Err(Error::Config("a local cluster needs at least one worker".into()));
         }
         let secret = Secret::generate()?;
+        let limits = Limits::get()?;
         let server = SchedulerServer::start(ServerConfig {
             listen: "127.0.0.1:0".into(),
             unix: true,
@@ -158,6 +161,7 @@ impl LocalClusterBuilder {
             program: ProgramPolicy::ThisBinary,
             heartbeat_timeout: self.heartbeat_timeout,
             scheduler: self.scheduler.clone(),
+            limits,
         })?;
         let address = server.local_address().unwrap_or_else(|| server.address().to_string());
         let (program, args) = match &self.program {
@@ -184,7 +188,7 @@ impl LocalClusterBuilder {
                 .map_err(|source| Error::Spawn { rank: children.len(), program: program.display().to_string(), source })?;
             children.push(child);
         }
-        let mut cluster = LocalCluster { server, secret, children, started_in: Duration::ZERO };
+        let mut cluster = LocalCluster { server, secret, limits, children, started_in: Duration::ZERO };
         let program_name = program.display().to_string();
         let children = &mut cluster.children;
         cluster.server.wait_for_workers(self.workers, self.timeout, || {
@@ -215,7 +219,7 @@ impl LocalCluster {
 
     /// A client of this cluster, talking to the scheduler in-process.
     pub fn client(&self) -> Client {
-        Client::local(&self.server, self.secret.clone())
+        Client::local(&self.server, self.secret.clone(), self.limits)
     }
 
     /// The scheduler's TCP address, for [`Client::connect_with_secret`] from elsewhere.
@@ -330,16 +334,17 @@ impl ClusterFile {
 /// Asks the scheduler at `address` for the cluster's state (what `chorus status` prints).
 pub fn remote_status(address: &str, secret: &Secret) -> Result<crate::tasks::proto::Status> {
     use crate::tasks::net;
-    use crate::tasks::proto::{self, kind, ToClient, ToScheduler};
+    use crate::tasks::proto::{kind, wire, FromObserver, ToObserver};
+    use std::io::Write;
     let check = net::same_build_check(false, |_| false);
     let (mut s, _) = net::connect(address, secret, kind::OBSERVER, &check, Duration::from_secs(10))?;
     let io = |source| Error::Io { context: format!("asking {address} for its status"), source };
-    proto::write_msg(&mut s, &ToScheduler::RegisterObserver).map_err(io)?;
-    proto::write_msg(&mut s, &ToScheduler::Status).map_err(io)?;
+    let mut request = wire::encode(&FromObserver::Register);
+    wire::encode_into(&FromObserver::Status, &mut request);
+    s.write_all(&request).map_err(io)?;
     let mut buf = Vec::new();
-    loop {
-        if let ToClient::Status(st) = proto::read_msg::<ToClient>(&mut s, &mut buf).map_err(io)? {
-            return Ok(st);
-        }
+    match wire::read::<ToObserver>(&mut s, &mut buf) {
+        Ok(ToObserver::Status(st)) => Ok(st),
+        Err(source) => Err(Error::Protocol { peer: format!("the scheduler at {address}"), source }),
     }
 }

@@ -26,6 +26,10 @@ pub enum FailureKind {
     DependencyFailed,
     /// No worker of the cluster offers the resources the task asks for.
     NoWorker,
+    /// An argument or the result is larger than the limit (`CHORUS_MAX_OBJECT`), or
+    /// the task's description larger than a protocol frame; the message names the limit
+    /// and the size.
+    TooLarge,
 }
 
 /// A task's failure: which function, where, what happened.
@@ -78,6 +82,7 @@ impl TaskError {
             FailureKind::Cancelled => format!("task `{f}` was cancelled{}", if self.message.is_empty() { String::new() } else { format!(": {}", self.message) }),
             FailureKind::DependencyFailed => self.message.clone(),
             FailureKind::NoWorker => format!("task `{f}` cannot run: {}", self.message),
+            FailureKind::TooLarge => format!("task `{f}`{at}: {}", self.message),
         };
         if let Some(loc) = &self.location {
             s.push_str(&format!(" (at {loc})"));

@@ -20,9 +20,11 @@
 mod args;
 pub(crate) mod client;
 mod cluster;
+mod codec;
 mod data;
 pub mod error;
 pub(crate) mod net;
+mod outgoing;
 pub mod proto;
 pub mod registry;
 pub mod scheduler;
@@ -30,10 +32,11 @@ mod server;
 mod worker;
 
 pub use args::{Arg, ArgValue, IntoArgs};
+pub use codec::PodVec;
 pub use client::{Actor, AsCompleted, Client, Future, WaitFor};
 pub use cluster::{remote_status, worker_entry, ClusterFile, LocalCluster, LocalClusterBuilder};
 pub use error::{FailureKind, TaskError};
-pub use proto::{Resources, Status, TaskOptions, WorkerInfo, WorkerStatus};
+pub use proto::{ClientId, Resources, Status, TaskId, TaskOptions, WorkerId, WorkerInfo, WorkerStatus};
 pub use registry::{ActorClass, RemoteFunction, SpmdFunction};
 pub use server::{ProgramPolicy, SchedulerServer, ServerConfig};
 pub use scheduler::SchedulerConfig;

@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use chorus_comm::World;
 
+use crate::tasks::codec;
 use crate::tasks::error::FailureKind;
 
 /// A function registered with `#[chorus::remote]`.
@@ -134,31 +135,21 @@ pub fn check_arity(args: &[&[u8]], expected: usize) -> Result<(), Fault> {
 }
 
 /// Decodes argument number `index`.
-pub fn decode_arg<T: DeserializeOwned>(bytes: &[u8], index: usize) -> Result<T, Fault> {
-    postcard::from_bytes(bytes).map_err(|e| {
-        Fault::serialization(format!(
-            "argument {index} could not be decoded as `{}`: {e}",
-            std::any::type_name::<T>()
-        ))
-    })
+pub fn decode_arg<T: DeserializeOwned + 'static>(bytes: &[u8], index: usize) -> Result<T, Fault> {
+    codec::decode(bytes).map_err(|e| Fault::serialization(format!("argument {index}: {e}")))
 }
 
-/// Encodes a result.
-pub fn encode_result<T: Serialize>(value: &T) -> Result<Vec<u8>, Fault> {
-    postcard::to_stdvec(value).map_err(|e| {
-        Fault::serialization(format!("the result, of type `{}`, could not be serialized: {e}", std::any::type_name::<T>()))
-    })
+/// Encodes a result, taking it so that a byte vector moves instead of being copied.
+pub fn encode_result<T: Serialize + 'static>(value: T) -> Result<Vec<u8>, Fault> {
+    codec::encode_owned(value).map_err(|e| Fault::serialization(format!("the result: {e}")))
 }
 
 /// Encodes a value for the wire, naming its type when that fails.
-pub(crate) fn encode_value<T: Serialize>(value: &T, what: &str) -> Result<Vec<u8>, String> {
-    postcard::to_stdvec(value)
-        .map_err(|e| format!("{what} of type `{}` could not be serialized: {e}", std::any::type_name::<T>()))
+pub(crate) fn encode_value<T: Serialize + 'static>(value: T, what: &str) -> Result<Vec<u8>, String> {
+    codec::encode_owned(value).map_err(|e| format!("{what}: {e}"))
 }
 
 /// Decodes a value received from the cluster, naming its type when that fails.
-pub(crate) fn decode_value<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, String> {
-    postcard::from_bytes(bytes).map_err(|e| {
-        format!("{what} could not be decoded as `{}`: {e}; are driver and workers the same build?", std::any::type_name::<T>())
-    })
+pub(crate) fn decode_value<T: DeserializeOwned + 'static>(bytes: std::sync::Arc<Vec<u8>>, what: &str) -> Result<T, String> {
+    codec::decode_shared(bytes).map_err(|e| format!("{what}: {e}; are driver and workers the same build?"))
 }

@@ -3,14 +3,14 @@
 //! The [`Scheduler`] lives behind a lock with an inbox beside it. Connection threads (one
 //! per worker, client or observer) read and decode messages and put them in the inbox;
 //! whichever thread then finds the lock free handles everything waiting in the inbox and
-//! writes one buffer per destination, while threads that find it taken go back to
-//! reading, leaving their messages to the holder. So a message reaches the state machine
+//! hands one buffer per destination to that connection's [`Outgoing`] queue, which never
+//! blocks, while threads that find it taken go back to reading, leaving their messages to
+//! the holder. So a message reaches the state machine
 //! without waking another thread, messages are batched whenever work arrives faster
 //! than it is handled, and nothing waits for a timer. A driver in the same process (the
 //! embedded default) goes through the same inbox, without sockets or serialization.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, TryLockError};
@@ -20,37 +20,52 @@ use chorus_comm::fingerprint::Fingerprint;
 use chorus_comm::handshake::{Hello, Role};
 use chorus_comm::{Refusal, Secret};
 
+use crate::settings::Limits;
+use crate::tasks::error::{FailureKind, TaskError};
 use crate::tasks::net::{self, Stream};
-use crate::tasks::proto::{self, kind, ClientId, Status, ToClient, ToScheduler, ToWorker, WorkerId, WorkerInfo};
+use crate::tasks::outgoing::Outgoing;
+use crate::tasks::proto::{
+    kind, wire, ClientId, FromClient, FromObserver, FromWorker, Message, Status, ToClient, ToObserver, ToWorker,
+    WireError, WorkerId, WorkerInfo,
+};
 use crate::tasks::scheduler::{Command, Event, Scheduler, SchedulerConfig};
 use crate::Result;
 
 /// Where scheduler messages for a client go.
 pub(crate) trait ClientSink: Send + Sync {
-    /// Messages for the client, in order.
-    fn deliver(&self, msgs: Vec<ToClient>);
+    /// Messages for the client, in order; an error drops the client, and says why.
+    fn deliver(&self, msgs: Vec<ToClient>) -> std::result::Result<(), String>;
 }
 
-struct RemoteSink(Mutex<Stream>);
+/// A client in another process.
+struct RemoteSink(Outgoing);
 
 impl ClientSink for RemoteSink {
-    fn deliver(&self, msgs: Vec<ToClient>) {
+    fn deliver(&self, msgs: Vec<ToClient>) -> std::result::Result<(), String> {
         let mut buf = Vec::new();
         for m in &msgs {
-            proto::encode_into(m, &mut buf);
+            match m {
+                ToClient::Done(done) => {
+                    wire::encode_batched(done, ToClient::Done, &mut buf, wire::BATCH_BYTES);
+                }
+                other => wire::encode_into(other, &mut buf),
+            }
         }
-        let _ = self.0.lock().expect("sink lock").write_all(&buf);
+        self.0.send(buf)
     }
 }
 
+/// Answers a status request.
+pub(crate) type StatusReply = Box<dyn FnOnce(Status) + Send>;
+
 pub(crate) enum Input {
-    WorkerJoined(WorkerInfo, Stream),
-    FromWorker(WorkerId, ToScheduler),
+    WorkerJoined(WorkerInfo, Outgoing),
+    FromWorker(WorkerId, FromWorker),
     WorkerClosed(WorkerId, String),
     ClientJoined(ClientId, Arc<dyn ClientSink>),
-    FromClient(ClientId, ToScheduler),
+    FromClient(ClientId, FromClient),
     ClientClosed(ClientId),
-    Status(Arc<dyn ClientSink>),
+    Status(StatusReply),
     /// Once a second: time to look for silent workers.
     Tick,
     Shutdown,
@@ -61,6 +76,8 @@ pub(crate) struct CoreHandle {
     inbox: Mutex<Vec<Input>>,
     core: Mutex<Core>,
     stopped: AtomicBool,
+    /// The send budget of each connection.
+    budget: usize,
 }
 
 impl CoreHandle {
@@ -131,6 +148,8 @@ pub struct ServerConfig {
     pub heartbeat_timeout: Duration,
     /// Scheduling tunables.
     pub scheduler: SchedulerConfig,
+    /// Size limits (the send budget of each connection among them).
+    pub limits: Limits,
 }
 
 /// A running scheduler.
@@ -168,6 +187,7 @@ impl SchedulerServer {
                 program: program.clone(),
                 policy: config.program,
             }),
+            budget: config.limits.send_budget,
         });
         {
             let core = core.clone();
@@ -251,7 +271,7 @@ impl SchedulerServer {
 
     /// Connects a client living in this process.
     pub(crate) fn local_client(&self, sink: Arc<dyn ClientSink>) -> (ClientId, Arc<CoreHandle>) {
-        let id = self.next_client.fetch_add(1, Ordering::Relaxed);
+        let id = ClientId(self.next_client.fetch_add(1, Ordering::Relaxed));
         self.core.send(Input::ClientJoined(id, sink));
         (id, self.core.clone())
     }
@@ -264,18 +284,10 @@ impl SchedulerServer {
 
     /// The cluster's state: workers, their tasks and memory.
     pub fn status(&self) -> Result<Status> {
-        struct Reply(Mutex<Option<mpsc::Sender<Status>>>);
-        impl ClientSink for Reply {
-            fn deliver(&self, msgs: Vec<ToClient>) {
-                for m in msgs {
-                    if let (ToClient::Status(s), Some(tx)) = (m, self.0.lock().expect("reply lock").take()) {
-                        let _ = tx.send(s);
-                    }
-                }
-            }
-        }
         let (tx, rx) = mpsc::channel();
-        self.core.send(Input::Status(Arc::new(Reply(Mutex::new(Some(tx))))));
+        self.core.send(Input::Status(Box::new(move |s| {
+            let _ = tx.send(s);
+        })));
         rx.recv_timeout(Duration::from_secs(10))
             .map_err(|_| crate::Error::Cluster("the scheduler did not answer a status request".into()))
     }
@@ -299,72 +311,116 @@ struct Ids<'a> {
     bytes_in: &'a AtomicU64,
 }
 
-/// Reads one message, counting its bytes.
-fn read_counted(reader: &mut impl std::io::Read, buf: &mut Vec<u8>, count: &AtomicU64) -> std::io::Result<ToScheduler> {
-    let m = proto::read_msg::<ToScheduler>(reader, buf);
-    count.fetch_add(buf.len() as u64 + 4, Ordering::Relaxed);
-    m
+/// Reads messages of one connection, counting their bytes.
+struct Reader {
+    inner: std::io::BufReader<Stream>,
+    buf: Vec<u8>,
+}
+
+impl Reader {
+    fn next<M: Message>(&mut self, count: &AtomicU64) -> std::result::Result<M, WireError> {
+        let m = wire::read::<M>(&mut self.inner, &mut self.buf);
+        count.fetch_add(self.buf.len() as u64 + 4, Ordering::Relaxed);
+        m
+    }
+}
+
+/// Why a connection's reader stopped, as the scheduler reports it.
+fn closed_reason(e: &WireError) -> String {
+    match e {
+        WireError::Closed => "closed its connection".into(),
+        WireError::Io(e) => format!("connection failed: {e}"),
+        protocol => format!("broke the protocol ({protocol}); its connection was closed"),
+    }
 }
 
 fn serve_conn(stream: Stream, kind: u8, core: &CoreHandle, ids: Ids<'_>) {
     let Ids { client: next_client, worker: next_worker, members, bytes_in } = ids;
     let Ok(reader) = stream.try_clone() else { return };
     // Buffered: a batch of messages costs one read, not two per message.
-    let mut reader = std::io::BufReader::with_capacity(1 << 16, reader);
-    let mut buf = Vec::new();
-    let first = read_counted(&mut reader, &mut buf, bytes_in);
-    match (kind, first) {
-        (kind::WORKER, Ok(ToScheduler::RegisterWorker(mut info))) => {
-            let id = next_worker.fetch_add(1, Ordering::Relaxed);
-            info.id = id;
-            let mut w = match stream.try_clone() {
-                Ok(w) => w,
-                Err(_) => return,
+    let mut reader = Reader { inner: std::io::BufReader::with_capacity(1 << 16, reader), buf: Vec::new() };
+    let out = Outgoing::new(stream, core.budget);
+    match kind {
+        kind::WORKER => {
+            let mut info = match reader.next::<FromWorker>(bytes_in) {
+                Ok(FromWorker::Register(info)) => info,
+                Ok(other) => return protocol_warning("a worker", &format!("it began with {other:?} instead of registering")),
+                Err(e) => return protocol_warning("a worker", &closed_reason(&e)),
             };
-            if proto::write_msg(&mut w, &ToWorker::Welcome(id)).is_err() {
+            let id = WorkerId(next_worker.fetch_add(1, Ordering::Relaxed));
+            info.id = id;
+            if out.send(wire::encode(&ToWorker::Welcome(id))).is_err() {
                 return;
             }
             members.fetch_add(1, Ordering::Relaxed);
-            core.send(Input::WorkerJoined(info, stream));
+            core.send(Input::WorkerJoined(info, out));
             let reason = loop {
-                match read_counted(&mut reader, &mut buf, bytes_in) {
+                match reader.next::<FromWorker>(bytes_in) {
+                    Ok(FromWorker::Register(_)) => break "registered twice; its connection was closed".to_string(),
                     Ok(m) => {
                         if !core.send(Input::FromWorker(id, m)) {
                             return;
                         }
                     }
-                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break "closed its connection".to_string(),
-                    Err(e) => break format!("connection failed: {e}"),
+                    Err(e) => break closed_reason(&e),
                 }
             };
             core.send(Input::WorkerClosed(id, reason));
         }
-        (kind::CLIENT, Ok(ToScheduler::RegisterClient)) => {
-            let id = next_client.fetch_add(1, Ordering::Relaxed);
-            members.fetch_add(1, Ordering::Relaxed);
-            core.send(Input::ClientJoined(id, Arc::new(RemoteSink(Mutex::new(stream)))));
-            while let Ok(m) = read_counted(&mut reader, &mut buf, bytes_in) {
-                if !core.send(Input::FromClient(id, m)) {
-                    return;
-                }
+        kind::CLIENT => {
+            match reader.next::<FromClient>(bytes_in) {
+                Ok(FromClient::Register) => {}
+                Ok(other) => return protocol_warning("a client", &format!("it began with {other:?} instead of registering")),
+                Err(e) => return protocol_warning("a client", &closed_reason(&e)),
             }
+            let id = ClientId(next_client.fetch_add(1, Ordering::Relaxed));
+            members.fetch_add(1, Ordering::Relaxed);
+            core.send(Input::ClientJoined(id, Arc::new(RemoteSink(out.clone()))));
+            let reason = loop {
+                match reader.next::<FromClient>(bytes_in) {
+                    Ok(FromClient::Register) => break "registered twice".to_string(),
+                    Ok(m) => {
+                        if !core.send(Input::FromClient(id, m)) {
+                            return;
+                        }
+                    }
+                    Err(e) => break closed_reason(&e),
+                }
+            };
+            if !matches!(reason.as_str(), "closed its connection") {
+                protocol_warning(&id.to_string(), &reason);
+            }
+            out.close(&reason);
             core.send(Input::ClientClosed(id));
         }
-        (kind::OBSERVER, Ok(ToScheduler::RegisterObserver)) => {
-            let sink: Arc<dyn ClientSink> = Arc::new(RemoteSink(Mutex::new(stream)));
-            while let Ok(ToScheduler::Status) = proto::read_msg::<ToScheduler>(&mut reader, &mut buf) {
-                if !core.send(Input::Status(sink.clone())) {
-                    return;
+        kind::OBSERVER => loop {
+            match reader.next::<FromObserver>(bytes_in) {
+                Ok(FromObserver::Register) => {}
+                Ok(FromObserver::Status) => {
+                    let out = out.clone();
+                    let reply = Box::new(move |s: Status| {
+                        let _ = out.send(wire::encode(&ToObserver::Status(s)));
+                    });
+                    if !core.send(Input::Status(reply)) {
+                        return;
+                    }
                 }
+                Err(WireError::Closed) => return,
+                Err(e) => return protocol_warning("an observer", &closed_reason(&e)),
             }
-        }
+        },
         _ => {}
     }
 }
 
+/// Logs why the scheduler closed a connection.
+fn protocol_warning(who: &str, why: &str) {
+    chorus_comm::diag::warn(&format!("scheduler: {who} {why}"));
+}
+
 struct Core {
     sched: Scheduler,
-    workers: HashMap<WorkerId, (Stream, Instant)>,
+    workers: HashMap<WorkerId, (Outgoing, Instant)>,
     clients: HashMap<ClientId, Arc<dyn ClientSink>>,
     heartbeat_timeout: Duration,
     published: Arc<(Mutex<Vec<WorkerInfo>>, Condvar)>,
@@ -375,64 +431,74 @@ struct Core {
 
 impl Core {
     fn stop(&mut self) {
-        for (s, _) in self.workers.values_mut() {
-            let _ = proto::write_msg(s, &ToWorker::Shutdown);
+        for (out, _) in self.workers.values() {
+            let _ = out.send(wire::encode(&ToWorker::Shutdown));
         }
     }
 
     /// Handles one input; `false` to stop.
     fn apply(&mut self, input: Input) -> bool {
         match input {
-            Input::WorkerJoined(info, stream) => {
-                self.workers.insert(info.id, (stream, Instant::now()));
+            Input::WorkerJoined(info, out) => {
+                self.workers.insert(info.id, (out, Instant::now()));
                 self.sched.handle(Event::WorkerJoined(info));
                 self.publish_workers();
             }
-            Input::FromWorker(w, msg) => {
-                let Some(entry) = self.workers.get_mut(&w) else { return true };
+            Input::FromWorker(worker, msg) => {
+                let Some(entry) = self.workers.get_mut(&worker) else { return true };
                 entry.1 = Instant::now();
                 let event = match msg {
-                    ToScheduler::Finished(results) => Event::Finished { worker: w, results },
-                    ToScheduler::Failed { id, error } => Event::Failed { worker: w, id, error },
-                    ToScheduler::MissingInputs { id, missing } => Event::MissingInputs { worker: w, id, missing },
-                    ToScheduler::Stolen(ids) => Event::Stolen { worker: w, ids },
-                    ToScheduler::Heartbeat { stored, rss } => Event::Heartbeat { worker: w, stored, rss },
-                    _ => return true,
+                    FromWorker::Finished(results) => Event::Finished { worker, results },
+                    FromWorker::Failed(failures) => Event::Failed { worker, failures },
+                    FromWorker::MissingInputs { id, instance, missing } => {
+                        Event::MissingInputs { worker, id, instance, missing }
+                    }
+                    FromWorker::Stolen(ids) => Event::Stolen { worker, ids },
+                    FromWorker::Heartbeat { stored, rss } => Event::Heartbeat { worker, stored, rss },
+                    FromWorker::Register(_) => return true,
                 };
                 self.sched.handle(event);
             }
             Input::WorkerClosed(w, reason) => self.lose_worker(w, reason),
             Input::ClientJoined(id, sink) => {
-                sink.deliver(vec![ToClient::Welcome { client: id, workers: self.sched.worker_infos() }]);
-                self.clients.insert(id, sink);
-                self.sched.handle(Event::ClientJoined(id));
+                let welcome = vec![ToClient::Welcome { client: id, workers: self.sched.worker_infos() }];
+                if sink.deliver(welcome).is_ok() {
+                    self.clients.insert(id, sink);
+                    self.sched.handle(Event::ClientJoined(id));
+                }
             }
             Input::FromClient(client, msg) => {
+                if !self.clients.contains_key(&client) {
+                    return true;
+                }
                 let event = match msg {
-                    ToScheduler::Submit(tasks) => Event::Submit { client, tasks },
-                    ToScheduler::Release(ids) => Event::Release { client, ids },
-                    ToScheduler::Cancel(ids) => Event::Cancel { client, ids },
-                    ToScheduler::Scattered { worker, objects } => Event::Scattered { client, worker, objects },
-                    _ => return true,
+                    FromClient::Submit(tasks) => Event::Submit { client, tasks },
+                    FromClient::Release(ids) => Event::Release { client, ids },
+                    FromClient::Cancel(ids) => Event::Cancel { client, ids },
+                    FromClient::Scattered { worker, objects } => Event::Scattered { client, worker, objects },
+                    FromClient::Register => return true,
                 };
                 self.sched.handle(event);
             }
-            Input::ClientClosed(id) => {
-                self.clients.remove(&id);
-                self.members.fetch_sub(1, Ordering::Relaxed);
-                self.sched.handle(Event::ClientLeft(id));
-                self.maybe_forget_program();
-            }
-            Input::Status(sink) => sink.deliver(vec![ToClient::Status(self.sched.status(self.clients.len() as u64))]),
+            Input::ClientClosed(id) => self.drop_client(id),
+            Input::Status(reply) => reply(self.sched.status(self.clients.len() as u64)),
             Input::Tick => self.check_heartbeats(),
             Input::Shutdown => return false,
         }
         true
     }
 
+    fn drop_client(&mut self, id: ClientId) {
+        if self.clients.remove(&id).is_some() {
+            self.members.fetch_sub(1, Ordering::Relaxed);
+            self.sched.handle(Event::ClientLeft(id));
+            self.maybe_forget_program();
+        }
+    }
+
     fn lose_worker(&mut self, w: WorkerId, reason: String) {
-        if let Some((s, _)) = self.workers.remove(&w) {
-            s.shutdown();
+        if let Some((out, _)) = self.workers.remove(&w) {
+            out.close(&reason);
             self.members.fetch_sub(1, Ordering::Relaxed);
             self.sched.handle(Event::WorkerLost { worker: w, reason });
             self.publish_workers();
@@ -465,30 +531,59 @@ impl Core {
         }
     }
 
+    /// Hands the scheduler's commands to the connections' queues, until it has none.
     fn flush(&mut self) {
         while self.sched.has_commands() {
             let mut bufs: HashMap<WorkerId, Vec<u8>> = HashMap::new();
+            let mut unsendable = Vec::new();
+            let mut dropped_clients = Vec::new();
             for cmd in self.sched.drain() {
                 match cmd {
-                    Command::Worker(w, msg) => proto::encode_into(&msg, bufs.entry(w).or_default()),
+                    Command::Worker(w, ToWorker::Compute(tasks)) => {
+                        let buf = bufs.entry(w).or_default();
+                        for i in wire::encode_batched(&tasks, ToWorker::Compute, buf, wire::BATCH_BYTES) {
+                            unsendable.push((w, too_large_to_send(&tasks[i])));
+                        }
+                    }
+                    Command::Worker(w, msg) => wire::encode_into(&msg, bufs.entry(w).or_default()),
                     Command::Client(c, msgs) => {
                         if let Some(sink) = self.clients.get(&c) {
-                            sink.deliver(msgs);
+                            if let Err(why) = sink.deliver(msgs) {
+                                dropped_clients.push((c, why));
+                            }
                         }
                     }
                 }
             }
             let mut failed = Vec::new();
             for (w, buf) in bufs {
-                if let Some((s, _)) = self.workers.get_mut(&w) {
-                    if let Err(e) = s.write_all(&buf) {
-                        failed.push((w, format!("could not be written to: {e}")));
+                if let Some((out, _)) = self.workers.get(&w) {
+                    if let Err(why) = out.send(buf) {
+                        failed.push((w, why));
                     }
                 }
             }
             for (w, reason) in failed {
                 self.lose_worker(w, reason);
             }
+            for (c, why) in dropped_clients {
+                protocol_warning(&format!("dropped {c}, which"), &why);
+                self.drop_client(c);
+            }
+            for (worker, failures) in unsendable {
+                self.sched.handle(Event::Failed { worker, failures: vec![failures] });
+            }
         }
     }
+}
+
+/// The failure of a task whose compute message alone is larger than a frame: it fails
+/// instead of taking its worker's connection down.
+fn too_large_to_send(t: &crate::tasks::proto::ComputeTask) -> crate::tasks::proto::Failed {
+    let error = TaskError::new(
+        FailureKind::TooLarge,
+        t.spec.kind.name(),
+        format!("its description is larger than the protocol's frame limit of {} bytes", wire::MAX_FRAME),
+    );
+    crate::tasks::proto::Failed { id: t.spec.id, instance: t.instance, error }
 }

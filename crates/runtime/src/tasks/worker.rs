@@ -19,12 +19,13 @@ use std::time::{Duration, Instant};
 
 use chorus_comm::Secret;
 
-use crate::tasks::data::{self, DataPool, ObjectStore};
+use crate::settings::Limits;
+use crate::tasks::data::{self, DataPool, Fetched, ObjectStore};
 use crate::tasks::error::{FailureKind, TaskError};
 use crate::tasks::net::{self, Stream};
 use crate::tasks::proto::{
-    self, kind, ArgSlot, ComputeTask, DataAddress, Finished, Resources, TaskId, TaskKind, ToScheduler, ToWorker,
-    WorkerId, WorkerInfo, INLINE_MAX,
+    kind, wire, ArgSlot, ComputeTask, DataAddress, Failed, Finished, FromWorker, Resources, TaskId, TaskKind, ToWorker,
+    WireError, WorkerId, WorkerInfo, INLINE_MAX, MAX_ERROR_TEXT,
 };
 use crate::tasks::registry::{registry, Fault};
 use crate::{Error, Result};
@@ -214,12 +215,12 @@ impl Queue {
 
 /// Sends reports to the scheduler, batching those that pile up while a write is under way.
 struct Reporter {
-    pending: Mutex<Vec<ToScheduler>>,
+    pending: Mutex<Vec<FromWorker>>,
     writer: Mutex<Stream>,
 }
 
 impl Reporter {
-    fn send(&self, msg: ToScheduler) {
+    fn send(&self, msg: FromWorker) {
         let first = {
             let mut p = self.pending.lock().expect("reporter lock");
             p.push(msg);
@@ -239,20 +240,18 @@ impl Reporter {
             }
             let mut out = Vec::new();
             let mut finished = Vec::new();
+            let mut failed = Vec::new();
             for m in batch {
                 match m {
-                    ToScheduler::Finished(f) => finished.extend(f),
-                    other => {
-                        if !finished.is_empty() {
-                            proto::encode_into(&ToScheduler::Finished(std::mem::take(&mut finished)), &mut out);
-                        }
-                        proto::encode_into(&other, &mut out);
-                    }
+                    FromWorker::Finished(f) => finished.extend(f),
+                    FromWorker::Failed(f) => failed.extend(f),
+                    other => wire::encode_into(&other, &mut out),
                 }
             }
-            if !finished.is_empty() {
-                proto::encode_into(&ToScheduler::Finished(finished), &mut out);
-            }
+            // Inline results are at most INLINE_MAX and error texts MAX_ERROR_TEXT, so no
+            // single report is too large for a frame.
+            wire::encode_batched(&finished, FromWorker::Finished, &mut out, wire::BATCH_BYTES);
+            wire::encode_batched(&failed, FromWorker::Failed, &mut out, wire::BATCH_BYTES);
             if std::io::Write::write_all(&mut *w, &out).is_err() {
                 // The scheduler is gone; the reader notices and ends the process.
                 return;
@@ -278,6 +277,7 @@ struct Worker {
     actors: Mutex<FxHashMap<TaskId, ActorCell>>,
     cancelled: Mutex<FxHashSet<TaskId>>,
     memory_limit: u64,
+    limits: Limits,
 }
 
 /// A panic's message, location and backtrace.
@@ -326,6 +326,7 @@ fn run_user<T>(f: impl FnOnce() -> Result<T, Fault>) -> Result<T, (Fault, Option
 /// Runs a worker until the scheduler goes away or tells it to stop.
 pub fn run_worker(config: WorkerConfig) -> Result<()> {
     install_panic_hook();
+    let limits = Limits::get()?;
     let peer_check = net::same_build_check(true, |k| k == kind::WORKER || k == kind::CLIENT);
     let check = move |h: &chorus_comm::handshake::Hello| match h.role {
         chorus_comm::handshake::Role::Member { kind: kind::SCHEDULER, .. } => peer_check(h),
@@ -345,7 +346,7 @@ pub fn run_worker(config: WorkerConfig) -> Result<()> {
     };
     let nthreads = config.nthreads.max(1);
     let info = WorkerInfo {
-        id: 0,
+        id: WorkerId(0),
         nthreads,
         resources: Resources { cpus: nthreads, custom: config.resources.clone() },
         memory_limit: config.memory_limit,
@@ -356,16 +357,20 @@ pub fn run_worker(config: WorkerConfig) -> Result<()> {
     let mut writer = stream.try_clone().map_err(|source| Error::Io { context: "socket".into(), source })?;
     // Buffered: a batch of messages costs one read, not two per message.
     let mut reader = std::io::BufReader::with_capacity(1 << 16, stream);
-    proto::write_msg(&mut writer, &ToScheduler::RegisterWorker(info.clone()))
+    std::io::Write::write_all(&mut writer, &wire::encode(&FromWorker::Register(info.clone())))
         .map_err(|source| Error::Io { context: "registering with the scheduler".into(), source })?;
     let mut buf = Vec::new();
-    let id = match proto::read_msg::<ToWorker>(&mut reader, &mut buf) {
+    let protocol = |source| Error::Protocol { peer: format!("the scheduler at {}", config.scheduler), source };
+    let id = match wire::read::<ToWorker>(&mut reader, &mut buf) {
         Ok(ToWorker::Welcome(id)) => id,
-        Ok(other) => return Err(Error::Cluster(format!("the scheduler answered the registration with {other:?}"))),
-        Err(source) => return Err(Error::Io { context: "registering with the scheduler".into(), source }),
+        Ok(other) => {
+            let detail = format!("it answered the registration with {other:?}");
+            return Err(protocol(WireError::Malformed { what: "a welcome", detail }));
+        }
+        Err(e) => return Err(protocol(e)),
     };
     let store = Arc::new(ObjectStore::default());
-    let _socket_dir = data::serve(listeners, config.secret.clone(), store.clone())?;
+    let _socket_dir = data::serve(listeners, config.secret.clone(), store.clone(), limits)?;
     let worker = Arc::new(Worker {
         id,
         describe: WorkerInfo { id, ..info.clone() }.describe(),
@@ -379,12 +384,13 @@ pub fn run_worker(config: WorkerConfig) -> Result<()> {
         }),
         wake: Condvar::new(),
         store,
-        pool: DataPool::new(config.secret.clone()),
+        pool: DataPool::new(config.secret.clone(), limits),
         peers: Mutex::new(HashMap::new()),
         reporter: Reporter { pending: Mutex::new(Vec::new()), writer: Mutex::new(writer) },
         actors: Mutex::new(FxHashMap::default()),
         cancelled: Mutex::new(FxHashSet::default()),
         memory_limit: config.memory_limit,
+        limits,
     });
     for i in 0..nthreads {
         let w = worker.clone();
@@ -411,14 +417,16 @@ pub fn run_worker(config: WorkerConfig) -> Result<()> {
                     w.wake.notify_all();
                 }
             }
-            w.reporter.send(ToScheduler::Heartbeat { stored: w.store.bytes(), rss });
+            w.reporter.send(FromWorker::Heartbeat { stored: w.store.bytes(), rss });
         })?;
     }
     loop {
-        let msg = match proto::read_msg::<ToWorker>(&mut reader, &mut buf) {
+        let msg = match wire::read::<ToWorker>(&mut reader, &mut buf) {
             Ok(m) => m,
             // The scheduler is gone: a worker has nothing left to do.
-            Err(_) => return Ok(()),
+            Err(WireError::Closed) => return Ok(()),
+            Err(WireError::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => return Ok(()),
+            Err(e) => return Err(protocol(e)),
         };
         match msg {
             ToWorker::Compute(tasks) => worker.accept(tasks),
@@ -432,7 +440,7 @@ pub fn run_worker(config: WorkerConfig) -> Result<()> {
             ToWorker::Steal(ids) => {
                 let ids: FxHashSet<TaskId> = ids.into_iter().collect();
                 let removed = worker.queue.lock().expect("queue lock").remove(&ids);
-                worker.reporter.send(ToScheduler::Stolen(removed));
+                worker.reporter.send(FromWorker::Stolen(removed));
             }
             ToWorker::Cancel(ids) => {
                 let ids: FxHashSet<TaskId> = ids.into_iter().collect();
@@ -470,7 +478,7 @@ impl Worker {
         let sent = self.actors.lock().expect("actors lock").get(&actor).map(|a| a.calls.send(task.clone()).is_ok());
         if sent != Some(true) {
             let e = self.error(&task, FailureKind::WorkerLost, "the actor is not on this worker (it was released or failed)".into());
-            self.reporter.send(ToScheduler::Failed { id: task.spec.id, error: e });
+            self.reporter.send(FromWorker::Failed(vec![Failed { id: task.spec.id, instance: task.instance, error: e }]));
         }
     }
 
@@ -492,14 +500,24 @@ impl Worker {
         }
     }
 
-    fn error(&self, task: &ComputeTask, kind: FailureKind, message: String) -> TaskError {
+    fn error(&self, task: &ComputeTask, kind: FailureKind, mut message: String) -> TaskError {
+        if message.len() > MAX_ERROR_TEXT {
+            let mut cut = MAX_ERROR_TEXT;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            let total = message.len();
+            message.truncate(cut);
+            message.push_str(&format!("… (cut to {cut} of {total} bytes)"));
+        }
         let mut e = TaskError::new(kind, task.spec.kind.name(), message);
         e.worker = Some(self.describe.clone());
         e
     }
 
-    /// Gets every input of `task`: inline, local, or fetched from the holders.
-    fn inputs(&self, task: &ComputeTask) -> Result<FxHashMap<TaskId, Arc<Vec<u8>>>, Vec<TaskId>> {
+    /// Gets every input of `task`: inline, local, or fetched from the holders; and the
+    /// large arguments its driver keeps, fetched from the driver.
+    fn inputs(&self, task: &ComputeTask) -> Result<FxHashMap<TaskId, Arc<Vec<u8>>>, Missing> {
         let mut have = FxHashMap::with_capacity_and_hasher(task.deps.len(), Default::default());
         let mut wanted: HashMap<WorkerId, Vec<TaskId>> = HashMap::new();
         for d in &task.deps {
@@ -514,21 +532,43 @@ impl Worker {
         for (holder, ids) in wanted {
             let addr = self.peers.lock().expect("peers lock").get(&holder).cloned();
             let got = addr.and_then(|a| self.pool.fetch(&a, &ids).ok());
-            if let Some(got) = got {
-                for (id, bytes) in ids.iter().zip(got) {
-                    if let Some(b) = bytes {
+            for (id, fetched) in ids.iter().zip(got.into_iter().flatten()) {
+                match fetched {
+                    Fetched::Object(b) => {
                         self.store.insert(*id, b.clone());
                         have.insert(*id, b);
                     }
+                    Fetched::TooLarge(why) => return Err(Missing::Fault(FailureKind::TooLarge, format!("input {id}: {why}"))),
+                    Fetched::Missing => {}
                 }
             }
         }
         let missing: Vec<TaskId> = task.deps.iter().map(|d| d.id).filter(|id| !have.contains_key(id)).collect();
-        if missing.is_empty() {
-            Ok(have)
-        } else {
-            Err(missing)
+        if !missing.is_empty() {
+            return Err(Missing::Inputs(missing));
         }
+        for (index, arg) in task.spec.args.iter().enumerate() {
+            let ArgSlot::Stored { id, size, at } = arg else { continue };
+            if have.contains_key(id) {
+                continue;
+            }
+            let fetched = self.pool.fetch(at, &[*id]).map_err(|e| e.to_string()).and_then(|mut f| match f.pop() {
+                Some(Fetched::Object(b)) => Ok(b),
+                Some(Fetched::TooLarge(why)) => Err(why),
+                _ => Err("the driver no longer holds it".into()),
+            });
+            match fetched {
+                Ok(b) => {
+                    have.insert(*id, b);
+                }
+                Err(why) => {
+                    let kind = if *size > self.limits.max_object { FailureKind::TooLarge } else { FailureKind::DataLost };
+                    let message = format!("argument {index} ({size} bytes, kept by the driver at {}) could not be fetched: {why}", at.tcp);
+                    return Err(Missing::Fault(kind, message));
+                }
+            }
+        }
+        Ok(have)
     }
 
     fn run(self: &Arc<Self>, task: ComputeTask) {
@@ -538,7 +578,7 @@ impl Worker {
         }
         let inputs = match self.inputs(&task) {
             Ok(i) => i,
-            Err(missing) => return self.reporter.send(ToScheduler::MissingInputs { id, missing }),
+            Err(missing) => return self.missing(&task, missing),
         };
         let args = arg_bytes(&task, &inputs);
         let reg = registry();
@@ -562,7 +602,13 @@ impl Worker {
                         size: *size as usize,
                         coordinator: coordinator.clone(),
                         secret: self.secret.clone(),
-                        transport: chorus_comm::TransportPreference::from_env().unwrap_or_default(),
+                        transport: match chorus_comm::TransportPreference::from_env() {
+                            Ok(t) => t,
+                            Err(e) => {
+                                let fault = Fault { kind: FailureKind::Error, message: e.to_string() };
+                                return self.report(&task, Err((fault, None, None)), started);
+                            }
+                        },
                         connect_timeout: Duration::from_secs(60),
                         warn_after: Duration::from_secs(60),
                         spin: None,
@@ -598,24 +644,41 @@ impl Worker {
     ) {
         let id = task.spec.id;
         let micros = started.elapsed().as_micros() as u64;
+        let instance = task.instance;
         match outcome {
+            Ok(Some(bytes)) if bytes.len() as u64 > self.limits.max_object => {
+                let e = self.error(task, FailureKind::TooLarge, format!("its result: {}", self.limits.too_large(bytes.len() as u64)));
+                self.reporter.send(FromWorker::Failed(vec![Failed { id, instance, error: e }]));
+            }
             Ok(Some(bytes)) => {
                 let size = bytes.len() as u64;
                 let bytes = Arc::new(bytes);
                 let inline = (bytes.len() <= INLINE_MAX).then(|| bytes.clone());
                 self.store.insert(id, bytes);
-                self.reporter.send(ToScheduler::Finished(vec![Finished { id, size, inline, micros }]));
+                self.reporter.send(FromWorker::Finished(vec![Finished { id, instance, size, inline, micros }]));
             }
             // An actor's creation: the object stays on its thread; its future's value is `()`.
             Ok(None) => {
                 let inline = Some(Arc::new(Vec::new()));
-                self.reporter.send(ToScheduler::Finished(vec![Finished { id, size: 0, inline, micros }]))
+                self.reporter.send(FromWorker::Finished(vec![Finished { id, instance, size: 0, inline, micros }]))
             }
             Err((fault, location, backtrace)) => {
                 let mut e = self.error(task, fault.kind, fault.message);
                 e.location = location;
                 e.backtrace = backtrace;
-                self.reporter.send(ToScheduler::Failed { id, error: e });
+                self.reporter.send(FromWorker::Failed(vec![Failed { id, instance, error: e }]));
+            }
+        }
+    }
+
+    /// Reports a task whose inputs could not all be had.
+    fn missing(&self, task: &ComputeTask, missing: Missing) {
+        let (id, instance) = (task.spec.id, task.instance);
+        match missing {
+            Missing::Inputs(missing) => self.reporter.send(FromWorker::MissingInputs { id, instance, missing }),
+            Missing::Fault(kind, message) => {
+                let error = self.error(task, kind, message);
+                self.reporter.send(FromWorker::Failed(vec![Failed { id, instance, error }]));
             }
         }
     }
@@ -624,7 +687,7 @@ impl Worker {
         let (tx, rx) = mpsc::channel::<ComputeTask>();
         self.actors.lock().expect("actors lock").insert(id, ActorCell { calls: tx });
         let w = self.clone();
-        let started = net::spawn(&format!("chorus-actor-{id:x}"), move || {
+        let started = net::spawn(&format!("chorus-actor-{:x}", id.0), move || {
             // Ends when the actor is deleted (its sender dropped).
             for call in rx {
                 let TaskKind::ActorCall { method, .. } = &call.spec.kind else { continue };
@@ -632,7 +695,7 @@ impl Worker {
                 let inputs = match w.inputs(&call) {
                     Ok(i) => i,
                     Err(missing) => {
-                        w.reporter.send(ToScheduler::MissingInputs { id: call.spec.id, missing });
+                        w.missing(&call, missing);
                         continue;
                     }
                 };
@@ -650,14 +713,22 @@ impl Worker {
     }
 }
 
-/// The bytes of each argument: its value, or the result it names.
+/// Why a task's inputs are not all there.
+enum Missing {
+    /// These results were not where the scheduler said: it finds them again.
+    Inputs(Vec<TaskId>),
+    /// An input or argument cannot be had at all: the task fails.
+    Fault(FailureKind, String),
+}
+
+/// The bytes of each argument: its value, or the result or stored value it names.
 fn arg_bytes<'a>(task: &'a ComputeTask, inputs: &'a FxHashMap<TaskId, Arc<Vec<u8>>>) -> Vec<&'a [u8]> {
     task.spec
         .args
         .iter()
         .map(|a| match a {
             ArgSlot::Value(v) => v.as_slice(),
-            ArgSlot::Future(d) => inputs[d].as_slice(),
+            ArgSlot::Future(d) | ArgSlot::Stored { id: d, .. } => inputs[d].as_slice(),
         })
         .collect()
 }

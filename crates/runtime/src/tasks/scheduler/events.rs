@@ -1,7 +1,6 @@
 //! What goes into the scheduler and what comes out.
 
-use crate::tasks::error::TaskError;
-use crate::tasks::proto::{ClientId, Finished, TaskId, TaskSpec, ToClient, ToWorker, WorkerId, WorkerInfo};
+use crate::tasks::proto::{ClientId, Failed, Finished, Instance, TaskId, TaskSpec, ToClient, ToWorker, WorkerId, WorkerInfo};
 
 /// Something that happened, as the server tells the scheduler.
 #[derive(Debug)]
@@ -56,14 +55,12 @@ pub enum Event {
         /// What.
         results: Vec<Finished>,
     },
-    /// A task failed on a worker.
+    /// Tasks failed on a worker.
     Failed {
         /// Where.
         worker: WorkerId,
-        /// Which.
-        id: TaskId,
-        /// Why.
-        error: TaskError,
+        /// Which, which assignment, and why.
+        failures: Vec<Failed>,
     },
     /// A worker could not fetch some inputs of a task from the holders it was given.
     MissingInputs {
@@ -71,6 +68,8 @@ pub enum Event {
         worker: WorkerId,
         /// The task.
         id: TaskId,
+        /// The assignment that could not start.
+        instance: Instance,
         /// The inputs.
         missing: Vec<TaskId>,
     },

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use crate::tasks::error::{FailureKind, TaskError};
 use crate::tasks::proto::{
-    ClientId, ComputeTask, DepSource, Finished, Status, TaskId, TaskKind, TaskSpec, ToClient, ToWorker, WorkerId,
-    WorkerInfo, WorkerStatus,
+    ClientId, ComputeTask, DepSource, Done, Failed, Finished, Instance, Status, TaskId, TaskKind, TaskSpec, ToClient,
+    ToWorker, WorkerId, WorkerInfo, WorkerStatus,
 };
 
 mod placement;
@@ -57,6 +57,8 @@ struct Record {
     suspicious: u32,
     /// Changes at each `Ready`, so stale heap entries are recognized.
     ready_seq: u64,
+    /// Counts assignments, so that reports about an earlier one are recognized.
+    instance: Instance,
 }
 
 impl Record {
@@ -189,8 +191,12 @@ impl Scheduler {
                     self.finished(worker, f);
                 }
             }
-            Event::Failed { worker, id, error } => self.failed(worker, id, error),
-            Event::MissingInputs { worker, id, missing } => self.missing_inputs(worker, id, missing),
+            Event::Failed { worker, failures } => {
+                for f in failures {
+                    self.failed(worker, f);
+                }
+            }
+            Event::MissingInputs { worker, id, instance, missing } => self.missing_inputs(worker, id, instance, missing),
             Event::Stolen { worker, ids } => {
                 if let Some(w) = self.workers.get_mut(&worker) {
                     w.steal_pending = false;
@@ -325,6 +331,7 @@ impl Scheduler {
                 retries_left: retries,
                 suspicious: 0,
                 ready_seq: 0,
+                instance: Instance::default(),
             };
             if let Some(missing) = deps.iter().find(|d| !self.tasks.contains_key(d)) {
                 // The client holds a future for every id it names, so this is a bug or a
@@ -333,7 +340,7 @@ impl Scheduler {
                     FailureKind::DependencyFailed,
                     record.name(),
                     format!(
-                        "an argument of task `{}` is a future the scheduler does not know (id {missing:#x}); futures cannot be passed between clients",
+                        "an argument of task `{}` is a future the scheduler does not know (id {missing}); futures cannot be passed between clients",
                         record.name()
                     ),
                 );
@@ -386,6 +393,7 @@ impl Scheduler {
                 retries_left: 0,
                 suspicious: 0,
                 ready_seq: 0,
+                instance: Instance::default(),
             };
             if alive {
                 self.workers.get_mut(&worker).expect("alive").has.insert(id);
@@ -394,7 +402,7 @@ impl Scheduler {
                 let e = TaskError::new(
                     FailureKind::DataLost,
                     "scatter",
-                    format!("worker {worker} left before the scattered data was registered"),
+                    format!("{worker} left before the scattered data was registered"),
                 );
                 r.state = State::Erred(e.clone());
                 r.who_has.clear();
@@ -462,9 +470,15 @@ impl Scheduler {
         self.maybe_release(id);
     }
 
-    fn failed(&mut self, worker: WorkerId, id: TaskId, error: TaskError) {
-        let Some(r) = self.tasks.get_mut(&id) else { return };
-        if r.state != State::Assigned(worker) {
+    /// Whether `id` is in its `instance`-th assignment, on `worker`: reports about any
+    /// other assignment are stale.
+    fn is_current(&self, id: TaskId, worker: WorkerId, instance: Instance) -> bool {
+        self.tasks.get(&id).is_some_and(|r| r.state == State::Assigned(worker) && r.instance == instance)
+    }
+
+    fn failed(&mut self, worker: WorkerId, f: Failed) {
+        let Failed { id, instance, error } = f;
+        if !self.is_current(id, worker, instance) {
             return;
         }
         self.unassign(id, worker);
@@ -478,8 +492,8 @@ impl Scheduler {
         }
     }
 
-    fn missing_inputs(&mut self, worker: WorkerId, id: TaskId, missing: Vec<TaskId>) {
-        if self.tasks.get(&id).is_none_or(|r| r.state != State::Assigned(worker)) {
+    fn missing_inputs(&mut self, worker: WorkerId, id: TaskId, instance: Instance, missing: Vec<TaskId>) {
+        if !self.is_current(id, worker, instance) {
             return;
         }
         self.unassign(id, worker);
@@ -607,7 +621,7 @@ impl Scheduler {
                     let e = TaskError::new(
                         FailureKind::WorkerLost,
                         spec.kind.name(),
-                        format!("it must run on worker {w}, which is not in the cluster"),
+                        format!("it must run on {w}, which is not in the cluster"),
                     );
                     self.fail_for_good(id, e);
                 }
@@ -643,6 +657,8 @@ impl Scheduler {
     fn assign(&mut self, id: TaskId, worker: WorkerId) {
         let r = self.tasks.get_mut(&id).expect("present");
         r.state = State::Assigned(worker);
+        r.instance.0 = r.instance.0.wrapping_add(1);
+        let instance = r.instance;
         let spec = r.spec.clone().expect("only tasks are assigned");
         let actor = match spec.kind {
             TaskKind::ActorCall { actor, .. } => Some(actor),
@@ -662,7 +678,7 @@ impl Scheduler {
             })
             .collect();
         self.workers.get_mut(&worker).expect("assigned to a live worker").processing.insert(id);
-        self.out.compute.entry(worker).or_default().push(ComputeTask { spec, deps });
+        self.out.compute.entry(worker).or_default().push(ComputeTask { spec, instance, deps });
     }
 
     fn unassign(&mut self, id: TaskId, worker: WorkerId) {
@@ -781,6 +797,10 @@ impl Scheduler {
                 continue;
             }
             let r = self.tasks.remove(&id).expect("present");
+            if r.spec.as_ref().is_some_and(|s| s.has_stored_args()) {
+                // Its driver keeps large arguments for it until now.
+                self.out.clients.entry(r.owner).or_default().push(ToClient::Forgotten(vec![id]));
+            }
             for d in r.deps {
                 if let Some(dr) = self.tasks.get_mut(&d) {
                     dr.dependents.remove(&id);
@@ -792,8 +812,12 @@ impl Scheduler {
 
     fn notify_done(&mut self, id: TaskId) {
         let r = &self.tasks[&id];
-        let msg = ToClient::Done { id, inline: r.inline.clone(), holders: r.who_has.clone() };
-        self.out.clients.entry(r.owner).or_default().push(msg);
+        let done = Done { id, inline: r.inline.clone(), holders: r.who_has.clone() };
+        let msgs = self.out.clients.entry(r.owner).or_default();
+        match msgs.last_mut() {
+            Some(ToClient::Done(batch)) => batch.push(done),
+            _ => msgs.push(ToClient::Done(vec![done])),
+        }
     }
 
     fn notify_erred(&mut self, id: TaskId, error: TaskError) {

@@ -1,31 +1,32 @@
 //! What scheduler, workers and clients say to each other.
 //!
-//! Messages are serde enums encoded with postcard, one per length-prefixed frame
-//! (`u32` little-endian length, then the body). Frames are bounded by [`MAX_FRAME`];
-//! objects larger than a frame travel as several [`DataMsg::Chunk`]s.
+//! Each connection has one role, fixed by its handshake: a worker's, a client's or an
+//! observer's connection to the scheduler, or a data connection to a worker's (or a
+//! driver's) data server. Each role and direction has a message type of its own —
+//! [`FromWorker`] / [`ToWorker`], [`FromClient`] / [`ToClient`], [`FromObserver`] /
+//! [`ToObserver`], [`DataRequest`] / [`DataReply`] — framed as [`wire`] describes, so a
+//! message of another role is a protocol error that closes the connection.
+//!
+//! Control messages are small and bounded; bulk bytes (task arguments and results of
+//! any size) never travel inside them. Small values ride along inline (up to
+//! [`INLINE_MAX`] bytes); larger ones stay where they are and are fetched over data
+//! connections as byte streams.
 
-use std::io::{Read, Write};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::tasks::error::TaskError;
 
-/// Identifies a task and the object it produces. The high 16 bits are the submitting
-/// client's number, so clients allocate ids without asking the scheduler.
-pub type TaskId = u64;
-/// A worker's number, assigned by the scheduler when it joins.
-pub type WorkerId = u32;
-/// A client's number, assigned by the scheduler when it connects.
-pub type ClientId = u16;
+mod ids;
+pub mod wire;
 
-/// The largest frame any chorus task-protocol reader accepts.
-pub const MAX_FRAME: usize = 64 << 20;
+pub use ids::{ClientId, Instance, TaskId, WorkerId};
+pub use wire::{Message, WireError, MAX_FRAME};
+
 /// Objects up to this size travel with the completion message (and inside the compute
 /// messages of their dependents) instead of being fetched from the worker that holds them.
 pub const INLINE_MAX: usize = 1024;
-/// Objects are sent in pieces of this size.
-pub const CHUNK: usize = 4 << 20;
 
 /// Handshake kinds carried in [`chorus_comm::handshake::Role::Member`].
 pub mod kind {
@@ -118,13 +119,24 @@ impl TaskOptions {
         self
     }
 }
-/// One argument of a task: a serialized value, or the result of another task.
+/// One argument of a task: a serialized value, the result of another task, or a large
+/// value its driver keeps for the workers to fetch.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ArgSlot {
-    /// The value, postcard-encoded.
+    /// The value, encoded (see `tasks::codec`).
     Value(#[serde(with = "serde_bytes")] Vec<u8>),
     /// The result of this task.
     Future(TaskId),
+    /// A value above the inline threshold, kept in its driver's object store under `id`
+    /// and fetched from the driver's data server by the worker that runs the task.
+    Stored {
+        /// Its key in the driver's store.
+        id: TaskId,
+        /// Its encoded size.
+        size: u64,
+        /// Where the driver serves it.
+        at: DataAddress,
+    },
 }
 
 /// What a task runs.
@@ -193,7 +205,7 @@ impl TaskSpec {
             .iter()
             .filter_map(|a| match a {
                 ArgSlot::Future(id) => Some(*id),
-                ArgSlot::Value(_) => None,
+                ArgSlot::Value(_) | ArgSlot::Stored { .. } => None,
             })
             .collect();
         if let TaskKind::ActorCall { actor, .. } = self.kind {
@@ -202,6 +214,12 @@ impl TaskSpec {
         deps.sort_unstable();
         deps.dedup();
         deps
+    }
+
+    /// Whether an argument waits in the driver's store, which the driver must keep until
+    /// the scheduler forgets the task (see [`ToClient::Forgotten`]).
+    pub fn has_stored_args(&self) -> bool {
+        self.args.iter().any(|a| matches!(a, ArgSlot::Stored { .. }))
     }
 }
 
@@ -221,6 +239,8 @@ pub struct DepSource {
 pub struct ComputeTask {
     /// The task.
     pub spec: Arc<TaskSpec>,
+    /// Which assignment of the task this is; the worker's reports carry it back.
+    pub instance: Instance,
     /// Where its inputs are.
     pub deps: Vec<DepSource>,
 }
@@ -228,9 +248,11 @@ pub struct ComputeTask {
 /// A task that ended well on a worker.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Finished {
-    /// Which.
+    /// The task whose result is now in the worker's store.
     pub id: TaskId,
-    /// Size of the encoded result.
+    /// The assignment that ran it.
+    pub instance: Instance,
+    /// Size of the encoded result, in bytes.
     pub size: u64,
     /// The result itself when at most [`INLINE_MAX`] bytes.
     pub inline: Option<Arc<Vec<u8>>>,
@@ -271,62 +293,61 @@ pub struct WorkerInfo {
 impl WorkerInfo {
     /// "worker 3 (pid 1234 on host)".
     pub fn describe(&self) -> String {
-        format!("worker {} (pid {} on {})", self.id, self.pid, self.host)
+        format!("{} (pid {} on {})", self.id, self.pid, self.host)
     }
 }
 
-/// Messages to the scheduler.
+/// A task that failed on a worker.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Failed {
+    /// The task.
+    pub id: TaskId,
+    /// The assignment that failed.
+    pub instance: Instance,
+    /// What happened (messages are cut to [`MAX_ERROR_TEXT`]).
+    pub error: TaskError,
+}
+
+/// The longest panic or error message carried across processes; longer ones are cut,
+/// keeping their start, so that no message of a task can outgrow a frame.
+pub const MAX_ERROR_TEXT: usize = 64 << 10;
+
+/// A worker's messages to the scheduler.
 #[derive(Debug, Serialize, Deserialize)]
-pub enum ToScheduler {
-    /// First message of a worker.
-    RegisterWorker(WorkerInfo),
-    /// First message of a client.
-    RegisterClient,
-    /// First message of an observer (`chorus status`).
-    RegisterObserver,
-    /// New tasks.
-    Submit(Vec<TaskSpec>),
-    /// The client dropped its last future of these.
-    Release(Vec<TaskId>),
-    /// The client cancels these.
-    Cancel(Vec<TaskId>),
-    /// The client stored these objects (id, size) on a worker itself.
-    Scattered {
-        /// Where.
-        worker: WorkerId,
-        /// What.
-        objects: Vec<(TaskId, u64)>,
-    },
+pub enum FromWorker {
+    /// First message: who the worker is.
+    Register(WorkerInfo),
     /// Tasks that ended well.
     Finished(Vec<Finished>),
-    /// A task that failed.
-    Failed {
-        /// Which.
-        id: TaskId,
-        /// Why.
-        error: TaskError,
-    },
-    /// A task could not start because an input could not be fetched.
+    /// Tasks that failed.
+    Failed(Vec<Failed>),
+    /// A task could not start because these inputs could not be fetched from the holders
+    /// it was given.
     MissingInputs {
         /// The task.
         id: TaskId,
+        /// Its assignment.
+        instance: Instance,
         /// The inputs that were not found.
         missing: Vec<TaskId>,
     },
     /// Answer to [`ToWorker::Steal`]: these had not started and were dropped.
     Stolen(Vec<TaskId>),
-    /// A worker is alive; memory it uses.
+    /// The worker is alive; memory it uses.
     Heartbeat {
         /// Bytes held in its object store.
         stored: u64,
         /// Resident set size of the process.
         rss: u64,
     },
-    /// An observer asks for the cluster's state.
-    Status,
 }
 
-/// Messages to a worker.
+impl Message for FromWorker {
+    const TAG: u8 = 0x57;
+    const NAME: &'static str = "a worker's message to the scheduler";
+}
+
+/// The scheduler's messages to a worker.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum ToWorker {
     /// Accepted, with this number.
@@ -345,7 +366,48 @@ pub enum ToWorker {
     Shutdown,
 }
 
-/// Messages to a client (and observers).
+impl Message for ToWorker {
+    const TAG: u8 = 0x77;
+    const NAME: &'static str = "the scheduler's message to a worker";
+}
+
+/// A client's messages to the scheduler.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum FromClient {
+    /// First message of a client.
+    Register,
+    /// New tasks.
+    Submit(Vec<TaskSpec>),
+    /// The client dropped its last future of these.
+    Release(Vec<TaskId>),
+    /// The client cancels these.
+    Cancel(Vec<TaskId>),
+    /// The client stored these objects (id, size) on a worker itself.
+    Scattered {
+        /// Where.
+        worker: WorkerId,
+        /// What.
+        objects: Vec<(TaskId, u64)>,
+    },
+}
+
+impl Message for FromClient {
+    const TAG: u8 = 0x43;
+    const NAME: &'static str = "a client's message to the scheduler";
+}
+
+/// A finished task's result, as its client learns of it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Done {
+    /// The task.
+    pub id: TaskId,
+    /// The result, when at most [`INLINE_MAX`] bytes.
+    pub inline: Option<Arc<Vec<u8>>>,
+    /// The workers that hold it.
+    pub holders: Vec<WorkerId>,
+}
+
+/// The scheduler's messages to a client.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ToClient {
     /// Accepted, with this number, and the workers there are now.
@@ -357,15 +419,8 @@ pub enum ToClient {
     },
     /// The set of workers changed.
     Workers(Vec<WorkerInfo>),
-    /// A task's result is ready.
-    Done {
-        /// Which.
-        id: TaskId,
-        /// The result, when small.
-        inline: Option<Arc<Vec<u8>>>,
-        /// Who holds it.
-        holders: Vec<WorkerId>,
-    },
+    /// Results are ready.
+    Done(Vec<Done>),
     /// A task failed for good.
     Erred {
         /// Which.
@@ -373,8 +428,40 @@ pub enum ToClient {
         /// Why.
         error: TaskError,
     },
-    /// The cluster's state, for observers.
+    /// The scheduler no longer keeps these tasks, not even as lineage: the large
+    /// arguments the client stored for them may go.
+    Forgotten(Vec<TaskId>),
+}
+
+impl Message for ToClient {
+    const TAG: u8 = 0x63;
+    const NAME: &'static str = "the scheduler's message to a client";
+}
+
+/// An observer's (`chorus status`) messages to the scheduler.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum FromObserver {
+    /// First message.
+    Register,
+    /// Asks for the cluster's state.
+    Status,
+}
+
+impl Message for FromObserver {
+    const TAG: u8 = 0x4f;
+    const NAME: &'static str = "an observer's message to the scheduler";
+}
+
+/// The scheduler's answers to an observer.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum ToObserver {
+    /// The cluster's state.
     Status(Status),
+}
+
+impl Message for ToObserver {
+    const TAG: u8 = 0x6f;
+    const NAME: &'static str = "the scheduler's message to an observer";
 }
 
 /// One worker's line in [`Status`].
@@ -405,68 +492,51 @@ pub struct Status {
     pub clients: u64,
 }
 
-/// Messages on data connections (peer workers and clients to a worker's data server).
+/// Requests on a data connection, to a worker's or a driver's data server.
 #[derive(Debug, Serialize, Deserialize)]
-pub enum DataMsg {
-    /// Send these objects.
+pub enum DataRequest {
+    /// Send these objects: one [`DataReply::Object`] or [`DataReply::Missing`] each, in
+    /// order.
     Fetch(Vec<TaskId>),
-    /// Store this object (scatter); followed by its chunks.
+    /// Store this object (scatter): `size` bytes follow the frame as a byte stream,
+    /// answered by [`DataReply::Stored`] or [`DataReply::Refused`].
     Put {
         /// Its id.
         id: TaskId,
-        /// Its total size.
+        /// Its size in bytes.
         size: u64,
     },
-    /// Answer to fetch: this object follows in chunks totalling `size` bytes, or is
-    /// missing (`size` = `u64::MAX`).
+}
+
+impl Message for DataRequest {
+    const TAG: u8 = 0x44;
+    const NAME: &'static str = "a data request";
+}
+
+/// Answers of a data server.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum DataReply {
+    /// The object follows the frame as `size` bytes.
     Object {
         /// Which.
         id: TaskId,
-        /// Total size.
+        /// Its size in bytes.
         size: u64,
     },
-    /// A piece of the object announced last.
-    Chunk(#[serde(with = "serde_bytes")] Vec<u8>),
-    /// All `Put`s of a batch were stored.
+    /// This server does not hold the object.
+    Missing(TaskId),
+    /// The object of the last `Put` is stored.
     Stored,
+    /// The object of the last `Put` was not stored (its bytes were read and dropped).
+    Refused {
+        /// Which.
+        id: TaskId,
+        /// Why, for the error of its future.
+        reason: String,
+    },
 }
 
-/// Encodes `msg` as one frame appended to `out`.
-pub fn encode_into<T: Serialize>(msg: &T, out: &mut Vec<u8>) {
-    let start = out.len();
-    out.extend_from_slice(&[0; 4]);
-    // Writing into a Vec cannot fail, and every message type here is serializable.
-    *out = postcard::to_extend(msg, std::mem::take(out)).expect("task-protocol messages always encode");
-    let len = (out.len() - start - 4) as u32;
-    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
-}
-
-/// Encodes `msg` as one frame.
-pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
-    let mut v = Vec::new();
-    encode_into(msg, &mut v);
-    v
-}
-
-/// Writes one frame.
-pub fn write_msg<T: Serialize>(w: &mut impl Write, msg: &T) -> std::io::Result<()> {
-    w.write_all(&encode(msg))
-}
-
-/// Reads one frame and decodes it; a malformed or oversized frame is an
-/// `InvalidData` error, never a panic.
-pub fn read_msg<T: for<'de> Deserialize<'de>>(r: &mut impl Read, buf: &mut Vec<u8>) -> std::io::Result<T> {
-    let mut len = [0u8; 4];
-    r.read_exact(&mut len)?;
-    let len = u32::from_le_bytes(len) as usize;
-    if len > MAX_FRAME {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("frame of {len} bytes is larger than the limit of {MAX_FRAME}"),
-        ));
-    }
-    buf.clear();
-    buf.resize(len, 0);
-    r.read_exact(buf)?;
-    postcard::from_bytes(buf).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("malformed message: {e}")))
+impl Message for DataReply {
+    const TAG: u8 = 0x64;
+    const NAME: &'static str = "a data server's reply";
 }
