@@ -1,6 +1,7 @@
 //! Task-layer benchmarks, the workloads of shared/peers' Dask and Ray scripts:
 //!
-//! - `map`: map of N no-op `inc` tasks + gather (tasks/s);
+//! - `map`: map of N no-op `inc` tasks + gather (tasks/s), for each N of `--map`
+//!   (default 10,000, 100,000 and 1,000,000; add 10,000,000 for the scaling check);
 //! - `rtt`: sequential submit → result round trips (µs each);
 //! - `tree`: tree reduction over 8192 leaves (16,383 tasks, s);
 //! - `scatter`: scatter then gather of 100 MB (GB/s);
@@ -8,7 +9,7 @@
 //!
 //! Prints `RESULT name=value unit` lines (median of the repetitions), like the peers.
 //!
-//!     cargo run --release -p bench-tasks -- [--workers 2] [--reps 3] [--map 100000]
+//!     cargo run --release -p bench-tasks -- [--workers 2] [--reps 3] [--map 10000,100000,1000000]
 //!
 //! With `--rounds N` it instead runs N rounds of a 4-task map + gather and prints the
 //! resident memory of the driver (which embeds the scheduler) and of each worker ten
@@ -40,13 +41,13 @@ fn emit(name: &str, values: Vec<f64>, unit: &str) {
     println!("RESULT {name}={:.6} {unit}", median(values));
 }
 
-fn arg(name: &str, default: usize) -> usize {
+fn arg_text(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map(|v| v.parse().expect("a number"))
-        .unwrap_or(default)
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
+}
+
+fn arg(name: &str, default: usize) -> usize {
+    arg_text(name).map(|v| v.parse().expect("a number")).unwrap_or(default)
 }
 
 /// Resident set size of this process, in bytes.
@@ -78,6 +79,16 @@ fn rounds(cluster: &LocalCluster, n: usize) -> Result<()> {
     Ok(())
 }
 
+/// Waits until the scheduler has forgotten every task of the last workload, so that its
+/// clean-up is not counted in the next one.
+fn settle(cluster: &LocalCluster) -> Result<()> {
+    let t = Instant::now();
+    while cluster.status()?.tasks > 0 && t.elapsed() < Duration::from_secs(120) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
 fn tree(client: &Client, leaves: i64) -> Result<i64> {
     let mut level = client.map(inc, 0..leaves);
     while level.len() > 1 {
@@ -90,7 +101,11 @@ fn tree(client: &Client, leaves: i64) -> Result<i64> {
 fn main() -> Result<()> {
     let workers = arg("--workers", 2);
     let reps = arg("--reps", 3);
-    let n = arg("--map", 100_000) as i64;
+    let sizes: Vec<i64> = arg_text("--map")
+        .unwrap_or_else(|| "10000,100000,1000000".into())
+        .split(',')
+        .map(|v| v.trim().parse().expect("--map takes numbers separated by commas"))
+        .collect();
     let rtt_n = arg("--rtt", 10_000);
     let leaves = arg("--leaves", 8192) as i64;
     let mb = arg("--scatter-mb", 100);
@@ -114,18 +129,24 @@ fn main() -> Result<()> {
     let client = cluster.client();
     client.gather(&client.map(inc, 0..1000i64))?;
 
-    let mut v = Vec::new();
-    for r in 0..reps {
-        let t = Instant::now();
-        let futs = client.map(inc, 0..n);
-        let res = client.gather(&futs)?;
-        let dt = t.elapsed().as_secs_f64();
-        assert_eq!(res.len() as i64, n);
-        assert_eq!(res[n as usize - 1], n);
-        println!("#   map N={n} rep={r} {dt:.3}s");
-        v.push(n as f64 / dt);
+    for &n in &sizes {
+        let mut v = Vec::new();
+        // Maps of millions of tasks take seconds each: fewer repetitions.
+        let reps = if n >= 1_000_000 { reps.min(2) } else { reps };
+        for r in 0..reps {
+            let t = Instant::now();
+            let futs = client.map(inc, 0..n);
+            let res = client.gather(&futs)?;
+            let dt = t.elapsed().as_secs_f64();
+            assert_eq!(res.len() as i64, n);
+            assert_eq!(res.iter().sum::<i64>(), n * (n + 1) / 2);
+            drop((futs, res));
+            println!("#   map N={n} rep={r} {dt:.3}s, driver+scheduler RSS {:.0} MiB", rss_bytes() as f64 / 1048576.0);
+            v.push(n as f64 / dt);
+            settle(&cluster)?;
+        }
+        emit(&format!("chorus_map_tput_{n}"), v, "tasks/s");
     }
-    emit(&format!("chorus_map_tput_{n}"), v, "tasks/s");
 
     let mut v = Vec::new();
     for _ in 0..reps {

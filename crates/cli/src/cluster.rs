@@ -1,6 +1,7 @@
 //! `chorus scheduler`, `chorus worker` and `chorus status`: a standing task cluster.
 
 use std::ffi::OsString;
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -48,9 +49,13 @@ pub fn scheduler(
         None => ClusterFile::default_path()?,
     };
     ClusterFile { address: server.address().to_string(), secret }.write(&path)?;
-    println!("chorus scheduler at {}", server.address());
-    println!("cluster file (address and secret, owner-only): {}", path.display());
-    println!("start workers with: chorus worker --scheduler {} PROGRAM", server.address());
+    // Whoever started the scheduler may stop reading its output; it keeps running.
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "chorus scheduler at {}", server.address());
+    let _ = writeln!(out, "cluster file (address and secret, owner-only): {}", path.display());
+    let _ = writeln!(out, "start workers with: chorus worker --scheduler {} PROGRAM", server.address());
+    let _ = out.flush();
+    drop(out);
     loop {
         std::thread::sleep(Duration::from_secs(3600));
     }

@@ -142,9 +142,10 @@ pub async fn connect_tcp_retrying(addr: &str, deadline: Instant) -> Result<TcpSt
 
 /// Socket buffer size asked for on every link: large transfers then need far fewer wake-ups
 /// (the kernel caps it at `net.core.wmem_max`/`rmem_max`).
-const SOCKET_BUFFER: usize = 4 << 20;
+pub const SOCKET_BUFFER: usize = 4 << 20;
 
-fn enlarge_buffers(sock: socket2::SockRef<'_>) {
+/// Asks for large socket buffers ([`SOCKET_BUFFER`]) on a socket that carries bulk data.
+pub fn enlarge_buffers(sock: socket2::SockRef<'_>) {
     let _ = sock.set_send_buffer_size(SOCKET_BUFFER);
     let _ = sock.set_recv_buffer_size(SOCKET_BUFFER);
 }

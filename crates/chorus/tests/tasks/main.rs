@@ -4,6 +4,7 @@
 mod support;
 mod tasks_actors;
 mod tasks_api;
+mod tasks_bulk;
 mod tasks_failures;
 mod tasks_scheduling;
 

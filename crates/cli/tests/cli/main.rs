@@ -12,6 +12,8 @@ mod spmd_failures;
 mod spmd_launchers;
 mod spmd_security;
 mod support;
+mod tasks_protocol;
+mod tasks_scale;
 mod tasks_standing;
 
 /// The entry point of rank processes.
@@ -28,4 +30,12 @@ fn rank_program() {
 fn worker_program() {
     chorus::tasks::worker_entry();
     panic!("worker_program runs only as a worker started by `chorus worker`");
+}
+
+/// The entry point of the driver process that the standing-cluster tests stop.
+#[test]
+#[ignore = "the driver program that the standing-cluster tests start; not a test of its own"]
+fn driver_program() {
+    let address = std::env::var("CHORUS_TEST_DRIVER").expect("driver_program runs with CHORUS_TEST_DRIVER set");
+    tasks_scale::stopped_driver(&address);
 }

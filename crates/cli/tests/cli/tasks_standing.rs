@@ -1,10 +1,11 @@
 //! A standing cluster started with the CLI: `chorus scheduler`, `chorus worker`,
 //! `chorus status`, and drivers joining with `Client::connect`.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use chorus::tasks::ClusterFile;
 use chorus::{Client, Secret};
@@ -12,72 +13,131 @@ use chorus::{Client, Secret};
 use crate::support::{chorus_bin, me};
 
 #[chorus::remote]
-fn square(x: i64) -> i64 {
+pub fn square(x: i64) -> i64 {
     x * x
 }
 
-/// Kills the processes it holds when dropped, so a failing test leaves nothing behind.
-struct Procs(Vec<Child>);
+/// `chorus scheduler` and `chorus worker --nworkers N` running this test binary, with
+/// what the scheduler and the workers print kept for the test to read. Dropping it
+/// kills them, so a failing test leaves nothing behind.
+pub struct Standing {
+    pub address: String,
+    pub secret: Secret,
+    pub file: PathBuf,
+    dir: PathBuf,
+    procs: Vec<Child>,
+    log: Arc<Mutex<String>>,
+}
 
-impl Drop for Procs {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
+/// Appends everything `r` prints to `log`, on a thread of its own.
+fn collect(r: impl Read + Send + 'static, log: &Arc<Mutex<String>>) {
+    let log = log.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(r).lines().map_while(Result::ok) {
+            let mut l = log.lock().unwrap();
+            l.push_str(&line);
+            l.push('\n');
         }
+    });
+}
+
+impl Standing {
+    /// A cluster of `workers` workers; `env` goes to the scheduler and the workers.
+    pub fn start(name: &str, workers: usize, env: &[(&str, &str)]) -> Standing {
+        let dir = std::env::temp_dir().join(format!("chorus-standing-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("cluster");
+        let log = Arc::new(Mutex::new(String::new()));
+        let mut scheduler = Command::new(chorus_bin())
+            .args(["scheduler", "--listen", "127.0.0.1:0", "--cluster-file"])
+            .arg(&file)
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("chorus scheduler starts");
+        let mut stdout = BufReader::new(scheduler.stdout.take().expect("piped"));
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("scheduler prints its address");
+        collect(stdout, &log);
+        collect(scheduler.stderr.take().expect("piped"), &log);
+        let address = line.trim().strip_prefix("chorus scheduler at ").expect("address line").to_string();
+        let secret = ClusterFile::read(&file).unwrap().secret;
+        let mut procs = vec![scheduler];
+        if workers > 0 {
+            let mut w = Command::new(chorus_bin())
+                .args(["worker", "--scheduler", &address, "--nworkers", &workers.to_string(), "--cluster-file"])
+                .arg(&file)
+                .arg(me())
+                .args(["--exact", "worker_program", "--ignored", "--quiet"])
+                .envs(env.iter().copied())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            collect(w.stderr.take().expect("piped"), &log);
+            procs.push(w);
+        }
+        Standing { address, secret, file, dir, procs, log }
+    }
+
+    /// A driver in this process, once every worker has joined.
+    pub fn client(&self, workers: usize) -> Client {
+        let client = Client::connect_with_secret(&self.address, self.secret.clone()).unwrap();
+        client.wait_for_workers(workers, Duration::from_secs(30)).unwrap();
+        client
+    }
+
+    /// Waits until the scheduler or a worker printed `needle`; what they printed.
+    pub fn wait_for_log(&self, needle: &str, limit: Duration) -> String {
+        let t = Instant::now();
+        loop {
+            let log = self.log.lock().unwrap().clone();
+            if log.contains(needle) {
+                return log;
+            }
+            assert!(t.elapsed() < limit, "nothing printed {needle:?} within {limit:?}; the cluster printed:\n{log}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Whether the scheduler process still runs.
+    pub fn scheduler_alive(&mut self) -> bool {
+        matches!(self.procs[0].try_wait(), Ok(None))
     }
 }
 
-fn start_scheduler(file: &Path, procs: &mut Procs) -> String {
-    let mut child = Command::new(chorus_bin())
-        .args(["scheduler", "--listen", "127.0.0.1:0", "--cluster-file"])
-        .arg(file)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("chorus scheduler starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line).expect("scheduler prints its address");
-    procs.0.push(child);
-    line.trim().strip_prefix("chorus scheduler at ").expect("address line").to_string()
+impl Drop for Standing {
+    fn drop(&mut self) {
+        for c in &mut self.procs {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 #[test]
 fn standing_cluster_from_the_cli_serves_a_connected_client() {
-    let dir = std::env::temp_dir().join(format!("chorus-standing-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("cluster");
-    let mut procs = Procs(Vec::new());
-    let address = start_scheduler(&file, &mut procs);
-    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&file).unwrap().permissions());
+    let cluster = Standing::start("basic", 2, &[]);
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&cluster.file).unwrap().permissions());
     assert_eq!(mode & 0o777, 0o600, "the cluster file is owner-only");
-    let cf = ClusterFile::read(&file).unwrap();
-    assert_eq!(cf.address, address);
+    assert_eq!(ClusterFile::read(&cluster.file).unwrap().address, cluster.address);
 
-    let workers = Command::new(chorus_bin())
-        .args(["worker", "--scheduler", &address, "--nworkers", "2", "--cluster-file"])
-        .arg(&file)
-        .arg(me())
-        .args(["--exact", "worker_program", "--ignored", "--quiet"])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    procs.0.push(workers);
-
-    let client = Client::connect_with_secret(&address, cf.secret.clone()).unwrap();
-    client.wait_for_workers(2, Duration::from_secs(30)).unwrap();
+    let client = cluster.client(2);
     let futs = client.map(square, 0..100i64);
     assert_eq!(client.gather(&futs).unwrap(), (0..100).map(|x| x * x).collect::<Vec<_>>());
 
-    let status = Command::new(chorus_bin()).args(["status", &address, "--cluster-file"]).arg(&file).output().unwrap();
+    let status =
+        Command::new(chorus_bin()).args(["status", &cluster.address, "--cluster-file"]).arg(&cluster.file).output().unwrap();
     let text = String::from_utf8_lossy(&status.stdout);
     assert!(status.status.success(), "{text}");
     assert!(text.contains("2 workers, 1 clients"), "{text}");
     assert_eq!(text.lines().count(), 4, "a header and one line per worker: {text}");
 
     // A driver without the secret is refused, and says why.
-    let e = Client::connect_with_secret(&address, Secret::generate().unwrap()).unwrap_err().to_string();
+    let e = Client::connect_with_secret(&cluster.address, Secret::generate().unwrap()).unwrap_err().to_string();
     assert!(e.contains("wrong secret"), "{e}");
     // The cluster still serves the first client.
     assert_eq!(client.submit(square, (12,)).result().unwrap(), 144);
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -42,12 +42,22 @@ use crate::{Error, Result};
 /// Tasks of a `map` sent per submission message, so that the first tasks run while
 /// the rest are still being built.
 const SUBMIT_BATCH: usize = 4096;
+/// A `map` waits before sending more while this many of the client's tasks are
+/// unfinished: the scheduler then holds a bounded number of them however large the
+/// map, and its cost per task stays flat from thousands of tasks to tens of millions.
+const MAX_IN_FLIGHT: usize = 1 << 17;
+/// Released futures are told to the scheduler in batches: at this many, before any
+/// other message, and at the latest after [`RELEASE_DELAY`].
+const RELEASE_BATCH: usize = 4096;
+/// See [`RELEASE_BATCH`].
+const RELEASE_DELAY: Duration = Duration::from_millis(20);
 
 #[derive(Clone)]
 enum Slot {
     Pending,
     Done { inline: Option<Arc<Vec<u8>>>, holders: Vec<WorkerId> },
-    Erred(TaskError),
+    /// Boxed: a slot per future, and most never fail.
+    Erred(Box<TaskError>),
 }
 
 #[derive(Default)]
@@ -59,6 +69,8 @@ struct MailState {
     wakers: FxHashMap<TaskId, Vec<Waker>>,
     /// Completions in order, for `as_completed`.
     completions: u64,
+    /// Futures waiting for their task (see [`MAX_IN_FLIGHT`]).
+    pending: usize,
 }
 
 /// Where the scheduler's messages for this client land.
@@ -87,7 +99,7 @@ struct ArgRefs {
 
 struct ArgServer {
     store: Arc<ObjectStore>,
-    address: DataAddress,
+    address: Arc<DataAddress>,
     _socket_dir: Option<chorus_comm::link::SocketDir>,
 }
 
@@ -96,11 +108,11 @@ impl ArgStore {
         self.server
             .get_or_init(|| {
                 let listeners = net::Listeners::bind(&format!("{bind_ip}:0"), true).map_err(|e| e.to_string())?;
-                let address = DataAddress {
+                let address = Arc::new(DataAddress {
                     tcp: listeners.tcp_addr(),
                     unix: listeners.unix_path(),
                     host_key: chorus_comm::link::host_key(),
-                };
+                });
                 let store = Arc::new(ObjectStore::default());
                 let dir = data::serve(listeners, secret.clone(), store.clone(), limits).map_err(|e| e.to_string())?;
                 Ok(ArgServer { store, address, _socket_dir: dir })
@@ -174,6 +186,9 @@ impl MailState {
     fn settle(&mut self, id: TaskId, slot: Slot) {
         // Only futures still alive have a slot.
         if let Some(old) = self.slots.get_mut(&id) {
+            if matches!(old, Slot::Pending) {
+                self.pending -= 1;
+            }
             *old = slot;
             self.completions += 1;
             if let Some(ws) = self.wakers.remove(&id) {
@@ -198,7 +213,7 @@ impl ClientSink for Mailbox {
                         s.settle(id, Slot::Done { inline, holders });
                     }
                 }
-                ToClient::Erred { id, error } => s.settle(id, Slot::Erred(error)),
+                ToClient::Erred { id, error } => s.settle(id, Slot::Erred(Box::new(error))),
                 ToClient::Forgotten(tasks) => self.args.release(&tasks),
             }
         }
@@ -227,6 +242,10 @@ pub(crate) struct Inner {
     limits: Limits,
     /// Whether the warning about large arguments was printed.
     warned: std::sync::atomic::AtomicBool,
+    /// Futures dropped since the last release message (see [`RELEASE_BATCH`]).
+    releases: Mutex<Vec<TaskId>>,
+    /// Wakes the thread that sends releases left waiting.
+    releases_cv: Condvar,
 }
 
 impl Inner {
@@ -242,10 +261,64 @@ impl Inner {
             scatter_turn: AtomicUsize::new(0),
             limits,
             warned: Default::default(),
+            releases: Mutex::new(Vec::new()),
+            releases_cv: Condvar::new(),
         }
     }
 
+    /// Starts the thread that sends releases no other message carried along within
+    /// [`RELEASE_DELAY`]; it ends with the client.
+    fn start_release_timer(inner: &Arc<Inner>) -> Result<()> {
+        let weak = Arc::downgrade(inner);
+        net::spawn("chorus-client-releases", move || loop {
+            let Some(inner) = weak.upgrade() else { return };
+            let waiting = inner.releases.lock().expect("release lock");
+            let (waiting, _) = inner.releases_cv.wait_timeout(waiting, RELEASE_DELAY).expect("release lock");
+            let batch = !waiting.is_empty();
+            drop(waiting);
+            if inner.mail.lock().closed.is_some() {
+                return;
+            }
+            // Not holding the client while asleep, so that it can go.
+            drop(inner);
+            if batch {
+                std::thread::sleep(RELEASE_DELAY);
+                match weak.upgrade() {
+                    Some(inner) => inner.flush_releases(),
+                    None => return,
+                }
+            }
+        })?;
+        Ok(())
+    }
+
+    /// A future was dropped: the scheduler may free its result.
+    fn release(&self, id: TaskId) {
+        let mut r = self.releases.lock().expect("release lock");
+        r.push(id);
+        if r.len() >= RELEASE_BATCH {
+            let batch = std::mem::take(&mut *r);
+            drop(r);
+            self.deliver(FromClient::Release(batch));
+        } else if r.len() == 1 {
+            self.releases_cv.notify_one();
+        }
+    }
+
+    fn flush_releases(&self) {
+        let batch = std::mem::take(&mut *self.releases.lock().expect("release lock"));
+        if !batch.is_empty() {
+            self.deliver(FromClient::Release(batch));
+        }
+    }
+
+    /// Sends `msg` after the releases waiting to go.
     fn send(&self, msg: FromClient) {
+        self.flush_releases();
+        self.deliver(msg);
+    }
+
+    fn deliver(&self, msg: FromClient) {
         match &self.link {
             Link::Local(core) => {
                 if !core.send(Input::FromClient(self.id, msg)) {
@@ -270,6 +343,15 @@ impl Inner {
 
     fn next_id(&self) -> TaskId {
         TaskId::new(self.id, self.next.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Waits while more than [`MAX_IN_FLIGHT`] futures of this client wait for their
+    /// tasks (or until the connection is lost).
+    fn wait_for_room(&self) {
+        let mut s = self.mail.lock();
+        while s.pending > MAX_IN_FLIGHT && s.closed.is_none() {
+            s = self.mail.cv.wait(s).expect("client state lock");
+        }
     }
 
     /// Moves an encoded argument above the inline threshold into the driver's store;
@@ -307,9 +389,14 @@ impl Inner {
 }
 
 impl Drop for Inner {
+    /// The last future and the last clone of the client are gone: the scheduler
+    /// releases everything of this client and cancels what is unfinished.
     fn drop(&mut self) {
-        if let Link::Remote(s) = &self.link {
-            s.lock().expect("link lock").shutdown();
+        match &self.link {
+            Link::Local(core) => {
+                core.send(Input::ClientClosed(self.id));
+            }
+            Link::Remote(s) => s.lock().expect("link lock").shutdown(),
         }
     }
 }
@@ -321,8 +408,12 @@ pub(crate) struct Handle {
 
 impl Drop for Handle {
     fn drop(&mut self) {
-        self.client.mail.lock().slots.remove(&self.id);
-        self.client.send(FromClient::Release(vec![self.id]));
+        let mut mail = self.client.mail.lock();
+        if let Some(Slot::Pending) = mail.slots.remove(&self.id) {
+            mail.pending -= 1;
+        }
+        drop(mail);
+        self.client.release(self.id);
     }
 }
 
@@ -437,7 +528,7 @@ impl Inner {
     /// holders could not give it (the scheduler will recompute it and say so again).
     fn materialize(&self, id: TaskId, slot: Slot) -> Result<Option<Arc<Vec<u8>>>> {
         match slot {
-            Slot::Erred(e) => Err(Error::Task(Box::new(e))),
+            Slot::Erred(e) => Err(Error::Task(e)),
             Slot::Pending => Ok(None),
             Slot::Done { inline: Some(b), .. } => Ok(Some(b)),
             Slot::Done { inline: None, holders } => {
@@ -533,10 +624,12 @@ impl Client {
     pub(crate) fn local(server: &crate::tasks::server::SchedulerServer, secret: Secret, limits: Limits) -> Client {
         let mail = Arc::new(Mailbox::default());
         let (id, core) = server.local_client(mail.clone());
-        let inner = Inner::new(id, Link::Local(core), mail, secret, "127.0.0.1".into(), limits);
+        let inner = Arc::new(Inner::new(id, Link::Local(core), mail, secret, "127.0.0.1".into(), limits));
         // The welcome brings the worker list; the local id is known already.
         let _ = inner.mail.wait_welcome();
-        Client { inner: Arc::new(inner) }
+        // Without the thread releases wait for the next message, which is still correct.
+        let _ = Inner::start_release_timer(&inner);
+        Client { inner }
     }
 
     /// Connects to a standing scheduler at `address` (`host:port`, or `unix:/path`).
@@ -588,7 +681,9 @@ impl Client {
         }
         // Task ids carry the client's number, which arrives with the welcome.
         let id = mail.wait_welcome()?;
-        Ok(Client { inner: Arc::new(Inner::new(id, Link::Remote(Mutex::new(writer)), mail, secret, bind_ip, limits)) })
+        let inner = Arc::new(Inner::new(id, Link::Remote(Mutex::new(writer)), mail, secret, bind_ip, limits));
+        Inner::start_release_timer(&inner)?;
+        Ok(Client { inner })
     }
 
     /// Bytes of results and data this client has read from workers.
@@ -682,10 +777,15 @@ impl Client {
             })
         });
         let slot = match &failure {
-            Some(e) => Slot::Erred(e.clone()),
+            Some(e) => Slot::Erred(Box::new(e.clone())),
             None => Slot::Pending,
         };
-        inner.mail.lock().slots.insert(id, slot);
+        let mut mail = inner.mail.lock();
+        if matches!(slot, Slot::Pending) {
+            mail.pending += 1;
+        }
+        mail.slots.insert(id, slot);
+        drop(mail);
         let stored: Vec<TaskId> = spec
             .args
             .iter()
@@ -755,6 +855,7 @@ impl Client {
                 specs.extend(spec);
                 keep.extend(k);
                 if specs.len() >= SUBMIT_BATCH {
+                    self.inner.wait_for_room();
                     self.inner.send(FromClient::Submit(std::mem::take(&mut specs)));
                     keep.clear();
                 }
@@ -777,7 +878,7 @@ impl Client {
             let mut by_holder: HashMap<WorkerId, Vec<usize>> = HashMap::new();
             for (i, slot) in slots.into_iter().enumerate() {
                 match slot {
-                    Slot::Erred(e) => return Err(Error::Task(Box::new(e))),
+                    Slot::Erred(e) => return Err(Error::Task(e)),
                     Slot::Done { inline: Some(b), .. } => bytes[i] = Some(b),
                     Slot::Done { inline: None, holders } => {
                         by_holder.entry(holders.first().copied().unwrap_or(WorkerId(0))).or_default().push(i)
@@ -785,9 +886,17 @@ impl Client {
                     Slot::Pending => unreachable!("waited for"),
                 }
             }
+            // One request per holder, all at once; a holder that is gone leaves its
+            // results missing, to be recomputed.
+            let mut idxs = Vec::new();
+            let mut requests = Vec::new();
             for (h, idx) in by_holder {
-                let ids: Vec<TaskId> = idx.iter().map(|i| futures[*i].handle.id).collect();
-                let got = self.inner.address_of(h).and_then(|a| self.inner.pool.fetch(&a, &ids).ok());
+                if let Some(a) = self.inner.address_of(h) {
+                    requests.push((a, idx.iter().map(|i| futures[*i].handle.id).collect::<Vec<TaskId>>()));
+                    idxs.push(idx);
+                }
+            }
+            for (idx, got) in idxs.iter().zip(self.inner.pool.fetch_from_each(&requests)) {
                 for (i, fetched) in idx.iter().zip(got.into_iter().flatten()) {
                     match fetched {
                         Fetched::Object(b) => bytes[*i] = Some(b),
@@ -864,10 +973,27 @@ impl Client {
             }
         }
         let mut holders: HashMap<usize, Vec<WorkerId>> = HashMap::new();
-        for (w, idx) in &per_worker {
-            let info = workers.iter().find(|i| i.id == *w).expect("listed");
-            let objects: Vec<(TaskId, &[u8])> = idx.iter().map(|i| (ids[*i], encoded[*i].as_slice())).collect();
-            let answers = self.inner.pool.put(&info.data, &objects)?;
+        let per_worker: Vec<(&WorkerInfo, Vec<usize>)> = per_worker
+            .into_iter()
+            .map(|(w, idx)| (workers.iter().find(|i| i.id == w).expect("listed"), idx))
+            .collect();
+        let requests: Vec<data::PutRequest<'_>> = per_worker
+            .iter()
+            .map(|(info, idx)| (info.data.clone(), idx.iter().map(|i| (ids[*i], encoded[*i].as_slice())).collect()))
+            .collect();
+        let answers = self.inner.pool.put_to_each(&requests);
+        let mut failure = None;
+        for ((info, idx), answers) in per_worker.iter().zip(answers) {
+            let w = &info.id;
+            let answers = match answers {
+                Ok(a) => a,
+                Err(e) => {
+                    // Registered below all the same, so that what other workers stored
+                    // is released with the futures rather than left behind.
+                    failure.get_or_insert(e);
+                    continue;
+                }
+            };
             let mut stored = Vec::new();
             for (i, answer) in idx.iter().zip(answers) {
                 match answer {
@@ -892,17 +1018,21 @@ impl Client {
                         let inline = (encoded[i].len() <= proto::INLINE_MAX).then(|| Arc::new(encoded[i].clone()));
                         Slot::Done { inline, holders }
                     }
-                    (None, why) => Slot::Erred(TaskError::new(
+                    (None, why) => Slot::Erred(Box::new(TaskError::new(
                         FailureKind::TooLarge,
                         "scatter",
                         why.unwrap_or_else(|| "no worker stored it".into()),
-                    )),
+                    ))),
                 };
                 s.slots.insert(*id, slot);
                 Future { handle: Arc::new(Handle { id: *id, client: self.inner.clone() }), _t: PhantomData }
             })
             .collect();
-        Ok(futs)
+        drop(s);
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(futs),
+        }
     }
 
     /// Waits until the first, or all, of `futures` have ended, or `timeout` passes.

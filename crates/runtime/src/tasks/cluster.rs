@@ -75,6 +75,7 @@ pub struct LocalClusterBuilder {
     timeout: Duration,
     scheduler: SchedulerConfig,
     heartbeat_timeout: Duration,
+    max_object: Option<u64>,
 }
 
 impl Default for LocalClusterBuilder {
@@ -89,6 +90,7 @@ impl Default for LocalClusterBuilder {
             timeout: Duration::from_secs(30),
             scheduler: SchedulerConfig::default(),
             heartbeat_timeout: Duration::from_secs(30),
+            max_object: None,
         }
     }
 }
@@ -133,6 +135,15 @@ impl LocalClusterBuilder {
         self
     }
 
+    /// The largest value (argument, result, scattered object) the driver and the
+    /// workers accept, in bytes (default: `CHORUS_MAX_OBJECT`, else half the machine's
+    /// memory). A larger one fails its own future with
+    /// [`FailureKind::TooLarge`](crate::tasks::FailureKind::TooLarge).
+    pub fn max_object(mut self, bytes: u64) -> Self {
+        self.max_object = Some(bytes);
+        self
+    }
+
     /// Start workers from this program and arguments instead of the current executable
     /// (for test harnesses and tools; the program must call [`worker_entry`]).
     pub fn worker_program(mut self, program: impl Into<PathBuf>, args: Vec<OsString>) -> Self {
@@ -153,7 +164,10 @@ impl LocalClusterBuilder {
             return Err(Error::Config("a local cluster needs at least one worker".into()));
         }
         let secret = Secret::generate()?;
-        let limits = Limits::get()?;
+        let mut limits = Limits::get()?;
+        if let Some(max) = self.max_object {
+            limits.max_object = max;
+        }
         let server = SchedulerServer::start(ServerConfig {
             listen: "127.0.0.1:0".into(),
             unix: true,
@@ -184,6 +198,7 @@ impl LocalClusterBuilder {
         for _ in 0..self.workers {
             let child = config
                 .command(&program, &args)
+                .env(crate::settings::MAX_OBJECT_ENV, limits.max_object.to_string())
                 .spawn()
                 .map_err(|source| Error::Spawn { rank: children.len(), program: program.display().to_string(), source })?;
             children.push(child);

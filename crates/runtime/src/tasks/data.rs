@@ -119,6 +119,7 @@ pub(crate) fn serve(
 }
 
 fn serve_conn(stream: Stream, store: &ObjectStore, limits: Limits) -> std::result::Result<(), WireError> {
+    stream.enlarge_buffers();
     let mut buf = Vec::new();
     let mut reader = BufReader::with_capacity(1 << 16, stream.try_clone()?);
     let mut writer = stream;
@@ -166,6 +167,11 @@ pub(crate) enum Fetched {
     /// It is larger than this process accepts; the message names the limit.
     TooLarge(String),
 }
+
+/// Objects to store on one data server: (id, bytes) each.
+pub(crate) type PutRequest<'a> = (DataAddress, Vec<(TaskId, &'a [u8])>);
+/// Each object's answer: stored, or the reason it was refused.
+pub(crate) type PutAnswers = Vec<std::result::Result<(), String>>;
 
 /// Open data connections to workers (and drivers), reused between transfers.
 pub(crate) struct DataPool {
@@ -229,8 +235,29 @@ impl DataPool {
         Ok(out)
     }
 
+    /// [`fetch`](DataPool::fetch) from several servers at once, one thread each.
+    pub(crate) fn fetch_from_each(&self, requests: &[(DataAddress, Vec<TaskId>)]) -> Vec<Result<Vec<Fetched>>> {
+        self.on_each(requests, |addr, ids| self.fetch(addr, ids))
+    }
+
+    /// [`put`](DataPool::put) to several servers at once, one thread each.
+    pub(crate) fn put_to_each(&self, requests: &[PutRequest<'_>]) -> Vec<Result<PutAnswers>> {
+        self.on_each(requests, |addr, objects| self.put(addr, objects))
+    }
+
+    /// Runs `f` for each request, in parallel when there are several.
+    fn on_each<Q: Sync, R: Send>(&self, requests: &[(DataAddress, Q)], f: impl Fn(&DataAddress, &Q) -> R + Sync) -> Vec<R> {
+        if requests.len() < 2 {
+            return requests.iter().map(|(a, q)| f(a, q)).collect();
+        }
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = requests.iter().map(|(a, q)| scope.spawn(|| f(a, q))).collect();
+            handles.into_iter().map(|h| h.join().expect("transfers do not panic")).collect()
+        })
+    }
+
     /// Stores objects on one data server; each gets `Ok` or the reason it was refused.
-    pub(crate) fn put(&self, addr: &DataAddress, objects: &[(TaskId, &[u8])]) -> Result<Vec<std::result::Result<(), String>>> {
+    pub(crate) fn put(&self, addr: &DataAddress, objects: &[(TaskId, &[u8])]) -> Result<PutAnswers> {
         let failed = |e: WireError| Error::Data { context: format!("sending data to {}", addr.tcp), source: e };
         let mut s = self.take(addr)?;
         let mut buf = Vec::new();

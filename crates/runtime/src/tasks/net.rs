@@ -34,6 +34,14 @@ impl Stream {
         })
     }
 
+    /// Asks for large socket buffers, for connections that carry object bytes.
+    pub(crate) fn enlarge_buffers(&self) {
+        match self {
+            Stream::Tcp(s) => chorus_comm::link::enlarge_buffers(socket2::SockRef::from(s)),
+            Stream::Unix(s) => chorus_comm::link::enlarge_buffers(socket2::SockRef::from(s)),
+        }
+    }
+
     /// Ends both directions, waking a thread blocked reading it.
     pub(crate) fn shutdown(&self) {
         let _ = match self {
@@ -153,7 +161,9 @@ pub(crate) fn connect_data(addr: &DataAddress, secret: &Secret, timeout: Duratio
         Some(path) if addr.host_key == chorus_comm::link::host_key() => format!("unix:{path}"),
         _ => addr.tcp.clone(),
     };
-    Ok(connect(&target, secret, crate::tasks::proto::kind::DATA, &check, timeout)?.0)
+    let (s, _) = connect(&target, secret, crate::tasks::proto::kind::DATA, &check, timeout)?;
+    s.enlarge_buffers();
+    Ok(s)
 }
 
 /// A TCP listener and, when possible, a Unix-socket listener beside it.

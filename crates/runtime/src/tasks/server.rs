@@ -325,12 +325,17 @@ impl Reader {
     }
 }
 
-/// Why a connection's reader stopped, as the scheduler reports it.
-fn closed_reason(e: &WireError) -> String {
+/// Why a connection's reader stopped, as the scheduler reports it; a broken protocol
+/// is also logged, naming `who`.
+fn closed_reason(who: &str, e: &WireError) -> String {
     match e {
         WireError::Closed => "closed its connection".into(),
         WireError::Io(e) => format!("connection failed: {e}"),
-        protocol => format!("broke the protocol ({protocol}); its connection was closed"),
+        protocol => {
+            let why = format!("broke the protocol ({protocol}); its connection was closed");
+            protocol_warning(who, &why);
+            why
+        }
     }
 }
 
@@ -344,8 +349,11 @@ fn serve_conn(stream: Stream, kind: u8, core: &CoreHandle, ids: Ids<'_>) {
         kind::WORKER => {
             let mut info = match reader.next::<FromWorker>(bytes_in) {
                 Ok(FromWorker::Register(info)) => info,
-                Ok(other) => return protocol_warning("a worker", &format!("it began with {other:?} instead of registering")),
-                Err(e) => return protocol_warning("a worker", &closed_reason(&e)),
+                Ok(other) => return protocol_warning("a worker", &format!("began with {other:?} instead of registering")),
+                Err(e) => {
+                    closed_reason("a worker", &e);
+                    return;
+                }
             };
             let id = WorkerId(next_worker.fetch_add(1, Ordering::Relaxed));
             info.id = id;
@@ -356,13 +364,17 @@ fn serve_conn(stream: Stream, kind: u8, core: &CoreHandle, ids: Ids<'_>) {
             core.send(Input::WorkerJoined(info, out));
             let reason = loop {
                 match reader.next::<FromWorker>(bytes_in) {
-                    Ok(FromWorker::Register(_)) => break "registered twice; its connection was closed".to_string(),
+                    Ok(FromWorker::Register(_)) => {
+                        let why = "registered twice; its connection was closed".to_string();
+                        protocol_warning(&id.to_string(), &why);
+                        break why;
+                    }
                     Ok(m) => {
                         if !core.send(Input::FromWorker(id, m)) {
                             return;
                         }
                     }
-                    Err(e) => break closed_reason(&e),
+                    Err(e) => break closed_reason(&id.to_string(), &e),
                 }
             };
             core.send(Input::WorkerClosed(id, reason));
@@ -370,26 +382,30 @@ fn serve_conn(stream: Stream, kind: u8, core: &CoreHandle, ids: Ids<'_>) {
         kind::CLIENT => {
             match reader.next::<FromClient>(bytes_in) {
                 Ok(FromClient::Register) => {}
-                Ok(other) => return protocol_warning("a client", &format!("it began with {other:?} instead of registering")),
-                Err(e) => return protocol_warning("a client", &closed_reason(&e)),
+                Ok(other) => return protocol_warning("a client", &format!("began with {other:?} instead of registering")),
+                Err(e) => {
+                    closed_reason("a client", &e);
+                    return;
+                }
             }
             let id = ClientId(next_client.fetch_add(1, Ordering::Relaxed));
             members.fetch_add(1, Ordering::Relaxed);
             core.send(Input::ClientJoined(id, Arc::new(RemoteSink(out.clone()))));
             let reason = loop {
                 match reader.next::<FromClient>(bytes_in) {
-                    Ok(FromClient::Register) => break "registered twice".to_string(),
+                    Ok(FromClient::Register) => {
+                        let why = "registered twice".to_string();
+                        protocol_warning(&id.to_string(), &why);
+                        break why;
+                    }
                     Ok(m) => {
                         if !core.send(Input::FromClient(id, m)) {
                             return;
                         }
                     }
-                    Err(e) => break closed_reason(&e),
+                    Err(e) => break closed_reason(&id.to_string(), &e),
                 }
             };
-            if !matches!(reason.as_str(), "closed its connection") {
-                protocol_warning(&id.to_string(), &reason);
-            }
             out.close(&reason);
             core.send(Input::ClientClosed(id));
         }
@@ -405,8 +421,10 @@ fn serve_conn(stream: Stream, kind: u8, core: &CoreHandle, ids: Ids<'_>) {
                         return;
                     }
                 }
-                Err(WireError::Closed) => return,
-                Err(e) => return protocol_warning("an observer", &closed_reason(&e)),
+                Err(e) => {
+                    closed_reason("an observer", &e);
+                    return;
+                }
             }
         },
         _ => {}

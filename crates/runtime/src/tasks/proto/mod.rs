@@ -134,8 +134,8 @@ pub enum ArgSlot {
         id: TaskId,
         /// Its encoded size.
         size: u64,
-        /// Where the driver serves it.
-        at: DataAddress,
+        /// Where the driver serves it (shared by every task of the driver).
+        at: Arc<DataAddress>,
     },
 }
 

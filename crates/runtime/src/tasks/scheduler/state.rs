@@ -5,6 +5,8 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use std::collections::{BTreeMap, BinaryHeap, HashSet, VecDeque};
 use std::sync::Arc;
 
+use smallvec::SmallVec;
+
 use crate::tasks::error::{FailureKind, TaskError};
 use crate::tasks::proto::{
     ClientId, ComputeTask, DepSource, Done, Failed, Finished, Instance, Status, TaskId, TaskKind, TaskSpec, ToClient,
@@ -29,7 +31,7 @@ enum State {
     /// as lineage.
     Released,
     /// Failed for good.
-    Erred(TaskError),
+    Erred(Box<TaskError>),
 }
 
 impl State {
@@ -45,7 +47,8 @@ struct Record {
     deps: Vec<TaskId>,
     dependents: FxHashSet<TaskId>,
     state: State,
-    who_has: Vec<WorkerId>,
+    /// Inline for the usual one or two holders: no allocation per result.
+    who_has: SmallVec<[WorkerId; 2]>,
     size: u64,
     inline: Option<Arc<Vec<u8>>>,
     owner: ClientId,
@@ -170,22 +173,7 @@ impl Scheduler {
             Event::ClientJoined(client) => {
                 self.clients.insert(client);
             }
-            Event::ClientLeft(client) => {
-                self.clients.remove(&client);
-                let held: Vec<TaskId> = self
-                    .tasks
-                    .iter()
-                    .filter(|(_, r)| r.owner == client && r.client_refs > 0)
-                    .map(|(id, _)| *id)
-                    .collect();
-                for id in held {
-                    if let Some(r) = self.tasks.get_mut(&id) {
-                        r.client_refs = 0;
-                    }
-                    self.maybe_release(id);
-                }
-                self.out.clients.remove(&client);
-            }
+            Event::ClientLeft(client) => self.client_left(client),
             Event::Finished { worker, results } => {
                 for f in results {
                     self.finished(worker, f);
@@ -322,7 +310,7 @@ impl Scheduler {
                 deps: deps.clone(),
                 dependents: FxHashSet::default(),
                 state: State::Released,
-                who_has: Vec::new(),
+                who_has: SmallVec::new(),
                 size: 0,
                 inline: None,
                 owner: client,
@@ -345,7 +333,7 @@ impl Scheduler {
                     ),
                 );
                 record.deps.clear();
-                record.state = State::Erred(e.clone());
+                record.state = State::Erred(Box::new(e.clone()));
                 self.tasks.insert(id, record);
                 self.notify_erred(id, e);
                 continue;
@@ -356,6 +344,38 @@ impl Scheduler {
             self.tasks.insert(id, record);
             self.recompute(id);
         }
+    }
+
+    /// A client is gone: nobody can ask for its results any more, so its unfinished
+    /// tasks are cancelled (freeing the workers for other clients) and everything it
+    /// held is released.
+    fn client_left(&mut self, client: ClientId) {
+        self.clients.remove(&client);
+        let mut active = Vec::new();
+        let mut held = Vec::new();
+        for (id, r) in &self.tasks {
+            if r.owner == client {
+                if r.state.is_active() {
+                    active.push(*id);
+                }
+                if r.client_refs > 0 {
+                    held.push(*id);
+                }
+            }
+        }
+        for id in active {
+            if self.tasks.get(&id).is_some_and(|r| r.state.is_active()) {
+                let e = TaskError::new(FailureKind::Cancelled, self.tasks[&id].name(), format!("{client} left"));
+                self.fail_for_good(id, e);
+            }
+        }
+        for id in held {
+            if let Some(r) = self.tasks.get_mut(&id) {
+                r.client_refs = 0;
+            }
+            self.maybe_release(id);
+        }
+        self.out.clients.remove(&client);
     }
 
     fn cancel(&mut self, ids: Vec<TaskId>) {
@@ -384,7 +404,7 @@ impl Scheduler {
                 deps: Vec::new(),
                 dependents: FxHashSet::default(),
                 state: State::Memory,
-                who_has: vec![worker],
+                who_has: smallvec::smallvec![worker],
                 size,
                 inline: None,
                 owner: client,
@@ -404,7 +424,7 @@ impl Scheduler {
                     "scatter",
                     format!("{worker} left before the scattered data was registered"),
                 );
-                r.state = State::Erred(e.clone());
+                r.state = State::Erred(Box::new(e.clone()));
                 r.who_has.clear();
                 self.tasks.insert(id, r);
                 self.notify_erred(id, e);
@@ -442,7 +462,7 @@ impl Scheduler {
         self.avg_micros = 0.9 * self.avg_micros + 0.1 * (f.micros as f64).max(1.0);
         let r = self.tasks.get_mut(&id).expect("present");
         r.state = State::Memory;
-        r.who_has = vec![worker];
+        r.who_has = smallvec::smallvec![worker];
         r.size = f.size;
         r.inline = f.inline;
         let (client_refs, is_actor) =
@@ -577,7 +597,7 @@ impl Scheduler {
             }
             let deps = r.deps.clone();
             if let Some(e) = deps.iter().find_map(|d| match &self.tasks[d].state {
-                State::Erred(e) => Some(e.clone()),
+                State::Erred(e) => Some((**e).clone()),
                 _ => None,
             }) {
                 let e = e.through_dependency(self.tasks[&x].name());
@@ -673,7 +693,7 @@ impl Scheduler {
                 DepSource {
                     id: *d,
                     inline: dr.inline.clone(),
-                    holders: if dr.inline.is_some() { Vec::new() } else { dr.who_has.clone() },
+                    holders: if dr.inline.is_some() { Vec::new() } else { dr.who_has.to_vec() },
                 }
             })
             .collect();
@@ -709,7 +729,7 @@ impl Scheduler {
                 self.out.other.push((w, ToWorker::Cancel(vec![id])));
             }
             let r = self.tasks.get_mut(&id).expect("present");
-            r.state = State::Erred(e.clone());
+            r.state = State::Erred(Box::new(e.clone()));
             let dependents: Vec<TaskId> = r.dependents.iter().copied().collect();
             let refs = r.client_refs;
             let actor = match r.spec.as_ref().map(|s| &s.kind) {
@@ -812,7 +832,9 @@ impl Scheduler {
 
     fn notify_done(&mut self, id: TaskId) {
         let r = &self.tasks[&id];
-        let done = Done { id, inline: r.inline.clone(), holders: r.who_has.clone() };
+        // A result that travels inline needs no holders: no allocation for them.
+        let holders = if r.inline.is_some() { Vec::new() } else { r.who_has.to_vec() };
+        let done = Done { id, inline: r.inline.clone(), holders };
         let msgs = self.out.clients.entry(r.owner).or_default();
         match msgs.last_mut() {
             Some(ToClient::Done(batch)) => batch.push(done),

@@ -253,3 +253,19 @@ fn priorities_order_the_central_queue() {
     s.handle(Event::Submit { client: C, tasks });
     assert_eq!(out(&mut s).compute, vec![(1, 4), (1, 1)]);
 }
+
+#[test]
+fn a_client_that_leaves_has_its_unfinished_tasks_cancelled_and_its_results_freed() {
+    let mut s = two_workers();
+    s.handle(Event::Submit { client: C, tasks: (1..=20).map(|i| task(i, &[])).collect() });
+    let o = out(&mut s);
+    let (w, first) = o.compute[0];
+    s.handle(Event::Finished { worker: WorkerId(w), results: vec![done(first, 100)] });
+    out(&mut s);
+    s.handle(Event::ClientLeft(C));
+    let o = out(&mut s);
+    assert!(o.compute.is_empty(), "nothing more is started for a client that left: {o:?}");
+    assert_eq!(o.delete, vec![(w, first)], "its finished result is freed");
+    assert!(o.erred.is_empty() && o.done.is_empty(), "nobody is left to tell");
+    assert_eq!(s.task_count(), 0, "nothing of it is kept");
+}
