@@ -31,27 +31,27 @@
 #![warn(missing_docs)]
 
 pub use chorus_comm::{Max, Min, Pod, Prod, ReduceOp, Secret, Sum, World};
-pub use chorus_runtime::{init, WorldBuilder};
+pub use chorus_launch::{init, WorldBuilder};
 
 pub use chorus_macros::{actor, main, remote, spmd};
-pub use chorus_runtime::tasks::{
-    Actor, Arg, AsCompleted, Client, ClusterFile, FailureKind, Future, IntoArgs, LocalCluster, LocalClusterBuilder,
+pub use chorus_tasks::{
+    Actor, Arg, AsCompleted, Client, ClusterFile, ErrorKind, FailureKind, Future, IntoArgs, LocalCluster, LocalClusterBuilder,
     PodVec, TaskError, TaskId, TaskOptions, WaitFor, WorkerId, WorkerInfo,
 };
 
 /// The task layer in full (scheduler state machine, protocol, worker entry points).
 pub mod tasks {
-    pub use chorus_runtime::tasks::*;
+    pub use chorus_tasks::*;
 }
 
 /// What the attribute macros expand to. Not a stable API.
 #[doc(hidden)]
 pub mod __private {
-    pub use chorus_runtime::tasks::registry::{
+    pub use chorus_tasks::registry::{
         check_arity, decode_arg, encode_result, ActorClass, ActorEntry, Fault, FunctionEntry, MethodEntry,
         RemoteFunction, SpmdEntry, SpmdFunction,
     };
-    pub use chorus_runtime::tasks::worker_entry;
+    pub use chorus_tasks::worker_entry;
     pub use inventory;
 }
 
@@ -64,7 +64,7 @@ pub mod frame {
 }
 
 /// Errors of every chorus layer.
-pub use chorus_runtime::Error;
+pub use chorus_tasks::Error;
 /// Errors of the communication layer, returned by [`World`]'s methods; they convert into
 /// [`Error`] with `?`.
 pub use chorus_comm::Error as CommError;
@@ -74,12 +74,12 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Settings read from the environment (`CHORUS_MAX_OBJECT`, `CHORUS_SEND_BUDGET`, …).
 pub mod settings {
-    pub use chorus_runtime::settings::*;
+    pub use chorus_tasks::settings::*;
 }
 
 /// Launch-level building blocks (job specs, outcomes, environment detection).
 pub mod launch {
-    pub use chorus_runtime::launch::*;
+    pub use chorus_launch::*;
 }
 
 /// Wire-level building blocks (frames, handshake, rendezvous), for tools built on chorus.

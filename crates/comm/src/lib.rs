@@ -12,12 +12,13 @@
 //! - [`World`]: the full mesh among ranks and the collectives (barrier, bcast, gatherv,
 //!   scatterv, allgatherv, reduce, allreduce, alltoallv) and tagged send/recv.
 //!
-//! The crate knows nothing of tasks or launchers: `chorus-runtime` decides how processes
+//! The crate knows nothing of tasks or launchers: `chorus-launch` decides how processes
 //! are started and fills in a [`WorldConfig`].
 
 #![warn(missing_docs)]
 
 pub mod diag;
+pub mod settings;
 mod error;
 pub mod fingerprint;
 pub mod frame;

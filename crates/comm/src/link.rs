@@ -30,13 +30,9 @@ pub enum TransportPreference {
 }
 
 impl TransportPreference {
-    /// Reads `CHORUS_TRANSPORT`.
+    /// `CHORUS_TRANSPORT`, from [`settings`](crate::settings::settings).
     pub fn from_env() -> Result<Self> {
-        match std::env::var("CHORUS_TRANSPORT").as_deref() {
-            Err(_) | Ok("") | Ok("auto") | Ok("unix") => Ok(Self::Auto),
-            Ok("tcp") => Ok(Self::Tcp),
-            Ok(other) => Err(Error::Config(format!("CHORUS_TRANSPORT={other:?}: expected auto, unix or tcp"))),
-        }
+        Ok(crate::settings::settings()?.transport)
     }
 }
 

@@ -94,13 +94,14 @@ impl Secret {
     /// The secret named by the environment: `CHORUS_SECRET`, else `CHORUS_SECRET_FILE`,
     /// else `None`.
     pub fn from_env() -> Result<Option<Secret>> {
-        if let Ok(hex) = std::env::var(SECRET_ENV) {
-            return Secret::from_hex(&hex)
+        let s = crate::settings::settings()?;
+        if let Some(hex) = &s.secret_hex {
+            return Secret::from_hex(hex)
                 .map(Some)
                 .map_err(|_| Error::Config(format!("{SECRET_ENV} must be 64 hex digits")));
         }
-        if let Some(path) = std::env::var_os(SECRET_FILE_ENV) {
-            return Secret::read_file(Path::new(&path)).map(Some);
+        if let Some(path) = &s.secret_file {
+            return Secret::read_file(path).map(Some);
         }
         Ok(None)
     }

@@ -12,7 +12,7 @@ use datafusion::arrow::ipc::writer::StreamWriter;
 use datafusion::execution::context::SessionContext;
 use datafusion::prelude::{CsvReadOptions, ParquetReadOptions, SessionConfig};
 
-use chorus_runtime::tasks::Client;
+use chorus_tasks::Client;
 
 use crate::query::{Backend, Engine};
 use crate::{DataFrame, Error, Result};
@@ -132,7 +132,7 @@ impl Context {
     ///
     /// ```no_run
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let cluster = chorus_runtime::tasks::LocalCluster::builder().workers(2).start()?;
+    /// let cluster = chorus_tasks::LocalCluster::builder().workers(2).start()?;
     /// let ctx = chorus_frame::Context::on_cluster(&cluster.client())?;
     /// let n = ctx.sql("SELECT count(*) FROM 'data/purchases_1m.csv'")?.collect()?;
     /// # Ok(())
@@ -146,7 +146,7 @@ impl Context {
     pub fn on_cluster_with_options(client: &Client, options: FrameOptions) -> Result<Context> {
         let workers = client.workers().len();
         if workers == 0 {
-            return Err(Error::Cluster("the cluster has no workers to run queries".into()));
+            return Err(Error::Cluster(chorus_tasks::Error::NoWorkers { operation: "run queries".into() }));
         }
         Context::build(Backend::Driver { client: client.clone(), workers }, workers, options)
     }
@@ -154,11 +154,9 @@ impl Context {
     fn build(backend: Backend, size: usize, options: FrameOptions) -> Result<Context> {
         let threads = match options.threads_per_rank {
             Some(n) => n.max(1),
-            None => match std::env::var("CHORUS_FRAME_THREADS") {
-                Ok(v) => v.trim().parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
-                    Error::InvalidArgument(format!("CHORUS_FRAME_THREADS={v:?} is not a positive whole number"))
-                })?,
-                Err(_) => {
+            None => match chorus_comm::settings::settings().map_err(|e| Error::InvalidArgument(e.to_string()))?.frame_threads {
+                Some(n) => n,
+                None => {
                     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
                     (cores / size).max(1)
                 }

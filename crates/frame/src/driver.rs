@@ -9,8 +9,8 @@ use std::io::Cursor;
 use std::sync::Arc;
 
 use chorus_comm::World;
-use chorus_runtime::tasks::registry::{decode_arg, encode_result, Encoded, Fault, SpmdEntry, SpmdFunction};
-use chorus_runtime::tasks::{Client, FailureKind};
+use chorus_tasks::registry::{decode_arg, encode_result, Encoded, Fault, SpmdEntry, SpmdFunction};
+use chorus_tasks::{Client, FailureKind};
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::ipc::reader::StreamReader;
 use datafusion::arrow::ipc::writer::StreamWriter;
@@ -99,7 +99,7 @@ fn run_plan(world: &Arc<World>, args: &[&[u8]]) -> Encoded {
     })()
     .map_err(fault)?;
     drop(ctx);
-    encode_result(&reply)
+    encode_result(reply)
 }
 
 fn paths(written: Vec<std::path::PathBuf>) -> Vec<String> {
@@ -150,7 +150,7 @@ pub(crate) fn run(client: &Client, options: &FrameOptions, threads: usize, df: &
         settings,
         action,
     };
-    client.spmd(RunPlan, (request,)).map_err(|e| Error::Cluster(e.to_string()))
+    client.spmd(RunPlan, (request,)).map_err(Error::Cluster)
 }
 
 /// The whole result of `df`, computed by the workers.
@@ -158,7 +158,7 @@ pub(crate) fn collect(client: &Client, options: &FrameOptions, threads: usize, d
     let replies = run(client, options, threads, df, Action::Collect)?;
     match replies.first() {
         Some(Reply::Batches(bytes)) => decode_batches(bytes),
-        _ => Err(Error::Cluster("rank 0 of the query job sent no result".into())),
+        _ => Err(Error::NoResult("rank 0 of the query job sent no result".into())),
     }
 }
 

@@ -23,9 +23,12 @@ pub enum Error {
     #[error(transparent)]
     Comm(#[from] chorus_comm::Error),
     /// The cluster could not run the query (from a driver): no workers, a worker lost,
-    /// or the query failed there (the message says which rank and why).
+    /// or the query failed there; the source says which rank and why.
     #[error("the cluster could not run the query: {0}")]
-    Cluster(String),
+    Cluster(#[source] chorus_tasks::Error),
+    /// The query job ended without rank 0's result.
+    #[error("the cluster could not run the query: {0}")]
+    NoResult(String),
     /// An argument to a chorus-frame call is unusable.
     #[error("{0}")]
     InvalidArgument(String),

@@ -18,7 +18,7 @@ use crate::exchange::{ExchangeStats, Loc, QueryRun};
 use crate::plan::{distribute, DistributedPlan, ResultOn};
 use crate::sort;
 use crate::{Error, FrameOptions, Result};
-use chorus_runtime::tasks::Client;
+use chorus_tasks::Client;
 
 type DfResult<T> = datafusion::common::Result<T>;
 
@@ -260,7 +260,7 @@ fn flatten<T>(joined: Result<DfResult<T>, tokio::task::JoinError>) -> DfResult<T
     match joined {
         Ok(result) => result,
         Err(e) if e.is_panic() => {
-            let message = chorus_runtime::panic_message(e.into_panic().as_ref());
+            let message = chorus_tasks::panic_message(e.into_panic().as_ref());
             Err(datafusion::error::DataFusionError::Execution(format!("a query task panicked: {message}")))
         }
         Err(e) => Err(datafusion::error::DataFusionError::External(Box::new(e))),

@@ -136,8 +136,12 @@ fn standing_cluster_from_the_cli_serves_a_connected_client() {
     assert_eq!(text.lines().count(), 4, "a header and one line per worker: {text}");
 
     // A driver without the secret is refused, and says why.
-    let e = Client::connect_with_secret(&cluster.address, Secret::generate().unwrap()).unwrap_err().to_string();
-    assert!(e.contains("wrong secret"), "{e}");
+    let e = Client::connect_with_secret(&cluster.address, Secret::generate().unwrap()).unwrap_err();
+    assert!(
+        matches!(&e, chorus::Error::Comm(chorus::CommError::Refused { refusal: chorus::comm::Refusal::WrongSecret, .. })),
+        "{e}"
+    );
+    assert!(e.to_string().contains("wrong secret"), "and says so: {e}");
     // The cluster still serves the first client.
     assert_eq!(client.submit(square, (12,)).result().unwrap(), 144);
 }

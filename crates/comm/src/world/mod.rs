@@ -61,12 +61,12 @@ impl Spin {
     /// The measured best (`bench/collectives`): with at least one core per rank on this
     /// host, poll for 50 µs; with more ranks than cores, poll for 200 µs yielding the core
     /// between polls. `CHORUS_SPIN_US` overrides the duration.
-    pub fn auto(ranks_on_this_host: usize) -> Spin {
+    pub fn auto(ranks_on_this_host: usize) -> Result<Spin> {
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         let shared_cores = ranks_on_this_host > cores;
         let default = if shared_cores { 200 } else { 50 };
-        let us = std::env::var("CHORUS_SPIN_US").ok().and_then(|v| v.trim().parse().ok()).unwrap_or(default);
-        Spin { duration: Duration::from_micros(us), yield_cpu: shared_cores }
+        let us = crate::settings::settings()?.spin_us.unwrap_or(default);
+        Ok(Spin { duration: Duration::from_micros(us), yield_cpu: shared_cores })
     }
 }
 
@@ -181,6 +181,8 @@ impl World {
         if config.size == 0 || config.rank >= config.size {
             return Err(Error::Config(format!("rank {} is not within a job of {} ranks", config.rank, config.size)));
         }
+        // A bad setting fails here, before any other rank waits for this one.
+        crate::settings::settings()?;
         if config.size == 1 {
             return Ok(World::single());
         }
@@ -215,7 +217,10 @@ impl World {
             Ok((links, local))
         })?;
         let (links, ranks_on_this_host) = links;
-        let spin = config.spin.unwrap_or_else(|| Spin::auto(ranks_on_this_host));
+        let spin = match config.spin {
+            Some(s) => s,
+            None => Spin::auto(ranks_on_this_host)?,
+        };
         let core = {
             let _guard = runtime.enter();
             Core::start(config.rank, links, config.warn_after, spin)

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use chorus_frame::prelude::*;
 use chorus_frame::{Context, CsvOptions};
-use chorus_runtime::tasks::LocalCluster;
+use chorus_tasks::LocalCluster;
 
 use crate::frame_purchases::{api_queries, purchases_file, SQL_QUERIES};
 use crate::support::{on_ranks, rows};

@@ -13,6 +13,6 @@ mod support;
 #[test]
 #[ignore = "run by the tests as their worker processes"]
 fn worker_process() {
-    chorus_runtime::tasks::worker_entry();
+    chorus_tasks::worker_entry();
     panic!("worker_process runs only as a worker started by a test cluster");
 }

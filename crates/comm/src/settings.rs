@@ -1,0 +1,261 @@
+//! Every `CHORUS_*` environment variable, read once and checked in one place.
+//!
+//! [`settings()`] reads them all the first time it is called and keeps the result for
+//! the life of the process; every layer (transport, launch, tasks, frames) takes its
+//! settings from there. A value that does not parse is an error that names the variable,
+//! the value and what is accepted — never silently replaced by a default. [`VARIABLES`]
+//! lists them with their meaning; the README's table is that list.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use crate::link::TransportPreference;
+use crate::{Error, Result};
+
+/// The settings of this process (see the module documentation).
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// `CHORUS_PROCS`: processes for a program started directly (at least 1).
+    pub procs: Option<usize>,
+    /// `CHORUS_RANK`: this process's rank, set by `chorus run` and self-spawn.
+    pub rank: Option<usize>,
+    /// `CHORUS_SIZE`: the job's size, set with `CHORUS_RANK`.
+    pub size: Option<usize>,
+    /// `CHORUS_COORDINATOR`: `host:port` where rank 0 serves the rendezvous.
+    pub coordinator: Option<String>,
+    /// `CHORUS_SECRET`: the job or cluster secret, 64 hex digits (checked here).
+    pub secret_hex: Option<String>,
+    /// `CHORUS_SECRET_FILE`: a 0600 file holding the secret.
+    pub secret_file: Option<PathBuf>,
+    /// `CHORUS_TRANSPORT`: `auto` (Unix sockets between ranks on one host, TCP
+    /// otherwise), `unix` (the same) or `tcp` (TCP everywhere).
+    pub transport: TransportPreference,
+    /// `CHORUS_CONNECT_TIMEOUT`: how long ranks wait for each other at start-up.
+    pub connect_timeout: Option<Duration>,
+    /// `CHORUS_WARN_AFTER`: a call waiting this long logs whom it waits for.
+    pub warn_after: Option<Duration>,
+    /// `CHORUS_SPIN_US`: how long a waiting call polls before it sleeps, in µs.
+    pub spin_us: Option<u64>,
+    /// `CHORUS_MAX_OBJECT`: the largest value a process accepts, in bytes.
+    pub max_object: Option<u64>,
+    /// `CHORUS_SEND_BUDGET`: bytes the scheduler queues for a peer that does not read.
+    pub send_budget: Option<u64>,
+    /// `CHORUS_FRAME_THREADS`: query threads per rank for DataFrames (at least 1).
+    pub frame_threads: Option<usize>,
+    /// The `CHORUS_WORKER_*` variables a cluster starts its worker processes with.
+    pub worker: WorkerSettings,
+}
+
+/// What a cluster tells the worker processes it starts.
+#[derive(Debug, Clone, Default)]
+pub struct WorkerSettings {
+    /// `CHORUS_WORKER_SCHEDULER`: the scheduler's address; its presence makes
+    /// `#[chorus::main]` run the worker loop instead of the program.
+    pub scheduler: Option<String>,
+    /// `CHORUS_WORKER_NTHREADS`: threads that run tasks (at least 1).
+    pub nthreads: Option<u32>,
+    /// `CHORUS_WORKER_MEMORY_LIMIT`: bytes; above 80% of it no task starts.
+    pub memory_limit: Option<u64>,
+    /// `CHORUS_WORKER_RESOURCES`: custom resources, `NAME=AMOUNT,…` (parsed by the task
+    /// layer).
+    pub resources: Option<String>,
+    /// `CHORUS_WORKER_LISTEN`: the IP address the worker's data server binds.
+    pub listen: Option<String>,
+}
+
+/// Every variable: its name and what it sets.
+pub const VARIABLES: &[(&str, &str)] = &[
+    ("CHORUS_PROCS", "processes for a program started directly (overrides `WorldBuilder::procs`)"),
+    ("CHORUS_RANK", "this process's rank; set by `chorus run` and self-spawn"),
+    ("CHORUS_SIZE", "the job's size; set by `chorus run` and self-spawn"),
+    ("CHORUS_COORDINATOR", "`HOST:PORT` where rank 0 serves the rendezvous (under `mpiexec`/`srun`)"),
+    ("CHORUS_SECRET", "the job or cluster secret, 64 hex digits"),
+    ("CHORUS_SECRET_FILE", "a 0600 file holding the secret"),
+    ("CHORUS_TRANSPORT", "`auto` (default: Unix sockets between ranks on one host), `unix`, or `tcp` everywhere"),
+    ("CHORUS_CONNECT_TIMEOUT", "seconds ranks wait for each other at start-up (60)"),
+    ("CHORUS_WARN_AFTER", "seconds a call waits before it logs whom it waits for (60)"),
+    ("CHORUS_SPIN_US", "microseconds a waiting call polls before it sleeps (50, or 200 when ranks share cores)"),
+    ("CHORUS_MAX_OBJECT", "the largest value (argument, result, scattered object) a process accepts; a size (half the memory)"),
+    ("CHORUS_SEND_BUDGET", "bytes the scheduler queues for a peer that stops reading before it drops it; a size (256MiB)"),
+    ("CHORUS_FRAME_THREADS", "DataFrame query threads per rank (the cores divided among the ranks)"),
+    ("CHORUS_WORKER_SCHEDULER", "set by clusters for their workers: the scheduler's address"),
+    ("CHORUS_WORKER_NTHREADS", "set by clusters for their workers: threads that run tasks"),
+    ("CHORUS_WORKER_MEMORY_LIMIT", "set by clusters for their workers: memory limit in bytes"),
+    ("CHORUS_WORKER_RESOURCES", "set by clusters for their workers: `NAME=AMOUNT,…`"),
+    ("CHORUS_WORKER_LISTEN", "set by clusters for their workers: the IP their data server binds"),
+];
+
+/// The settings of this process, read from the environment the first time.
+pub fn settings() -> Result<&'static Settings> {
+    static SETTINGS: OnceLock<std::result::Result<Settings, String>> = OnceLock::new();
+    SETTINGS
+        .get_or_init(|| Settings::from_env().map_err(|e| e.to_string()))
+        .as_ref()
+        .map_err(|e| Error::Config(e.clone()))
+}
+
+impl Settings {
+    /// Reads and checks every variable now (see [`settings()`] for the kept copy).
+    pub fn from_env() -> Result<Settings> {
+        Settings::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the variables through `get` (the environment, or a table in tests).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Settings> {
+        let get = |name: &str| get(name).filter(|v| !v.trim().is_empty());
+        let count = |name: &str| get(name).map(|v| parse_count(name, &v)).transpose();
+        let seconds = |name: &str| get(name).map(|v| parse_seconds(name, &v)).transpose();
+        let size = |name: &str| get(name).map(|v| parse_size(name, &v)).transpose();
+        let secret_hex = get("CHORUS_SECRET");
+        if let Some(hex) = &secret_hex {
+            let h = hex.trim();
+            if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(invalid("CHORUS_SECRET", "<hidden>", "64 hex digits (`chorus` makes one per job or cluster)"));
+            }
+        }
+        let transport = match get("CHORUS_TRANSPORT").as_deref().map(str::trim) {
+            None | Some("auto") | Some("unix") => TransportPreference::Auto,
+            Some("tcp") => TransportPreference::Tcp,
+            Some(other) => return Err(invalid("CHORUS_TRANSPORT", other, "auto, unix or tcp")),
+        };
+        let procs = count("CHORUS_PROCS")?;
+        let rank = get("CHORUS_RANK").map(|v| parse_index("CHORUS_RANK", &v)).transpose()?;
+        let spin_us = get("CHORUS_SPIN_US")
+            .map(|v| v.trim().parse::<u64>().map_err(|_| invalid("CHORUS_SPIN_US", &v, "a whole number of microseconds")))
+            .transpose()?;
+        let nthreads = count("CHORUS_WORKER_NTHREADS")?
+            .map(|n| u32::try_from(n).map_err(|_| invalid("CHORUS_WORKER_NTHREADS", &n.to_string(), "at most 4294967295")))
+            .transpose()?;
+        let memory_limit = get("CHORUS_WORKER_MEMORY_LIMIT")
+            .map(|v| v.trim().parse::<u64>().map_err(|_| invalid("CHORUS_WORKER_MEMORY_LIMIT", &v, "a number of bytes (0 for none)")))
+            .transpose()?;
+        Ok(Settings {
+            procs,
+            rank,
+            size: count("CHORUS_SIZE")?,
+            coordinator: get("CHORUS_COORDINATOR"),
+            secret_hex,
+            secret_file: get("CHORUS_SECRET_FILE").map(PathBuf::from),
+            transport,
+            connect_timeout: seconds("CHORUS_CONNECT_TIMEOUT")?,
+            warn_after: seconds("CHORUS_WARN_AFTER")?,
+            spin_us,
+            max_object: size("CHORUS_MAX_OBJECT")?,
+            send_budget: size("CHORUS_SEND_BUDGET")?,
+            frame_threads: count("CHORUS_FRAME_THREADS")?,
+            worker: WorkerSettings {
+                scheduler: get("CHORUS_WORKER_SCHEDULER"),
+                nthreads,
+                memory_limit,
+                resources: get("CHORUS_WORKER_RESOURCES"),
+                listen: get("CHORUS_WORKER_LISTEN"),
+            },
+        })
+    }
+}
+
+fn invalid(name: &str, value: &str, accepted: &str) -> Error {
+    Error::Config(format!("{name}={value:?} is not valid: expected {accepted}"))
+}
+
+/// A positive whole number.
+fn parse_count(name: &str, value: &str) -> Result<usize> {
+    value.trim().parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| invalid(name, value, "a positive whole number"))
+}
+
+/// A whole number from 0.
+fn parse_index(name: &str, value: &str) -> Result<usize> {
+    value.trim().parse::<usize>().map_err(|_| invalid(name, value, "a whole number"))
+}
+
+/// A positive number of seconds, fractions allowed.
+fn parse_seconds(name: &str, value: &str) -> Result<Duration> {
+    value
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s > 0.0 && *s < 1e9)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| invalid(name, value, "a positive number of seconds"))
+}
+
+/// Parses `123`, `64MiB`, `1.5GB`, `500k` (k, M, G, T are powers of 1000, with `B` or
+/// alone; Ki, Mi, Gi, Ti powers of 1024).
+pub fn parse_size(name: &str, value: &str) -> Result<u64> {
+    let v = value.trim();
+    let split = v.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(v.len());
+    let (num, unit) = v.split_at(split);
+    let scale: f64 = match unit.trim() {
+        "" | "B" => 1.0,
+        "k" | "kB" | "K" | "KB" => 1e3,
+        "M" | "MB" => 1e6,
+        "G" | "GB" => 1e9,
+        "T" | "TB" => 1e12,
+        "Ki" | "KiB" => 1024.0,
+        "Mi" | "MiB" => 1048576.0,
+        "Gi" | "GiB" => 1073741824.0,
+        "Ti" | "TiB" => 1099511627776.0,
+        _ => f64::NAN,
+    };
+    let n: f64 = num.parse().unwrap_or(f64::NAN) * scale;
+    if n.is_finite() && n >= 1.0 && n < u64::MAX as f64 {
+        Ok(n as u64)
+    } else {
+        Err(invalid(name, value, "a size in bytes, optionally with a unit (64MiB, 2GiB, 500kB)"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(vars: &[(&str, &str)]) -> Result<Settings> {
+        Settings::from_lookup(|name| vars.iter().find(|(n, _)| *n == name).map(|(_, v)| v.to_string()))
+    }
+
+    #[test]
+    fn good_values_parse_and_unset_ones_are_none() {
+        let s = with(&[
+            ("CHORUS_PROCS", "4"),
+            ("CHORUS_CONNECT_TIMEOUT", "2.5"),
+            ("CHORUS_MAX_OBJECT", "64MiB"),
+            ("CHORUS_TRANSPORT", "tcp"),
+            ("CHORUS_SPIN_US", "0"),
+        ])
+        .unwrap();
+        assert_eq!(s.procs, Some(4));
+        assert_eq!(s.connect_timeout, Some(Duration::from_millis(2500)));
+        assert_eq!(s.max_object, Some(64 << 20));
+        assert_eq!(s.transport, TransportPreference::Tcp);
+        assert_eq!(s.spin_us, Some(0));
+        assert!(s.send_budget.is_none() && s.coordinator.is_none() && s.worker.scheduler.is_none());
+        assert_eq!(parse_size("X", "1.5GB").unwrap(), 1_500_000_000);
+        assert_eq!(parse_size("X", " 2 GiB ").unwrap(), 2 << 30);
+    }
+
+    /// `CHORUS_SPIN_US=abc` and a bad worker transport used to be ignored silently.
+    #[test]
+    fn bad_values_are_errors_that_name_the_variable_the_value_and_what_is_accepted() {
+        for (name, value, accepted) in [
+            ("CHORUS_SPIN_US", "abc", "microseconds"),
+            ("CHORUS_TRANSPORT", "ib", "auto, unix or tcp"),
+            ("CHORUS_PROCS", "0", "positive whole number"),
+            ("CHORUS_PROCS", "many", "positive whole number"),
+            ("CHORUS_CONNECT_TIMEOUT", "-1", "seconds"),
+            ("CHORUS_MAX_OBJECT", "12 parsecs", "64MiB"),
+            ("CHORUS_MAX_OBJECT", "0", "a size"),
+            ("CHORUS_SECRET", "abc", "64 hex digits"),
+            ("CHORUS_FRAME_THREADS", "0", "positive whole number"),
+            ("CHORUS_WORKER_MEMORY_LIMIT", "lots", "bytes"),
+        ] {
+            let e = with(&[(name, value)]).unwrap_err().to_string();
+            assert!(e.contains(name) && e.contains(accepted), "{name}={value}: {e}");
+            if name != "CHORUS_SECRET" {
+                assert!(e.contains(value), "{e}");
+            }
+        }
+        let e = with(&[("CHORUS_SECRET", "00ff")]).unwrap_err().to_string();
+        assert!(!e.contains("00ff"), "a secret is never printed: {e}");
+    }
+}

@@ -1,0 +1,298 @@
+//! Authenticated blocking connections for the task layer.
+//!
+//! Connections are made and accepted with the handshake of `chorus-comm` (cluster
+//! secret, protocol version, roles), run on a small tokio runtime, and then used as plain
+//! blocking sockets: one reader thread per connection and direct writes keep a message's
+//! path free of executor hand-offs.
+
+use std::io::{self, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chorus_comm::fingerprint::Fingerprint;
+use chorus_comm::link::SocketDir;
+use chorus_comm::handshake::{handshake, Hello, Role};
+use chorus_comm::{Refusal, Secret};
+
+use crate::proto::DataAddress;
+use crate::{Error, Result};
+
+/// A connected socket of either family.
+#[derive(Debug)]
+pub(crate) enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Stream {
+    pub(crate) fn try_clone(&self) -> io::Result<Stream> {
+        Ok(match self {
+            Stream::Tcp(s) => Stream::Tcp(s.try_clone()?),
+            Stream::Unix(s) => Stream::Unix(s.try_clone()?),
+        })
+    }
+
+    /// Asks for large socket buffers, for connections that carry object bytes.
+    pub(crate) fn enlarge_buffers(&self) {
+        match self {
+            Stream::Tcp(s) => chorus_comm::link::enlarge_buffers(socket2::SockRef::from(s)),
+            Stream::Unix(s) => chorus_comm::link::enlarge_buffers(socket2::SockRef::from(s)),
+        }
+    }
+
+    /// Ends both directions, waking a thread blocked reading it.
+    pub(crate) fn shutdown(&self) {
+        let _ = match self {
+            Stream::Tcp(s) => s.shutdown(std::net::Shutdown::Both),
+            Stream::Unix(s) => s.shutdown(std::net::Shutdown::Both),
+        };
+    }
+
+    /// Back to blocking mode after the handshake, with a bound on how long a write may
+    /// block before the peer is considered gone.
+    fn into_blocking(self) -> io::Result<Stream> {
+        match &self {
+            Stream::Tcp(s) => {
+                s.set_nonblocking(false)?;
+                s.set_write_timeout(Some(WRITE_TIMEOUT))?;
+            }
+            Stream::Unix(s) => {
+                s.set_nonblocking(false)?;
+                s.set_write_timeout(Some(WRITE_TIMEOUT))?;
+            }
+        }
+        Ok(self)
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read(buf),
+            Stream::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.write(buf),
+            Stream::Unix(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Where a scheduler listens: `host:port` for TCP or `unix:/path` for a Unix socket.
+pub(crate) fn parse_address(addr: &str) -> (Option<&str>, Option<&str>) {
+    match addr.strip_prefix("unix:") {
+        Some(path) => (None, Some(path)),
+        None => (Some(addr.strip_prefix("tcp://").unwrap_or(addr)), None),
+    }
+}
+
+/// How long a write may block before the peer is considered gone.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| Error::Io { context: "starting a runtime for a handshake".into(), source })
+}
+
+/// The check every task-layer connection applies: a peer that runs user code (worker or
+/// client) must be the same build as us when we run user code too.
+pub(crate) fn same_build_check(me_runs_code: bool, peer_runs_code: impl Fn(u8) -> bool + Sync) -> impl Fn(&Hello) -> Result<(), Refusal> + Sync {
+    let mine = Fingerprint::current();
+    move |h: &Hello| match h.role {
+        Role::Member { kind, .. } => {
+            if me_runs_code && peer_runs_code(kind) && h.fingerprint != mine {
+                Err(Refusal::BinaryMismatch { local: mine.short(), peer: h.fingerprint.short() })
+            } else {
+                Ok(())
+            }
+        }
+        other => Err(Refusal::Unexpected(format!("expected a member of a task cluster, found {other:?}"))),
+    }
+}
+
+/// Connects to `addr` (`host:port` or `unix:/path`) and runs the handshake as `kind`.
+pub(crate) fn connect(
+    addr: &str,
+    secret: &Secret,
+    kind: u8,
+    check: &(dyn Fn(&Hello) -> Result<(), Refusal> + Sync),
+    timeout: Duration,
+) -> Result<(Stream, Hello)> {
+    let rt = runtime()?;
+    let name = addr.to_string();
+    let me = Hello::new(Role::Member { kind, id: 0 })?;
+    let (tcp, unix) = parse_address(addr);
+    let socket_err = |source| Error::Io { context: format!("setting up the connection to {name}"), source };
+    let (s, hello) = rt.block_on(async {
+        let deadline = tokio::time::Instant::now() + timeout;
+        if let Some(path) = unix {
+            let mut s = tokio::time::timeout_at(deadline, tokio::net::UnixStream::connect(path))
+                .await
+                .map_err(|_| Error::Timeout(format!("connecting to {name}")))?
+                .map_err(|source| Error::Io { context: format!("connecting to {name}"), source })?;
+            let hello = handshake(&mut s, secret, me, check, "to", &name).await?;
+            Ok::<_, Error>((Stream::Unix(s.into_std().map_err(socket_err)?), hello))
+        } else {
+            let host = tcp.expect("one of the two");
+            let mut s = chorus_comm::link::connect_tcp_retrying(host, deadline.into_std()).await?;
+            let hello = handshake(&mut s, secret, me, check, "to", &name).await?;
+            Ok((Stream::Tcp(s.into_std().map_err(socket_err)?), hello))
+        }
+    })?;
+    Ok((s.into_blocking().map_err(socket_err)?, hello))
+}
+
+/// Connects to a worker's data server, over its Unix socket when on this host.
+pub(crate) fn connect_data(addr: &DataAddress, secret: &Secret, timeout: Duration) -> Result<Stream> {
+    let check = same_build_check(true, |k| k == crate::proto::kind::DATA_SERVER);
+    let target = match &addr.unix {
+        Some(path) if addr.host_key == chorus_comm::link::host_key() => format!("unix:{path}"),
+        _ => addr.tcp.clone(),
+    };
+    let (s, _) = connect(&target, secret, crate::proto::kind::DATA, &check, timeout)?;
+    s.enlarge_buffers();
+    Ok(s)
+}
+
+/// A TCP listener and, when possible, a Unix-socket listener beside it.
+pub(crate) struct Listeners {
+    pub tcp: TcpListener,
+    pub unix: Option<(UnixListener, SocketDir)>,
+}
+
+impl Listeners {
+    /// Binds TCP at `tcp_bind` and a Unix socket in a fresh private directory.
+    pub(crate) fn bind(tcp_bind: &str, with_unix: bool) -> Result<Listeners> {
+        let tcp = TcpListener::bind(tcp_bind)
+            .map_err(|source| Error::Io { context: format!("listening on {tcp_bind}"), source })?;
+        let unix = if with_unix {
+            let dir = SocketDir::create("s")?;
+            let l = UnixListener::bind(dir.socket())
+                .map_err(|source| Error::Io { context: format!("listening on {}", dir.socket().display()), source })?;
+            Some((l, dir))
+        } else {
+            None
+        };
+        Ok(Listeners { tcp, unix })
+    }
+
+    pub(crate) fn tcp_addr(&self) -> String {
+        self.tcp.local_addr().map(|a| a.to_string()).unwrap_or_default()
+    }
+
+    pub(crate) fn unix_path(&self) -> Option<String> {
+        self.unix.as_ref().map(|(_, d)| d.socket().display().to_string())
+    }
+
+    /// Accepts connections forever on background threads; each authenticated one is
+    /// handed to `on_conn` on a thread of its own. The accepting threads never return, so
+    /// the Unix socket's directory comes back to the caller, to keep for as long as it
+    /// serves: dropping it removes the socket.
+    pub(crate) fn serve<F, C>(self, secret: Secret, kind: u8, check: C, on_conn: F) -> Result<Option<SocketDir>>
+    where
+        F: Fn(Stream, Hello) + Send + Sync + 'static,
+        C: Fn(&Hello) -> Result<(), Refusal> + Send + Sync + 'static,
+    {
+        let on_conn = Arc::new(on_conn);
+        let check = Arc::new(check);
+        let tcp = self.tcp;
+        {
+            let (secret, on_conn, check) = (secret.clone(), on_conn.clone(), check.clone());
+            spawn("chorus-accept", move || loop {
+                let Ok((s, peer)) = tcp.accept() else { continue };
+                let _ = s.set_nodelay(true);
+                let (secret, on_conn, check) = (secret.clone(), on_conn.clone(), check.clone());
+                let _ = spawn("chorus-conn", move || {
+                    if let Some((s, hello)) = accept(Stream::Tcp(s), &secret, kind, &*check, &peer.to_string()) {
+                        on_conn(s, hello);
+                    }
+                });
+            })?;
+        }
+        let Some((unix, dir)) = self.unix else { return Ok(None) };
+        spawn("chorus-accept", move || loop {
+            let Ok((s, _)) = unix.accept() else { continue };
+            let (secret, on_conn, check) = (secret.clone(), on_conn.clone(), check.clone());
+            let _ = spawn("chorus-conn", move || {
+                if let Some((s, hello)) = accept(Stream::Unix(s), &secret, kind, &*check, "a local process") {
+                    on_conn(s, hello);
+                }
+            });
+        })?;
+        Ok(Some(dir))
+    }
+}
+
+/// Runs the accepting side of the handshake on a freshly accepted socket.
+fn accept(
+    s: Stream,
+    secret: &Secret,
+    kind: u8,
+    check: &(dyn Fn(&Hello) -> Result<(), Refusal> + Sync),
+    peer: &str,
+) -> Option<(Stream, Hello)> {
+    let rt = runtime().ok()?;
+    let me = Hello::new(Role::Member { kind, id: 0 }).ok()?;
+    let warn = |e: chorus_comm::Error| chorus_comm::diag::warn(&e.to_string());
+    let (s, hello) = rt.block_on(async {
+        match s {
+            Stream::Tcp(s) => {
+                s.set_nonblocking(true).ok()?;
+                let mut t = tokio::net::TcpStream::from_std(s).ok()?;
+                let h = handshake(&mut t, secret, me, check, "from", peer).await.map_err(warn).ok()?;
+                Some((Stream::Tcp(t.into_std().ok()?), h))
+            }
+            Stream::Unix(s) => {
+                s.set_nonblocking(true).ok()?;
+                let mut t = tokio::net::UnixStream::from_std(s).ok()?;
+                let h = handshake(&mut t, secret, me, check, "from", peer).await.map_err(warn).ok()?;
+                Some((Stream::Unix(t.into_std().ok()?), h))
+            }
+        }
+    })?;
+    s.into_blocking().ok().map(|s| (s, hello))
+}
+
+/// Starts a named thread.
+pub(crate) fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(f)
+        .map_err(|source| Error::Io { context: format!("starting thread {name}"), source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Listeners, Secret};
+
+    /// A worker killed by SIGKILL leaves its socket behind; a later process given the same
+    /// pid used to fail with "address in use" when it tried the same path.
+    #[test]
+    fn listeners_bind_beside_a_socket_left_by_a_killed_process_with_the_same_pid() {
+        let stale = std::env::temp_dir().join(format!("chorus-{}-0", std::process::id()));
+        std::fs::create_dir_all(&stale).unwrap();
+        std::fs::write(stale.join("s"), b"").unwrap();
+        let a = Listeners::bind("127.0.0.1:0", true).unwrap();
+        let b = Listeners::bind("127.0.0.1:0", true).unwrap();
+        let (pa, pb) = (a.unix_path().unwrap(), b.unix_path().unwrap());
+        assert_ne!(pa, pb);
+        let guard = a.serve(Secret::generate().unwrap(), 0, |_| Ok(()), |_, _| {}).unwrap();
+        assert!(std::path::Path::new(&pa).exists());
+        drop(guard);
+        assert!(!std::path::Path::new(&pa).exists(), "the socket goes with its owner");
+        drop(b);
+        std::fs::remove_dir_all(stale).unwrap();
+    }
+}

@@ -1,0 +1,271 @@
+//! The state machine alone: events in, commands out, no sockets.
+
+use rustc_hash::FxHashMap;
+
+use super::*;
+use crate::error::FailureKind;
+use crate::proto::{
+    ArgSlot, ClientId, DataAddress, Failed, Finished, Instance, Resources, TaskId, TaskKind, TaskOptions, TaskSpec,
+    ToClient, ToWorker, WorkerId, WorkerInfo,
+};
+
+/// The one client of these tests.
+const C: ClientId = ClientId(1);
+
+fn worker(id: u32, nthreads: u32) -> WorkerInfo {
+    WorkerInfo {
+        id: WorkerId(id),
+        nthreads,
+        resources: Resources { cpus: nthreads, custom: Vec::new() },
+        memory_limit: 0,
+        data: DataAddress { tcp: format!("w{id}"), unix: None, host_key: String::new() },
+        host: "test".into(),
+        pid: id,
+    }
+}
+
+fn ids(ids: &[u64]) -> Vec<TaskId> {
+    ids.iter().map(|i| TaskId(*i)).collect()
+}
+
+fn task(id: u64, deps: &[u64]) -> TaskSpec {
+    let mut args: Vec<ArgSlot> = deps.iter().map(|d| ArgSlot::Future(TaskId(*d))).collect();
+    args.push(ArgSlot::Value(vec![1]));
+    TaskSpec { id: TaskId(id), kind: TaskKind::Call { func: "f".into() }, args, options: TaskOptions::default() }
+}
+
+fn done(id: u64, size: u64) -> Finished {
+    Finished { id: TaskId(id), instance: Instance(1), size, inline: None, micros: 10 }
+}
+
+fn failed(id: u64, instance: Instance, error: &crate::error::TaskError) -> Vec<Failed> {
+    vec![Failed { id: TaskId(id), instance, error: error.clone() }]
+}
+
+/// Commands split by kind: (computes per worker, deletes per worker, client notes).
+#[derive(Default, Debug)]
+struct Out {
+    compute: Vec<(u32, u64)>,
+    /// The assignment each computed task is in.
+    instance: FxHashMap<u64, Instance>,
+    delete: Vec<(u32, u64)>,
+    steal: Vec<(u32, Vec<TaskId>)>,
+    done: Vec<u64>,
+    erred: Vec<(u64, FailureKind)>,
+}
+
+fn out(s: &mut Scheduler) -> Out {
+    let mut o = Out::default();
+    for c in s.drain() {
+        match c {
+            Command::Worker(w, ToWorker::Compute(ts)) => {
+                for t in ts {
+                    o.compute.push((w.0, t.spec.id.0));
+                    o.instance.insert(t.spec.id.0, t.instance);
+                }
+            }
+            Command::Worker(w, ToWorker::Delete(ids)) => o.delete.extend(ids.iter().map(|i| (w.0, i.0))),
+            Command::Worker(w, ToWorker::Steal(ids)) => o.steal.push((w.0, ids)),
+            Command::Worker(..) => {}
+            Command::Client(_, msgs) => {
+                for m in msgs {
+                    match m {
+                        ToClient::Done(ds) => o.done.extend(ds.iter().map(|d| d.id.0)),
+                        ToClient::Erred { id, error } => o.erred.push((id.0, error.kind)),
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+    o
+}
+
+fn two_workers() -> Scheduler {
+    let mut s = Scheduler::new(SchedulerConfig::default());
+    s.handle(Event::WorkerJoined(worker(1, 1)));
+    s.handle(Event::WorkerJoined(worker(2, 1)));
+    s.handle(Event::ClientJoined(C));
+    out(&mut s);
+    s
+}
+
+#[test]
+fn dependencies_wait_and_results_are_released_when_unneeded() {
+    let mut s = two_workers();
+    s.handle(Event::Submit { client: C, tasks: vec![task(1, &[]), task(2, &[1])] });
+    let o = out(&mut s);
+    assert_eq!(o.compute.len(), 1, "task 2 waits for task 1: {o:?}");
+    let w = o.compute[0].0;
+    s.handle(Event::Release { client: C, ids: ids(&[1]) });
+    s.handle(Event::Finished { worker: WorkerId(w), results: vec![done(1, 100)] });
+    let o = out(&mut s);
+    assert_eq!(o.compute.len(), 1);
+    assert!(o.done.is_empty(), "the client dropped its future of task 1");
+    let w2 = o.compute[0].0;
+    s.handle(Event::Finished { worker: WorkerId(w2), results: vec![done(2, 8)] });
+    let o = out(&mut s);
+    assert_eq!(o.done, vec![2]);
+    assert_eq!(o.delete, vec![(w, 1)], "task 1's result goes once task 2 no longer needs it");
+    s.handle(Event::Release { client: C, ids: ids(&[2]) });
+    let o = out(&mut s);
+    assert_eq!(o.delete, vec![(w2, 2)]);
+    assert_eq!(s.task_count(), 0, "nothing is kept once nothing refers to it");
+}
+
+#[test]
+fn a_task_goes_to_the_worker_holding_its_large_input() {
+    let mut s = two_workers();
+    s.handle(Event::Submit { client: C, tasks: vec![task(1, &[])] });
+    let w = out(&mut s).compute[0].0;
+    s.handle(Event::Finished { worker: WorkerId(w), results: vec![done(1, 50 << 20)] });
+    out(&mut s);
+    for id in 2..6 {
+        s.handle(Event::Submit { client: C, tasks: vec![task(id, &[1])] });
+        assert_eq!(out(&mut s).compute, vec![(w, id)]);
+    }
+}
+
+#[test]
+fn independent_tasks_spread_over_workers() {
+    let mut s = two_workers();
+    s.handle(Event::Submit { client: C, tasks: (1..=4).map(|i| task(i, &[])).collect() });
+    let o = out(&mut s);
+    let on1 = o.compute.iter().filter(|(w, _)| *w == 1).count();
+    assert_eq!((on1, o.compute.len()), (2, 4), "{o:?}");
+}
+
+#[test]
+fn queues_are_bounded_and_idle_workers_steal() {
+    let mut s = Scheduler::new(SchedulerConfig::default());
+    s.handle(Event::WorkerJoined(worker(1, 1)));
+    s.handle(Event::ClientJoined(C));
+    s.handle(Event::Submit { client: C, tasks: (1..=10).map(|i| task(i, &[])).collect() });
+    let o = out(&mut s);
+    assert_eq!(o.compute.len(), 2, "one thread, tasks of unknown length: two in flight, {o:?}");
+    // A second worker joins while worker 1 holds work: it gets the queued tasks first.
+    s.handle(Event::WorkerJoined(worker(2, 1)));
+    let o = out(&mut s);
+    assert!(o.compute.iter().all(|(w, _)| *w == 2) && o.compute.len() == 2, "{o:?}");
+    // Nothing left centrally: an idle worker 3 steals from a backlog.
+    let mut s = Scheduler::new(SchedulerConfig::default());
+    s.handle(Event::WorkerJoined(worker(1, 1)));
+    s.handle(Event::ClientJoined(C));
+    s.handle(Event::Submit { client: C, tasks: (1..=2).map(|i| task(i, &[])).collect() });
+    out(&mut s);
+    s.handle(Event::Submit { client: C, tasks: vec![task(3, &[])] });
+    s.handle(Event::WorkerJoined(worker(3, 1)));
+    let o = out(&mut s);
+    assert_eq!(o.compute, vec![(3, 3)]);
+    s.handle(Event::Finished { worker: WorkerId(3), results: vec![done(3, 1)] });
+    let o = out(&mut s);
+    assert_eq!(o.steal.len(), 0, "a backlog of one task is not worth stealing: {o:?}");
+}
+
+#[test]
+fn a_lost_worker_is_recomputed_from_lineage() {
+    let mut s = two_workers();
+    s.handle(Event::Submit { client: C, tasks: vec![task(1, &[])] });
+    let w = out(&mut s).compute[0].0;
+    s.handle(Event::Finished { worker: WorkerId(w), results: vec![done(1, 10 << 20)] });
+    s.handle(Event::Submit { client: C, tasks: vec![task(2, &[1])] });
+    s.handle(Event::Release { client: C, ids: ids(&[1]) });
+    let o = out(&mut s);
+    assert_eq!(o.compute, vec![(w, 2)]);
+    s.handle(Event::WorkerLost { worker: WorkerId(w), reason: "killed".into() });
+    let o = out(&mut s);
+    let other = if w == 1 { 2 } else { 1 };
+    assert_eq!(o.compute, vec![(other, 1)], "task 1 is run again, its result being lost: {o:?}");
+    s.handle(Event::Finished { worker: WorkerId(other), results: vec![done(1, 10 << 20)] });
+    assert_eq!(out(&mut s).compute, vec![(other, 2)]);
+    s.handle(Event::Finished { worker: WorkerId(other), results: vec![done(2, 1)] });
+    assert_eq!(out(&mut s).done, vec![2]);
+}
+
+#[test]
+fn a_task_that_keeps_killing_workers_fails() {
+    let mut s = Scheduler::new(SchedulerConfig { allowed_failures: 1 });
+    for w in 1..=3 {
+        s.handle(Event::WorkerJoined(worker(w, 1)));
+    }
+    s.handle(Event::ClientJoined(C));
+    s.handle(Event::Submit { client: C, tasks: vec![task(1, &[])] });
+    let w = out(&mut s).compute[0].0;
+    s.handle(Event::WorkerLost { worker: WorkerId(w), reason: "killed".into() });
+    let w2 = out(&mut s).compute[0].0;
+    s.handle(Event::WorkerLost { worker: WorkerId(w2), reason: "killed".into() });
+    let o = out(&mut s);
+    assert_eq!(o.erred, vec![(1, FailureKind::KilledWorker)]);
+}
+
+#[test]
+fn errors_reach_dependents_and_retries_run_again() {
+    let mut s = two_workers();
+    let mut t = task(1, &[]);
+    t.options.retries = 1;
+    s.handle(Event::Submit { client: C, tasks: vec![t, task(2, &[1]), task(3, &[2])] });
+    let o1 = out(&mut s);
+    let w = o1.compute[0].0;
+    let err = crate::error::TaskError::new(FailureKind::Panic, "f", "boom");
+    let first = o1.instance[&1];
+    s.handle(Event::Failed { worker: WorkerId(w), failures: failed(1, first, &err) });
+    let o = out(&mut s);
+    assert_eq!(o.compute.len(), 1, "one retry: {o:?}");
+    // A report about the first assignment, arriving late, is recognised as stale.
+    s.handle(Event::Failed { worker: WorkerId(o.compute[0].0), failures: failed(1, first, &err) });
+    assert!(out(&mut s).erred.is_empty(), "a stale failure is ignored");
+    s.handle(Event::Failed { worker: WorkerId(o.compute[0].0), failures: failed(1, o.instance[&1], &err) });
+    let mut erred = out(&mut s).erred;
+    erred.sort_by_key(|(id, _)| *id);
+    assert_eq!(erred, vec![(1, FailureKind::Panic), (2, FailureKind::DependencyFailed), (3, FailureKind::DependencyFailed)]);
+}
+
+#[test]
+fn actor_calls_are_sent_in_submission_order() {
+    let mut s = two_workers();
+    let mut create = task(1, &[]);
+    create.kind = TaskKind::ActorNew { class: "C".into() };
+    s.handle(Event::Submit { client: C, tasks: vec![create] });
+    let w = out(&mut s).compute[0].0;
+    // Call 10 waits on an unfinished input; call 11 is ready but must not overtake it.
+    s.handle(Event::Submit { client: C, tasks: vec![task(5, &[])] });
+    let call = |id: u64, deps: &[u64]| {
+        let mut t = task(id, deps);
+        t.kind = TaskKind::ActorCall { actor: TaskId(1), method: "m".into() };
+        t
+    };
+    s.handle(Event::Submit { client: C, tasks: vec![call(10, &[5]), call(11, &[])] });
+    let o = out(&mut s);
+    let five_on = o.compute.iter().find(|(_, id)| *id == 5).expect("task 5 runs").0;
+    s.handle(Event::Finished { worker: WorkerId(w), results: vec![Finished { inline: Some(Default::default()), ..done(1, 0) }] });
+    assert!(out(&mut s).compute.is_empty(), "call 11 waits behind call 10");
+    s.handle(Event::Finished { worker: WorkerId(five_on), results: vec![done(5, 8)] });
+    assert_eq!(out(&mut s).compute, vec![(w, 10), (w, 11)]);
+}
+
+#[test]
+fn priorities_order_the_central_queue() {
+    let mut s = Scheduler::new(SchedulerConfig::default());
+    s.handle(Event::WorkerJoined(worker(1, 1)));
+    s.handle(Event::ClientJoined(C));
+    let mut tasks: Vec<TaskSpec> = (1..=4).map(|i| task(i, &[])).collect();
+    tasks[3].options.priority = 5;
+    s.handle(Event::Submit { client: C, tasks });
+    assert_eq!(out(&mut s).compute, vec![(1, 4), (1, 1)]);
+}
+
+#[test]
+fn a_client_that_leaves_has_its_unfinished_tasks_cancelled_and_its_results_freed() {
+    let mut s = two_workers();
+    s.handle(Event::Submit { client: C, tasks: (1..=20).map(|i| task(i, &[])).collect() });
+    let o = out(&mut s);
+    let (w, first) = o.compute[0];
+    s.handle(Event::Finished { worker: WorkerId(w), results: vec![done(first, 100)] });
+    out(&mut s);
+    s.handle(Event::ClientLeft(C));
+    let o = out(&mut s);
+    assert!(o.compute.is_empty(), "nothing more is started for a client that left: {o:?}");
+    assert_eq!(o.delete, vec![(w, first)], "its finished result is freed");
+    assert!(o.erred.is_empty() && o.done.is_empty(), "nobody is left to tell");
+    assert_eq!(s.task_count(), 0, "nothing of it is kept");
+}

@@ -1,0 +1,607 @@
+//! The scheduler's I/O around the state machine.
+//!
+//! The [`Scheduler`] lives behind a lock with an inbox beside it. Connection threads (one
+//! per worker, client or observer) read and decode messages and put them in the inbox;
+//! whichever thread then finds the lock free handles everything waiting in the inbox and
+//! hands one buffer per destination to that connection's [`Outgoing`] queue, which never
+//! blocks, while threads that find it taken go back to reading, leaving their messages to
+//! the holder. So a message reaches the state machine
+//! without waking another thread, messages are batched whenever work arrives faster
+//! than it is handled, and nothing waits for a timer. A driver in the same process (the
+//! embedded default) goes through the same inbox, without sockets or serialization.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex, TryLockError};
+use std::time::{Duration, Instant};
+
+use chorus_comm::fingerprint::Fingerprint;
+use chorus_comm::handshake::{Hello, Role};
+use chorus_comm::{Refusal, Secret};
+
+use crate::settings::Limits;
+use crate::error::{FailureKind, TaskError};
+use crate::net::{self, Stream};
+use crate::outgoing::Outgoing;
+use crate::proto::{
+    kind, wire, ClientId, FromClient, FromObserver, FromWorker, Message, Status, ToClient, ToObserver, ToWorker,
+    WireError, WorkerId, WorkerInfo,
+};
+use crate::scheduler::{Command, Event, Scheduler, SchedulerConfig};
+use crate::Result;
+
+/// Where scheduler messages for a client go.
+pub(crate) trait ClientSink: Send + Sync {
+    /// Messages for the client, in order; an error drops the client, and says why.
+    fn deliver(&self, msgs: Vec<ToClient>) -> std::result::Result<(), String>;
+}
+
+/// A client in another process.
+struct RemoteSink(Outgoing);
+
+impl ClientSink for RemoteSink {
+    fn deliver(&self, msgs: Vec<ToClient>) -> std::result::Result<(), String> {
+        let mut buf = Vec::new();
+        for m in &msgs {
+            match m {
+                ToClient::Done(done) => {
+                    wire::encode_batched(done, ToClient::Done, &mut buf, wire::BATCH_BYTES);
+                }
+                other => wire::encode_into(other, &mut buf),
+            }
+        }
+        self.0.send(buf)
+    }
+}
+
+/// Answers a status request.
+pub(crate) type StatusReply = Box<dyn FnOnce(Status) + Send>;
+
+pub(crate) enum Input {
+    WorkerJoined(WorkerInfo, Outgoing),
+    FromWorker(WorkerId, FromWorker),
+    WorkerClosed(WorkerId, String),
+    ClientJoined(ClientId, Arc<dyn ClientSink>),
+    FromClient(ClientId, FromClient),
+    ClientClosed(ClientId),
+    Status(StatusReply),
+    /// Once a second: time to look for silent workers.
+    Tick,
+    Shutdown,
+}
+
+/// The state machine and its inbox; see the module documentation.
+pub(crate) struct CoreHandle {
+    inbox: Mutex<Vec<Input>>,
+    core: Mutex<Core>,
+    stopped: AtomicBool,
+    /// The send budget of each connection.
+    budget: usize,
+}
+
+impl CoreHandle {
+    /// Hands `input` to the scheduler; `false` once it has stopped.
+    pub(crate) fn send(&self, input: Input) -> bool {
+        if self.stopped.load(Ordering::Acquire) {
+            return false;
+        }
+        self.inbox.lock().expect("inbox lock").push(input);
+        self.drain();
+        true
+    }
+
+    /// Handles the inbox unless another thread already is. The holder looks at the inbox
+    /// again after letting go of the lock, so an input left by a thread that found the
+    /// lock taken is never stranded.
+    fn drain(&self) {
+        loop {
+            let mut core = match self.core.try_lock() {
+                Ok(core) => core,
+                Err(TryLockError::WouldBlock) => return,
+                Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            };
+            loop {
+                let batch = std::mem::take(&mut *self.inbox.lock().expect("inbox lock"));
+                if batch.is_empty() {
+                    break;
+                }
+                for input in batch {
+                    if !self.stopped.load(Ordering::Relaxed) && !core.apply(input) {
+                        self.stopped.store(true, Ordering::Release);
+                        core.stop();
+                    }
+                }
+                core.flush();
+            }
+            drop(core);
+            if self.inbox.lock().expect("inbox lock").is_empty() {
+                return;
+            }
+        }
+    }
+}
+
+/// Which builds may join: the scheduler's own (embedded in the driver), or whichever
+/// program joins first (a standing `chorus scheduler`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProgramPolicy {
+    /// Workers and clients must be this process's build.
+    ThisBinary,
+    /// The first worker or client fixes the build; others must match it while any of
+    /// them is connected.
+    FirstToJoin,
+}
+
+/// How a scheduler is set up.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// TCP address to listen on (`127.0.0.1:0` for an ephemeral local port).
+    pub listen: String,
+    /// Also listen on a Unix socket, for processes on this host.
+    pub unix: bool,
+    /// The cluster secret.
+    pub secret: Secret,
+    /// Which builds may join.
+    pub program: ProgramPolicy,
+    /// A worker silent for this long is considered lost.
+    pub heartbeat_timeout: Duration,
+    /// Scheduling tunables.
+    pub scheduler: SchedulerConfig,
+    /// Size limits (the send budget of each connection among them).
+    pub limits: Limits,
+}
+
+/// A running scheduler.
+pub struct SchedulerServer {
+    core: Arc<CoreHandle>,
+    _socket_dir: Option<chorus_comm::link::SocketDir>,
+    bytes_in: Arc<AtomicU64>,
+    tcp: String,
+    unix: Option<String>,
+    next_client: Arc<AtomicU16>,
+    workers: Arc<(Mutex<Vec<WorkerInfo>>, Condvar)>,
+}
+
+impl SchedulerServer {
+    /// Starts listening and scheduling on background threads.
+    pub fn start(config: ServerConfig) -> Result<SchedulerServer> {
+        let listeners = net::Listeners::bind(&config.listen, config.unix)?;
+        let (tcp, unix) = (listeners.tcp_addr(), listeners.unix_path());
+        let workers = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
+        let members = Arc::new(AtomicU32::new(0));
+        let program = Arc::new(Mutex::new(match config.program {
+            ProgramPolicy::ThisBinary => Some(Fingerprint::current()),
+            ProgramPolicy::FirstToJoin => None,
+        }));
+        let core = Arc::new(CoreHandle {
+            inbox: Mutex::new(Vec::new()),
+            stopped: AtomicBool::new(false),
+            core: Mutex::new(Core {
+                sched: Scheduler::new(config.scheduler.clone()),
+                workers: HashMap::new(),
+                clients: HashMap::new(),
+                heartbeat_timeout: config.heartbeat_timeout,
+                published: workers.clone(),
+                members: members.clone(),
+                program: program.clone(),
+                policy: config.program,
+            }),
+            budget: config.limits.send_budget,
+        });
+        {
+            let core = core.clone();
+            net::spawn("chorus-scheduler-clock", move || {
+                while core.send(Input::Tick) {
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            })?;
+        }
+        let next_client = Arc::new(AtomicU16::new(2));
+        let next_worker = Arc::new(AtomicU32::new(1));
+        let check = {
+            let program = program.clone();
+            move |h: &Hello| match h.role {
+                Role::Member { kind: kind::WORKER | kind::CLIENT, .. } => {
+                    let mut p = program.lock().expect("program lock");
+                    match *p {
+                        Some(fp) if fp != h.fingerprint => Err(Refusal::BinaryMismatch { local: fp.short(), peer: h.fingerprint.short() }),
+                        Some(_) => Ok(()),
+                        None => {
+                            *p = Some(h.fingerprint);
+                            Ok(())
+                        }
+                    }
+                }
+                Role::Member { kind: kind::OBSERVER, .. } => Ok(()),
+                other => Err(Refusal::Unexpected(format!("expected a worker, client or observer, found {other:?}"))),
+            }
+        };
+        let conn_core = core.clone();
+        let next_client2 = next_client.clone();
+        let bytes_in = Arc::new(AtomicU64::new(0));
+        let counter = bytes_in.clone();
+        let socket_dir = listeners.serve(config.secret.clone(), kind::SCHEDULER, check, move |stream, hello| {
+            let Role::Member { kind, .. } = hello.role else { return };
+            let ids = Ids { client: &next_client2, worker: &next_worker, members: &members, bytes_in: &counter };
+            serve_conn(stream, kind, &conn_core, ids);
+        })?;
+        Ok(SchedulerServer { core, _socket_dir: socket_dir, bytes_in, tcp, unix, next_client, workers })
+    }
+
+    /// The TCP address (`ip:port`).
+    pub fn address(&self) -> &str {
+        &self.tcp
+    }
+
+    /// The Unix-socket address (`unix:/path`), for processes on this host.
+    pub fn local_address(&self) -> Option<String> {
+        self.unix.as_ref().map(|p| format!("unix:{p}"))
+    }
+
+    /// The workers connected now.
+    pub fn workers(&self) -> Vec<WorkerInfo> {
+        self.workers.0.lock().expect("workers lock").clone()
+    }
+
+    /// Waits until at least `n` workers are connected; `alive` is asked between waits
+    /// whether it is worth waiting on (for instance, whether worker processes still run).
+    pub fn wait_for_workers(&self, n: usize, timeout: Duration, mut alive: impl FnMut() -> Result<()>) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        let (lock, cv) = &*self.workers;
+        let mut w = lock.lock().expect("workers lock");
+        while w.len() < n {
+            drop(w);
+            alive()?;
+            w = lock.lock().expect("workers lock");
+            if w.len() >= n {
+                break;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(crate::Error::WorkersDidNotJoin(format!(
+                    "only {} of {n} workers joined the scheduler within {timeout:?}",
+                    w.len()
+                )));
+            }
+            w = cv.wait_timeout(w, (deadline - now).min(Duration::from_millis(20))).expect("workers lock").0;
+        }
+        Ok(())
+    }
+
+    /// Connects a client living in this process.
+    pub(crate) fn local_client(&self, sink: Arc<dyn ClientSink>) -> (ClientId, Arc<CoreHandle>) {
+        let id = ClientId(self.next_client.fetch_add(1, Ordering::Relaxed));
+        self.core.send(Input::ClientJoined(id, sink));
+        (id, self.core.clone())
+    }
+
+    /// Bytes the scheduler has received over its connections (message frames): a
+    /// measure that task data does not pass through it.
+    pub fn bytes_received(&self) -> u64 {
+        self.bytes_in.load(Ordering::Relaxed)
+    }
+
+    /// The cluster's state: workers, their tasks and memory.
+    pub fn status(&self) -> Result<Status> {
+        let (tx, rx) = mpsc::channel();
+        self.core.send(Input::Status(Box::new(move |s| {
+            let _ = tx.send(s);
+        })));
+        rx.recv_timeout(Duration::from_secs(10))
+            .map_err(|_| crate::Error::Timeout("the scheduler did not answer a status request within 10 s".into()))
+    }
+
+    /// Asks every worker to leave and stops scheduling.
+    pub fn shutdown(&self) {
+        self.core.send(Input::Shutdown);
+    }
+}
+
+impl Drop for SchedulerServer {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+struct Ids<'a> {
+    client: &'a AtomicU16,
+    worker: &'a AtomicU32,
+    members: &'a AtomicU32,
+    bytes_in: &'a AtomicU64,
+}
+
+/// Reads messages of one connection, counting their bytes.
+struct Reader {
+    inner: std::io::BufReader<Stream>,
+    buf: Vec<u8>,
+}
+
+impl Reader {
+    fn next<M: Message>(&mut self, count: &AtomicU64) -> std::result::Result<M, WireError> {
+        let m = wire::read::<M>(&mut self.inner, &mut self.buf);
+        count.fetch_add(self.buf.len() as u64 + 4, Ordering::Relaxed);
+        m
+    }
+}
+
+/// Why a connection's reader stopped, as the scheduler reports it; a broken protocol
+/// is also logged, naming `who`.
+fn closed_reason(who: &str, e: &WireError) -> String {
+    match e {
+        WireError::Closed => "closed its connection".into(),
+        WireError::Io(e) => format!("connection failed: {e}"),
+        protocol => {
+            let why = format!("broke the protocol ({protocol}); its connection was closed");
+            protocol_warning(who, &why);
+            why
+        }
+    }
+}
+
+fn serve_conn(stream: Stream, kind: u8, core: &CoreHandle, ids: Ids<'_>) {
+    let Ids { client: next_client, worker: next_worker, members, bytes_in } = ids;
+    let Ok(reader) = stream.try_clone() else { return };
+    // Buffered: a batch of messages costs one read, not two per message.
+    let mut reader = Reader { inner: std::io::BufReader::with_capacity(1 << 16, reader), buf: Vec::new() };
+    let out = Outgoing::new(stream, core.budget);
+    match kind {
+        kind::WORKER => {
+            let mut info = match reader.next::<FromWorker>(bytes_in) {
+                Ok(FromWorker::Register(info)) => info,
+                Ok(other) => return protocol_warning("a worker", &format!("began with {other:?} instead of registering")),
+                Err(e) => {
+                    closed_reason("a worker", &e);
+                    return;
+                }
+            };
+            let id = WorkerId(next_worker.fetch_add(1, Ordering::Relaxed));
+            info.id = id;
+            if out.send(wire::encode(&ToWorker::Welcome(id))).is_err() {
+                return;
+            }
+            members.fetch_add(1, Ordering::Relaxed);
+            core.send(Input::WorkerJoined(info, out));
+            let reason = loop {
+                match reader.next::<FromWorker>(bytes_in) {
+                    Ok(FromWorker::Register(_)) => {
+                        let why = "registered twice; its connection was closed".to_string();
+                        protocol_warning(&id.to_string(), &why);
+                        break why;
+                    }
+                    Ok(m) => {
+                        if !core.send(Input::FromWorker(id, m)) {
+                            return;
+                        }
+                    }
+                    Err(e) => break closed_reason(&id.to_string(), &e),
+                }
+            };
+            core.send(Input::WorkerClosed(id, reason));
+        }
+        kind::CLIENT => {
+            match reader.next::<FromClient>(bytes_in) {
+                Ok(FromClient::Register) => {}
+                Ok(other) => return protocol_warning("a client", &format!("began with {other:?} instead of registering")),
+                Err(e) => {
+                    closed_reason("a client", &e);
+                    return;
+                }
+            }
+            let id = ClientId(next_client.fetch_add(1, Ordering::Relaxed));
+            members.fetch_add(1, Ordering::Relaxed);
+            core.send(Input::ClientJoined(id, Arc::new(RemoteSink(out.clone()))));
+            let reason = loop {
+                match reader.next::<FromClient>(bytes_in) {
+                    Ok(FromClient::Register) => {
+                        let why = "registered twice".to_string();
+                        protocol_warning(&id.to_string(), &why);
+                        break why;
+                    }
+                    Ok(m) => {
+                        if !core.send(Input::FromClient(id, m)) {
+                            return;
+                        }
+                    }
+                    Err(e) => break closed_reason(&id.to_string(), &e),
+                }
+            };
+            out.close(&reason);
+            core.send(Input::ClientClosed(id));
+        }
+        kind::OBSERVER => loop {
+            match reader.next::<FromObserver>(bytes_in) {
+                Ok(FromObserver::Register) => {}
+                Ok(FromObserver::Status) => {
+                    let out = out.clone();
+                    let reply = Box::new(move |s: Status| {
+                        let _ = out.send(wire::encode(&ToObserver::Status(s)));
+                    });
+                    if !core.send(Input::Status(reply)) {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    closed_reason("an observer", &e);
+                    return;
+                }
+            }
+        },
+        _ => {}
+    }
+}
+
+/// Logs why the scheduler closed a connection.
+fn protocol_warning(who: &str, why: &str) {
+    chorus_comm::diag::warn(&format!("scheduler: {who} {why}"));
+}
+
+struct Core {
+    sched: Scheduler,
+    workers: HashMap<WorkerId, (Outgoing, Instant)>,
+    clients: HashMap<ClientId, Arc<dyn ClientSink>>,
+    heartbeat_timeout: Duration,
+    published: Arc<(Mutex<Vec<WorkerInfo>>, Condvar)>,
+    members: Arc<AtomicU32>,
+    program: Arc<Mutex<Option<Fingerprint>>>,
+    policy: ProgramPolicy,
+}
+
+impl Core {
+    fn stop(&mut self) {
+        for (out, _) in self.workers.values() {
+            let _ = out.send(wire::encode(&ToWorker::Shutdown));
+        }
+    }
+
+    /// Handles one input; `false` to stop.
+    fn apply(&mut self, input: Input) -> bool {
+        match input {
+            Input::WorkerJoined(info, out) => {
+                self.workers.insert(info.id, (out, Instant::now()));
+                self.sched.handle(Event::WorkerJoined(info));
+                self.publish_workers();
+            }
+            Input::FromWorker(worker, msg) => {
+                let Some(entry) = self.workers.get_mut(&worker) else { return true };
+                entry.1 = Instant::now();
+                let event = match msg {
+                    FromWorker::Finished(results) => Event::Finished { worker, results },
+                    FromWorker::Failed(failures) => Event::Failed { worker, failures },
+                    FromWorker::MissingInputs { id, instance, missing } => {
+                        Event::MissingInputs { worker, id, instance, missing }
+                    }
+                    FromWorker::Stolen(ids) => Event::Stolen { worker, ids },
+                    FromWorker::Heartbeat { stored, rss } => Event::Heartbeat { worker, stored, rss },
+                    FromWorker::Register(_) => return true,
+                };
+                self.sched.handle(event);
+            }
+            Input::WorkerClosed(w, reason) => self.lose_worker(w, reason),
+            Input::ClientJoined(id, sink) => {
+                let welcome = vec![ToClient::Welcome { client: id, workers: self.sched.worker_infos() }];
+                if sink.deliver(welcome).is_ok() {
+                    self.clients.insert(id, sink);
+                    self.sched.handle(Event::ClientJoined(id));
+                }
+            }
+            Input::FromClient(client, msg) => {
+                if !self.clients.contains_key(&client) {
+                    return true;
+                }
+                let event = match msg {
+                    FromClient::Submit(tasks) => Event::Submit { client, tasks },
+                    FromClient::Release(ids) => Event::Release { client, ids },
+                    FromClient::Cancel(ids) => Event::Cancel { client, ids },
+                    FromClient::Scattered { worker, objects } => Event::Scattered { client, worker, objects },
+                    FromClient::Register => return true,
+                };
+                self.sched.handle(event);
+            }
+            Input::ClientClosed(id) => self.drop_client(id),
+            Input::Status(reply) => reply(self.sched.status(self.clients.len() as u64)),
+            Input::Tick => self.check_heartbeats(),
+            Input::Shutdown => return false,
+        }
+        true
+    }
+
+    fn drop_client(&mut self, id: ClientId) {
+        if self.clients.remove(&id).is_some() {
+            self.members.fetch_sub(1, Ordering::Relaxed);
+            self.sched.handle(Event::ClientLeft(id));
+            self.maybe_forget_program();
+        }
+    }
+
+    fn lose_worker(&mut self, w: WorkerId, reason: String) {
+        if let Some((out, _)) = self.workers.remove(&w) {
+            out.close(&reason);
+            self.members.fetch_sub(1, Ordering::Relaxed);
+            self.sched.handle(Event::WorkerLost { worker: w, reason });
+            self.publish_workers();
+            self.maybe_forget_program();
+        }
+    }
+
+    fn maybe_forget_program(&mut self) {
+        if self.policy == ProgramPolicy::FirstToJoin && self.members.load(Ordering::Relaxed) == 0 {
+            *self.program.lock().expect("program lock") = None;
+        }
+    }
+
+    fn publish_workers(&self) {
+        let (lock, cv) = &*self.published;
+        *lock.lock().expect("workers lock") = self.sched.worker_infos();
+        cv.notify_all();
+    }
+
+    fn check_heartbeats(&mut self) {
+        let silent: Vec<WorkerId> = self
+            .workers
+            .iter()
+            .filter(|(_, (_, seen))| seen.elapsed() > self.heartbeat_timeout)
+            .map(|(w, _)| *w)
+            .collect();
+        for w in silent {
+            let reason = format!("sent nothing for {:?} (heartbeat timeout)", self.heartbeat_timeout);
+            self.lose_worker(w, reason);
+        }
+    }
+
+    /// Hands the scheduler's commands to the connections' queues, until it has none.
+    fn flush(&mut self) {
+        while self.sched.has_commands() {
+            let mut bufs: HashMap<WorkerId, Vec<u8>> = HashMap::new();
+            let mut unsendable = Vec::new();
+            let mut dropped_clients = Vec::new();
+            for cmd in self.sched.drain() {
+                match cmd {
+                    Command::Worker(w, ToWorker::Compute(tasks)) => {
+                        let buf = bufs.entry(w).or_default();
+                        for i in wire::encode_batched(&tasks, ToWorker::Compute, buf, wire::BATCH_BYTES) {
+                            unsendable.push((w, too_large_to_send(&tasks[i])));
+                        }
+                    }
+                    Command::Worker(w, msg) => wire::encode_into(&msg, bufs.entry(w).or_default()),
+                    Command::Client(c, msgs) => {
+                        if let Some(sink) = self.clients.get(&c) {
+                            if let Err(why) = sink.deliver(msgs) {
+                                dropped_clients.push((c, why));
+                            }
+                        }
+                    }
+                }
+            }
+            let mut failed = Vec::new();
+            for (w, buf) in bufs {
+                if let Some((out, _)) = self.workers.get(&w) {
+                    if let Err(why) = out.send(buf) {
+                        failed.push((w, why));
+                    }
+                }
+            }
+            for (w, reason) in failed {
+                self.lose_worker(w, reason);
+            }
+            for (c, why) in dropped_clients {
+                protocol_warning(&format!("dropped {c}, which"), &why);
+                self.drop_client(c);
+            }
+            for (worker, failures) in unsendable {
+                self.sched.handle(Event::Failed { worker, failures: vec![failures] });
+            }
+        }
+    }
+}
+
+/// The failure of a task whose compute message alone is larger than a frame: it fails
+/// instead of taking its worker's connection down.
+fn too_large_to_send(t: &crate::proto::ComputeTask) -> crate::proto::Failed {
+    let error = TaskError::new(
+        FailureKind::TooLarge,
+        t.spec.kind.name(),
+        format!("its description is larger than the protocol's frame limit of {} bytes", wire::MAX_FRAME),
+    );
+    crate::proto::Failed { id: t.spec.id, instance: t.instance, error }
+}

@@ -1,0 +1,757 @@
+//! The worker process: runs tasks, keeps their results, serves them to peers.
+//!
+//! Threads, and why: the main thread reads the scheduler's messages and queues tasks;
+//! `nthreads` executor threads take the highest-priority task whose resources fit, fetch
+//! any input it lacks straight from the worker holding it, run it, and report; each
+//! actor has a thread of its own so its calls run one at a time in arrival order; the
+//! data server answers peers and clients. Reports are written by whichever executor
+//! finds the outgoing queue empty, so completions that pile up during a write leave as
+//! one message and no thread sits between a finished task and the socket.
+
+use std::any::Any;
+use std::cell::{Cell, RefCell};
+use rustc_hash::{FxHashMap, FxHashSet};
+use std::collections::{BinaryHeap, HashMap};
+use std::panic::AssertUnwindSafe;
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use chorus_comm::Secret;
+
+use crate::settings::Limits;
+use crate::data::{self, DataPool, Fetched, ObjectStore};
+use crate::error::{FailureKind, TaskError};
+use crate::net::{self, Stream};
+use crate::proto::{
+    kind, wire, ArgSlot, ComputeTask, DataAddress, Failed, Finished, FromWorker, Resources, TaskId, TaskKind, ToWorker,
+    WireError, WorkerId, WorkerInfo, INLINE_MAX, MAX_ERROR_TEXT,
+};
+use crate::registry::{registry, Fault};
+use crate::{Error, Result};
+
+/// Environment variables a worker process is started with.
+pub mod env {
+    /// Address of the scheduler; its presence makes `#[chorus::main]` run a worker.
+    pub const SCHEDULER: &str = "CHORUS_WORKER_SCHEDULER";
+    /// Threads that run tasks.
+    pub const NTHREADS: &str = "CHORUS_WORKER_NTHREADS";
+    /// Memory limit in bytes.
+    pub const MEMORY_LIMIT: &str = "CHORUS_WORKER_MEMORY_LIMIT";
+    /// Custom resources, `NAME=AMOUNT,NAME=AMOUNT`.
+    pub const RESOURCES: &str = "CHORUS_WORKER_RESOURCES";
+    /// The address the worker's data server binds (default: the address used to reach
+    /// the scheduler, port 0).
+    pub const LISTEN: &str = "CHORUS_WORKER_LISTEN";
+}
+
+/// How a worker is set up.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// `host:port` or `unix:/path` of the scheduler.
+    pub scheduler: String,
+    /// The cluster secret.
+    pub secret: Secret,
+    /// Threads that run tasks.
+    pub nthreads: u32,
+    /// Named custom resources it offers.
+    pub resources: Vec<(String, f64)>,
+    /// Stop starting tasks while the process's memory is above 80% of this (0 = no limit).
+    pub memory_limit: u64,
+    /// IP for the data server; `None` picks the one that reaches the scheduler.
+    pub listen: Option<String>,
+}
+
+impl WorkerConfig {
+    /// Reads the configuration a cluster put in the environment (`CHORUS_WORKER_*`, see
+    /// [`chorus_comm::settings`]); `None` when this process is not a worker.
+    pub fn from_env() -> Result<Option<WorkerConfig>> {
+        let w = &chorus_comm::settings::settings()?.worker;
+        let Some(scheduler) = w.scheduler.clone() else { return Ok(None) };
+        let secret = Secret::from_env()?.ok_or_else(|| {
+            Error::Config(format!("{} is set but the cluster secret is not (CHORUS_SECRET or CHORUS_SECRET_FILE)", env::SCHEDULER))
+        })?;
+        let resources = match &w.resources {
+            Some(v) => parse_resources(v)?,
+            None => Vec::new(),
+        };
+        Ok(Some(WorkerConfig {
+            scheduler,
+            secret,
+            nthreads: w.nthreads.unwrap_or(1),
+            resources,
+            memory_limit: w.memory_limit.unwrap_or(0),
+            listen: w.listen.clone(),
+        }))
+    }
+}
+
+impl WorkerConfig {
+    /// A command that starts `program` (whose `main` calls [`worker_entry`]) as a worker
+    /// with this configuration: the environment [`WorkerConfig::from_env`] reads.
+    ///
+    /// [`worker_entry`]: crate::worker_entry
+    pub fn command(&self, program: &std::path::Path, args: &[std::ffi::OsString]) -> std::process::Command {
+        let resources: Vec<String> = self.resources.iter().map(|(n, a)| format!("{n}={a}")).collect();
+        let mut cmd = std::process::Command::new(program);
+        cmd.args(args)
+            .env(env::SCHEDULER, &self.scheduler)
+            .env(chorus_comm::secret::SECRET_ENV, self.secret.to_hex())
+            .env(env::NTHREADS, self.nthreads.to_string())
+            .env(env::MEMORY_LIMIT, self.memory_limit.to_string())
+            .env(env::RESOURCES, resources.join(","))
+            .env_remove(chorus_launch::env::PROCS_ENV)
+            .stdin(std::process::Stdio::null());
+        if let Some(ip) = &self.listen {
+            cmd.env(env::LISTEN, ip);
+        }
+        cmd
+    }
+}
+
+/// Parses `GPU=1,MEM=4`.
+pub fn parse_resources(s: &str) -> Result<Vec<(String, f64)>> {
+    s.split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(|p| {
+            let (name, amount) = p
+                .split_once('=')
+                .ok_or_else(|| Error::Config(format!("resource `{p}` should be NAME=AMOUNT, e.g. GPU=1")))?;
+            let amount: f64 =
+                amount.trim().parse().map_err(|_| Error::Config(format!("resource `{p}`: `{amount}` is not a number")))?;
+            Ok((name.trim().to_string(), amount))
+        })
+        .collect()
+}
+
+struct Queued {
+    priority: i32,
+    seq: u64,
+    task: ComputeTask,
+}
+
+impl PartialEq for Queued {
+    fn eq(&self, other: &Self) -> bool {
+        self.seq == other.seq
+    }
+}
+impl Eq for Queued {}
+impl Ord for Queued {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.priority.cmp(&other.priority).then(other.seq.cmp(&self.seq))
+    }
+}
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+struct Queue {
+    heap: BinaryHeap<Queued>,
+    free_cpus: u32,
+    free_custom: Vec<(String, f64)>,
+    seq: u64,
+    paused: bool,
+}
+
+impl Queue {
+    fn fits(&self, need: &Resources) -> bool {
+        need.cpus <= self.free_cpus
+            && need.custom.iter().all(|(n, a)| self.free_custom.iter().any(|(m, have)| m == n && have >= a))
+    }
+
+    fn take(&mut self, need: &Resources) {
+        self.free_cpus -= need.cpus;
+        for (n, a) in &need.custom {
+            if let Some((_, have)) = self.free_custom.iter_mut().find(|(m, _)| m == n) {
+                *have -= a;
+            }
+        }
+    }
+
+    fn give(&mut self, need: &Resources) {
+        self.free_cpus += need.cpus;
+        for (n, a) in &need.custom {
+            if let Some((_, have)) = self.free_custom.iter_mut().find(|(m, _)| m == n) {
+                *have += a;
+            }
+        }
+    }
+
+    /// The highest-priority task that fits now.
+    fn pop_fitting(&mut self) -> Option<ComputeTask> {
+        if self.paused {
+            return None;
+        }
+        let mut skipped = Vec::new();
+        let mut found = None;
+        while let Some(q) = self.heap.pop() {
+            if self.fits(&q.task.spec.options.resources) {
+                found = Some(q.task);
+                break;
+            }
+            skipped.push(q);
+        }
+        self.heap.extend(skipped);
+        if let Some(t) = &found {
+            let need = t.spec.options.resources.clone();
+            self.take(&need);
+        }
+        found
+    }
+
+    fn remove(&mut self, ids: &FxHashSet<TaskId>) -> Vec<TaskId> {
+        let mut removed = Vec::new();
+        self.heap.retain(|q| {
+            let hit = ids.contains(&q.task.spec.id);
+            if hit {
+                removed.push(q.task.spec.id);
+            }
+            !hit
+        });
+        removed
+    }
+}
+
+/// Sends reports to the scheduler, batching those that pile up while a write is under way.
+struct Reporter {
+    pending: Mutex<Vec<FromWorker>>,
+    writer: Mutex<Stream>,
+}
+
+impl Reporter {
+    fn send(&self, msg: FromWorker) {
+        let first = {
+            let mut p = self.pending.lock().expect("reporter lock");
+            p.push(msg);
+            p.len() == 1
+        };
+        if first {
+            self.flush();
+        }
+    }
+
+    fn flush(&self) {
+        let mut w = self.writer.lock().expect("writer lock");
+        loop {
+            let batch = std::mem::take(&mut *self.pending.lock().expect("reporter lock"));
+            if batch.is_empty() {
+                return;
+            }
+            let mut out = Vec::new();
+            let mut finished = Vec::new();
+            let mut failed = Vec::new();
+            for m in batch {
+                match m {
+                    FromWorker::Finished(f) => finished.extend(f),
+                    FromWorker::Failed(f) => failed.extend(f),
+                    other => wire::encode_into(&other, &mut out),
+                }
+            }
+            // Inline results are at most INLINE_MAX and error texts MAX_ERROR_TEXT, so no
+            // single report is too large for a frame.
+            wire::encode_batched(&finished, FromWorker::Finished, &mut out, wire::BATCH_BYTES);
+            wire::encode_batched(&failed, FromWorker::Failed, &mut out, wire::BATCH_BYTES);
+            if std::io::Write::write_all(&mut *w, &out).is_err() {
+                // The scheduler is gone; the reader notices and ends the process.
+                return;
+            }
+        }
+    }
+}
+
+struct ActorCell {
+    calls: mpsc::Sender<ComputeTask>,
+}
+
+struct Worker {
+    id: WorkerId,
+    describe: String,
+    secret: Secret,
+    queue: Mutex<Queue>,
+    wake: Condvar,
+    store: Arc<ObjectStore>,
+    pool: DataPool,
+    peers: Mutex<HashMap<WorkerId, DataAddress>>,
+    reporter: Reporter,
+    actors: Mutex<FxHashMap<TaskId, ActorCell>>,
+    cancelled: Mutex<FxHashSet<TaskId>>,
+    memory_limit: u64,
+    limits: Limits,
+}
+
+/// A panic's message, location and backtrace.
+type PanicDetails = (String, Option<String>, Option<String>);
+/// How a task ended: its encoded result (`None` for an actor's creation), or a fault
+/// with the panic's location and backtrace.
+type Outcome = Result<Option<Vec<u8>>, (Fault, Option<String>, Option<String>)>;
+
+thread_local! {
+    static IN_TASK: Cell<bool> = const { Cell::new(false) };
+    static LAST_PANIC: RefCell<Option<PanicDetails>> = const { RefCell::new(None) };
+}
+
+/// Panics inside tasks become errors on their futures; the default hook would print
+/// them on the worker's stderr as well, so inside tasks only their details are kept.
+fn install_panic_hook() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !IN_TASK.with(|t| t.get()) {
+            return default(info);
+        }
+        let msg = crate::panic_message(info.payload());
+        let loc = info.location().map(|l| l.to_string());
+        let bt = std::backtrace::Backtrace::capture();
+        let bt = (bt.status() == std::backtrace::BacktraceStatus::Captured).then(|| bt.to_string());
+        LAST_PANIC.with(|p| *p.borrow_mut() = Some((msg, loc, bt)));
+    }));
+}
+
+/// Runs `f` as user code: a panic becomes a [`Fault`]-like error with its details.
+fn run_user<T>(f: impl FnOnce() -> Result<T, Fault>) -> Result<T, (Fault, Option<String>, Option<String>)> {
+    IN_TASK.with(|t| t.set(true));
+    let out = std::panic::catch_unwind(AssertUnwindSafe(f));
+    IN_TASK.with(|t| t.set(false));
+    match out {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(fault)) => Err((fault, None, None)),
+        Err(_) => {
+            let (msg, loc, bt) =
+                LAST_PANIC.with(|p| p.borrow_mut().take()).unwrap_or_else(|| ("unknown panic".into(), None, None));
+            Err((Fault { kind: FailureKind::Panic, message: msg }, loc, bt))
+        }
+    }
+}
+
+/// Runs a worker until the scheduler goes away or tells it to stop.
+pub fn run_worker(config: WorkerConfig) -> Result<()> {
+    install_panic_hook();
+    let limits = Limits::get()?;
+    let peer_check = net::same_build_check(true, |k| k == kind::WORKER || k == kind::CLIENT);
+    let check = move |h: &chorus_comm::handshake::Hello| match h.role {
+        chorus_comm::handshake::Role::Member { kind: kind::SCHEDULER, .. } => peer_check(h),
+        other => Err(chorus_comm::Refusal::Unexpected(format!("expected the scheduler, found {other:?}"))),
+    };
+    let (stream, _) = net::connect(&config.scheduler, &config.secret, kind::WORKER, &check, Duration::from_secs(30))?;
+    let listen_ip = match (&config.listen, &stream) {
+        (Some(ip), _) => ip.clone(),
+        (None, Stream::Tcp(s)) => s.local_addr().map(|a| a.ip().to_string()).unwrap_or_else(|_| "127.0.0.1".into()),
+        (None, Stream::Unix(_)) => "127.0.0.1".into(),
+    };
+    let listeners = net::Listeners::bind(&format!("{listen_ip}:0"), true)?;
+    let data = DataAddress {
+        tcp: listeners.tcp_addr(),
+        unix: listeners.unix_path(),
+        host_key: chorus_comm::link::host_key(),
+    };
+    let nthreads = config.nthreads.max(1);
+    let info = WorkerInfo {
+        id: WorkerId(0),
+        nthreads,
+        resources: Resources { cpus: nthreads, custom: config.resources.clone() },
+        memory_limit: config.memory_limit,
+        data,
+        host: hostname(),
+        pid: std::process::id(),
+    };
+    let mut writer = stream.try_clone().map_err(|source| Error::Io { context: "socket".into(), source })?;
+    // Buffered: a batch of messages costs one read, not two per message.
+    let mut reader = std::io::BufReader::with_capacity(1 << 16, stream);
+    std::io::Write::write_all(&mut writer, &wire::encode(&FromWorker::Register(info.clone())))
+        .map_err(|source| Error::Io { context: "registering with the scheduler".into(), source })?;
+    let mut buf = Vec::new();
+    let protocol = |source| Error::Protocol { peer: format!("the scheduler at {}", config.scheduler), source };
+    let id = match wire::read::<ToWorker>(&mut reader, &mut buf) {
+        Ok(ToWorker::Welcome(id)) => id,
+        Ok(other) => {
+            let detail = format!("it answered the registration with {other:?}");
+            return Err(protocol(WireError::Malformed { what: "a welcome", detail }));
+        }
+        Err(e) => return Err(protocol(e)),
+    };
+    let store = Arc::new(ObjectStore::default());
+    let _socket_dir = data::serve(listeners, config.secret.clone(), store.clone(), limits)?;
+    let worker = Arc::new(Worker {
+        id,
+        describe: WorkerInfo { id, ..info.clone() }.describe(),
+        secret: config.secret.clone(),
+        queue: Mutex::new(Queue {
+            heap: BinaryHeap::new(),
+            free_cpus: nthreads,
+            free_custom: config.resources.clone(),
+            seq: 0,
+            paused: false,
+        }),
+        wake: Condvar::new(),
+        store,
+        pool: DataPool::new(config.secret.clone(), limits),
+        peers: Mutex::new(HashMap::new()),
+        reporter: Reporter { pending: Mutex::new(Vec::new()), writer: Mutex::new(writer) },
+        actors: Mutex::new(FxHashMap::default()),
+        cancelled: Mutex::new(FxHashSet::default()),
+        memory_limit: config.memory_limit,
+        limits,
+    });
+    for i in 0..nthreads {
+        let w = worker.clone();
+        net::spawn(&format!("chorus-exec-{i}"), move || w.executor_loop())?;
+    }
+    {
+        let w = worker.clone();
+        net::spawn("chorus-heartbeat", move || loop {
+            std::thread::sleep(Duration::from_secs(1));
+            let rss = rss_bytes();
+            if w.memory_limit > 0 {
+                let over = rss > w.memory_limit / 10 * 8;
+                let mut q = w.queue.lock().expect("queue lock");
+                if q.paused != over {
+                    q.paused = over;
+                    if over {
+                        chorus_comm::diag::warn(&format!(
+                            "{}: memory use {} MB is above 80% of the limit of {} MB; not starting tasks until it drops",
+                            w.describe,
+                            rss >> 20,
+                            w.memory_limit >> 20
+                        ));
+                    }
+                    w.wake.notify_all();
+                }
+            }
+            w.reporter.send(FromWorker::Heartbeat { stored: w.store.bytes(), rss });
+        })?;
+    }
+    loop {
+        let msg = match wire::read::<ToWorker>(&mut reader, &mut buf) {
+            Ok(m) => m,
+            // The scheduler is gone: a worker has nothing left to do.
+            Err(WireError::Closed) => return Ok(()),
+            Err(WireError::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => return Ok(()),
+            Err(e) => return Err(protocol(e)),
+        };
+        match msg {
+            ToWorker::Compute(tasks) => worker.accept(tasks),
+            ToWorker::Delete(ids) => {
+                let mut actors = worker.actors.lock().expect("actors lock");
+                for id in ids {
+                    worker.store.remove(id);
+                    actors.remove(&id);
+                }
+            }
+            ToWorker::Steal(ids) => {
+                let ids: FxHashSet<TaskId> = ids.into_iter().collect();
+                let removed = worker.queue.lock().expect("queue lock").remove(&ids);
+                worker.reporter.send(FromWorker::Stolen(removed));
+            }
+            ToWorker::Cancel(ids) => {
+                let ids: FxHashSet<TaskId> = ids.into_iter().collect();
+                worker.queue.lock().expect("queue lock").remove(&ids);
+                worker.cancelled.lock().expect("cancel lock").extend(ids);
+            }
+            ToWorker::Peers(infos) => {
+                *worker.peers.lock().expect("peers lock") = infos.into_iter().map(|i| (i.id, i.data)).collect();
+            }
+            ToWorker::Shutdown => return Ok(()),
+            ToWorker::Welcome(_) => {}
+        }
+    }
+}
+
+impl Worker {
+    fn accept(self: &Arc<Self>, tasks: Vec<ComputeTask>) {
+        let mut q = self.queue.lock().expect("queue lock");
+        for task in tasks {
+            if let TaskKind::ActorCall { actor, .. } = task.spec.kind {
+                drop(q);
+                self.to_actor(actor, task);
+                q = self.queue.lock().expect("queue lock");
+                continue;
+            }
+            q.seq += 1;
+            let seq = q.seq;
+            q.heap.push(Queued { priority: task.spec.options.priority, seq, task });
+        }
+        drop(q);
+        self.wake.notify_all();
+    }
+
+    fn to_actor(self: &Arc<Self>, actor: TaskId, task: ComputeTask) {
+        let sent = self.actors.lock().expect("actors lock").get(&actor).map(|a| a.calls.send(task.clone()).is_ok());
+        if sent != Some(true) {
+            let e = self.error(&task, FailureKind::WorkerLost, "the actor is not on this worker (it was released or failed)".into());
+            self.reporter.send(FromWorker::Failed(vec![Failed { id: task.spec.id, instance: task.instance, error: e }]));
+        }
+    }
+
+    fn executor_loop(self: Arc<Self>) {
+        loop {
+            let task = {
+                let mut q = self.queue.lock().expect("queue lock");
+                loop {
+                    if let Some(t) = q.pop_fitting() {
+                        break t;
+                    }
+                    q = self.wake.wait(q).expect("queue lock");
+                }
+            };
+            let need = task.spec.options.resources.clone();
+            self.run(task);
+            self.queue.lock().expect("queue lock").give(&need);
+            self.wake.notify_all();
+        }
+    }
+
+    fn error(&self, task: &ComputeTask, kind: FailureKind, mut message: String) -> TaskError {
+        if message.len() > MAX_ERROR_TEXT {
+            let mut cut = MAX_ERROR_TEXT;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            let total = message.len();
+            message.truncate(cut);
+            message.push_str(&format!("… (cut to {cut} of {total} bytes)"));
+        }
+        let mut e = TaskError::new(kind, task.spec.kind.name(), message);
+        e.worker = Some(self.describe.clone());
+        e
+    }
+
+    /// Gets every input of `task`: inline, local, or fetched from the holders; and the
+    /// large arguments its driver keeps, fetched from the driver.
+    fn inputs(&self, task: &ComputeTask) -> Result<FxHashMap<TaskId, Arc<Vec<u8>>>, Missing> {
+        let mut have = FxHashMap::with_capacity_and_hasher(task.deps.len(), Default::default());
+        let mut wanted: HashMap<WorkerId, Vec<TaskId>> = HashMap::new();
+        for d in &task.deps {
+            if let Some(b) = &d.inline {
+                have.insert(d.id, b.clone());
+            } else if let Some(b) = self.store.get(d.id) {
+                have.insert(d.id, b);
+            } else if let Some(h) = d.holders.iter().find(|h| **h != self.id) {
+                wanted.entry(*h).or_default().push(d.id);
+            }
+        }
+        for (holder, ids) in wanted {
+            let addr = self.peers.lock().expect("peers lock").get(&holder).cloned();
+            let got = addr.and_then(|a| self.pool.fetch(&a, &ids).ok());
+            for (id, fetched) in ids.iter().zip(got.into_iter().flatten()) {
+                match fetched {
+                    Fetched::Object(b) => {
+                        self.store.insert(*id, b.clone());
+                        have.insert(*id, b);
+                    }
+                    Fetched::TooLarge(why) => return Err(Missing::Fault(FailureKind::TooLarge, format!("input {id}: {why}"))),
+                    Fetched::Missing => {}
+                }
+            }
+        }
+        let missing: Vec<TaskId> = task.deps.iter().map(|d| d.id).filter(|id| !have.contains_key(id)).collect();
+        if !missing.is_empty() {
+            return Err(Missing::Inputs(missing));
+        }
+        for (index, arg) in task.spec.args.iter().enumerate() {
+            let ArgSlot::Stored { id, size, at } = arg else { continue };
+            if have.contains_key(id) {
+                continue;
+            }
+            let fetched = self.pool.fetch(at, &[*id]).map_err(|e| e.to_string()).and_then(|mut f| match f.pop() {
+                Some(Fetched::Object(b)) => Ok(b),
+                Some(Fetched::TooLarge(why)) => Err(why),
+                _ => Err("the driver no longer holds it".into()),
+            });
+            match fetched {
+                Ok(b) => {
+                    have.insert(*id, b);
+                }
+                Err(why) => {
+                    let kind = if *size > self.limits.max_object { FailureKind::TooLarge } else { FailureKind::DataLost };
+                    let message = format!("argument {index} ({size} bytes, kept by the driver at {}) could not be fetched: {why}", at.tcp);
+                    return Err(Missing::Fault(kind, message));
+                }
+            }
+        }
+        Ok(have)
+    }
+
+    fn run(self: &Arc<Self>, task: ComputeTask) {
+        let id = task.spec.id;
+        if self.cancelled.lock().expect("cancel lock").remove(&id) {
+            return;
+        }
+        let inputs = match self.inputs(&task) {
+            Ok(i) => i,
+            Err(missing) => return self.missing(&task, missing),
+        };
+        let args = arg_bytes(&task, &inputs);
+        let reg = registry();
+        let started = Instant::now();
+        let outcome: Outcome = match &task.spec.kind {
+            TaskKind::Call { func } => match reg.functions.get(func.as_str()) {
+                Some(entry) => run_user(|| (entry.call)(&args)).map(Some),
+                None => Err((unknown(func, "function", "#[chorus::remote]"), None, None)),
+            },
+            TaskKind::ActorNew { class } => match reg.actors.get(class.as_str()) {
+                Some(entry) => run_user(|| (entry.create)(&args)).map(|obj| {
+                    self.start_actor(id, obj);
+                    None
+                }),
+                None => Err((unknown(class, "actor type", "#[chorus::actor]"), None, None)),
+            },
+            TaskKind::Spmd { func, rank, size, coordinator } => match reg.spmd.get(func.as_str()) {
+                Some(entry) => {
+                    let config = chorus_comm::WorldConfig {
+                        rank: *rank as usize,
+                        size: *size as usize,
+                        coordinator: coordinator.clone(),
+                        secret: self.secret.clone(),
+                        transport: match chorus_comm::TransportPreference::from_env() {
+                            Ok(t) => t,
+                            Err(e) => {
+                                let fault = Fault { kind: FailureKind::Error, message: e.to_string() };
+                                return self.report(&task, Err((fault, None, None)), started);
+                            }
+                        },
+                        connect_timeout: Duration::from_secs(60),
+                        warn_after: Duration::from_secs(60),
+                        spin: None,
+                    };
+                    run_user(|| {
+                        let world = chorus_comm::World::connect(config).map_err(|e| Fault {
+                            kind: FailureKind::Error,
+                            message: format!("joining the SPMD job as rank {rank} of {size}: {e}"),
+                        })?;
+                        let world = Arc::new(world);
+                        let out = (entry.call)(&world, &args)?;
+                        let world = Arc::into_inner(world).ok_or_else(|| Fault {
+                            kind: FailureKind::Error,
+                            message: format!("SPMD function {func} kept a clone of its World after returning"),
+                        })?;
+                        world.finalize().map_err(|e| Fault { kind: FailureKind::Error, message: e.to_string() })?;
+                        Ok(out)
+                    })
+                    .map(Some)
+                }
+                None => Err((unknown(func, "SPMD function", "#[chorus::spmd]"), None, None)),
+            },
+            TaskKind::ActorCall { .. } => unreachable!("actor calls run on the actor's thread"),
+        };
+        self.report(&task, outcome, started);
+    }
+
+    fn report(
+        &self,
+        task: &ComputeTask,
+        outcome: Outcome,
+        started: Instant,
+    ) {
+        let id = task.spec.id;
+        let micros = started.elapsed().as_micros() as u64;
+        let instance = task.instance;
+        match outcome {
+            Ok(Some(bytes)) if bytes.len() as u64 > self.limits.max_object => {
+                let e = self.error(task, FailureKind::TooLarge, format!("its result: {}", self.limits.too_large(bytes.len() as u64)));
+                self.reporter.send(FromWorker::Failed(vec![Failed { id, instance, error: e }]));
+            }
+            Ok(Some(bytes)) => {
+                let size = bytes.len() as u64;
+                let bytes = Arc::new(bytes);
+                let inline = (bytes.len() <= INLINE_MAX).then(|| bytes.clone());
+                self.store.insert(id, bytes);
+                self.reporter.send(FromWorker::Finished(vec![Finished { id, instance, size, inline, micros }]));
+            }
+            // An actor's creation: the object stays on its thread; its future's value is `()`.
+            Ok(None) => {
+                let inline = Some(Arc::new(Vec::new()));
+                self.reporter.send(FromWorker::Finished(vec![Finished { id, instance, size: 0, inline, micros }]))
+            }
+            Err((fault, location, backtrace)) => {
+                let mut e = self.error(task, fault.kind, fault.message);
+                e.location = location;
+                e.backtrace = backtrace;
+                self.reporter.send(FromWorker::Failed(vec![Failed { id, instance, error: e }]));
+            }
+        }
+    }
+
+    /// Reports a task whose inputs could not all be had.
+    fn missing(&self, task: &ComputeTask, missing: Missing) {
+        let (id, instance) = (task.spec.id, task.instance);
+        match missing {
+            Missing::Inputs(missing) => self.reporter.send(FromWorker::MissingInputs { id, instance, missing }),
+            Missing::Fault(kind, message) => {
+                let error = self.error(task, kind, message);
+                self.reporter.send(FromWorker::Failed(vec![Failed { id, instance, error }]));
+            }
+        }
+    }
+
+    fn start_actor(self: &Arc<Self>, id: TaskId, mut obj: Box<dyn Any + Send>) {
+        let (tx, rx) = mpsc::channel::<ComputeTask>();
+        self.actors.lock().expect("actors lock").insert(id, ActorCell { calls: tx });
+        let w = self.clone();
+        let started = net::spawn(&format!("chorus-actor-{:x}", id.0), move || {
+            // Ends when the actor is deleted (its sender dropped).
+            for call in rx {
+                let TaskKind::ActorCall { method, .. } = &call.spec.kind else { continue };
+                let begun = Instant::now();
+                let inputs = match w.inputs(&call) {
+                    Ok(i) => i,
+                    Err(missing) => {
+                        w.missing(&call, missing);
+                        continue;
+                    }
+                };
+                let args = arg_bytes(&call, &inputs);
+                let outcome = match registry().methods.get(method.as_str()) {
+                    Some(entry) => run_user(|| (entry.call)(&mut *obj, &args)).map(Some),
+                    None => Err((unknown(method, "actor method", "#[chorus::actor]"), None, None)),
+                };
+                w.report(&call, outcome, begun);
+            }
+        });
+        if started.is_err() {
+            self.actors.lock().expect("actors lock").remove(&id);
+        }
+    }
+}
+
+/// Why a task's inputs are not all there.
+enum Missing {
+    /// These results were not where the scheduler said: it finds them again.
+    Inputs(Vec<TaskId>),
+    /// An input or argument cannot be had at all: the task fails.
+    Fault(FailureKind, String),
+}
+
+/// The bytes of each argument: its value, or the result or stored value it names.
+fn arg_bytes<'a>(task: &'a ComputeTask, inputs: &'a FxHashMap<TaskId, Arc<Vec<u8>>>) -> Vec<&'a [u8]> {
+    task.spec
+        .args
+        .iter()
+        .map(|a| match a {
+            ArgSlot::Value(v) => v.as_slice(),
+            ArgSlot::Future(d) | ArgSlot::Stored { id: d, .. } => inputs[d].as_slice(),
+        })
+        .collect()
+}
+
+fn unknown(name: &str, what: &str, attr: &str) -> Fault {
+    Fault {
+        kind: FailureKind::UnknownFunction,
+        message: format!(
+            "no {what} named `{name}` is registered in this worker's binary; mark it with {attr} and start the workers from the same build as the driver"
+        ),
+    }
+}
+
+pub(crate) fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "localhost".into())
+}
+
+/// Resident set size of this process.
+pub(crate) fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()))
+        .map(|pages| pages * 4096)
+        .unwrap_or(0)
+}
