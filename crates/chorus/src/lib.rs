@@ -51,6 +51,7 @@ pub mod __private {
         check_arity, decode_arg, encode_result, ActorClass, ActorEntry, Fault, FunctionEntry, MethodEntry,
         RemoteFunction, SpmdEntry, SpmdFunction,
     };
+    pub use chorus_comm::diag::init_logging;
     pub use chorus_tasks::worker_entry;
     pub use inventory;
 }

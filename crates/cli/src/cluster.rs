@@ -31,6 +31,7 @@ pub fn scheduler(
     heartbeat_timeout: u64,
     allowed_failures: u32,
 ) -> anyhow::Result<ExitCode> {
+    chorus::comm::diag::set_process_tag("scheduler");
     let secret = match Secret::from_env()? {
         Some(s) => s,
         None => Secret::generate()?,

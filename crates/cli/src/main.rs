@@ -101,6 +101,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    chorus::comm::diag::init_logging("chorus");
     match run() {
         Ok(code) => code,
         Err(e) => {

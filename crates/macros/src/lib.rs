@@ -43,6 +43,7 @@ pub fn main(attr: TokenStream, item: TokenStream) -> TokenStream {
     }
     let body = f.block;
     f.block = syn::parse_quote!({
+        ::chorus::__private::init_logging("driver");
         ::chorus::__private::worker_entry();
         #body
     });

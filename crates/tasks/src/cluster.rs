@@ -30,14 +30,14 @@ pub fn worker_entry() {
             let code = match worker::run_worker(config) {
                 Ok(()) => 0,
                 Err(e) => {
-                    eprintln!("chorus worker: {e}");
+                    chorus_comm::diag::error(&format!("the worker stopped: {e}"));
                     1
                 }
             };
             std::process::exit(code);
         }
         Err(e) => {
-            eprintln!("chorus worker: {e}");
+            chorus_comm::diag::error(&format!("cannot start as a worker: {e}"));
             std::process::exit(2);
         }
     }

@@ -433,7 +433,7 @@ fn serve_conn(stream: Stream, kind: u8, core: &CoreHandle, ids: Ids<'_>) {
 
 /// Logs why the scheduler closed a connection.
 fn protocol_warning(who: &str, why: &str) {
-    chorus_comm::diag::warn(&format!("scheduler: {who} {why}"));
+    chorus_comm::diag::warn(&format!("{who} {why}"));
 }
 
 struct Core {

@@ -363,7 +363,10 @@ pub fn run_worker(config: WorkerConfig) -> Result<()> {
     let mut buf = Vec::new();
     let protocol = |source| Error::Protocol { peer: format!("the scheduler at {}", config.scheduler), source };
     let id = match wire::read::<ToWorker>(&mut reader, &mut buf) {
-        Ok(ToWorker::Welcome(id)) => id,
+        Ok(ToWorker::Welcome(id)) => {
+            chorus_comm::diag::set_process_tag(id.to_string());
+            id
+        }
         Ok(other) => {
             let detail = format!("it answered the registration with {other:?}");
             return Err(protocol(WireError::Malformed { what: "a welcome", detail }));

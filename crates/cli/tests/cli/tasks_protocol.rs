@@ -91,10 +91,26 @@ fn a_message_of_another_role_closes_that_connection_with_a_logged_reason() {
     assert_eq!(n, 0, "nothing is sent to a peer that broke the protocol");
     let log = cluster.wait_for_log("broke the protocol", Duration::from_secs(20));
     assert!(
-        log.contains("expected a worker's message to the scheduler, received a client's message to the scheduler"),
-        "{log}"
+        log.contains("[scheduler] WARN chorus: a worker broke the protocol (expected a worker's message to the scheduler, received a client's message to the scheduler)"),
+        "the line is tagged with the process and its level: {log}"
     );
     assert_eq!(client.submit(square, (4,)).result().unwrap(), 16, "everyone else is served");
+}
+
+#[test]
+fn rust_log_filters_the_warnings_of_chorus_processes() {
+    let cluster = Standing::start("quiet", 1, &[("RUST_LOG", "error")]);
+    let client = cluster.client(1);
+    drop(attack(&cluster.address));
+    // Something the scheduler does log at the error level would appear; warnings do not.
+    assert_eq!(client.submit(square, (5,)).result().unwrap(), 25);
+    std::thread::sleep(Duration::from_millis(300));
+    let log = cluster.wait_for_log("", Duration::from_secs(1));
+    assert!(!log.contains("WARN"), "RUST_LOG=error hides warnings: {log}");
+    let loud = Standing::start("loud", 0, &[]);
+    drop(attack(&loud.address));
+    let log = loud.wait_for_log("WARN", Duration::from_secs(20));
+    assert!(log.contains("[scheduler] WARN chorus:"), "{log}");
 }
 
 #[test]

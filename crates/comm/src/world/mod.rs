@@ -183,6 +183,7 @@ impl World {
         }
         // A bad setting fails here, before any other rank waits for this one.
         crate::settings::settings()?;
+        crate::diag::set_process_tag_if_unnamed(format!("rank {}", config.rank));
         if config.size == 1 {
             return Ok(World::single());
         }
