@@ -4,7 +4,8 @@
 //!   (default 10,000, 100,000 and 1,000,000; add 10,000,000 for the scaling check);
 //! - `rtt`: sequential submit → result round trips (µs each);
 //! - `tree`: tree reduction over 8192 leaves (16,383 tasks, s);
-//! - `scatter`: scatter then gather of 100 MB (GB/s);
+//! - `scatter`: scatter then gather of 100 MB as `Vec<u8>` (GB/s, bytes moved both ways
+//!   over the time of both; and each half alone);
 //! - `start`: local cluster start until every worker joined, for 2 and 4 workers (ms).
 //!
 //! Prints `RESULT name=value unit` lines (median of the repetitions), like the peers.
@@ -169,16 +170,21 @@ fn main() -> Result<()> {
 
     let data: Vec<u8> = (0..mb << 20).map(|i| i as u8).collect();
     let chunk = data.len() / workers;
-    let mut v = Vec::new();
+    let (mut v, mut scatter, mut gather) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..reps {
         let parts: Vec<Vec<u8>> = data.chunks(chunk).map(<[u8]>::to_vec).collect();
         let t = Instant::now();
         let futs = client.scatter(parts)?;
+        let half = t.elapsed().as_secs_f64();
         let back: Vec<Vec<u8>> = client.gather(&futs)?;
         let dt = t.elapsed().as_secs_f64();
         assert_eq!(back.concat(), data);
         v.push(2.0 * data.len() as f64 / dt / 1e9);
+        scatter.push(data.len() as f64 / half / 1e9);
+        gather.push(data.len() as f64 / (dt - half) / 1e9);
     }
+    emit(&format!("chorus_scatter_{mb}MB"), scatter, "GB/s");
+    emit(&format!("chorus_gather_{mb}MB"), gather, "GB/s");
     emit(&format!("chorus_scatter_gather_{mb}MB"), v, "GB/s");
     drop(client);
     drop(cluster);

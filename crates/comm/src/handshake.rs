@@ -257,7 +257,7 @@ fn decode_refusal(why: &[u8]) -> Refusal {
 
 async fn write_msg<S: AsyncWrite + Unpin>(s: &mut S, body: &[u8]) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(4 + body.len());
-    buf.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    buf.extend_from_slice(&crate::frame::encode_length(body.len()));
     buf.extend_from_slice(body);
     s.write_all(&buf).await?;
     s.flush().await
@@ -266,7 +266,7 @@ async fn write_msg<S: AsyncWrite + Unpin>(s: &mut S, body: &[u8]) -> std::io::Re
 async fn read_msg<S: AsyncRead + Unpin>(s: &mut S) -> Result<Vec<u8>, Step> {
     let mut len = [0u8; 4];
     s.read_exact(&mut len).await?;
-    let len = u32::from_be_bytes(len) as usize;
+    let len = crate::frame::decode_length(len);
     if len > MAX_HANDSHAKE_FRAME {
         // A chorus greeting is tiny; an HTTP request or random bytes land here.
         return Err(Step::Refused(Refusal::NotChorus));

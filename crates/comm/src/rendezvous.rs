@@ -55,7 +55,7 @@ const MAX_RENDEZVOUS_MSG: usize = 16 << 20;
 
 async fn write_msg<T: Serialize>(s: &mut TcpStream, value: &T) -> std::io::Result<()> {
     let body = postcard::to_allocvec(value).map_err(std::io::Error::other)?;
-    s.write_all(&(body.len() as u32).to_be_bytes()).await?;
+    s.write_all(&crate::frame::encode_length(body.len())).await?;
     s.write_all(&body).await?;
     s.flush().await
 }
@@ -63,7 +63,7 @@ async fn write_msg<T: Serialize>(s: &mut TcpStream, value: &T) -> std::io::Resul
 async fn read_msg<T: for<'de> Deserialize<'de>>(s: &mut TcpStream) -> std::io::Result<T> {
     let mut len = [0u8; 4];
     s.read_exact(&mut len).await?;
-    let len = u32::from_be_bytes(len) as usize;
+    let len = crate::frame::decode_length(len);
     if len > MAX_RENDEZVOUS_MSG {
         return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "rendezvous message too large"));
     }

@@ -300,8 +300,6 @@ impl Inner {
             let batch = std::mem::take(&mut *r);
             drop(r);
             self.deliver(FromClient::Release(batch));
-        } else if r.len() == 1 {
-            self.releases_cv.notify_one();
         }
     }
 
@@ -312,27 +310,39 @@ impl Inner {
         }
     }
 
-    /// Sends `msg` after the releases waiting to go.
+    /// Sends `msg` after the releases waiting to go, in one batch: what the scheduler
+    /// does for both (deleting results, starting tasks) then reaches each worker in one
+    /// write, rather than waking it twice.
     fn send(&self, msg: FromClient) {
-        self.flush_releases();
-        self.deliver(msg);
+        let released = std::mem::take(&mut *self.releases.lock().expect("release lock"));
+        if released.is_empty() {
+            self.deliver_all(vec![msg]);
+        } else {
+            self.deliver_all(vec![FromClient::Release(released), msg]);
+        }
     }
 
     fn deliver(&self, msg: FromClient) {
+        self.deliver_all(vec![msg]);
+    }
+
+    fn deliver_all(&self, msgs: Vec<FromClient>) {
         match &self.link {
             Link::Local(core) => {
-                if !core.send(Input::FromClient(self.id, msg)) {
+                if !core.send_all(msgs.into_iter().map(|m| Input::FromClient(self.id, m))) {
                     self.mail.close("the scheduler stopped".into());
                 }
             }
             Link::Remote(s) => {
                 let mut buf = Vec::new();
-                match &msg {
-                    FromClient::Submit(tasks) => {
-                        // Specs were checked against the frame limit in `prepare`.
-                        wire::encode_batched(tasks, FromClient::Submit, &mut buf, wire::BATCH_BYTES);
+                for msg in &msgs {
+                    match msg {
+                        FromClient::Submit(tasks) => {
+                            // Specs were checked against the frame limit in `prepare`.
+                            wire::encode_batched(tasks, FromClient::Submit, &mut buf, wire::BATCH_BYTES);
+                        }
+                        other => wire::encode_into(other, &mut buf),
                     }
-                    other => wire::encode_into(other, &mut buf),
                 }
                 if std::io::Write::write_all(&mut *s.lock().expect("link lock"), &buf).is_err() {
                     self.mail.close("the connection to the scheduler was lost".into());

@@ -83,10 +83,16 @@ pub(crate) struct CoreHandle {
 impl CoreHandle {
     /// Hands `input` to the scheduler; `false` once it has stopped.
     pub(crate) fn send(&self, input: Input) -> bool {
+        self.send_all([input])
+    }
+
+    /// Hands several inputs over at once: they are handled in one batch, so what they
+    /// make the scheduler send leaves as one write per connection.
+    pub(crate) fn send_all(&self, inputs: impl IntoIterator<Item = Input>) -> bool {
         if self.stopped.load(Ordering::Acquire) {
             return false;
         }
-        self.inbox.lock().expect("inbox lock").push(input);
+        self.inbox.lock().expect("inbox lock").extend(inputs);
         self.drain();
         true
     }

@@ -353,7 +353,7 @@ impl Core {
             if total <= SMALL_MESSAGE {
                 let h = header(FIRST | LAST).encode();
                 let mut buf = Vec::with_capacity(4 + h.len() + total);
-                buf.extend_from_slice(&((h.len() + total) as u32).to_be_bytes());
+                buf.extend_from_slice(&crate::frame::encode_length(h.len() + total));
                 buf.extend_from_slice(&h);
                 for p in parts {
                     buf.extend_from_slice(p);
@@ -363,7 +363,7 @@ impl Core {
                 for (i, piece) in pieces.iter().enumerate() {
                     let h = header(flags_of(i)).encode();
                     let mut head = [0u8; 4 + frame::DATA_HEADER_LEN];
-                    head[..4].copy_from_slice(&((h.len() + piece.len()) as u32).to_be_bytes());
+                    head[..4].copy_from_slice(&crate::frame::encode_length(h.len() + piece.len()));
                     head[4..].copy_from_slice(&h);
                     w.write_all(&head).await?;
                     w.write_all(piece).await?;

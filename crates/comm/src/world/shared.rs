@@ -165,7 +165,7 @@ impl Shared {
         let Some(writer) = &self.writers[peer] else { return Ok(()) };
         let len: usize = parts.iter().map(|p| p.len()).sum();
         let mut w = writer.lock().await;
-        w.write_all(&(len as u32).to_be_bytes()).await?;
+        w.write_all(&frame::encode_length(len)).await?;
         for p in parts {
             w.write_all(p).await?;
         }
@@ -297,7 +297,7 @@ async fn read_frame(
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
         Err(e) => return Err(e),
     }
-    let len = u32::from_be_bytes(len) as usize;
+    let len = frame::decode_length(len);
     if len > frame::MAX_FRAME {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
