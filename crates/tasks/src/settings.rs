@@ -12,8 +12,6 @@ use crate::Result;
 
 /// Variable: the largest value a process accepts.
 pub const MAX_OBJECT_ENV: &str = "CHORUS_MAX_OBJECT";
-/// Variable: the scheduler's outgoing queue limit per peer.
-pub const SEND_BUDGET_ENV: &str = "CHORUS_SEND_BUDGET";
 
 /// Sizes that bound what one value or one peer may cost a process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -26,7 +26,7 @@ fn padded(x: i64) -> Vec<u8> {
     vec![x as u8; 900]
 }
 
-/// The `issue` that started it: `client.submit(len_of, (vec![1u8; 100 << 20],))` used to
+/// The case that started the work: `client.submit(len_of, (vec![1u8; 100 << 20],))` used to
 /// drop the driver's connection, and every later call on the client failed.
 #[test]
 fn a_100_mb_argument_on_a_standing_cluster_and_the_client_keeps_working() {

@@ -13,12 +13,11 @@
 //! forgets the task, lineage included. Submissions, however many tasks, go out in
 //! batches of bounded size as they are built.
 
-use rustc_hash::FxHashMap;
 use std::collections::HashMap;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::task::{Poll, Waker};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
@@ -26,18 +25,25 @@ use serde::Serialize;
 
 use chorus_comm::Secret;
 
-use crate::settings::{human, Limits, STORE_ARGS_ABOVE, WARN_ARGS_ABOVE};
 use crate::args::{Arg, ArgValue, IntoArgs};
-use crate::data::{self, DataPool, Fetched, ObjectStore};
+use crate::data::{self, Fetched};
+use crate::settings::{Limits, STORE_ARGS_ABOVE};
 use crate::error::{FailureKind, TaskError};
 use crate::net::{self, Stream};
 use crate::proto::{
-    self, kind, wire, ArgSlot, ClientId, DataAddress, Done, FromClient, TaskId, TaskKind, TaskOptions, TaskSpec,
-    ToClient, WireError, WorkerId, WorkerInfo,
+    self, kind, wire, ArgSlot, FromClient, TaskId, TaskKind, TaskOptions, TaskSpec, ToClient, WireError,
+    WorkerId, WorkerInfo,
 };
 use crate::registry::{decode_value, encode_value, ActorClass, RemoteFunction, SpmdFunction};
-use crate::server::{ClientSink, CoreHandle, Input};
+use crate::server::ClientSink;
 use crate::{Error, Result};
+
+mod inner;
+mod mailbox;
+
+use inner::{Inner, Link};
+pub(crate) use mailbox::Mailbox;
+use mailbox::Slot;
 
 /// Tasks of a `map` sent per submission message, so that the first tasks run while
 /// the rest are still being built.
@@ -51,365 +57,6 @@ const MAX_IN_FLIGHT: usize = 1 << 17;
 const RELEASE_BATCH: usize = 4096;
 /// See [`RELEASE_BATCH`].
 const RELEASE_DELAY: Duration = Duration::from_millis(20);
-
-#[derive(Clone)]
-enum Slot {
-    Pending,
-    Done { inline: Option<Arc<Vec<u8>>>, holders: Vec<WorkerId> },
-    /// Boxed: a slot per future, and most never fail.
-    Erred(Box<TaskError>),
-}
-
-#[derive(Default)]
-struct MailState {
-    slots: FxHashMap<TaskId, Slot>,
-    workers: Vec<WorkerInfo>,
-    welcomed: Option<ClientId>,
-    closed: Option<String>,
-    wakers: FxHashMap<TaskId, Vec<Waker>>,
-    /// Completions in order, for `as_completed`.
-    completions: u64,
-    /// Futures waiting for their task (see [`MAX_IN_FLIGHT`]).
-    pending: usize,
-}
-
-/// Where the scheduler's messages for this client land.
-#[derive(Default)]
-pub(crate) struct Mailbox {
-    state: Mutex<MailState>,
-    cv: Condvar,
-    args: ArgStore,
-}
-
-/// The large arguments this driver keeps for its tasks (see the module documentation).
-#[derive(Default)]
-struct ArgStore {
-    /// The store and its data server, started on first use.
-    server: std::sync::OnceLock<std::result::Result<ArgServer, String>>,
-    refs: Mutex<ArgRefs>,
-}
-
-#[derive(Default)]
-struct ArgRefs {
-    /// For each task with stored arguments, their keys.
-    by_task: FxHashMap<TaskId, Vec<TaskId>>,
-    /// For each key, how many tasks use it.
-    uses: FxHashMap<TaskId, u32>,
-}
-
-struct ArgServer {
-    store: Arc<ObjectStore>,
-    address: Arc<DataAddress>,
-    _socket_dir: Option<chorus_comm::link::SocketDir>,
-}
-
-impl ArgStore {
-    fn server(&self, bind_ip: &str, secret: &Secret, limits: Limits) -> std::result::Result<&ArgServer, String> {
-        self.server
-            .get_or_init(|| {
-                let listeners = net::Listeners::bind(&format!("{bind_ip}:0"), true).map_err(|e| e.to_string())?;
-                let address = Arc::new(DataAddress {
-                    tcp: listeners.tcp_addr(),
-                    unix: listeners.unix_path(),
-                    host_key: chorus_comm::link::host_key(),
-                });
-                let store = Arc::new(ObjectStore::default());
-                let dir = data::serve(listeners, secret.clone(), store.clone(), limits).map_err(|e| e.to_string())?;
-                Ok(ArgServer { store, address, _socket_dir: dir })
-            })
-            .as_ref()
-            .map_err(Clone::clone)
-    }
-
-    /// `task` uses the stored values `keys`.
-    fn hold(&self, task: TaskId, keys: Vec<TaskId>) {
-        let mut refs = self.refs.lock().expect("arg refs lock");
-        for k in &keys {
-            *refs.uses.entry(*k).or_default() += 1;
-        }
-        refs.by_task.insert(task, keys);
-    }
-
-    /// The scheduler forgot these tasks: their stored values go once no task uses them.
-    fn release(&self, tasks: &[TaskId]) {
-        let Some(Ok(server)) = self.server.get() else { return };
-        let mut refs = self.refs.lock().expect("arg refs lock");
-        for t in tasks {
-            for k in refs.by_task.remove(t).unwrap_or_default() {
-                let n = refs.uses.get_mut(&k).expect("counted in hold");
-                *n -= 1;
-                if *n == 0 {
-                    refs.uses.remove(&k);
-                    server.store.remove(k);
-                }
-            }
-        }
-    }
-
-    /// Values the store holds now (for tests).
-    fn held(&self) -> usize {
-        self.server.get().and_then(|s| s.as_ref().ok()).map_or(0, |s| s.store.len())
-    }
-}
-
-impl Mailbox {
-    fn lock(&self) -> MutexGuard<'_, MailState> {
-        self.state.lock().expect("client state lock")
-    }
-
-    /// Waits for the scheduler's welcome and returns the client number it gave.
-    fn wait_welcome(&self) -> Result<ClientId> {
-        let mut s = self.lock();
-        loop {
-            if let Some(id) = s.welcomed {
-                return Ok(id);
-            }
-            if let Some(why) = &s.closed {
-                return Err(Error::Disconnected { doing: "joining the cluster".into(), reason: why.clone() });
-            }
-            s = self.cv.wait(s).expect("client state lock");
-        }
-    }
-
-    fn close(&self, why: String) {
-        let mut s = self.lock();
-        s.closed.get_or_insert(why);
-        for (_, ws) in s.wakers.drain() {
-            ws.into_iter().for_each(Waker::wake);
-        }
-        drop(s);
-        self.cv.notify_all();
-    }
-}
-
-impl MailState {
-    fn settle(&mut self, id: TaskId, slot: Slot) {
-        // Only futures still alive have a slot.
-        if let Some(old) = self.slots.get_mut(&id) {
-            if matches!(old, Slot::Pending) {
-                self.pending -= 1;
-            }
-            *old = slot;
-            self.completions += 1;
-            if let Some(ws) = self.wakers.remove(&id) {
-                ws.into_iter().for_each(Waker::wake);
-            }
-        }
-    }
-}
-
-impl ClientSink for Mailbox {
-    fn deliver(&self, msgs: Vec<ToClient>) -> std::result::Result<(), String> {
-        let mut s = self.lock();
-        for m in msgs {
-            match m {
-                ToClient::Welcome { client, workers } => {
-                    s.welcomed = Some(client);
-                    s.workers = workers;
-                }
-                ToClient::Workers(w) => s.workers = w,
-                ToClient::Done(done) => {
-                    for Done { id, inline, holders } in done {
-                        s.settle(id, Slot::Done { inline, holders });
-                    }
-                }
-                ToClient::Erred { id, error } => s.settle(id, Slot::Erred(Box::new(error))),
-                ToClient::Forgotten(tasks) => self.args.release(&tasks),
-            }
-        }
-        drop(s);
-        self.cv.notify_all();
-        Ok(())
-    }
-}
-
-enum Link {
-    Local(Arc<CoreHandle>),
-    Remote(Mutex<Stream>),
-}
-
-pub(crate) struct Inner {
-    id: ClientId,
-    next: AtomicU64,
-    link: Link,
-    mail: Arc<Mailbox>,
-    pool: DataPool,
-    secret: Secret,
-    /// Where SPMD rendezvous and the argument store listen: an address the workers can
-    /// reach.
-    bind_ip: String,
-    scatter_turn: AtomicUsize,
-    limits: Limits,
-    /// Whether the warning about large arguments was printed.
-    warned: std::sync::atomic::AtomicBool,
-    /// Futures dropped since the last release message (see [`RELEASE_BATCH`]).
-    releases: Mutex<Vec<TaskId>>,
-    /// Wakes the thread that sends releases left waiting.
-    releases_cv: Condvar,
-}
-
-impl Inner {
-    fn new(id: ClientId, link: Link, mail: Arc<Mailbox>, secret: Secret, bind_ip: String, limits: Limits) -> Inner {
-        Inner {
-            id,
-            next: AtomicU64::new(1),
-            link,
-            mail,
-            pool: DataPool::new(secret.clone(), limits),
-            secret,
-            bind_ip,
-            scatter_turn: AtomicUsize::new(0),
-            limits,
-            warned: Default::default(),
-            releases: Mutex::new(Vec::new()),
-            releases_cv: Condvar::new(),
-        }
-    }
-
-    /// Starts the thread that sends releases no other message carried along within
-    /// [`RELEASE_DELAY`]; it ends with the client.
-    fn start_release_timer(inner: &Arc<Inner>) -> Result<()> {
-        let weak = Arc::downgrade(inner);
-        net::spawn("chorus-client-releases", move || loop {
-            let Some(inner) = weak.upgrade() else { return };
-            let waiting = inner.releases.lock().expect("release lock");
-            let (waiting, _) = inner.releases_cv.wait_timeout(waiting, RELEASE_DELAY).expect("release lock");
-            let batch = !waiting.is_empty();
-            drop(waiting);
-            if inner.mail.lock().closed.is_some() {
-                return;
-            }
-            // Not holding the client while asleep, so that it can go.
-            drop(inner);
-            if batch {
-                std::thread::sleep(RELEASE_DELAY);
-                match weak.upgrade() {
-                    Some(inner) => inner.flush_releases(),
-                    None => return,
-                }
-            }
-        })?;
-        Ok(())
-    }
-
-    /// A future was dropped: the scheduler may free its result.
-    fn release(&self, id: TaskId) {
-        let mut r = self.releases.lock().expect("release lock");
-        r.push(id);
-        if r.len() >= RELEASE_BATCH {
-            let batch = std::mem::take(&mut *r);
-            drop(r);
-            self.deliver(FromClient::Release(batch));
-        }
-    }
-
-    fn flush_releases(&self) {
-        let batch = std::mem::take(&mut *self.releases.lock().expect("release lock"));
-        if !batch.is_empty() {
-            self.deliver(FromClient::Release(batch));
-        }
-    }
-
-    /// Sends `msg` after the releases waiting to go, in one batch: what the scheduler
-    /// does for both (deleting results, starting tasks) then reaches each worker in one
-    /// write, rather than waking it twice.
-    fn send(&self, msg: FromClient) {
-        let released = std::mem::take(&mut *self.releases.lock().expect("release lock"));
-        if released.is_empty() {
-            self.deliver_all(vec![msg]);
-        } else {
-            self.deliver_all(vec![FromClient::Release(released), msg]);
-        }
-    }
-
-    fn deliver(&self, msg: FromClient) {
-        self.deliver_all(vec![msg]);
-    }
-
-    fn deliver_all(&self, msgs: Vec<FromClient>) {
-        match &self.link {
-            Link::Local(core) => {
-                if !core.send_all(msgs.into_iter().map(|m| Input::FromClient(self.id, m))) {
-                    self.mail.close("the scheduler stopped".into());
-                }
-            }
-            Link::Remote(s) => {
-                let mut buf = Vec::new();
-                for msg in &msgs {
-                    match msg {
-                        FromClient::Submit(tasks) => {
-                            // Specs were checked against the frame limit in `prepare`.
-                            wire::encode_batched(tasks, FromClient::Submit, &mut buf, wire::BATCH_BYTES);
-                        }
-                        other => wire::encode_into(other, &mut buf),
-                    }
-                }
-                if std::io::Write::write_all(&mut *s.lock().expect("link lock"), &buf).is_err() {
-                    self.mail.close("the connection to the scheduler was lost".into());
-                }
-            }
-        }
-    }
-
-    fn next_id(&self) -> TaskId {
-        TaskId::new(self.id, self.next.fetch_add(1, Ordering::Relaxed))
-    }
-
-    /// Waits while more than [`MAX_IN_FLIGHT`] futures of this client wait for their
-    /// tasks (or until the connection is lost).
-    fn wait_for_room(&self) {
-        let mut s = self.mail.lock();
-        while s.pending > MAX_IN_FLIGHT && s.closed.is_none() {
-            s = self.mail.cv.wait(s).expect("client state lock");
-        }
-    }
-
-    /// Moves an encoded argument above the inline threshold into the driver's store;
-    /// `Err` (the task's error) when it is larger than the limit or cannot be stored.
-    fn place_arg(&self, slot: ArgSlot, function: &str, index: usize) -> std::result::Result<ArgSlot, Box<TaskError>> {
-        let ArgSlot::Value(bytes) = slot else { return Ok(slot) };
-        let size = bytes.len();
-        if size as u64 > self.limits.max_object {
-            let why = format!("argument {index}: {}", self.limits.too_large(size as u64));
-            return Err(Box::new(TaskError::new(FailureKind::TooLarge, function, why)));
-        }
-        if size <= STORE_ARGS_ABOVE {
-            return Ok(ArgSlot::Value(bytes));
-        }
-        if size > WARN_ARGS_ABOVE && !self.warned.swap(true, Ordering::Relaxed) {
-            chorus_comm::diag::warn(&format!(
-                "task `{function}` has an argument of {}; it is kept by the driver and fetched by the worker that runs the task. \
-                 To pass the same data to many tasks, put it on the cluster once with `client.scatter` and pass the future",
-                human(size as u64)
-            ));
-        }
-        let server = self
-            .mail
-            .args
-            .server(&self.bind_ip, &self.secret, self.limits)
-            .map_err(|e| Box::new(TaskError::new(FailureKind::Serialization, function, format!("argument {index}: {e}"))))?;
-        let id = self.next_id();
-        server.store.insert(id, Arc::new(bytes));
-        Ok(ArgSlot::Stored { id, size: size as u64, at: server.address.clone() })
-    }
-
-    fn address_of(&self, w: WorkerId) -> Option<DataAddress> {
-        self.mail.lock().workers.iter().find(|i| i.id == w).map(|i| i.data.clone())
-    }
-}
-
-impl Drop for Inner {
-    /// The last future and the last clone of the client are gone: the scheduler
-    /// releases everything of this client and cancels what is unfinished.
-    fn drop(&mut self) {
-        match &self.link {
-            Link::Local(core) => {
-                core.send(Input::ClientClosed(self.id));
-            }
-            Link::Remote(s) => s.lock().expect("link lock").shutdown(),
-        }
-    }
-}
 
 pub(crate) struct Handle {
     pub(crate) id: TaskId,
@@ -530,45 +177,6 @@ impl<T: DeserializeOwned + 'static> Future<T> {
         })
         .await;
         self.result()
-    }
-}
-
-impl Inner {
-    /// The bytes of a finished result: inline, or fetched from a holder. `None` when the
-    /// holders could not give it (the scheduler will recompute it and say so again).
-    fn materialize(&self, id: TaskId, slot: Slot) -> Result<Option<Arc<Vec<u8>>>> {
-        match slot {
-            Slot::Erred(e) => Err(Error::Task(e)),
-            Slot::Pending => Ok(None),
-            Slot::Done { inline: Some(b), .. } => Ok(Some(b)),
-            Slot::Done { inline: None, holders } => {
-                for h in &holders {
-                    if let Some(addr) = self.address_of(*h) {
-                        match self.pool.fetch(&addr, &[id]).map(|mut got| got.pop()) {
-                            Ok(Some(Fetched::Object(b))) => return Ok(Some(b)),
-                            Ok(Some(Fetched::TooLarge(why))) => return Err(too_large_result(why)),
-                            _ => {}
-                        }
-                    }
-                }
-                self.expect_recompute([id]);
-                Ok(None)
-            }
-        }
-    }
-
-    /// The holders of these results could not give them: they are gone, and the
-    /// scheduler will recompute the results and announce them again. Marks them pending
-    /// and leaves the scheduler a moment to notice the loss.
-    fn expect_recompute(&self, ids: impl IntoIterator<Item = TaskId>) {
-        let mut s = self.mail.lock();
-        for id in ids {
-            if let Some(slot @ Slot::Done { .. }) = s.slots.get_mut(&id) {
-                *slot = Slot::Pending;
-            }
-        }
-        drop(s);
-        std::thread::sleep(Duration::from_millis(5));
     }
 }
 
