@@ -28,7 +28,7 @@ use crate::proto::{
     kind, wire, ClientId, FromClient, FromObserver, FromWorker, Message, Status, ToClient, ToObserver, ToWorker,
     WireError, WorkerId, WorkerInfo,
 };
-use crate::scheduler::{Command, Event, Scheduler, SchedulerConfig};
+use crate::scheduler::{Command, Event, Note, Scheduler, SchedulerConfig};
 use crate::Result;
 
 /// Where scheduler messages for a client go.
@@ -562,22 +562,29 @@ impl Core {
             let mut unsendable = Vec::new();
             let mut dropped_clients = Vec::new();
             for cmd in self.sched.drain() {
-                match cmd {
-                    Command::Worker(w, ToWorker::Compute(tasks)) => {
-                        let buf = bufs.entry(w).or_default();
+                // The scheduler's decisions, in the wire messages of each role.
+                let (w, msg) = match cmd {
+                    Command::Assign { worker, tasks } => {
+                        let buf = bufs.entry(worker).or_default();
                         for i in wire::encode_batched(&tasks, ToWorker::Compute, buf, wire::BATCH_BYTES) {
-                            unsendable.push((w, too_large_to_send(&tasks[i])));
+                            unsendable.push((worker, too_large_to_send(&tasks[i])));
                         }
+                        continue;
                     }
-                    Command::Worker(w, msg) => wire::encode_into(&msg, bufs.entry(w).or_default()),
-                    Command::Client(c, msgs) => {
-                        if let Some(sink) = self.clients.get(&c) {
-                            if let Err(why) = sink.deliver(msgs) {
-                                dropped_clients.push((c, why));
+                    Command::Release { worker, ids } => (worker, ToWorker::Delete(ids)),
+                    Command::Steal { worker, ids } => (worker, ToWorker::Steal(ids)),
+                    Command::Cancel { worker, ids } => (worker, ToWorker::Cancel(ids)),
+                    Command::Peers { worker, peers } => (worker, ToWorker::Peers(peers)),
+                    Command::Notify { client, notes } => {
+                        if let Some(sink) = self.clients.get(&client) {
+                            if let Err(why) = sink.deliver(Note::into_messages(notes)) {
+                                dropped_clients.push((client, why));
                             }
                         }
+                        continue;
                     }
-                }
+                };
+                wire::encode_into(&msg, bufs.entry(w).or_default());
             }
             let mut failed = Vec::new();
             for (w, buf) in bufs {

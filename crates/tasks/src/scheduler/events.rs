@@ -1,6 +1,9 @@
 //! What goes into the scheduler and what comes out.
 
-use crate::proto::{ClientId, Failed, Finished, Instance, TaskId, TaskSpec, ToClient, ToWorker, WorkerId, WorkerInfo};
+use crate::error::TaskError;
+use crate::proto::{
+    ClientId, ComputeTask, Done, Failed, Finished, Instance, TaskId, TaskSpec, ToClient, WorkerId, WorkerInfo,
+};
 
 /// Something that happened, as the server tells the scheduler.
 #[derive(Debug)]
@@ -91,13 +94,90 @@ pub enum Event {
     },
 }
 
-/// Something the server must send.
+/// What the scheduler decided, for the server to carry out. These are the scheduler's
+/// own types: the server translates them into the wire messages of each role
+/// (`ToWorker`, `ToClient`), batching and framing as it likes.
 #[derive(Debug)]
 pub enum Command {
-    /// A message to a worker.
-    Worker(WorkerId, ToWorker),
-    /// Messages to a client, in order.
-    Client(ClientId, Vec<ToClient>),
+    /// Run these tasks on `worker`, in order.
+    Assign {
+        /// Where.
+        worker: WorkerId,
+        /// The tasks, each with where its inputs are.
+        tasks: Vec<ComputeTask>,
+    },
+    /// `worker` may drop these results (and actors): nothing needs them any more.
+    Release {
+        /// Where.
+        worker: WorkerId,
+        /// The results.
+        ids: Vec<TaskId>,
+    },
+    /// `worker` should give back these tasks if they have not started (work stealing).
+    Steal {
+        /// The worker with the backlog.
+        worker: WorkerId,
+        /// The tasks to give back.
+        ids: Vec<TaskId>,
+    },
+    /// `worker` should not start these (cancelled, failed elsewhere, or finished by
+    /// another worker first).
+    Cancel {
+        /// Where.
+        worker: WorkerId,
+        /// The tasks.
+        ids: Vec<TaskId>,
+    },
+    /// The workers of the cluster changed: `worker` may fetch from these.
+    Peers {
+        /// Who is told.
+        worker: WorkerId,
+        /// Every worker now.
+        peers: Vec<WorkerInfo>,
+    },
+    /// Tell `client` about its tasks, in order.
+    Notify {
+        /// Who is told.
+        client: ClientId,
+        /// What happened.
+        notes: Vec<Note>,
+    },
+}
+
+/// What a client is told.
+#[derive(Debug, Clone)]
+pub enum Note {
+    /// A task's result is ready.
+    Done(Done),
+    /// A task failed for good.
+    Erred {
+        /// The task.
+        id: TaskId,
+        /// Why.
+        error: TaskError,
+    },
+    /// The workers of the cluster now.
+    Workers(Vec<WorkerInfo>),
+    /// The scheduler forgot this task, lineage included (its stored arguments may go).
+    Forgotten(TaskId),
+}
+
+impl Note {
+    /// The client's wire messages for `notes`, consecutive results in one message.
+    pub fn into_messages(notes: Vec<Note>) -> Vec<ToClient> {
+        let mut out: Vec<ToClient> = Vec::new();
+        for n in notes {
+            match (n, out.last_mut()) {
+                (Note::Done(d), Some(ToClient::Done(batch))) => batch.push(d),
+                (Note::Done(d), _) => out.push(ToClient::Done(vec![d])),
+                (Note::Forgotten(id), Some(ToClient::Forgotten(batch))) => batch.push(id),
+                (Note::Forgotten(id), _) => out.push(ToClient::Forgotten(vec![id])),
+                (Note::Erred { id, error }, _) => out.push(ToClient::Erred { id, error }),
+                (Note::Workers(w), _) => out.push(ToClient::Workers(w)),
+            }
+        }
+        out
+    }
 }
 
 /// Tunables of the scheduler.

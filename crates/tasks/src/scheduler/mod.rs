@@ -28,5 +28,5 @@ mod state;
 #[cfg(test)]
 mod tests;
 
-pub use events::{Command, Event, SchedulerConfig};
+pub use events::{Command, Event, Note, SchedulerConfig};
 pub use state::Scheduler;

@@ -9,13 +9,13 @@ use smallvec::SmallVec;
 
 use crate::error::{FailureKind, TaskError};
 use crate::proto::{
-    ClientId, ComputeTask, DepSource, Done, Failed, Finished, Instance, Status, TaskId, TaskKind, TaskSpec, ToClient,
-    ToWorker, WorkerId, WorkerInfo, WorkerStatus,
+    ClientId, ComputeTask, DepSource, Done, Failed, Finished, Instance, Status, TaskId, TaskKind, TaskSpec, WorkerId,
+    WorkerInfo, WorkerStatus,
 };
 
 mod placement;
 
-use super::events::{Command, Event, SchedulerConfig};
+use super::events::{Command, Event, Note, SchedulerConfig};
 
 #[derive(Debug, Clone, PartialEq)]
 enum State {
@@ -114,8 +114,9 @@ const INITIAL_TASK_MICROS: f64 = 5_000.0;
 struct Outbox {
     compute: BTreeMap<WorkerId, Vec<ComputeTask>>,
     delete: BTreeMap<WorkerId, Vec<TaskId>>,
-    other: Vec<(WorkerId, ToWorker)>,
-    clients: BTreeMap<ClientId, Vec<ToClient>>,
+    /// Steals, cancels and peer lists, in the order they were decided.
+    other: Vec<Command>,
+    clients: BTreeMap<ClientId, Vec<Note>>,
 }
 
 /// The scheduler state machine. See the module documentation.
@@ -212,17 +213,15 @@ impl Scheduler {
     pub fn drain(&mut self) -> Vec<Command> {
         let out = std::mem::take(&mut self.out);
         let mut cmds = Vec::new();
-        for (w, ids) in out.delete {
-            cmds.push(Command::Worker(w, ToWorker::Delete(ids)));
+        for (worker, ids) in out.delete {
+            cmds.push(Command::Release { worker, ids });
         }
-        for (w, msg) in out.other {
-            cmds.push(Command::Worker(w, msg));
+        cmds.extend(out.other);
+        for (worker, tasks) in out.compute {
+            cmds.push(Command::Assign { worker, tasks });
         }
-        for (w, tasks) in out.compute {
-            cmds.push(Command::Worker(w, ToWorker::Compute(tasks)));
-        }
-        for (c, msgs) in out.clients {
-            cmds.push(Command::Client(c, msgs));
+        for (client, notes) in out.clients {
+            cmds.push(Command::Notify { client, notes });
         }
         cmds
     }
@@ -290,10 +289,10 @@ impl Scheduler {
     fn announce_workers(&mut self) {
         let infos = self.worker_infos();
         for w in self.workers.keys() {
-            self.out.other.push((*w, ToWorker::Peers(infos.clone())));
+            self.out.other.push(Command::Peers { worker: *w, peers: infos.clone() });
         }
         for c in self.clients.clone() {
-            self.out.clients.entry(c).or_default().push(ToClient::Workers(infos.clone()));
+            self.out.clients.entry(c).or_default().push(Note::Workers(infos.clone()));
         }
     }
 
@@ -444,7 +443,7 @@ impl Scheduler {
                 // Stolen after it started, and finished here first: keep this result and
                 // tell the other worker not to bother.
                 self.unassign(id, other);
-                self.out.other.push((other, ToWorker::Cancel(vec![id])));
+                self.out.other.push(Command::Cancel { worker: other, ids: vec![id] });
             }
             State::Memory => {
                 if !r.who_has.contains(&worker) && self.workers.contains_key(&worker) {
@@ -538,7 +537,8 @@ impl Scheduler {
         let Some(ws) = self.workers.remove(&worker) else { return };
         self.out.compute.remove(&worker);
         self.out.delete.remove(&worker);
-        self.out.other.retain(|(w, _)| *w != worker);
+        self.out.other.retain(|c| !matches!(c,
+            Command::Steal { worker: w, .. } | Command::Cancel { worker: w, .. } | Command::Peers { worker: w, .. } if *w == worker));
         let who = format!("{} {reason}", ws.info.describe());
         for m in ws.has {
             let Some(r) = self.tasks.get_mut(&m) else { continue };
@@ -726,7 +726,7 @@ impl Scheduler {
             let was_active = r.state.is_active();
             if let State::Assigned(w) = r.state {
                 self.unassign(id, w);
-                self.out.other.push((w, ToWorker::Cancel(vec![id])));
+                self.out.other.push(Command::Cancel { worker: w, ids: vec![id] });
             }
             let r = self.tasks.get_mut(&id).expect("present");
             r.state = State::Erred(Box::new(e.clone()));
@@ -819,7 +819,7 @@ impl Scheduler {
             let r = self.tasks.remove(&id).expect("present");
             if r.spec.as_ref().is_some_and(|s| s.has_stored_args()) {
                 // Its driver keeps large arguments for it until now.
-                self.out.clients.entry(r.owner).or_default().push(ToClient::Forgotten(vec![id]));
+                self.out.clients.entry(r.owner).or_default().push(Note::Forgotten(id));
             }
             for d in r.deps {
                 if let Some(dr) = self.tasks.get_mut(&d) {
@@ -835,15 +835,11 @@ impl Scheduler {
         // A result that travels inline needs no holders: no allocation for them.
         let holders = if r.inline.is_some() { Vec::new() } else { r.who_has.to_vec() };
         let done = Done { id, inline: r.inline.clone(), holders };
-        let msgs = self.out.clients.entry(r.owner).or_default();
-        match msgs.last_mut() {
-            Some(ToClient::Done(batch)) => batch.push(done),
-            _ => msgs.push(ToClient::Done(vec![done])),
-        }
+        self.out.clients.entry(r.owner).or_default().push(Note::Done(done));
     }
 
     fn notify_erred(&mut self, id: TaskId, error: TaskError) {
         let owner = self.tasks[&id].owner;
-        self.out.clients.entry(owner).or_default().push(ToClient::Erred { id, error });
+        self.out.clients.entry(owner).or_default().push(Note::Erred { id, error });
     }
 }

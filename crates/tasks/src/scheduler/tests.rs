@@ -6,7 +6,7 @@ use super::*;
 use crate::error::FailureKind;
 use crate::proto::{
     ArgSlot, ClientId, DataAddress, Failed, Finished, Instance, Resources, TaskId, TaskKind, TaskOptions, TaskSpec,
-    ToClient, ToWorker, WorkerId, WorkerInfo,
+    ToClient, WorkerId, WorkerInfo,
 };
 
 /// The one client of these tests.
@@ -58,21 +58,21 @@ fn out(s: &mut Scheduler) -> Out {
     let mut o = Out::default();
     for c in s.drain() {
         match c {
-            Command::Worker(w, ToWorker::Compute(ts)) => {
-                for t in ts {
-                    o.compute.push((w.0, t.spec.id.0));
+            Command::Assign { worker, tasks } => {
+                for t in tasks {
+                    o.compute.push((worker.0, t.spec.id.0));
                     o.instance.insert(t.spec.id.0, t.instance);
                 }
             }
-            Command::Worker(w, ToWorker::Delete(ids)) => o.delete.extend(ids.iter().map(|i| (w.0, i.0))),
-            Command::Worker(w, ToWorker::Steal(ids)) => o.steal.push((w.0, ids)),
-            Command::Worker(..) => {}
-            Command::Client(_, msgs) => {
-                for m in msgs {
-                    match m {
-                        ToClient::Done(ds) => o.done.extend(ds.iter().map(|d| d.id.0)),
-                        ToClient::Erred { id, error } => o.erred.push((id.0, error.kind)),
-                        _ => {}
+            Command::Release { worker, ids } => o.delete.extend(ids.iter().map(|i| (worker.0, i.0))),
+            Command::Steal { worker, ids } => o.steal.push((worker.0, ids)),
+            Command::Cancel { .. } | Command::Peers { .. } => {}
+            Command::Notify { notes, .. } => {
+                for n in notes {
+                    match n {
+                        Note::Done(d) => o.done.push(d.id.0),
+                        Note::Erred { id, error } => o.erred.push((id.0, error.kind)),
+                        Note::Workers(_) | Note::Forgotten(_) => {}
                     }
                 }
             }
@@ -268,4 +268,23 @@ fn a_client_that_leaves_has_its_unfinished_tasks_cancelled_and_its_results_freed
     assert_eq!(o.delete, vec![(w, first)], "its finished result is freed");
     assert!(o.erred.is_empty() && o.done.is_empty(), "nobody is left to tell");
     assert_eq!(s.task_count(), 0, "nothing of it is kept");
+}
+
+#[test]
+fn notes_become_one_message_per_run_of_results() {
+    let done = |id| Note::Done(crate::proto::Done { id: TaskId(id), inline: None, holders: vec![WorkerId(1)] });
+    let error = crate::error::TaskError::new(FailureKind::Panic, "f", "boom");
+    let notes = vec![done(1), done(2), Note::Erred { id: TaskId(3), error }, done(4), Note::Forgotten(TaskId(5)), Note::Forgotten(TaskId(6))];
+    let msgs = Note::into_messages(notes);
+    let shape: Vec<&str> = msgs
+        .iter()
+        .map(|m| match m {
+            ToClient::Done(d) if d.len() == 2 => "done×2",
+            ToClient::Done(_) => "done",
+            ToClient::Erred { .. } => "erred",
+            ToClient::Forgotten(f) if f.len() == 2 => "forgotten×2",
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(shape, ["done×2", "erred", "done", "forgotten×2"]);
 }

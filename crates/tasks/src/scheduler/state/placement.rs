@@ -3,7 +3,8 @@
 
 use super::{Scheduler, State, WorkerState};
 use crate::error::{FailureKind, TaskError};
-use crate::proto::{TaskId, ToWorker, WorkerId};
+use crate::proto::{TaskId, WorkerId};
+use crate::scheduler::Command;
 
 /// Bytes a worker fetches per second, to weigh transfers against queueing.
 const BANDWIDTH: f64 = 1e9;
@@ -143,7 +144,7 @@ impl Scheduler {
                 continue;
             }
             self.workers.get_mut(&victim).expect("present").steal_pending = true;
-            self.out.other.push((victim, ToWorker::Steal(ids)));
+            self.out.other.push(Command::Steal { worker: victim, ids });
         }
     }
 }
