@@ -2,7 +2,7 @@
 //! releases, the argument store, and bringing results to the driver.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chorus_comm::Secret;
@@ -38,8 +38,6 @@ pub(crate) struct Inner {
     pub(super) warned: std::sync::atomic::AtomicBool,
     /// Futures dropped since the last release message (see [`RELEASE_BATCH`]).
     pub(super) releases: Mutex<Vec<TaskId>>,
-    /// Wakes the thread that sends releases left waiting.
-    pub(super) releases_cv: Condvar,
 }
 
 impl Inner {
@@ -56,7 +54,6 @@ impl Inner {
             limits,
             warned: Default::default(),
             releases: Mutex::new(Vec::new()),
-            releases_cv: Condvar::new(),
         }
     }
 
@@ -65,23 +62,13 @@ impl Inner {
     pub(super) fn start_release_timer(inner: &Arc<Inner>) -> Result<()> {
         let weak = Arc::downgrade(inner);
         net::spawn("chorus-client-releases", move || loop {
+            // Not holding the client while asleep, so that it can go.
+            std::thread::sleep(RELEASE_DELAY);
             let Some(inner) = weak.upgrade() else { return };
-            let waiting = inner.releases.lock().expect("release lock");
-            let (waiting, _) = inner.releases_cv.wait_timeout(waiting, RELEASE_DELAY).expect("release lock");
-            let batch = !waiting.is_empty();
-            drop(waiting);
             if inner.mail.lock().closed.is_some() {
                 return;
             }
-            // Not holding the client while asleep, so that it can go.
-            drop(inner);
-            if batch {
-                std::thread::sleep(RELEASE_DELAY);
-                match weak.upgrade() {
-                    Some(inner) => inner.flush_releases(),
-                    None => return,
-                }
-            }
+            inner.flush_releases();
         })?;
         Ok(())
     }

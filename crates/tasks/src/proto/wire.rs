@@ -107,6 +107,9 @@ pub fn encode_batched<M: Message, T: Serialize>(
     out: &mut Vec<u8>,
     limit: usize,
 ) -> Vec<usize> {
+    if items.is_empty() {
+        return Vec::new();
+    }
     // postcard writes a newtype variant of a Vec as (variant, count, items…): take the
     // variant's bytes from an empty batch, whose count is the single byte 0.
     let mut head = postcard::to_stdvec(&wrap(Vec::new())).expect("task-protocol messages always encode");
