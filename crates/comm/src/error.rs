@@ -37,6 +37,22 @@ pub enum Refusal {
     /// The peer is a chorus process but not one this side expected (wrong rank, job size…).
     #[error("unexpected peer: {0}")]
     Unexpected(String),
+    /// This side requires TLS on the connection and the peer spoke without it.
+    #[error("the peer does not use TLS, which connections between hosts require: it probably runs with CHORUS_TLS=off; set CHORUS_TLS the same on every process")]
+    PeerWithoutTls,
+    /// The peer requires TLS on the connection and this side spoke without it (what the
+    /// other side of [`Refusal::PeerWithoutTls`] sees).
+    #[error("the peer requires TLS on connections between hosts, and this process has it off (CHORUS_TLS=off); set CHORUS_TLS the same on every process")]
+    TlsRequired,
+    /// The peer started TLS and this side does not use it on the connection.
+    #[error("the peer uses TLS, and this process has it off (CHORUS_TLS=off); set CHORUS_TLS the same on every process")]
+    PeerUsesTls,
+    /// The peer's TLS key is not the one this side's secret gives (or ours is not its).
+    #[error("the peer's TLS key is not this job's or cluster's: it was started with another secret; give every process the same CHORUS_SECRET or CHORUS_SECRET_FILE")]
+    WrongKey,
+    /// The TLS handshake failed for another reason.
+    #[error("TLS failed: {0}")]
+    Tls(String),
 }
 
 impl Refusal {
@@ -47,6 +63,11 @@ impl Refusal {
             Refusal::BinaryMismatch { .. } => 3,
             Refusal::WrongSecret => 4,
             Refusal::Unexpected(_) => 5,
+            Refusal::PeerWithoutTls => 6,
+            Refusal::TlsRequired => 7,
+            Refusal::PeerUsesTls => 8,
+            Refusal::WrongKey => 9,
+            Refusal::Tls(_) => 10,
         }
     }
 }

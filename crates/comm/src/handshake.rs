@@ -7,15 +7,20 @@
 //! the wire and a proof cannot be replayed or reflected. Finally both exchange a verdict,
 //! so that when one side refuses, the other learns exactly why (protocol version, binary, or
 //! secret) instead of seeing a closed socket.
+//!
+//! [`handshake_tcp`] first secures a TCP connection with TLS when it leaves the host (see
+//! [`crate::tls`]) and then runs the same handshake inside it.
 
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 use crate::fingerprint::Fingerprint;
 use crate::secret::Secret;
+use crate::tls::{ClusterTls, Secured, TlsMode};
 use crate::{Error, Refusal, Result};
 
 /// The version of the chorus wire protocol spoken by this build.
@@ -23,6 +28,8 @@ pub const PROTOCOL_VERSION: u16 = 1;
 const MAGIC: &[u8; 6] = b"CHORUS";
 const HELLO_LEN: usize = 6 + 2 + 32 + 32 + 1 + 4 + 4;
 const MAX_HANDSHAKE_FRAME: usize = 4096;
+/// The largest TLS record (RFC 8446: 2^14 bytes and 256 of expansion).
+const MAX_TLS_RECORD: usize = (1 << 14) + 256;
 /// How long a peer may take to complete the handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -137,8 +144,77 @@ pub async fn handshake<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let run = run(stream, secret, me, check);
-    let outcome = tokio::time::timeout(HANDSHAKE_TIMEOUT, run).await.unwrap_or_else(|_| {
+    within_timeout(run(stream, secret, me, check), direction, peer_name).await
+}
+
+/// Secures a TCP connection with TLS when [`TlsMode`] says so (`CHORUS_TLS`; by default,
+/// when it leaves the host), then runs the [`handshake`] over it.
+///
+/// `direction` "to" makes this side the TLS client. An accepting side that requires TLS
+/// and hears a plain chorus greeting answers with [`Refusal::PeerWithoutTls`] in plain
+/// text, so the peer learns why ([`Refusal::TlsRequired`] on its side).
+pub async fn handshake_tcp(
+    tcp: TcpStream,
+    secret: &Secret,
+    me: Hello,
+    check: PeerCheck<'_>,
+    direction: &'static str,
+    peer_name: &str,
+) -> Result<(Secured, Hello)> {
+    handshake_tcp_with(TlsMode::from_env()?, tcp, secret, me, check, direction, peer_name).await
+}
+
+/// [`handshake_tcp`] with `mode` in place of `CHORUS_TLS`.
+pub async fn handshake_tcp_with(
+    mode: TlsMode,
+    tcp: TcpStream,
+    secret: &Secret,
+    me: Hello,
+    check: PeerCheck<'_>,
+    direction: &'static str,
+    peer_name: &str,
+) -> Result<(Secured, Hello)> {
+    let encrypt = match (tcp.local_addr(), tcp.peer_addr()) {
+        (Ok(local), Ok(peer)) => mode.applies(local, peer),
+        _ => mode != TlsMode::Off,
+    };
+    let tls = if encrypt { Some(ClusterTls::for_secret(secret)?) } else { None };
+    let steps = async move {
+        let Some(tls) = tls else {
+            let mut s = Secured::Plain(tcp);
+            let hello = run(&mut s, secret, me, check).await?;
+            return Ok((s, hello));
+        };
+        let mut s = if direction == "to" {
+            tls.connect(tcp).await.map_err(Step::Refused)?
+        } else {
+            let mut first = [0u8; 1];
+            if tcp.peek(&mut first).await? == 0 {
+                return Err(Step::Io(std::io::ErrorKind::UnexpectedEof.into()));
+            }
+            if first[0] != TLS_HANDSHAKE_RECORD {
+                let mut plain = tcp;
+                run(&mut plain, secret, me, &|_| Err(Refusal::PeerWithoutTls)).await?;
+                return Err(Step::Refused(Refusal::PeerWithoutTls));
+            }
+            tls.accept(tcp).await.map_err(Step::Refused)?
+        };
+        let hello = run(&mut s, secret, me, check).await?;
+        tracing::debug!("connection {direction} {peer_name} secured with TLS");
+        Ok((s, hello))
+    };
+    within_timeout(steps, direction, peer_name).await
+}
+
+/// The first byte of every TLS handshake record (a ClientHello included).
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
+async fn within_timeout<T>(
+    steps: impl std::future::Future<Output = Result<T, Step>>,
+    direction: &'static str,
+    peer_name: &str,
+) -> Result<T> {
+    let outcome = tokio::time::timeout(HANDSHAKE_TIMEOUT, steps).await.unwrap_or_else(|_| {
         Err(Step::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, "the peer did not complete the handshake")))
     });
     outcome.map_err(|step| match step {
@@ -225,7 +301,7 @@ async fn refuse<S: AsyncWrite + Unpin>(stream: &mut S, refusal: Refusal) -> Step
     let detail = match &refusal {
         Refusal::ProtocolVersion { local, peer } => format!("{peer}/{local}"),
         Refusal::BinaryMismatch { local, peer } => format!("{peer}/{local}"),
-        Refusal::Unexpected(why) => why.clone(),
+        Refusal::Unexpected(why) | Refusal::Tls(why) => why.clone(),
         _ => String::new(),
     };
     msg.extend_from_slice(detail.as_bytes());
@@ -251,6 +327,12 @@ fn decode_refusal(why: &[u8]) -> Refusal {
         },
         4 => Refusal::WrongSecret,
         5 => Refusal::Unexpected(format!("the peer refused us: {detail}")),
+        // The peer required TLS and we spoke without it: that is what we are told.
+        6 => Refusal::TlsRequired,
+        7 => Refusal::PeerWithoutTls,
+        8 => Refusal::PeerUsesTls,
+        9 => Refusal::WrongKey,
+        10 => Refusal::Tls(detail),
         _ => Refusal::NotChorus,
     }
 }
@@ -266,6 +348,19 @@ async fn write_msg<S: AsyncWrite + Unpin>(s: &mut S, body: &[u8]) -> std::io::Re
 async fn read_msg<S: AsyncRead + Unpin>(s: &mut S) -> Result<Vec<u8>, Step> {
     let mut len = [0u8; 4];
     s.read_exact(&mut len).await?;
+    if len[0] == TLS_HANDSHAKE_RECORD && len[1] == 3 {
+        // A TLS ClientHello: the peer uses TLS and we do not. Its record (5-byte header,
+        // length in bytes 3 and 4) is read to the end so that closing sends no reset,
+        // which could destroy our refusal before the peer reads it.
+        let mut low = [0u8; 1];
+        s.read_exact(&mut low).await?;
+        let record = usize::from(len[3]) << 8 | usize::from(low[0]);
+        if record <= MAX_TLS_RECORD {
+            let mut rest = vec![0u8; record];
+            s.read_exact(&mut rest).await?;
+        }
+        return Err(Step::Refused(Refusal::PeerUsesTls));
+    }
     let len = crate::frame::decode_length(len);
     if len > MAX_HANDSHAKE_FRAME {
         // A chorus greeting is tiny; an HTTP request or random bytes land here.

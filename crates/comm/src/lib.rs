@@ -7,6 +7,7 @@
 //!   bytes and large messages are streamed in bounded chunks;
 //! - [`secret`], [`fingerprint`] and [`handshake`]: every connection proves it knows the
 //!   job secret (HMAC challenge-response) and that both ends run the same build and protocol;
+//! - [`tls`]: TLS on every TCP connection that leaves the host, keyed by the secret;
 //! - [`link`]: Unix-domain sockets between same-host processes, TCP across hosts;
 //! - [`rendezvous`]: how ranks find each other through a coordinator;
 //! - [`World`]: the full mesh among ranks and the collectives (barrier, bcast, gatherv,
@@ -27,6 +28,7 @@ pub mod link;
 mod reduce;
 pub mod rendezvous;
 pub mod secret;
+pub mod tls;
 mod world;
 
 pub use bytemuck::Pod;

@@ -146,14 +146,6 @@ pub fn enlarge_buffers(sock: socket2::SockRef<'_>) {
     let _ = sock.set_recv_buffer_size(SOCKET_BUFFER);
 }
 
-/// Splits a TCP stream into boxed halves.
-pub fn split_tcp(s: TcpStream) -> (LinkReader, LinkWriter) {
-    let _ = s.set_nodelay(true);
-    enlarge_buffers(socket2::SockRef::from(&s));
-    let (r, w) = s.into_split();
-    (Box::new(r), Box::new(w))
-}
-
 /// Splits a Unix stream into boxed halves.
 pub fn split_unix(s: UnixStream) -> (LinkReader, LinkWriter) {
     enlarge_buffers(socket2::SockRef::from(&s));

@@ -13,12 +13,13 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 use crate::fingerprint::Fingerprint;
-use crate::handshake::{handshake, Hello, Role};
+use crate::handshake::{handshake_tcp, Hello, Role};
 use crate::secret::Secret;
+use crate::tls::Secured;
 use crate::{diag, Error, Refusal, Result};
 
 /// What a rank tells the coordinator about itself.
@@ -53,14 +54,14 @@ enum Reply {
 
 const MAX_RENDEZVOUS_MSG: usize = 16 << 20;
 
-async fn write_msg<T: Serialize>(s: &mut TcpStream, value: &T) -> std::io::Result<()> {
+async fn write_msg<T: Serialize>(s: &mut Secured, value: &T) -> std::io::Result<()> {
     let body = postcard::to_allocvec(value).map_err(std::io::Error::other)?;
     s.write_all(&crate::frame::encode_length(body.len())).await?;
     s.write_all(&body).await?;
     s.flush().await
 }
 
-async fn read_msg<T: for<'de> Deserialize<'de>>(s: &mut TcpStream) -> std::io::Result<T> {
+async fn read_msg<T: for<'de> Deserialize<'de>>(s: &mut Secured) -> std::io::Result<T> {
     let mut len = [0u8; 4];
     s.read_exact(&mut len).await?;
     let len = crate::frame::decode_length(len);
@@ -80,10 +81,10 @@ async fn read_msg<T: for<'de> Deserialize<'de>>(s: &mut TcpStream) -> std::io::R
 /// not all arrive within `timeout`.
 pub async fn serve(listener: TcpListener, size: usize, secret: Secret, timeout: Duration) -> Result<()> {
     let deadline = Instant::now() + timeout;
-    let (tx, mut rx) = mpsc::unbounded_channel::<(TcpStream, Registration)>();
+    let (tx, mut rx) = mpsc::unbounded_channel::<(Secured, Registration)>();
     let accept = async {
         loop {
-            let Ok((mut stream, from)) = listener.accept().await else { continue };
+            let Ok((stream, from)) = listener.accept().await else { continue };
             let (tx, secret) = (tx.clone(), secret.clone());
             tokio::spawn(async move {
                 let check = move |h: &Hello| match h.role {
@@ -99,9 +100,10 @@ pub async fn serve(listener: TcpListener, size: usize, secret: Secret, timeout: 
                     Ok(me) => me,
                     Err(e) => return diag::warn(&e.to_string()),
                 };
-                if let Err(e) = handshake(&mut stream, &secret, me, &check, "from", &from.to_string()).await {
-                    return diag::warn(&format!("rendezvous: {e}"));
-                }
+                let mut stream = match handshake_tcp(stream, &secret, me, &check, "from", &from.to_string()).await {
+                    Ok((stream, _)) => stream,
+                    Err(e) => return diag::warn(&format!("rendezvous: {e}")),
+                };
                 match read_msg::<Registration>(&mut stream).await {
                     Ok(reg) => {
                         let _ = tx.send((stream, reg));
@@ -112,7 +114,7 @@ pub async fn serve(listener: TcpListener, size: usize, secret: Secret, timeout: 
         }
     };
     let collect = async {
-        let mut joined: BTreeMap<u32, (TcpStream, Registration)> = BTreeMap::new();
+        let mut joined: BTreeMap<u32, (Secured, Registration)> = BTreeMap::new();
         let mut failure = None;
         while joined.len() < size {
             let remaining = deadline.saturating_duration_since(Instant::now());
@@ -179,14 +181,14 @@ fn fingerprint_mismatch<'a>(regs: impl Iterator<Item = &'a Registration>) -> Opt
 
 /// A rank's connection to its coordinator, established and authenticated.
 pub struct CoordinatorLink {
-    stream: TcpStream,
+    stream: Secured,
     name: String,
 }
 
 impl CoordinatorLink {
     /// Connects (retrying until `deadline`) and runs the handshake as `rank` of `size`.
     pub async fn connect(addr: &str, secret: &Secret, rank: u32, size: u32, deadline: Instant) -> Result<Self> {
-        let mut stream = crate::link::connect_tcp_retrying(addr, deadline).await.map_err(|e| match e {
+        let stream = crate::link::connect_tcp_retrying(addr, deadline).await.map_err(|e| match e {
             Error::Io { source, .. } => Error::Rendezvous(format!(
                 "rank {rank} could not reach the job's coordinator at {addr}: {source}; is rank 0 (or the launcher) running, and is CHORUS_COORDINATOR the same for every rank?"
             )),
@@ -197,14 +199,14 @@ impl CoordinatorLink {
             Role::Coordinator => Ok(()),
             other => Err(Refusal::Unexpected(format!("expected the job's coordinator, found {other:?}"))),
         };
-        handshake(&mut stream, secret, me, &check, "to", &format!("coordinator {addr}")).await?;
+        let (stream, _) = handshake_tcp(stream, secret, me, &check, "to", &format!("coordinator {addr}")).await?;
         Ok(CoordinatorLink { stream, name: addr.to_string() })
     }
 
     /// The local address of the connection: the interface this host reaches the
     /// coordinator through, which is where peers can reach us.
     pub fn local_ip(&self) -> Result<std::net::IpAddr> {
-        self.stream.local_addr().map(|a| a.ip()).map_err(|e| Error::io("reading a local address", e))
+        self.stream.tcp().local_addr().map(|a| a.ip()).map_err(|e| Error::io("reading a local address", e))
     }
 
     /// Registers and waits for the table of every rank's address.

@@ -11,6 +11,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use crate::link::TransportPreference;
+use crate::tls::TlsMode;
 use crate::{Error, Result};
 
 /// The settings of this process (see the module documentation).
@@ -31,6 +32,9 @@ pub struct Settings {
     /// `CHORUS_TRANSPORT`: `auto` (Unix sockets between ranks on one host, TCP
     /// otherwise), `unix` (the same) or `tcp` (TCP everywhere).
     pub transport: TransportPreference,
+    /// `CHORUS_TLS`: `auto` (TLS on every TCP connection that leaves the host), `on`
+    /// (on every TCP connection, loopback too) or `off`.
+    pub tls: TlsMode,
     /// `CHORUS_CONNECT_TIMEOUT`: how long ranks wait for each other at start-up.
     pub connect_timeout: Option<Duration>,
     /// `CHORUS_WARN_AFTER`: a call waiting this long logs whom it waits for.
@@ -73,6 +77,7 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("CHORUS_SECRET", "the job or cluster secret, 64 hex digits"),
     ("CHORUS_SECRET_FILE", "a 0600 file holding the secret"),
     ("CHORUS_TRANSPORT", "`auto` (default: Unix sockets between ranks on one host), `unix`, or `tcp` everywhere"),
+    ("CHORUS_TLS", "`auto` (default: TLS on every TCP connection between hosts), `on` (loopback TCP too), or `off`"),
     ("CHORUS_CONNECT_TIMEOUT", "seconds ranks wait for each other at start-up (60)"),
     ("CHORUS_WARN_AFTER", "seconds a call waits before it logs whom it waits for (60)"),
     ("CHORUS_SPIN_US", "microseconds a waiting call polls before it sleeps (50, or 200 when ranks share cores)"),
@@ -119,6 +124,12 @@ impl Settings {
             Some("tcp") => TransportPreference::Tcp,
             Some(other) => return Err(invalid("CHORUS_TRANSPORT", other, "auto, unix or tcp")),
         };
+        let tls = match get("CHORUS_TLS").as_deref().map(str::trim) {
+            None | Some("auto") => TlsMode::Auto,
+            Some("on") => TlsMode::On,
+            Some("off") => TlsMode::Off,
+            Some(other) => return Err(invalid("CHORUS_TLS", other, "auto, on or off")),
+        };
         let procs = count("CHORUS_PROCS")?;
         let rank = get("CHORUS_RANK").map(|v| parse_index("CHORUS_RANK", &v)).transpose()?;
         let spin_us = get("CHORUS_SPIN_US")
@@ -138,6 +149,7 @@ impl Settings {
             secret_hex,
             secret_file: get("CHORUS_SECRET_FILE").map(PathBuf::from),
             transport,
+            tls,
             connect_timeout: seconds("CHORUS_CONNECT_TIMEOUT")?,
             warn_after: seconds("CHORUS_WARN_AFTER")?,
             spin_us,
@@ -218,6 +230,7 @@ mod tests {
     fn good_values_parse_and_unset_ones_are_none() {
         let s = with(&[
             ("CHORUS_PROCS", "4"),
+            ("CHORUS_TLS", "off"),
             ("CHORUS_CONNECT_TIMEOUT", "2.5"),
             ("CHORUS_MAX_OBJECT", "64MiB"),
             ("CHORUS_TRANSPORT", "tcp"),
@@ -228,6 +241,7 @@ mod tests {
         assert_eq!(s.connect_timeout, Some(Duration::from_millis(2500)));
         assert_eq!(s.max_object, Some(64 << 20));
         assert_eq!(s.transport, TransportPreference::Tcp);
+        assert_eq!(s.tls, TlsMode::Off);
         assert_eq!(s.spin_us, Some(0));
         assert!(s.send_budget.is_none() && s.coordinator.is_none() && s.worker.scheduler.is_none());
         assert_eq!(parse_size("X", "1.5GB").unwrap(), 1_500_000_000);
@@ -242,6 +256,7 @@ mod tests {
             ("CHORUS_TRANSPORT", "ib", "auto, unix or tcp"),
             ("CHORUS_PROCS", "0", "positive whole number"),
             ("CHORUS_PROCS", "many", "positive whole number"),
+            ("CHORUS_TLS", "yes", "auto, on or off"),
             ("CHORUS_CONNECT_TIMEOUT", "-1", "seconds"),
             ("CHORUS_MAX_OBJECT", "12 parsecs", "64MiB"),
             ("CHORUS_MAX_OBJECT", "0", "a size"),

@@ -11,8 +11,6 @@
 //! [`Limits::send_budget`]: crate::settings::Limits::send_budget
 
 use std::collections::VecDeque;
-use std::io::Write;
-use std::os::fd::AsRawFd;
 use std::sync::{Arc, Condvar, Mutex};
 
 use crate::settings::human;
@@ -50,7 +48,7 @@ impl Outgoing {
 
     /// Sends `bytes` in order after everything sent before; never blocks. An error means
     /// the peer is dropped (its budget is full, or its socket failed), and says why.
-    pub(crate) fn send(&self, mut bytes: Vec<u8>) -> Result<(), String> {
+    pub(crate) fn send(&self, bytes: Vec<u8>) -> Result<(), String> {
         if bytes.is_empty() {
             return Ok(());
         }
@@ -59,6 +57,11 @@ impl Outgoing {
         if let Some(why) = &st.closed {
             return Err(why.clone());
         }
+        // Sealed under the queue's lock, so records are queued in the order they were made.
+        let mut bytes = match sh.stream.seal(bytes) {
+            Ok(sealed) => sealed,
+            Err(e) => return Err(sh.close(&mut st, format!("could not be encrypted for: {e}"))),
+        };
         if st.queue.is_empty() && !st.writing {
             match send_nonblocking(&sh.stream, &bytes) {
                 Ok(n) if n == bytes.len() => return Ok(()),
@@ -117,14 +120,6 @@ impl Shared {
     }
 
     fn write_loop(&self) {
-        let mut w = match self.stream.try_clone() {
-            Ok(w) => w,
-            Err(e) => {
-                let mut st = self.state.lock().expect("outgoing lock");
-                self.close(&mut st, format!("could not be written to: {e}"));
-                return;
-            }
-        };
         let mut st = self.state.lock().expect("outgoing lock");
         loop {
             if st.closed.is_some() {
@@ -136,7 +131,7 @@ impl Shared {
             };
             st.writing = true;
             drop(st);
-            let result = w.write_all(&bytes);
+            let result = write_all_blocking(&self.stream, &bytes);
             st = self.state.lock().expect("outgoing lock");
             st.writing = false;
             st.queued = st.queued.saturating_sub(bytes.len());
@@ -150,19 +145,29 @@ impl Shared {
     }
 }
 
-/// Writes what the socket takes now; `Ok(0)` when it takes nothing.
-fn send_nonblocking(stream: &Stream, mut bytes: &[u8]) -> std::io::Result<usize> {
-    let fd = match stream {
-        Stream::Tcp(s) => s.as_raw_fd(),
-        Stream::Unix(s) => s.as_raw_fd(),
-    };
+/// Writes what the socket takes now; `Ok(0)` when it takes nothing. The bytes go to the
+/// socket as they are (sealed already on a TLS connection).
+fn send_nonblocking(stream: &Stream, bytes: &[u8]) -> std::io::Result<usize> {
+    send_raw(stream, bytes, libc::MSG_DONTWAIT)
+}
+
+/// Writes all of `bytes` to the socket as they are, blocking (up to the socket's write
+/// timeout) while it is full.
+fn write_all_blocking(stream: &Stream, bytes: &[u8]) -> std::io::Result<()> {
+    let sent = send_raw(stream, bytes, 0)?;
+    if sent < bytes.len() {
+        return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "the peer took nothing for the write timeout"));
+    }
+    Ok(())
+}
+
+fn send_raw(stream: &Stream, mut bytes: &[u8], flags: libc::c_int) -> std::io::Result<usize> {
+    let fd = stream.fd();
     let mut sent = 0;
     while !bytes.is_empty() {
         // SAFETY: `bytes` is a valid readable buffer of the given length for the call's
         // duration, and `fd` is an open socket owned by `stream`.
-        let n = unsafe {
-            libc::send(fd, bytes.as_ptr().cast(), bytes.len(), libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
-        };
+        let n = unsafe { libc::send(fd, bytes.as_ptr().cast(), bytes.len(), flags | libc::MSG_NOSIGNAL) };
         if n < 0 {
             let e = std::io::Error::last_os_error();
             return match e.kind() {

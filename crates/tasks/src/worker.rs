@@ -334,11 +334,7 @@ pub fn run_worker(config: WorkerConfig) -> Result<()> {
         other => Err(chorus_comm::Refusal::Unexpected(format!("expected the scheduler, found {other:?}"))),
     };
     let (stream, _) = net::connect(&config.scheduler, &config.secret, kind::WORKER, &check, Duration::from_secs(30))?;
-    let listen_ip = match (&config.listen, &stream) {
-        (Some(ip), _) => ip.clone(),
-        (None, Stream::Tcp(s)) => s.local_addr().map(|a| a.ip().to_string()).unwrap_or_else(|_| "127.0.0.1".into()),
-        (None, Stream::Unix(_)) => "127.0.0.1".into(),
-    };
+    let listen_ip = config.listen.clone().unwrap_or_else(|| stream.local_ip());
     let listeners = net::Listeners::bind(&format!("{listen_ip}:0"), true)?;
     let data = DataAddress {
         tcp: listeners.tcp_addr(),

@@ -15,6 +15,7 @@ mod support;
 mod tasks_protocol;
 mod tasks_scale;
 mod tasks_standing;
+mod tasks_tls;
 
 /// The entry point of rank processes.
 #[test]
@@ -28,14 +29,21 @@ fn rank_program() {
 #[test]
 #[ignore = "the worker program that the standing-cluster tests start; not a test of its own"]
 fn worker_program() {
+    // As `#[chorus::main]` does.
+    chorus::__private::init_logging("driver");
     chorus::tasks::worker_entry();
     panic!("worker_program runs only as a worker started by `chorus worker`");
 }
 
-/// The entry point of the driver process that the standing-cluster tests stop.
+/// The entry point of driver processes of the standing-cluster tests: the one they stop,
+/// or (`CHORUS_TEST_DRIVER_JOB=tls`) the one that runs on another host.
 #[test]
 #[ignore = "the driver program that the standing-cluster tests start; not a test of its own"]
 fn driver_program() {
+    chorus::__private::init_logging("driver");
     let address = std::env::var("CHORUS_TEST_DRIVER").expect("driver_program runs with CHORUS_TEST_DRIVER set");
-    tasks_scale::stopped_driver(&address);
+    match std::env::var("CHORUS_TEST_DRIVER_JOB").as_deref() {
+        Ok("tls") => tasks_tls::tls_driver(&address),
+        _ => tasks_scale::stopped_driver(&address),
+    }
 }

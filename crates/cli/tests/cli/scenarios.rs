@@ -2,9 +2,11 @@
 
 use chorus::{Max, Min, Prod, Sum, World};
 
-/// Runs a scenario the way `main` would: an error is printed as `Error: …` and ends the
+/// Runs a scenario the way `#[chorus::main]` would: an error is printed as `Error: …` and ends the
 /// process with status 1.
 pub fn run(name: &str) {
+    // As `#[chorus::main]` does: logs go to stderr, filtered by RUST_LOG.
+    chorus::__private::init_logging("driver");
     let result = std::panic::catch_unwind(|| scenario(name));
     match result {
         Ok(Ok(())) => std::process::exit(0),

@@ -4,7 +4,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use crate::support::{finish, free_port, me, rank_args, skip_or_fail};
+use crate::support::{finish, free_port, me, rank_args, skip_or_fail, Namespaces};
 
 #[test]
 fn mpiexec_open_mpi_bootstrap() {
@@ -56,77 +56,54 @@ fn which(name: &str) -> Result<std::path::PathBuf, ()> {
     std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file()).ok_or(())
 }
 
-/// Network namespaces joined by a bridge in a namespace of their own, removed on drop.
-struct Namespaces {
-    names: Vec<String>,
-}
-
-impl Namespaces {
-    fn create(tag: &str, n: usize) -> Result<Namespaces, String> {
-        let ns = Namespaces { names: (0..=n).map(|i| format!("chorus-{tag}-{i}")).collect() };
-        let hub = ns.names[n].clone();
-        ip(&["netns", "add", &hub])?;
-        ip(&["-n", &hub, "link", "add", "br0", "type", "bridge"])?;
-        ip(&["-n", &hub, "link", "set", "br0", "up"])?;
-        for i in 0..n {
-            let name = &ns.names[i];
-            ip(&["netns", "add", name])?;
-            let (a, b) = (format!("cv{tag}{i}a"), format!("cv{tag}{i}b"));
-            ip(&["link", "add", &a, "netns", name, "type", "veth", "peer", "name", &b, "netns", &hub])?;
-            ip(&["-n", &hub, "link", "set", &b, "master", "br0", "up"])?;
-            ip(&["-n", name, "addr", "add", &format!("10.123.0.{}/24", i + 1), "dev", &a])?;
-            ip(&["-n", name, "link", "set", &a, "up"])?;
-            ip(&["-n", name, "link", "set", "lo", "up"])?;
-        }
-        Ok(ns)
-    }
-}
-
-impl Drop for Namespaces {
-    fn drop(&mut self) {
-        for name in &self.names {
-            let _ = Command::new("ip").args(["netns", "del", name]).status();
-        }
-    }
-}
-
-fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip").args(args).output().map_err(|e| format!("cannot run ip: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!("`ip {}` failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
-    }
-}
-
+/// Ranks on three hosts (network namespaces) bootstrap through rank 0's rendezvous and
+/// run collectives over TCP, encrypted: TLS is on by default between hosts.
 #[test]
-fn ranks_in_three_network_namespaces_complete_collectives_over_tcp() {
-    let tag = format!("{}", std::process::id() % 100_000);
-    let ns = match Namespaces::create(&tag, 3) {
-        Ok(ns) => ns,
-        Err(why) => return skip_or_fail("NETNS", &format!("network namespaces cannot be made here (needs root and iproute2): {why}")),
-    };
+fn ranks_in_three_network_namespaces_complete_collectives_over_tls() {
+    let Some(ns) = Namespaces::for_test(3) else { return };
     let secret = chorus::Secret::generate().unwrap().to_hex();
+    let outs = netns_job(&ns, &secret, |_| "auto");
+    for (r, out) in outs.iter().enumerate() {
+        assert!(out.success(), "rank {r}: {}", out.all());
+        assert!(out.stdout.contains(&format!("rank {r} of 3: sum 6, gathered rank 0|rank 1|rank 2")), "{}", out.all());
+        // Each rank's connection to the coordinator and to the two other ranks is under
+        // TLS, and rank 0, which serves the rendezvous, also accepts all three ranks' there.
+        let secured = out.stderr.matches("secured with TLS").count();
+        assert_eq!(secured, if r == 0 { 3 + 3 } else { 3 }, "rank {r}: {}", out.all());
+    }
+}
+
+/// A rank that has TLS off cannot join a job whose other ranks have it on: it is told
+/// why, rank 0 logs which peer it refused and why, and nobody hangs.
+#[test]
+fn a_rank_with_tls_off_is_refused_and_both_sides_name_the_setting() {
+    let Some(ns) = Namespaces::for_test(3) else { return };
+    let secret = chorus::Secret::generate().unwrap().to_hex();
+    let outs = netns_job(&ns, &secret, |r| if r == 2 { "off" } else { "auto" });
+    assert!(outs.iter().all(|o| !o.success()), "{}", outs.iter().map(|o| o.all()).collect::<String>());
+    assert!(outs[2].stderr.contains("requires TLS") && outs[2].stderr.contains("CHORUS_TLS=off"), "{}", outs[2].all());
+    assert!(outs[0].stderr.contains("10.123.0.3") && outs[0].stderr.contains("does not use TLS"), "{}", outs[0].all());
+    assert!(outs[0].stderr.contains("rank(s) 2 did not join"), "{}", outs[0].all());
+}
+
+/// Runs the `netns` scenario as ranks 0..3 on hosts 0..3, rank `r` with `CHORUS_TLS=tls(r)`.
+fn netns_job(ns: &Namespaces, secret: &str, tls: impl Fn(usize) -> &'static str) -> Vec<crate::support::Finished> {
     let children: Vec<_> = (0..3)
         .map(|r| {
-            let mut cmd = Command::new("ip");
-            cmd.args(["netns", "exec", &ns.names[r]])
-                .arg(me())
-                .args(rank_args())
+            let mut cmd = ns.exec(r, me());
+            cmd.args(rank_args())
                 .env("CHORUS_TEST_SCENARIO", "netns")
                 .env("PMI_RANK", r.to_string())
                 .env("PMI_SIZE", "3")
                 .env("CHORUS_COORDINATOR", "10.123.0.1:47000")
-                .env("CHORUS_SECRET", &secret)
-                .env("CHORUS_CONNECT_TIMEOUT", "30");
+                .env("CHORUS_SECRET", secret)
+                .env("CHORUS_TLS", tls(r))
+                .env("CHORUS_CONNECT_TIMEOUT", "8")
+                .env("RUST_LOG", "warn,chorus_comm::handshake=debug");
             cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap()
         })
         .collect();
-    for (r, child) in children.into_iter().enumerate() {
-        let out = crate::support::wait_with_limit(child, Duration::from_secs(60));
-        assert!(out.success(), "rank {r}: {}", out.all());
-        assert!(out.stdout.contains(&format!("rank {r} of 3: sum 6, gathered rank 0|rank 1|rank 2")), "{}", out.all());
-    }
+    children.into_iter().map(|c| crate::support::wait_with_limit(c, Duration::from_secs(60))).collect()
 }
 
 /// Starts `n` copies of the rank program with `env(rank)` and waits for all of them.

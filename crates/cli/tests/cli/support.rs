@@ -102,3 +102,72 @@ pub fn skip_or_fail(name: &str, why: &str) {
     }
     eprintln!("SKIPPED: {why}");
 }
+
+/// Network namespaces joined by a bridge in a namespace of their own, removed on drop.
+pub struct Namespaces {
+    pub names: Vec<String>,
+}
+
+impl Namespaces {
+    /// Hosts `0..n` at 10.123.0.1, 10.123.0.2, …
+    pub fn create(tag: &str, n: usize) -> Result<Namespaces, String> {
+        let ns = Namespaces { names: (0..=n).map(|i| format!("chorus-{tag}-{i}")).collect() };
+        let hub = ns.names[n].clone();
+        ip(&["netns", "add", &hub])?;
+        ip(&["-n", &hub, "link", "add", "br0", "type", "bridge"])?;
+        ip(&["-n", &hub, "link", "set", "br0", "up"])?;
+        for i in 0..n {
+            let name = &ns.names[i];
+            ip(&["netns", "add", name])?;
+            let (a, b) = (format!("cv{tag}{i}a"), format!("cv{tag}{i}b"));
+            ip(&["link", "add", &a, "netns", name, "type", "veth", "peer", "name", &b, "netns", &hub])?;
+            ip(&["-n", &hub, "link", "set", &b, "master", "br0", "up"])?;
+            ip(&["-n", name, "addr", "add", &format!("10.123.0.{}/24", i + 1), "dev", &a])?;
+            ip(&["-n", name, "link", "set", &a, "up"])?;
+            ip(&["-n", name, "link", "set", "lo", "up"])?;
+        }
+        Ok(ns)
+    }
+}
+
+impl Drop for Namespaces {
+    fn drop(&mut self) {
+        for name in &self.names {
+            let _ = Command::new("ip").args(["netns", "del", name]).status();
+        }
+    }
+}
+
+fn ip(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("ip").args(args).output().map_err(|e| format!("cannot run ip: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("`ip {}` failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
+    }
+}
+
+impl Namespaces {
+    /// Namespaces for a test, or `None` (and the test is skipped, or fails under
+    /// `CHORUS_REQUIRE_NETNS=1`) where they cannot be made.
+    pub fn for_test(n: usize) -> Option<Namespaces> {
+        // Tests run in parallel: each gets its own names.
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let tag = format!("{}{}", std::process::id() % 10_000, NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        match Namespaces::create(&tag, n) {
+            Ok(ns) => Some(ns),
+            Err(why) => {
+                skip_or_fail("NETNS", &format!("network namespaces cannot be made here (needs root and iproute2): {why}"));
+                None
+            }
+        }
+    }
+
+    /// `ip netns exec <host i> program`.
+    pub fn exec(&self, i: usize, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.names[i]]).arg(program);
+        cmd
+    }
+}
+

@@ -30,7 +30,7 @@ pub struct Standing {
 }
 
 /// Appends everything `r` prints to `log`, on a thread of its own.
-fn collect(r: impl Read + Send + 'static, log: &Arc<Mutex<String>>) {
+pub fn collect(r: impl Read + Send + 'static, log: &Arc<Mutex<String>>) {
     let log = log.clone();
     std::thread::spawn(move || {
         for line in BufReader::new(r).lines().map_while(Result::ok) {

@@ -6,7 +6,7 @@ use std::time::Instant;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use futures_util::future::try_join_all;
 
-use crate::handshake::{handshake, Hello, Role};
+use crate::handshake::{handshake, handshake_tcp, Hello, Role};
 use crate::link::{self, LinkReader, LinkWriter, Listeners, TransportPreference};
 use crate::rendezvous::PeerAddress;
 use crate::secret::Secret;
@@ -48,9 +48,9 @@ pub(crate) async fn connect(
                     link::split_unix(s)
                 }
                 _ => {
-                    let mut s = link::connect_tcp_retrying(&addr.tcp.to_string(), deadline).await?;
-                    handshake(&mut s, secret, Hello::new(role)?, &check, "to", &name).await?;
-                    link::split_tcp(s)
+                    let s = link::connect_tcp_retrying(&addr.tcp.to_string(), deadline).await?;
+                    let (s, _) = handshake_tcp(s, secret, Hello::new(role)?, &check, "to", &name).await?;
+                    s.into_split()
                 }
             };
             Ok::<_, Error>((j, link))
@@ -67,9 +67,9 @@ pub(crate) async fn connect(
         let mut pending = FuturesUnordered::new();
         while missing > 0 {
             tokio::select! {
-                Ok((mut s, from)) = listeners.tcp.accept() => pending.push(Box::pin(async move {
-                    let hello = handshake(&mut s, secret, Hello::new(role)?, check, "from", &from.to_string()).await?;
-                    Ok::<_, Error>((hello, link::split_tcp(s)))
+                Ok((s, from)) = listeners.tcp.accept() => pending.push(Box::pin(async move {
+                    let (s, hello) = handshake_tcp(s, secret, Hello::new(role)?, check, "from", &from.to_string()).await?;
+                    Ok::<_, Error>((hello, s.into_split()))
                 }) as std::pin::Pin<Box<dyn std::future::Future<Output = Result<(Hello, Link)>> + Send + '_>>),
                 Ok((mut s, _)) = async {
                     match &listeners.unix {

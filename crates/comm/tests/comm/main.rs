@@ -3,6 +3,7 @@
 
 mod frame_decoders;
 mod handshake_refusals;
+mod handshake_tls;
 mod support;
 mod world_collectives;
 mod world_mismatch;

@@ -29,7 +29,7 @@ use crate::args::{Arg, ArgValue, IntoArgs};
 use crate::data::{self, Fetched};
 use crate::settings::{Limits, STORE_ARGS_ABOVE};
 use crate::error::{FailureKind, TaskError};
-use crate::net::{self, Stream};
+use crate::net;
 use crate::proto::{
     self, kind, wire, ArgSlot, FromClient, TaskId, TaskKind, TaskOptions, TaskSpec, ToClient, WireError,
     WorkerId, WorkerInfo,
@@ -267,10 +267,7 @@ impl Client {
         // A standing scheduler is another program (`chorus scheduler`); it checks builds itself.
         let check = net::same_build_check(false, |_| false);
         let (stream, _) = net::connect(address, &secret, kind::CLIENT, &check, Duration::from_secs(10))?;
-        let bind_ip = match &stream {
-            Stream::Tcp(s) => s.local_addr().map(|a| a.ip().to_string()).unwrap_or_else(|_| "127.0.0.1".into()),
-            Stream::Unix(_) => "127.0.0.1".into(),
-        };
+        let bind_ip = stream.local_ip();
         let reader = stream.try_clone().map_err(|source| Error::Io { context: "socket".into(), source })?;
         let mut reader = std::io::BufReader::with_capacity(1 << 16, reader);
         let limits = Limits::get()?;

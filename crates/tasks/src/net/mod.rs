@@ -1,9 +1,12 @@
 //! Authenticated blocking connections for the task layer.
 //!
-//! Connections are made and accepted with the handshake of `chorus-comm` (cluster
-//! secret, protocol version, roles), run on a small tokio runtime, and then used as plain
-//! blocking sockets: one reader thread per connection and direct writes keep a message's
-//! path free of executor hand-offs.
+//! Connections are made and accepted with the handshake of `chorus-comm` (TLS when the
+//! connection leaves the host, cluster secret, protocol version, roles), run on a small
+//! tokio runtime, and then used as blocking sockets: one reader thread per connection and
+//! direct writes keep a message's path free of executor hand-offs. A TLS connection keeps
+//! its session beside the socket ([`tls::TlsSocket`]).
+
+pub(crate) mod tls;
 
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -11,18 +14,23 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::Arc;
 use std::time::Duration;
 
+use tls::TlsSocket;
+
 use chorus_comm::fingerprint::Fingerprint;
 use chorus_comm::link::SocketDir;
-use chorus_comm::handshake::{handshake, Hello, Role};
+use chorus_comm::handshake::{handshake, handshake_tcp, Hello, Role};
+use chorus_comm::tls::Secured;
 use chorus_comm::{Refusal, Secret};
 
 use crate::proto::DataAddress;
 use crate::{Error, Result};
 
-/// A connected socket of either family.
+/// A connected socket: TCP, TCP under TLS, or a Unix socket. Clones share the socket
+/// (and the TLS session).
 #[derive(Debug)]
 pub(crate) enum Stream {
     Tcp(TcpStream),
+    Tls(Arc<TlsSocket>),
     Unix(UnixStream),
 }
 
@@ -30,14 +38,37 @@ impl Stream {
     pub(crate) fn try_clone(&self) -> io::Result<Stream> {
         Ok(match self {
             Stream::Tcp(s) => Stream::Tcp(s.try_clone()?),
+            Stream::Tls(s) => Stream::Tls(s.clone()),
             Stream::Unix(s) => Stream::Unix(s.try_clone()?),
         })
+    }
+
+    /// The socket's descriptor, for calls made on it directly.
+    pub(crate) fn fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        match self {
+            Stream::Tcp(s) => s.as_raw_fd(),
+            Stream::Tls(s) => s.socket().as_raw_fd(),
+            Stream::Unix(s) => s.as_raw_fd(),
+        }
+    }
+
+    /// The address peers on other hosts can reach this process at: the local end of
+    /// this connection's TCP socket, or loopback for a Unix socket.
+    pub(crate) fn local_ip(&self) -> String {
+        let tcp = match self {
+            Stream::Tcp(s) => s,
+            Stream::Tls(s) => s.socket(),
+            Stream::Unix(_) => return "127.0.0.1".into(),
+        };
+        tcp.local_addr().map(|a| a.ip().to_string()).unwrap_or_else(|_| "127.0.0.1".into())
     }
 
     /// Asks for large socket buffers, for connections that carry object bytes.
     pub(crate) fn enlarge_buffers(&self) {
         match self {
             Stream::Tcp(s) => chorus_comm::link::enlarge_buffers(socket2::SockRef::from(s)),
+            Stream::Tls(s) => chorus_comm::link::enlarge_buffers(socket2::SockRef::from(s.socket())),
             Stream::Unix(s) => chorus_comm::link::enlarge_buffers(socket2::SockRef::from(s)),
         }
     }
@@ -46,24 +77,18 @@ impl Stream {
     pub(crate) fn shutdown(&self) {
         let _ = match self {
             Stream::Tcp(s) => s.shutdown(std::net::Shutdown::Both),
+            Stream::Tls(s) => s.socket().shutdown(std::net::Shutdown::Both),
             Stream::Unix(s) => s.shutdown(std::net::Shutdown::Both),
         };
     }
 
-    /// Back to blocking mode after the handshake, with a bound on how long a write may
-    /// block before the peer is considered gone.
-    fn into_blocking(self) -> io::Result<Stream> {
-        match &self {
-            Stream::Tcp(s) => {
-                s.set_nonblocking(false)?;
-                s.set_write_timeout(Some(WRITE_TIMEOUT))?;
-            }
-            Stream::Unix(s) => {
-                s.set_nonblocking(false)?;
-                s.set_write_timeout(Some(WRITE_TIMEOUT))?;
-            }
+    /// Encrypts `bytes` for a caller that writes to [`Self::fd`] itself (outgoing
+    /// queues); on a connection without TLS, the bytes are what is written.
+    pub(crate) fn seal(&self, bytes: Vec<u8>) -> io::Result<Vec<u8>> {
+        match self {
+            Stream::Tls(s) => s.seal(&bytes),
+            Stream::Tcp(_) | Stream::Unix(_) => Ok(bytes),
         }
-        Ok(self)
     }
 }
 
@@ -71,6 +96,7 @@ impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Stream::Tcp(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
             Stream::Unix(s) => s.read(buf),
         }
     }
@@ -80,6 +106,7 @@ impl Write for Stream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Stream::Tcp(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
             Stream::Unix(s) => s.write(buf),
         }
     }
@@ -135,7 +162,7 @@ pub(crate) fn connect(
     let me = Hello::new(Role::Member { kind, id: 0 })?;
     let (tcp, unix) = parse_address(addr);
     let socket_err = |source| Error::Io { context: format!("setting up the connection to {name}"), source };
-    let (s, hello) = rt.block_on(async {
+    rt.block_on(async {
         let deadline = tokio::time::Instant::now() + timeout;
         if let Some(path) = unix {
             let mut s = tokio::time::timeout_at(deadline, tokio::net::UnixStream::connect(path))
@@ -143,15 +170,35 @@ pub(crate) fn connect(
                 .map_err(|_| Error::Timeout(format!("connecting to {name}")))?
                 .map_err(|source| Error::Io { context: format!("connecting to {name}"), source })?;
             let hello = handshake(&mut s, secret, me, check, "to", &name).await?;
-            Ok::<_, Error>((Stream::Unix(s.into_std().map_err(socket_err)?), hello))
+            Ok::<_, Error>((unix_blocking(s).map_err(socket_err)?, hello))
         } else {
             let host = tcp.expect("one of the two");
-            let mut s = chorus_comm::link::connect_tcp_retrying(host, deadline.into_std()).await?;
-            let hello = handshake(&mut s, secret, me, check, "to", &name).await?;
-            Ok((Stream::Tcp(s.into_std().map_err(socket_err)?), hello))
+            let s = chorus_comm::link::connect_tcp_retrying(host, deadline.into_std()).await?;
+            let (s, hello) = handshake_tcp(s, secret, me, check, "to", &name).await?;
+            Ok((tcp_blocking(s).map_err(socket_err)?, hello))
         }
-    })?;
-    Ok((s.into_blocking().map_err(socket_err)?, hello))
+    })
+}
+
+/// A TCP connection after its handshake, as a blocking [`Stream`] with a bound on how
+/// long a write may block before the peer is considered gone.
+pub(crate) fn tcp_blocking(s: Secured) -> io::Result<Stream> {
+    let (s, session) = s.into_parts();
+    let s = s.into_std()?;
+    s.set_nonblocking(false)?;
+    s.set_write_timeout(Some(WRITE_TIMEOUT))?;
+    Ok(match session {
+        Some(session) => Stream::Tls(Arc::new(TlsSocket::new(s, session))),
+        None => Stream::Tcp(s),
+    })
+}
+
+/// A Unix connection after its handshake, as a blocking [`Stream`].
+fn unix_blocking(s: tokio::net::UnixStream) -> io::Result<Stream> {
+    let s = s.into_std()?;
+    s.set_nonblocking(false)?;
+    s.set_write_timeout(Some(WRITE_TIMEOUT))?;
+    Ok(Stream::Unix(s))
 }
 
 /// Connects to a worker's data server, over its Unix socket when on this host.
@@ -215,7 +262,7 @@ impl Listeners {
                 let _ = s.set_nodelay(true);
                 let (secret, on_conn, check) = (secret.clone(), on_conn.clone(), check.clone());
                 let _ = spawn("chorus-conn", move || {
-                    if let Some((s, hello)) = accept(Stream::Tcp(s), &secret, kind, &*check, &peer.to_string()) {
+                    if let Some((s, hello)) = accept(Accepted::Tcp(s), &secret, kind, &*check, &peer.to_string()) {
                         on_conn(s, hello);
                     }
                 });
@@ -226,7 +273,7 @@ impl Listeners {
             let Ok((s, _)) = unix.accept() else { continue };
             let (secret, on_conn, check) = (secret.clone(), on_conn.clone(), check.clone());
             let _ = spawn("chorus-conn", move || {
-                if let Some((s, hello)) = accept(Stream::Unix(s), &secret, kind, &*check, "a local process") {
+                if let Some((s, hello)) = accept(Accepted::Unix(s), &secret, kind, &*check, "a local process") {
                     on_conn(s, hello);
                 }
             });
@@ -235,9 +282,15 @@ impl Listeners {
     }
 }
 
+/// A freshly accepted socket, before its handshake.
+enum Accepted {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
 /// Runs the accepting side of the handshake on a freshly accepted socket.
 fn accept(
-    s: Stream,
+    s: Accepted,
     secret: &Secret,
     kind: u8,
     check: &(dyn Fn(&Hello) -> Result<(), Refusal> + Sync),
@@ -246,23 +299,22 @@ fn accept(
     let rt = runtime().ok()?;
     let me = Hello::new(Role::Member { kind, id: 0 }).ok()?;
     let warn = |e: chorus_comm::Error| chorus_comm::diag::warn(&e.to_string());
-    let (s, hello) = rt.block_on(async {
+    rt.block_on(async {
         match s {
-            Stream::Tcp(s) => {
+            Accepted::Tcp(s) => {
                 s.set_nonblocking(true).ok()?;
-                let mut t = tokio::net::TcpStream::from_std(s).ok()?;
-                let h = handshake(&mut t, secret, me, check, "from", peer).await.map_err(warn).ok()?;
-                Some((Stream::Tcp(t.into_std().ok()?), h))
+                let t = tokio::net::TcpStream::from_std(s).ok()?;
+                let (t, h) = handshake_tcp(t, secret, me, check, "from", peer).await.map_err(warn).ok()?;
+                Some((tcp_blocking(t).ok()?, h))
             }
-            Stream::Unix(s) => {
+            Accepted::Unix(s) => {
                 s.set_nonblocking(true).ok()?;
                 let mut t = tokio::net::UnixStream::from_std(s).ok()?;
                 let h = handshake(&mut t, secret, me, check, "from", peer).await.map_err(warn).ok()?;
-                Some((Stream::Unix(t.into_std().ok()?), h))
+                Some((unix_blocking(t).ok()?, h))
             }
         }
-    })?;
-    s.into_blocking().ok().map(|s| (s, hello))
+    })
 }
 
 /// Starts a named thread.
