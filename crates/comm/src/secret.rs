@@ -3,7 +3,8 @@
 //! A secret is 32 random bytes. Launchers generate one per job and hand it to ranks through
 //! the `CHORUS_SECRET` environment variable (hex) or a file named by `CHORUS_SECRET_FILE`
 //! that only its owner can read. The secret itself never crosses the wire: the handshake
-//! proves knowledge of it with HMAC-SHA256 over fresh nonces.
+//! proves knowledge of it with HMAC-SHA256 over fresh nonces, and between hosts the
+//! connection's TLS key is derived from it too (see [`crate::tls`]).
 
 use std::fmt;
 use std::io::Write;

@@ -107,7 +107,11 @@ impl ClusterTls {
 
     fn new(secret: &Secret) -> Result<ClusterTls> {
         let failed = |what: &str, e: rustls::Error| Error::Config(format!("setting up TLS: {what}: {e}"));
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        // AES-128-GCM first: as safe as AES-256 for this use and faster on every CPU with
+        // AES instructions, which is what bulk transfers feel.
+        let mut provider = rustls::crypto::ring::default_provider();
+        provider.cipher_suites.sort_by_key(|s| s.suite() != rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);
+        let provider = Arc::new(provider);
         let mut pkcs8 = PKCS8_ED25519_PREFIX.to_vec();
         pkcs8.extend_from_slice(&derive(secret, b"chorus tls v1: ed25519 key"));
         let key = provider
