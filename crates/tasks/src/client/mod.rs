@@ -443,6 +443,21 @@ impl Client {
         Client::submit_kind(&self.inner, TaskKind::Call { func: F::NAME.to_string() }, args.into_values(), options)
     }
 
+    /// Submits `f` with an argument list built at run time, of any length.
+    ///
+    /// This is for functions that take a variable number of arguments, which
+    /// `#[chorus::remote]` cannot declare: a library registers a
+    /// [`FunctionEntry`](crate::registry::FunctionEntry) whose `call` decodes every
+    /// argument it is given (chorus-array's block kernels take one argument per input
+    /// block). `F::Args` is not checked against `args`; the entry must check what it
+    /// receives, and a mismatch fails the future with a serialization error.
+    ///
+    /// Arguments are made with [`Arg::into_slot`]: `(&future).into_slot()` for a result,
+    /// `Arg::<T>::into_slot(value)` for a value.
+    pub fn submit_variadic<F: RemoteFunction>(&self, _f: F, args: Vec<ArgValue>, options: TaskOptions) -> Future<F::Output> {
+        Client::submit_kind(&self.inner, TaskKind::Call { func: F::NAME.to_string() }, args, options)
+    }
+
     /// Runs a one-parameter function on each item (values or futures), as one batch.
     pub fn map<F, P, A, I>(&self, f: F, items: I) -> Vec<Future<F::Output>>
     where
