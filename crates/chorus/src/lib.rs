@@ -64,6 +64,13 @@ pub mod frame {
     pub use chorus_frame::*;
 }
 
+/// Chunked n-dimensional arrays, the dask.array of chorus: lazy fused expressions over
+/// blocks that live on the workers (see [`array::Array`]).
+#[cfg(feature = "array")]
+pub mod array {
+    pub use chorus_array::*;
+}
+
 /// Errors of every chorus layer.
 pub use chorus_tasks::Error;
 /// Errors of the communication layer, returned by [`World`]'s methods; they convert into

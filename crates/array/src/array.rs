@@ -1,0 +1,871 @@
+//! The array type and its lazy expression graph.
+//!
+//! An [`Array`] is a fused expression over *leaves*: arrays generated where they are used
+//! (creation functions, random numbers), arrays whose blocks are already on the workers
+//! (scattered from the driver, persisted, or results of reductions), each seen through a
+//! view that lines its axes up with the array's (transposition, broadcasting). Building
+//! an expression runs nothing. [`Array::compute`] and [`Array::persist`] plan one task
+//! per output block, which evaluates the whole chain for that block; reductions plan one
+//! task per input block (evaluate and reduce at once) and a tree of combining tasks.
+
+use std::collections::BTreeMap;
+use std::marker::PhantomData;
+use std::sync::{Arc, OnceLock};
+
+use chorus_tasks::{Arg, ArgValue, Client, Future, TaskOptions};
+use ndarray::{ArrayD, IxDyn, Slice};
+
+use crate::chunks::Chunks;
+use crate::dtype::{Block, DType, Element, Scalar};
+use crate::kernel::{self, BinaryOp, BlockPlan, CombineBlocks, CombinePlan, EvalBlock, Expr, Generator, LeafPlan, LeafSource, ReduceOp, Then, UnaryOp};
+use crate::{Error, Result};
+
+/// The fan-in of reduction trees unless told otherwise ([`Array::split_every`]).
+pub const SPLIT_EVERY: usize = 8;
+
+/// A chunked n-dimensional array of `T` on a chorus cluster (see the crate documentation).
+pub struct Array<T: Element> {
+    client: Client,
+    pub(crate) data: Data,
+    split_every: usize,
+    _t: PhantomData<T>,
+}
+
+impl<T: Element> Clone for Array<T> {
+    fn clone(&self) -> Self {
+        Array { client: self.client.clone(), data: self.data.clone(), split_every: self.split_every, _t: PhantomData }
+    }
+}
+
+/// The untyped description of an array.
+#[derive(Clone)]
+pub(crate) struct Data {
+    pub shape: Vec<usize>,
+    pub chunks: Chunks,
+    pub dtype: DType,
+    expr: Expr,
+    leaves: Vec<Leaf>,
+}
+
+/// An input of an expression and how its axes line up with the expression's: output
+/// axis `k` is the leaf's axis `axes[k]`, or a broadcast axis of length 1 (`None`).
+#[derive(Clone)]
+struct Leaf {
+    kind: LeafKind,
+    shape: Vec<usize>,
+    chunks: Chunks,
+    axes: Vec<Option<usize>>,
+}
+
+/// Futures of an array's blocks, in row-major order of its grid.
+type Blocks = Arc<Vec<Future<Vec<u8>>>>;
+
+#[derive(Clone)]
+enum LeafKind {
+    Generated(Generator),
+    Stored(Blocks),
+    Reduced(Arc<Reduction>),
+}
+
+/// A reduction whose result blocks are computed the first time they are needed and
+/// kept on the workers while this array (or one built on it) lives.
+struct Reduction {
+    input: Data,
+    op: ReduceOp,
+    axes: Vec<usize>,
+    split_every: usize,
+    blocks: OnceLock<Blocks>,
+}
+
+impl Leaf {
+    fn same(&self, other: &Leaf) -> bool {
+        let kind = match (&self.kind, &other.kind) {
+            (LeafKind::Generated(a), LeafKind::Generated(b)) => a == b,
+            (LeafKind::Stored(a), LeafKind::Stored(b)) => Arc::ptr_eq(a, b),
+            (LeafKind::Reduced(a), LeafKind::Reduced(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        };
+        kind && self.shape == other.shape && self.chunks == other.chunks && self.axes == other.axes
+    }
+
+    /// The leaf's block that output block `index` uses.
+    fn block_for(&self, index: &[usize]) -> Vec<usize> {
+        (0..self.shape.len())
+            .map(|j| {
+                if self.shape[j] == 1 {
+                    return 0;
+                }
+                let k = self.axes.iter().position(|a| *a == Some(j)).expect("every leaf axis is an output axis");
+                index[k]
+            })
+            .collect()
+    }
+}
+
+fn renumber(expr: &Expr, map: &[u32]) -> Expr {
+    match expr {
+        Expr::Leaf(k) => Expr::Leaf(map[*k as usize]),
+        Expr::Scalar(s) => Expr::Scalar(*s),
+        Expr::Unary(op, a) => Expr::Unary(*op, Box::new(renumber(a, map))),
+        Expr::Binary(op, a, b) => Expr::Binary(*op, Box::new(renumber(a, map)), Box::new(renumber(b, map))),
+        Expr::Where(c, a, b) => Expr::Where(Box::new(renumber(c, map)), Box::new(renumber(a, map)), Box::new(renumber(b, map))),
+        Expr::Cast(d, a) => Expr::Cast(*d, Box::new(renumber(a, map))),
+    }
+}
+
+impl Data {
+    fn leaf(kind: LeafKind, shape: Vec<usize>, chunks: Chunks, dtype: DType) -> Data {
+        let axes = (0..shape.len()).map(Some).collect();
+        Data {
+            shape: shape.clone(),
+            chunks: chunks.clone(),
+            dtype,
+            expr: Expr::Leaf(0),
+            leaves: vec![Leaf { kind, shape, chunks, axes }],
+        }
+    }
+
+    fn ndim(&self) -> usize {
+        self.shape.len()
+    }
+
+    /// The same array with `extra` unit axes in front.
+    fn with_leading(&self, extra: usize) -> Data {
+        if extra == 0 {
+            return self.clone();
+        }
+        let mut d = self.clone();
+        d.shape = std::iter::repeat_n(1, extra).chain(self.shape.iter().copied()).collect();
+        d.chunks = self.chunks.with_leading(extra);
+        for l in &mut d.leaves {
+            l.axes = std::iter::repeat_n(None, extra).chain(l.axes.iter().copied()).collect();
+        }
+        d
+    }
+
+    /// The same array with unit axes inserted so that they sit at positions `at` of the
+    /// result (sorted, distinct).
+    fn with_axes_at(&self, at: &[usize]) -> Data {
+        let n = self.ndim() + at.len();
+        let mut old = 0;
+        let mut map = Vec::with_capacity(n);
+        for k in 0..n {
+            if at.contains(&k) {
+                map.push(None);
+            } else {
+                map.push(Some(old));
+                old += 1;
+            }
+        }
+        let mut d = self.clone();
+        d.shape = map.iter().map(|m| m.map_or(1, |o| self.shape[o])).collect();
+        d.chunks = Chunks::from_axes(map.iter().map(|m| m.map_or(vec![1], |o| self.chunks.axes()[o].clone())).collect());
+        for l in &mut d.leaves {
+            l.axes = map.iter().map(|m| m.and_then(|o| l.axes[o])).collect();
+        }
+        d
+    }
+
+    /// Merges `other`'s leaves into this one's, sharing equal leaves; `other`'s
+    /// expression renumbered to match.
+    fn merge(&mut self, other: &Data) -> Expr {
+        let map: Vec<u32> = other
+            .leaves
+            .iter()
+            .map(|l| match self.leaves.iter().position(|m| m.same(l)) {
+                Some(i) => i as u32,
+                None => {
+                    self.leaves.push(l.clone());
+                    (self.leaves.len() - 1) as u32
+                }
+            })
+            .collect();
+        renumber(&other.expr, &map)
+    }
+
+    /// The shape and chunks of `a` and `b` broadcast together, both brought to it.
+    fn aligned(a: &Data, b: &Data) -> Result<(Data, Data)> {
+        let shape = kernel::broadcast_shape(&a.shape, &b.shape).ok_or_else(|| Error::Broadcast { left: a.shape.clone(), right: b.shape.clone() })?;
+        let n = shape.len();
+        let (a, b) = (a.with_leading(n - a.ndim()), b.with_leading(n - b.ndim()));
+        let mut chunks = Vec::with_capacity(n);
+        for k in 0..n {
+            let (ca, cb) = (&a.chunks.axes()[k], &b.chunks.axes()[k]);
+            chunks.push(match (a.shape[k], b.shape[k]) {
+                (x, y) if x == y => {
+                    if ca != cb {
+                        return Err(Error::Chunks(format!(
+                            "operands of shapes {:?} and {:?} are cut differently along axis {k} ({ca:?} and {cb:?}); make them with the same chunks",
+                            a.shape, b.shape
+                        )));
+                    }
+                    ca.clone()
+                }
+                (1, _) => cb.clone(),
+                _ => ca.clone(),
+            });
+        }
+        let chunks = Chunks::from_axes(chunks);
+        let (mut a, mut b) = (a, b);
+        a.shape.clone_from(&shape);
+        a.chunks = chunks.clone();
+        b.shape = shape;
+        b.chunks = chunks;
+        Ok((a, b))
+    }
+
+    fn binary(&self, op: BinaryOp, other: &Data) -> Result<Data> {
+        if self.dtype != other.dtype {
+            return Err(Error::Invalid(format!("{op:?} of a {} array and a {} array", self.dtype, other.dtype)));
+        }
+        let (mut a, b) = Data::aligned(self, other)?;
+        let right = a.merge(&b);
+        a.expr = Expr::Binary(op, Box::new(a.expr.clone()), Box::new(right));
+        if op.compares() {
+            a.dtype = DType::Bool;
+        }
+        Ok(a)
+    }
+
+    fn scalar(&self, op: BinaryOp, s: Scalar, scalar_left: bool) -> Data {
+        let mut d = self.clone();
+        let (l, r) = if scalar_left { (Expr::Scalar(s), d.expr.clone()) } else { (d.expr.clone(), Expr::Scalar(s)) };
+        d.expr = Expr::Binary(op, Box::new(l), Box::new(r));
+        if op.compares() {
+            d.dtype = DType::Bool;
+        }
+        d
+    }
+
+    fn unary(&self, op: UnaryOp) -> Data {
+        let mut d = self.clone();
+        d.expr = Expr::Unary(op, Box::new(d.expr.clone()));
+        d
+    }
+
+    fn cast(&self, to: DType) -> Data {
+        let mut d = self.clone();
+        if d.dtype != to {
+            d.expr = Expr::Cast(to, Box::new(d.expr.clone()));
+            d.dtype = to;
+        }
+        d
+    }
+
+    fn transposed(&self, perm: &[usize]) -> Result<Data> {
+        let n = self.ndim();
+        let mut seen = vec![false; n];
+        if perm.len() != n || perm.iter().any(|&p| p >= n || std::mem::replace(&mut seen[p], true)) {
+            return Err(Error::Axis(format!("{perm:?} is not a permutation of the {n} axes of an array of shape {:?}", self.shape)));
+        }
+        let mut d = self.clone();
+        d.shape = perm.iter().map(|&p| self.shape[p]).collect();
+        d.chunks = self.chunks.permuted(perm);
+        for l in &mut d.leaves {
+            l.axes = perm.iter().map(|&p| l.axes[p]).collect();
+        }
+        Ok(d)
+    }
+
+    fn check_axes(&self, axes: &[usize]) -> Result<Vec<usize>> {
+        let mut v = axes.to_vec();
+        v.sort_unstable();
+        v.dedup();
+        if let Some(bad) = v.iter().find(|&&a| a >= self.ndim()) {
+            return Err(Error::Axis(format!("axis {bad} of an array of shape {:?}, which has {} axes", self.shape, self.ndim())));
+        }
+        Ok(v)
+    }
+
+    fn reduced(&self, op: ReduceOp, axes: &[usize], split_every: usize) -> Result<Data> {
+        let axes = self.check_axes(axes)?;
+        if op != ReduceOp::Sum {
+            if let Some(a) = axes.iter().find(|&&a| self.shape[a] == 0) {
+                return Err(Error::Invalid(format!("{op:?} over axis {a}, which is empty (shape {:?}); it has no identity", self.shape)));
+            }
+        }
+        let shape: Vec<usize> = self.shape.iter().enumerate().filter(|(i, _)| !axes.contains(i)).map(|(_, n)| *n).collect();
+        let chunks = self.chunks.without(&axes);
+        let dtype = if op == ReduceOp::Sum { kernel::sum_dtype(self.dtype) } else { self.dtype };
+        let r = Reduction { input: self.clone(), op, axes, split_every, blocks: OnceLock::new() };
+        Ok(Data::leaf(LeafKind::Reduced(Arc::new(r)), shape, chunks, dtype))
+    }
+
+    /// The plan of output block `index` and its argument blocks.
+    fn plan_block(&self, index: &[usize], client: &Client, then: Then) -> Result<(BlockPlan, Vec<ArgValue>)> {
+        let mut args = Vec::new();
+        let mut leaves = Vec::with_capacity(self.leaves.len());
+        for l in &self.leaves {
+            let at = l.block_for(index);
+            let source = match &l.kind {
+                LeafKind::Generated(g) => LeafSource::Generate {
+                    generator: g.clone(),
+                    flat: l.chunks.flat(&at) as u64,
+                    offset: l.chunks.block_offset(&at),
+                    shape: l.chunks.block_shape(&at),
+                    index: at,
+                },
+                LeafKind::Stored(blocks) => {
+                    args.push(Arg::<Vec<u8>>::into_slot(&blocks[l.chunks.flat(&at)]));
+                    LeafSource::Argument((args.len() - 1) as u32)
+                }
+                LeafKind::Reduced(r) => {
+                    let blocks = r.materialize(client)?;
+                    args.push(Arg::<Vec<u8>>::into_slot(&blocks[l.chunks.flat(&at)]));
+                    LeafSource::Argument((args.len() - 1) as u32)
+                }
+            };
+            leaves.push(LeafPlan { source, axes: l.axes.clone() });
+        }
+        Ok((BlockPlan { expr: self.expr.clone(), leaves, then }, args))
+    }
+
+    /// The blocks when the array is one stored leaf as it is.
+    fn direct(&self, client: &Client) -> Result<Option<Blocks>> {
+        let [l] = &self.leaves[..] else { return Ok(None) };
+        let identity = l.axes.iter().enumerate().all(|(k, a)| *a == Some(k)) && l.shape == self.shape;
+        if self.expr != Expr::Leaf(0) || !identity {
+            return Ok(None);
+        }
+        Ok(match &l.kind {
+            LeafKind::Stored(b) => Some(b.clone()),
+            LeafKind::Reduced(r) => Some(r.materialize(client)?),
+            LeafKind::Generated(_) => None,
+        })
+    }
+
+    /// One future per block, in row-major order of the grid.
+    fn blocks(&self, client: &Client) -> Result<Blocks> {
+        if let Some(b) = self.direct(client)? {
+            return Ok(b);
+        }
+        let futures = self
+            .chunks
+            .indices()
+            .iter()
+            .map(|idx| {
+                let (plan, args) = self.plan_block(idx, client, Then::Keep)?;
+                Ok(submit(client, EvalBlock, &plan, args))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Arc::new(futures))
+    }
+
+    /// The tasks [`Data::blocks`] would submit, reductions not yet computed included.
+    fn task_count(&self) -> usize {
+        let direct = matches!(&self.leaves[..], [l] if self.expr == Expr::Leaf(0) && !matches!(l.kind, LeafKind::Generated(_)) && l.axes.iter().enumerate().all(|(k, a)| *a == Some(k)));
+        let own = if direct { 0 } else { self.chunks.count() };
+        own + self.leaves.iter().map(|l| if let LeafKind::Reduced(r) = &l.kind { r.task_count() } else { 0 }).sum::<usize>()
+    }
+}
+
+fn submit<F: chorus_tasks::RemoteFunction<Output = Vec<u8>>, P: serde::Serialize>(client: &Client, f: F, plan: &P, args: Vec<ArgValue>) -> Future<Vec<u8>> {
+    let plan = postcard::to_allocvec(plan).expect("plans are plain data");
+    let mut all = Vec::with_capacity(1 + args.len());
+    all.push(Arg::<Vec<u8>>::into_slot(plan));
+    all.extend(args);
+    client.submit_variadic(f, all, TaskOptions::default())
+}
+
+impl Reduction {
+    fn materialize(&self, client: &Client) -> Result<Blocks> {
+        if let Some(b) = self.blocks.get() {
+            return Ok(b.clone());
+        }
+        let mut groups: BTreeMap<Vec<usize>, Vec<Future<Vec<u8>>>> = BTreeMap::new();
+        for idx in self.input.chunks.indices() {
+            let (plan, args) = self.input.plan_block(&idx, client, Then::Reduce { op: self.op, axes: self.axes.clone() })?;
+            let key: Vec<usize> = idx.iter().enumerate().filter(|(i, _)| !self.axes.contains(i)).map(|(_, b)| *b).collect();
+            groups.entry(key).or_default().push(submit(client, EvalBlock, &plan, args));
+        }
+        let every = self.split_every;
+        let blocks: Vec<Future<Vec<u8>>> = groups
+            .into_values()
+            .map(|mut parts| loop {
+                let combine = |parts: &[Future<Vec<u8>>], squeeze: Option<Vec<usize>>| {
+                    let args = parts.iter().map(Arg::<Vec<u8>>::into_slot).collect();
+                    submit(client, CombineBlocks, &CombinePlan { op: self.op, squeeze }, args)
+                };
+                if parts.len() <= every {
+                    break combine(&parts, Some(self.axes.clone()));
+                }
+                parts = parts.chunks(every).map(|c| combine(c, None)).collect();
+            })
+            .collect();
+        let blocks = Arc::new(blocks);
+        Ok(self.blocks.get_or_init(|| blocks).clone())
+    }
+
+    fn task_count(&self) -> usize {
+        if self.blocks.get().is_some() {
+            return 0;
+        }
+        let grid = self.input.chunks.grid();
+        let group: usize = self.axes.iter().map(|&a| grid[a]).product();
+        let groups = self.input.chunks.count() / group.max(1);
+        let mut per_group = 0;
+        let mut g = group;
+        while g > self.split_every {
+            g = g.div_ceil(self.split_every);
+            per_group += g;
+        }
+        self.input.task_count() + groups * (per_group + 1)
+    }
+}
+
+/// The right-hand side of an elementwise operation: an array or a single value.
+pub enum Operand<'a, T: Element> {
+    /// An array (broadcast against the other side).
+    Array(&'a Array<T>),
+    /// A value.
+    Scalar(T),
+}
+
+impl<'a, T: Element> From<&'a Array<T>> for Operand<'a, T> {
+    fn from(a: &'a Array<T>) -> Self {
+        Operand::Array(a)
+    }
+}
+
+macro_rules! scalar_operand {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Operand<'_, $t> {
+            fn from(v: $t) -> Self {
+                Operand::Scalar(v)
+            }
+        }
+    )*};
+}
+scalar_operand!(f64, f32, i64, i32, u8, bool);
+
+impl<T: Element> Array<T> {
+    pub(crate) fn from_data(client: &Client, data: Data) -> Array<T> {
+        Array { client: client.clone(), data, split_every: SPLIT_EVERY, _t: PhantomData }
+    }
+
+    fn derive<U: Element>(&self, data: Data) -> Array<U> {
+        Array { client: self.client.clone(), data, split_every: self.split_every, _t: PhantomData }
+    }
+
+    pub(crate) fn generated(client: &Client, shape: &[usize], chunks: Chunks, generator: Generator, dtype: DType) -> Array<T> {
+        Array::from_data(client, Data::leaf(LeafKind::Generated(generator), shape.to_vec(), chunks, dtype))
+    }
+
+    pub(crate) fn stored(client: &Client, shape: &[usize], chunks: Chunks, blocks: Vec<Future<Vec<u8>>>) -> Array<T> {
+        Array::from_data(client, Data::leaf(LeafKind::Stored(Arc::new(blocks)), shape.to_vec(), chunks, T::DTYPE))
+    }
+
+    /// The length of each axis.
+    pub fn shape(&self) -> &[usize] {
+        &self.data.shape
+    }
+
+    /// The number of axes.
+    pub fn ndim(&self) -> usize {
+        self.data.shape.len()
+    }
+
+    /// How the array is cut into blocks.
+    pub fn chunks(&self) -> &Chunks {
+        &self.data.chunks
+    }
+
+    /// The element type.
+    pub fn dtype(&self) -> DType {
+        T::DTYPE
+    }
+
+    /// Elements in all.
+    pub fn len(&self) -> usize {
+        self.data.shape.iter().product()
+    }
+
+    /// Whether the array has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The tasks a [`compute`](Array::compute) would run now.
+    pub fn task_count(&self) -> usize {
+        self.data.task_count()
+    }
+
+    /// The same array whose reductions combine `n` partials per task (at least 2;
+    /// [`SPLIT_EVERY`] by default), like Dask's `split_every`.
+    pub fn split_every(mut self, n: usize) -> Result<Array<T>> {
+        if n < 2 {
+            return Err(Error::Invalid(format!("split_every must be at least 2, not {n}")));
+        }
+        self.split_every = n;
+        Ok(self)
+    }
+
+    fn operand(&self, op: BinaryOp, rhs: Operand<'_, T>) -> Result<Data> {
+        match rhs {
+            Operand::Array(b) => self.data.binary(op, &b.data),
+            Operand::Scalar(s) => Ok(self.data.scalar(op, s.scalar(), false)),
+        }
+    }
+
+    fn numeric(&self, what: &str) -> Result<()> {
+        if T::DTYPE == DType::Bool {
+            return Err(Error::Invalid(format!("{what} of a bool array (shape {:?}); cast it with astype first", self.data.shape)));
+        }
+        Ok(())
+    }
+
+    /// `self + rhs`, elementwise with broadcasting.
+    pub fn try_add<'a>(&self, rhs: impl Into<Operand<'a, T>>) -> Result<Array<T>> {
+        self.numeric("a sum")?;
+        Ok(self.derive(self.operand(BinaryOp::Add, rhs.into())?))
+    }
+
+    /// `self - rhs`, elementwise with broadcasting.
+    pub fn try_sub<'a>(&self, rhs: impl Into<Operand<'a, T>>) -> Result<Array<T>> {
+        self.numeric("a difference")?;
+        Ok(self.derive(self.operand(BinaryOp::Sub, rhs.into())?))
+    }
+
+    /// `self * rhs`, elementwise with broadcasting.
+    pub fn try_mul<'a>(&self, rhs: impl Into<Operand<'a, T>>) -> Result<Array<T>> {
+        self.numeric("a product")?;
+        Ok(self.derive(self.operand(BinaryOp::Mul, rhs.into())?))
+    }
+
+    /// `self / rhs`, elementwise with broadcasting (integer division by zero gives 0).
+    pub fn try_div<'a>(&self, rhs: impl Into<Operand<'a, T>>) -> Result<Array<T>> {
+        self.numeric("a quotient")?;
+        Ok(self.derive(self.operand(BinaryOp::Div, rhs.into())?))
+    }
+
+    /// `self ** rhs`, elementwise with broadcasting.
+    pub fn pow<'a>(&self, rhs: impl Into<Operand<'a, T>>) -> Result<Array<T>> {
+        self.numeric("a power")?;
+        Ok(self.derive(self.operand(BinaryOp::Pow, rhs.into())?))
+    }
+
+    /// `rhs - self` for a value `rhs` (`1.0 - x`).
+    pub fn rsub(&self, lhs: T) -> Result<Array<T>> {
+        self.numeric("a difference")?;
+        Ok(self.derive(self.data.scalar(BinaryOp::Sub, lhs.scalar(), true)))
+    }
+
+    /// `rhs / self` for a value `rhs` (`1.0 / x`).
+    pub fn rdiv(&self, lhs: T) -> Result<Array<T>> {
+        self.numeric("a quotient")?;
+        Ok(self.derive(self.data.scalar(BinaryOp::Div, lhs.scalar(), true)))
+    }
+
+    /// `self < rhs`, elementwise.
+    pub fn lt<'a>(&self, rhs: impl Into<Operand<'a, T>>) -> Result<Array<bool>> {
+        Ok(self.derive(self.operand(BinaryOp::Lt, rhs.into())?))
+    }
+
+    /// `self <= rhs`, elementwise.
+    pub fn le<'a>(&self, rhs: impl Into<Operand<'a, T>>) -> Result<Array<bool>> {
+        Ok(self.derive(self.operand(BinaryOp::Le, rhs.into())?))
+    }
+
+    /// `self > rhs`, elementwise.
+    pub fn gt<'a>(&self, rhs: impl Into<Operand<'a, T>>) -> Result<Array<bool>> {
+        Ok(self.derive(self.operand(BinaryOp::Gt, rhs.into())?))
+    }
+
+    /// `self >= rhs`, elementwise.
+    pub fn ge<'a>(&self, rhs: impl Into<Operand<'a, T>>) -> Result<Array<bool>> {
+        Ok(self.derive(self.operand(BinaryOp::Ge, rhs.into())?))
+    }
+
+    /// `self == rhs`, elementwise.
+    pub fn eq_elem<'a>(&self, rhs: impl Into<Operand<'a, T>>) -> Result<Array<bool>> {
+        Ok(self.derive(self.operand(BinaryOp::Eq, rhs.into())?))
+    }
+
+    /// `self != rhs`, elementwise.
+    pub fn ne_elem<'a>(&self, rhs: impl Into<Operand<'a, T>>) -> Result<Array<bool>> {
+        Ok(self.derive(self.operand(BinaryOp::Ne, rhs.into())?))
+    }
+
+    /// `-self` (integers wrap).
+    pub fn try_neg(&self) -> Result<Array<T>> {
+        if matches!(T::DTYPE, DType::Bool | DType::U8) {
+            return Err(Error::Invalid(format!("negation of a {} array (shape {:?})", T::DTYPE, self.data.shape)));
+        }
+        Ok(self.derive(self.data.unary(UnaryOp::Neg)))
+    }
+
+    /// `|self|`.
+    pub fn abs(&self) -> Result<Array<T>> {
+        self.numeric("abs")?;
+        Ok(self.derive(self.data.unary(UnaryOp::Abs)))
+    }
+
+    fn float(&self, op: UnaryOp) -> Result<Array<T>> {
+        if !matches!(T::DTYPE, DType::F64 | DType::F32) {
+            return Err(Error::Invalid(format!("{op:?} of a {} array (shape {:?}); cast it with astype::<f64>() first", T::DTYPE, self.data.shape)));
+        }
+        Ok(self.derive(self.data.unary(op)))
+    }
+
+    /// The square root of each element (floats).
+    pub fn sqrt(&self) -> Result<Array<T>> {
+        self.float(UnaryOp::Sqrt)
+    }
+
+    /// `e` to the power of each element (floats).
+    pub fn exp(&self) -> Result<Array<T>> {
+        self.float(UnaryOp::Exp)
+    }
+
+    /// The natural logarithm of each element (floats).
+    pub fn ln(&self) -> Result<Array<T>> {
+        self.float(UnaryOp::Log)
+    }
+
+    /// Each element converted to `U`, like numpy's `astype` (`as` casts; numbers are
+    /// `true` unless zero).
+    pub fn astype<U: Element>(&self) -> Array<U> {
+        self.derive(self.data.cast(U::DTYPE))
+    }
+
+    /// The axes reversed (`x.T`).
+    pub fn t(&self) -> Array<T> {
+        let perm: Vec<usize> = (0..self.ndim()).rev().collect();
+        self.derive(self.data.transposed(&perm).expect("a reversal is a permutation"))
+    }
+
+    /// The axes in the order `perm` gives: axis `k` of the result is axis `perm[k]`.
+    pub fn transpose(&self, perm: &[usize]) -> Result<Array<T>> {
+        Ok(self.derive(self.data.transposed(perm)?))
+    }
+
+    /// Axes `a` and `b` exchanged.
+    pub fn swap_axes(&self, a: usize, b: usize) -> Result<Array<T>> {
+        self.data.check_axes(&[a, b])?;
+        let mut perm: Vec<usize> = (0..self.ndim()).collect();
+        perm.swap(a, b);
+        self.transpose(&perm)
+    }
+
+    fn all_axes(&self) -> Vec<usize> {
+        (0..self.ndim()).collect()
+    }
+
+    /// The sum of all elements (a 0-d array; [`Array::compute_scalar`] gives the value).
+    pub fn sum(&self) -> Result<Array<T::Sum>> {
+        self.sum_axes(&self.all_axes())
+    }
+
+    /// The sums over `axes`, which are removed.
+    pub fn sum_axes(&self, axes: &[usize]) -> Result<Array<T::Sum>> {
+        Ok(self.derive(self.data.reduced(ReduceOp::Sum, axes, self.split_every)?))
+    }
+
+    /// The smallest element (NaN if there is one).
+    pub fn min(&self) -> Result<Array<T>> {
+        self.min_axes(&self.all_axes())
+    }
+
+    /// The smallest elements over `axes`, which are removed.
+    pub fn min_axes(&self, axes: &[usize]) -> Result<Array<T>> {
+        Ok(self.derive(self.data.reduced(ReduceOp::Min, axes, self.split_every)?))
+    }
+
+    /// The largest element (NaN if there is one).
+    pub fn max(&self) -> Result<Array<T>> {
+        self.max_axes(&self.all_axes())
+    }
+
+    /// The largest elements over `axes`, which are removed.
+    pub fn max_axes(&self, axes: &[usize]) -> Result<Array<T>> {
+        Ok(self.derive(self.data.reduced(ReduceOp::Max, axes, self.split_every)?))
+    }
+
+    /// The mean of all elements, in f64.
+    pub fn mean(&self) -> Result<Array<f64>> {
+        self.mean_axes(&self.all_axes())
+    }
+
+    /// The means over `axes`, which are removed, in f64.
+    pub fn mean_axes(&self, axes: &[usize]) -> Result<Array<f64>> {
+        let axes = self.data.check_axes(axes)?;
+        let n: usize = axes.iter().map(|&a| self.data.shape[a]).product();
+        let sums = self.data.cast(DType::F64).reduced(ReduceOp::Sum, &axes, self.split_every)?;
+        Ok(self.derive(sums.scalar(BinaryOp::Div, Scalar::F64(n as f64), false)))
+    }
+
+    /// The variance of all elements (divided by the count, numpy's `ddof=0`), in f64.
+    pub fn var(&self) -> Result<Array<f64>> {
+        self.var_axes(&self.all_axes())
+    }
+
+    /// The variances over `axes`, which are removed, in f64. Two passes over the data
+    /// (the mean, then the squared deviations from it), which is exact where one pass
+    /// of sums and sums of squares loses digits.
+    pub fn var_axes(&self, axes: &[usize]) -> Result<Array<f64>> {
+        let axes = self.data.check_axes(axes)?;
+        let n: usize = axes.iter().map(|&a| self.data.shape[a]).product();
+        let x = self.data.cast(DType::F64);
+        let mean = self.mean_axes(&axes)?.data.with_axes_at(&axes);
+        let dev = x.binary(BinaryOp::Sub, &mean)?;
+        let squares = dev.binary(BinaryOp::Mul, &dev)?;
+        let total = squares.reduced(ReduceOp::Sum, &axes, self.split_every)?;
+        Ok(self.derive(total.scalar(BinaryOp::Div, Scalar::F64(n as f64), false)))
+    }
+
+    /// The standard deviation of all elements (`ddof=0`), in f64.
+    pub fn std(&self) -> Result<Array<f64>> {
+        self.var()?.sqrt()
+    }
+
+    /// The standard deviations over `axes`, which are removed, in f64.
+    pub fn std_axes(&self, axes: &[usize]) -> Result<Array<f64>> {
+        self.var_axes(axes)?.sqrt()
+    }
+
+    /// Runs the array's tasks now and keeps its blocks on the workers: the result
+    /// computes from those blocks from then on, like Dask's `persist`. Returns at once;
+    /// the blocks are computed in the background.
+    pub fn persist(&self) -> Result<Array<T>> {
+        let blocks = self.data.blocks(&self.client)?;
+        Ok(self.derive(Data::leaf(LeafKind::Stored(blocks), self.data.shape.clone(), self.data.chunks.clone(), T::DTYPE)))
+    }
+
+    /// The futures of the array's blocks, in row-major order of the grid: the tasks are
+    /// submitted now.
+    pub fn to_futures(&self) -> Result<Vec<Future<Vec<u8>>>> {
+        Ok(self.data.blocks(&self.client)?.to_vec())
+    }
+
+    /// Runs the array's tasks and brings the whole array to the driver.
+    pub fn compute(&self) -> Result<ArrayD<T>> {
+        let futures = self.data.blocks(&self.client)?;
+        let bytes = self.client.gather(&futures)?;
+        let mut out = ArrayD::from_elem(IxDyn(&self.data.shape), T::ZERO);
+        for (idx, b) in self.data.chunks.indices().into_iter().zip(bytes) {
+            let block = Block::decode(&b).map_err(|detail| Error::Block { index: idx.clone(), detail })?;
+            let got = block.dtype();
+            let block = T::unwrap(block).ok_or_else(|| Error::Block { index: idx.clone(), detail: format!("a {got} block in a {} array", T::DTYPE) })?;
+            let (shape, offset) = (self.data.chunks.block_shape(&idx), self.data.chunks.block_offset(&idx));
+            if block.shape() != shape.as_slice() {
+                return Err(Error::Block { index: idx, detail: format!("a block of shape {:?} where {shape:?} belongs", block.shape()) });
+            }
+            out.slice_each_axis_mut(|ax| {
+                let k = ax.axis.index();
+                Slice::from(offset[k]..offset[k] + shape[k])
+            })
+            .assign(&block);
+        }
+        Ok(out)
+    }
+
+    /// The value of a 0-d array (the result of [`Array::sum`] and the like).
+    pub fn compute_scalar(&self) -> Result<T> {
+        if self.ndim() != 0 {
+            return Err(Error::Invalid(format!("compute_scalar of an array of shape {:?}; it needs a 0-d array", self.data.shape)));
+        }
+        Ok(*self.compute()?.first().expect("a 0-d array has one element"))
+    }
+}
+
+impl Array<bool> {
+    /// `a` where `self` is true, `b` elsewhere, with broadcasting among the three.
+    pub fn select<'a, 'b, T: Element>(&self, a: impl Into<Operand<'a, T>>, b: impl Into<Operand<'b, T>>) -> Result<Array<T>> {
+        let side = |o: Operand<'_, T>| match o {
+            Operand::Array(x) => x.data.clone(),
+            Operand::Scalar(s) => Data { shape: vec![], chunks: Chunks::from_axes(vec![]), dtype: T::DTYPE, expr: Expr::Scalar(s.scalar()), leaves: vec![] },
+        };
+        let (a, b) = (side(a.into()), side(b.into()));
+        if a.dtype != b.dtype {
+            return Err(Error::Invalid(format!("where over a {} and a {} array", a.dtype, b.dtype)));
+        }
+        // Brought to the shape all three broadcast to, one pair at a time.
+        let (c, a) = Data::aligned(&self.data, &a)?;
+        let (mut out, b) = Data::aligned(&c, &b)?;
+        let (a, _) = Data::aligned(&a, &out)?;
+        let (ea, eb) = (out.merge(&a), out.merge(&b));
+        out.expr = Expr::Where(Box::new(out.expr.clone()), Box::new(ea), Box::new(eb));
+        out.dtype = T::DTYPE;
+        Ok(Array { client: self.client.clone(), data: out, split_every: self.split_every, _t: PhantomData })
+    }
+
+    /// Logical not.
+    pub fn not(&self) -> Array<bool> {
+        self.derive(self.data.unary(UnaryOp::Not))
+    }
+}
+
+/// `where(cond, a, b)`: `a` where `cond` is true, `b` elsewhere (numpy's `where`).
+pub fn where_<'a, 'b, T: Element>(cond: &Array<bool>, a: impl Into<Operand<'a, T>>, b: impl Into<Operand<'b, T>>) -> Result<Array<T>> {
+    cond.select(a, b)
+}
+
+fn human(bytes: f64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{v:.0} {}", UNITS[u])
+    } else {
+        format!("{v:.2} {}", UNITS[u])
+    }
+}
+
+impl<T: Element> std::fmt::Display for Array<T> {
+    /// A table like Dask's: shape, chunks, element type, sizes and tasks.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let d = &self.data;
+        let size = T::DTYPE.size() as f64;
+        let grid: Vec<String> = d.chunks.grid().iter().map(ToString::to_string).collect();
+        writeln!(f, "chorus::Array<{}>", T::DTYPE)?;
+        writeln!(f, "  shape   {:?}", d.shape)?;
+        writeln!(f, "  chunks  {}  ({} = {} blocks)", d.chunks, grid.join(" × "), d.chunks.count())?;
+        writeln!(f, "  bytes   {}  (largest block {})", human(self.len() as f64 * size), human(d.chunks.largest_block() as f64 * size))?;
+        write!(f, "  tasks   {} to compute, {} fused operations per block", self.task_count(), d.expr.operations())
+    }
+}
+
+impl<T: Element> std::fmt::Debug for Array<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
+
+macro_rules! operator {
+    ($tr:ident, $m:ident, $try:ident) => {
+        impl<T: Element> std::ops::$tr<&Array<T>> for &Array<T> {
+            type Output = Array<T>;
+            /// Panics, like ndarray's operators, when the shapes or chunks do not line up;
+            /// the `try_` method gives the error instead.
+            fn $m(self, rhs: &Array<T>) -> Array<T> {
+                self.$try(rhs).unwrap_or_else(|e| panic!("{e}"))
+            }
+        }
+        impl<T: Element> std::ops::$tr<T> for &Array<T>
+        where
+            T: for<'a> Into<Operand<'a, T>>,
+        {
+            type Output = Array<T>;
+            fn $m(self, rhs: T) -> Array<T> {
+                self.$try(rhs).unwrap_or_else(|e| panic!("{e}"))
+            }
+        }
+    };
+}
+
+operator!(Add, add, try_add);
+operator!(Sub, sub, try_sub);
+operator!(Mul, mul, try_mul);
+operator!(Div, div, try_div);
+
+impl<T: Element> std::ops::Neg for &Array<T> {
+    type Output = Array<T>;
+    /// Panics for bool and u8 arrays; [`Array::try_neg`] gives the error instead.
+    fn neg(self) -> Array<T> {
+        self.try_neg().unwrap_or_else(|e| panic!("{e}"))
+    }
+}

@@ -1,0 +1,569 @@
+//! What a task does to its blocks: the block expressions the driver plans, and the
+//! registered functions that evaluate them on the workers.
+//!
+//! One task computes one block of a fused chain of elementwise operations (and, for a
+//! reduction, reduces it at once, so the block itself never leaves the task). Its
+//! inputs are the blocks given as arguments and blocks it makes itself from a
+//! [`Generator`]: creation functions and random numbers are generated where they are
+//! used, so an array like `random(…)` never occupies memory between tasks.
+
+use chorus_tasks::error::FailureKind;
+use chorus_tasks::registry::{encode_result, Encoded, Fault, FunctionEntry, RemoteFunction};
+use ndarray::{ArrayD, Axis, IxDyn, Zip};
+use serde::{Deserialize, Serialize};
+
+use crate::dtype::{with_block, Block, DType, Scalar};
+use crate::random::BlockRng;
+
+/// An elementwise operation of one operand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub enum UnaryOp {
+    Neg,
+    Abs,
+    Sqrt,
+    Exp,
+    Log,
+    Not,
+}
+
+/// An elementwise operation of two operands (numpy broadcasting between them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub enum BinaryOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Pow,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    Eq,
+    Ne,
+}
+
+impl BinaryOp {
+    pub(crate) fn compares(self) -> bool {
+        matches!(self, BinaryOp::Lt | BinaryOp::Le | BinaryOp::Gt | BinaryOp::Ge | BinaryOp::Eq | BinaryOp::Ne)
+    }
+}
+
+/// A reduction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub enum ReduceOp {
+    Sum,
+    Min,
+    Max,
+}
+
+/// A fused chain of elementwise operations over a task's input blocks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) enum Expr {
+    /// Input block `k`, already in the output block's axis order.
+    Leaf(u32),
+    Scalar(Scalar),
+    Unary(UnaryOp, Box<Expr>),
+    Binary(BinaryOp, Box<Expr>, Box<Expr>),
+    Where(Box<Expr>, Box<Expr>, Box<Expr>),
+    Cast(DType, Box<Expr>),
+}
+
+impl Expr {
+    /// Operations in the chain, for the task count shown in `Display`.
+    pub(crate) fn operations(&self) -> usize {
+        match self {
+            Expr::Leaf(_) | Expr::Scalar(_) => 0,
+            Expr::Unary(_, a) | Expr::Cast(_, a) => 1 + a.operations(),
+            Expr::Binary(_, a, b) => 1 + a.operations() + b.operations(),
+            Expr::Where(c, a, b) => 1 + c.operations() + a.operations() + b.operations(),
+        }
+    }
+}
+
+/// How a block that is not an argument is made.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) enum Generator {
+    /// Every element the same.
+    Full(Scalar),
+    /// `start + i * step` along the only axis, in the element type `dtype`.
+    Arange { start: Scalar, step: Scalar },
+    /// `start + i * step` in f64 (linspace).
+    Linear { start: f64, step: f64 },
+    /// Ones on the diagonal `col - row == k`, zeros elsewhere.
+    Eye { k: i64, dtype: DType },
+    /// Uniform in `[low, high)`, from the block's own stream of `seed`.
+    Uniform { seed: u64, low: f64, high: f64 },
+    /// Normal with `mean` and `std`, from the block's own stream of `seed`.
+    Normal { seed: u64, mean: f64, std: f64 },
+}
+
+/// Where one input block of a task comes from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) enum LeafSource {
+    /// The task's argument number `k` (after the plan).
+    Argument(u32),
+    /// Made in the task: block `index` (at `offset`, of `shape`) of the generated array.
+    Generate { generator: Generator, index: Vec<usize>, flat: u64, offset: Vec<usize>, shape: Vec<usize> },
+}
+
+/// One input block and how it lines up with the output block: output axis `k` is the
+/// block's axis `axes[k]`, or a new axis of length 1 (`None`, broadcast).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct LeafPlan {
+    pub source: LeafSource,
+    pub axes: Vec<Option<usize>>,
+}
+
+/// What happens to the evaluated block.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) enum Then {
+    /// It is the task's result.
+    Keep,
+    /// It is reduced over `axes` (kept with length 1) and the partial is the result.
+    Reduce { op: ReduceOp, axes: Vec<usize> },
+}
+
+/// Everything a block task needs besides its argument blocks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct BlockPlan {
+    pub expr: Expr,
+    pub leaves: Vec<LeafPlan>,
+    pub then: Then,
+}
+
+/// A combining task: partials of a reduction, combined elementwise; with `squeeze`, the
+/// reduced axes are then removed (the last level of the tree).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct CombinePlan {
+    pub op: ReduceOp,
+    pub squeeze: Option<Vec<usize>>,
+}
+
+/// The registered function that evaluates a [`BlockPlan`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EvalBlock;
+
+impl RemoteFunction for EvalBlock {
+    type Args = (Vec<u8>,);
+    type Output = Vec<u8>;
+    const NAME: &'static str = "chorus_array::eval_block";
+}
+
+/// The registered function that runs a [`CombinePlan`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CombineBlocks;
+
+impl RemoteFunction for CombineBlocks {
+    type Args = (Vec<u8>,);
+    type Output = Vec<u8>;
+    const NAME: &'static str = "chorus_array::combine_blocks";
+}
+
+inventory::submit! {
+    FunctionEntry { name: EvalBlock::NAME, call: eval_entry }
+}
+
+inventory::submit! {
+    FunctionEntry { name: CombineBlocks::NAME, call: combine_entry }
+}
+
+fn fault(message: String) -> Fault {
+    Fault { kind: FailureKind::Error, message }
+}
+
+/// Arguments: the plan, then the argument blocks.
+fn eval_entry(args: &[&[u8]]) -> Encoded {
+    let (plan, blocks) = args.split_first().ok_or_else(|| fault("a block task without its plan".into()))?;
+    let plan: BlockPlan = postcard::from_bytes(plan).map_err(|e| fault(format!("a block plan that does not decode: {e}")))?;
+    let decoded = blocks
+        .iter()
+        .enumerate()
+        .map(|(i, b)| Block::decode(b).map_err(|e| fault(format!("input block {i}: {e}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let leaves = plan.leaves.iter().map(|l| leaf(l, &decoded)).collect::<Result<Vec<_>, _>>().map_err(fault)?;
+    let value = eval(&plan.expr, &leaves).map_err(fault)?;
+    let out = match &plan.then {
+        Then::Keep => value,
+        Then::Reduce { op, axes } => reduce(value, *op, axes).map_err(fault)?,
+    };
+    encode_result(out.encode())
+}
+
+/// Arguments: the plan, then the partial blocks.
+fn combine_entry(args: &[&[u8]]) -> Encoded {
+    let (plan, blocks) = args.split_first().ok_or_else(|| fault("a combining task without its plan".into()))?;
+    let plan: CombinePlan = postcard::from_bytes(plan).map_err(|e| fault(format!("a combine plan that does not decode: {e}")))?;
+    let mut parts = blocks.iter().enumerate().map(|(i, b)| Block::decode(b).map_err(|e| fault(format!("partial {i}: {e}"))));
+    let mut acc = parts.next().ok_or_else(|| fault("a combining task without partials".into()))??;
+    for p in parts {
+        acc = combine(acc, p?, plan.op).map_err(fault)?;
+    }
+    if let Some(axes) = &plan.squeeze {
+        acc = with_block!(acc, a => {
+            let mut a = a;
+            for &ax in axes.iter().rev() {
+                a = a.index_axis_move(Axis(ax), 0);
+            }
+            Element::wrap(a)
+        });
+    }
+    encode_result(acc.encode())
+}
+
+use crate::dtype::Element;
+
+/// An input block, in the output block's axis order.
+fn leaf(plan: &LeafPlan, args: &[Block]) -> Result<Block, String> {
+    let block = match &plan.source {
+        LeafSource::Argument(k) => args.get(*k as usize).cloned().ok_or_else(|| format!("input block {k} is missing"))?,
+        LeafSource::Generate { generator, index: _, flat, offset, shape } => generate(generator, *flat, offset, shape)?,
+    };
+    Ok(with_block!(block, a => Element::wrap(align(a, &plan.axes)?)))
+}
+
+/// Appends the broadcast axes and permutes into the output's axis order.
+fn align<T: Clone>(a: ArrayD<T>, axes: &[Option<usize>]) -> Result<ArrayD<T>, String> {
+    let n = a.ndim();
+    let mut a = a;
+    let mut perm = Vec::with_capacity(axes.len());
+    let mut next = n;
+    for ax in axes {
+        match ax {
+            Some(j) if *j < n => perm.push(*j),
+            Some(j) => return Err(format!("an input block has no axis {j}")),
+            None => {
+                a.insert_axis_inplace(Axis(next));
+                perm.push(next);
+                next += 1;
+            }
+        }
+    }
+    if next != axes.len() || perm.len() != a.ndim() {
+        return Err(format!("an input block of {n} axes does not line up with {} output axes", axes.len()));
+    }
+    if perm.iter().enumerate().all(|(i, p)| i == *p) {
+        Ok(a)
+    } else {
+        Ok(a.permuted_axes(IxDyn(&perm)).as_standard_layout().into_owned())
+    }
+}
+
+fn generate(g: &Generator, flat: u64, offset: &[usize], shape: &[usize]) -> Result<Block, String> {
+    let sh = IxDyn(shape);
+    Ok(match g {
+        Generator::Full(s) => match *s {
+            Scalar::F64(v) => Block::F64(ArrayD::from_elem(sh, v)),
+            Scalar::F32(v) => Block::F32(ArrayD::from_elem(sh, v)),
+            Scalar::I64(v) => Block::I64(ArrayD::from_elem(sh, v)),
+            Scalar::I32(v) => Block::I32(ArrayD::from_elem(sh, v)),
+            Scalar::U8(v) => Block::U8(ArrayD::from_elem(sh, v)),
+            Scalar::Bool(v) => Block::Bool(ArrayD::from_elem(sh, v)),
+        },
+        Generator::Arange { start, step } => {
+            let o = offset[0];
+            match (*start, *step) {
+                (Scalar::F64(a), Scalar::F64(s)) => Block::F64(ArrayD::from_shape_fn(sh, |i| a + (o + i[0]) as f64 * s)),
+                (Scalar::F32(a), Scalar::F32(s)) => Block::F32(ArrayD::from_shape_fn(sh, |i| a + (o + i[0]) as f32 * s)),
+                (Scalar::I64(a), Scalar::I64(s)) => Block::I64(ArrayD::from_shape_fn(sh, |i| a + (o + i[0]) as i64 * s)),
+                (Scalar::I32(a), Scalar::I32(s)) => Block::I32(ArrayD::from_shape_fn(sh, |i| a + (o + i[0]) as i32 * s)),
+                (Scalar::U8(a), Scalar::U8(s)) => Block::U8(ArrayD::from_shape_fn(sh, |i| a.wrapping_add(((o + i[0]) as u8).wrapping_mul(s)))),
+                other => return Err(format!("arange of {other:?}")),
+            }
+        }
+        Generator::Linear { start, step } => Block::F64(ArrayD::from_shape_fn(sh, |i| start + (offset[0] + i[0]) as f64 * step)),
+        Generator::Eye { k, dtype } => {
+            let on = |i: &IxDyn| (offset[1] + i[1]) as i64 - (offset[0] + i[0]) as i64 == *k;
+            match dtype {
+                DType::F64 => Block::F64(ArrayD::from_shape_fn(sh, |i| if on(&i) { 1.0 } else { 0.0 })),
+                DType::F32 => Block::F32(ArrayD::from_shape_fn(sh, |i| if on(&i) { 1.0 } else { 0.0 })),
+                DType::I64 => Block::I64(ArrayD::from_shape_fn(sh, |i| i64::from(on(&i)))),
+                DType::I32 => Block::I32(ArrayD::from_shape_fn(sh, |i| i32::from(on(&i)))),
+                DType::U8 => Block::U8(ArrayD::from_shape_fn(sh, |i| u8::from(on(&i)))),
+                DType::Bool => Block::Bool(ArrayD::from_shape_fn(sh, |i| on(&i))),
+            }
+        }
+        Generator::Uniform { seed, low, high } => {
+            let mut rng = BlockRng::new(*seed, flat);
+            let n: usize = shape.iter().product();
+            let v: Vec<f64> = (0..n).map(|_| low + (high - low) * rng.next_f64()).collect();
+            Block::F64(ArrayD::from_shape_vec(sh, v).map_err(|e| e.to_string())?)
+        }
+        Generator::Normal { seed, mean, std } => {
+            let mut rng = BlockRng::new(*seed, flat);
+            let n: usize = shape.iter().product();
+            let v: Vec<f64> = (0..n).map(|_| mean + std * rng.next_normal()).collect();
+            Block::F64(ArrayD::from_shape_vec(sh, v).map_err(|e| e.to_string())?)
+        }
+    })
+}
+
+/// The shape two operands broadcast to (numpy's rules), or `None`.
+pub(crate) fn broadcast_shape(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
+    let n = a.len().max(b.len());
+    let at = |s: &[usize], k: usize| if k + s.len() >= n { s[k + s.len() - n] } else { 1 };
+    (0..n)
+        .map(|k| match (at(a, k), at(b, k)) {
+            (x, y) if x == y => Some(x),
+            (1, y) => Some(y),
+            (x, 1) => Some(x),
+            _ => None,
+        })
+        .collect()
+}
+
+fn zip2<A: Clone, B: Clone, O>(a: &ArrayD<A>, b: &ArrayD<B>, f: impl Fn(A, B) -> O) -> Result<ArrayD<O>, String> {
+    let shape = broadcast_shape(a.shape(), b.shape()).ok_or_else(|| format!("blocks of shapes {:?} and {:?} do not broadcast", a.shape(), b.shape()))?;
+    let (av, bv) = (a.broadcast(IxDyn(&shape)).expect("checked"), b.broadcast(IxDyn(&shape)).expect("checked"));
+    Ok(Zip::from(&av).and(&bv).map_collect(|x, y| f(x.clone(), y.clone())))
+}
+
+fn scalar_block(s: Scalar) -> Block {
+    let sh = IxDyn(&[]);
+    match s {
+        Scalar::F64(v) => Block::F64(ArrayD::from_elem(sh, v)),
+        Scalar::F32(v) => Block::F32(ArrayD::from_elem(sh, v)),
+        Scalar::I64(v) => Block::I64(ArrayD::from_elem(sh, v)),
+        Scalar::I32(v) => Block::I32(ArrayD::from_elem(sh, v)),
+        Scalar::U8(v) => Block::U8(ArrayD::from_elem(sh, v)),
+        Scalar::Bool(v) => Block::Bool(ArrayD::from_elem(sh, v)),
+    }
+}
+
+/// Evaluates `expr` over the task's input blocks.
+pub(crate) fn eval(expr: &Expr, leaves: &[Block]) -> Result<Block, String> {
+    Ok(match expr {
+        Expr::Leaf(k) => leaves.get(*k as usize).cloned().ok_or_else(|| format!("the plan names input {k}, which it does not have"))?,
+        Expr::Scalar(s) => scalar_block(*s),
+        Expr::Unary(op, a) => unary(*op, eval(a, leaves)?)?,
+        Expr::Binary(op, a, b) => binary(*op, eval(a, leaves)?, eval(b, leaves)?)?,
+        Expr::Where(c, a, b) => {
+            let Block::Bool(c) = eval(c, leaves)? else { return Err("a condition that is not a bool block".into()) };
+            let (a, b) = (eval(a, leaves)?, eval(b, leaves)?);
+            macro_rules! pick {
+                ($($v:ident),*) => {
+                    match (a, b) {
+                        $((Block::$v(x), Block::$v(y)) => {
+                            let xy = zip2(&x, &y, |x, y| (x, y))?;
+                            Block::$v(zip2(&c, &xy, |c, (x, y)| if c { x } else { y })?)
+                        })*
+                        (x, y) => return Err(format!("where over {} and {} blocks", x.dtype(), y.dtype())),
+                    }
+                };
+            }
+            pick!(F64, F32, I64, I32, U8, Bool)
+        }
+        Expr::Cast(to, a) => cast(eval(a, leaves)?, *to),
+    })
+}
+
+fn unary(op: UnaryOp, a: Block) -> Result<Block, String> {
+    macro_rules! float {
+        ($a:expr, $f:expr) => {
+            match $a {
+                Block::F64(x) => Block::F64(x.mapv($f)),
+                Block::F32(x) => Block::F32(x.mapv(|v| $f(f64::from(v)) as f32)),
+                other => return Err(format!("{op:?} of a {} block; cast it to f64 first", other.dtype())),
+            }
+        };
+    }
+    Ok(match op {
+        UnaryOp::Neg => match a {
+            Block::F64(x) => Block::F64(x.mapv(|v| -v)),
+            Block::F32(x) => Block::F32(x.mapv(|v| -v)),
+            Block::I64(x) => Block::I64(x.mapv(i64::wrapping_neg)),
+            Block::I32(x) => Block::I32(x.mapv(i32::wrapping_neg)),
+            other => return Err(format!("negation of a {} block", other.dtype())),
+        },
+        UnaryOp::Abs => match a {
+            Block::F64(x) => Block::F64(x.mapv(f64::abs)),
+            Block::F32(x) => Block::F32(x.mapv(f32::abs)),
+            Block::I64(x) => Block::I64(x.mapv(i64::wrapping_abs)),
+            Block::I32(x) => Block::I32(x.mapv(i32::wrapping_abs)),
+            Block::U8(x) => Block::U8(x),
+            Block::Bool(_) => return Err("abs of a bool block".into()),
+        },
+        UnaryOp::Sqrt => float!(a, f64::sqrt),
+        UnaryOp::Exp => float!(a, f64::exp),
+        UnaryOp::Log => float!(a, f64::ln),
+        UnaryOp::Not => match a {
+            Block::Bool(x) => Block::Bool(x.mapv(|v| !v)),
+            other => return Err(format!("not of a {} block", other.dtype())),
+        },
+    })
+}
+
+fn binary(op: BinaryOp, a: Block, b: Block) -> Result<Block, String> {
+    macro_rules! cmp {
+        ($x:expr, $y:expr) => {
+            Block::Bool(match op {
+                BinaryOp::Lt => zip2(&$x, &$y, |a, b| a < b)?,
+                BinaryOp::Le => zip2(&$x, &$y, |a, b| a <= b)?,
+                BinaryOp::Gt => zip2(&$x, &$y, |a, b| a > b)?,
+                BinaryOp::Ge => zip2(&$x, &$y, |a, b| a >= b)?,
+                BinaryOp::Eq => zip2(&$x, &$y, |a, b| a == b)?,
+                _ => zip2(&$x, &$y, |a, b| a != b)?,
+            })
+        };
+    }
+    macro_rules! arith {
+        ($v:ident, $x:expr, $y:expr, $add:expr, $sub:expr, $mul:expr, $div:expr, $pow:expr) => {
+            Block::$v(match op {
+                BinaryOp::Add => zip2(&$x, &$y, $add)?,
+                BinaryOp::Sub => zip2(&$x, &$y, $sub)?,
+                BinaryOp::Mul => zip2(&$x, &$y, $mul)?,
+                BinaryOp::Div => zip2(&$x, &$y, $div)?,
+                _ => zip2(&$x, &$y, $pow)?,
+            })
+        };
+    }
+    if op.compares() {
+        return Ok(match (a, b) {
+            (Block::F64(x), Block::F64(y)) => cmp!(x, y),
+            (Block::F32(x), Block::F32(y)) => cmp!(x, y),
+            (Block::I64(x), Block::I64(y)) => cmp!(x, y),
+            (Block::I32(x), Block::I32(y)) => cmp!(x, y),
+            (Block::U8(x), Block::U8(y)) => cmp!(x, y),
+            (Block::Bool(x), Block::Bool(y)) => cmp!(x, y),
+            (x, y) => return Err(format!("{op:?} of {} and {} blocks", x.dtype(), y.dtype())),
+        });
+    }
+    // Integer division by zero gives zero and overflow wraps, rather than a panic in the
+    // middle of a block (numpy warns and gives 0 too).
+    Ok(match (a, b) {
+        (Block::F64(x), Block::F64(y)) => arith!(F64, x, y, |a, b| a + b, |a, b| a - b, |a, b| a * b, |a, b| a / b, f64::powf),
+        (Block::F32(x), Block::F32(y)) => arith!(F32, x, y, |a, b| a + b, |a, b| a - b, |a, b| a * b, |a, b| a / b, f32::powf),
+        (Block::I64(x), Block::I64(y)) => arith!(
+            I64,
+            x,
+            y,
+            i64::wrapping_add,
+            i64::wrapping_sub,
+            i64::wrapping_mul,
+            |a, b| a.checked_div(b).unwrap_or(0),
+            |a, b| if b < 0 { 0 } else { a.wrapping_pow(b.min(u32::MAX as i64) as u32) }
+        ),
+        (Block::I32(x), Block::I32(y)) => arith!(
+            I32,
+            x,
+            y,
+            i32::wrapping_add,
+            i32::wrapping_sub,
+            i32::wrapping_mul,
+            |a, b| a.checked_div(b).unwrap_or(0),
+            |a, b| if b < 0 { 0 } else { a.wrapping_pow(b as u32) }
+        ),
+        (Block::U8(x), Block::U8(y)) => arith!(
+            U8,
+            x,
+            y,
+            u8::wrapping_add,
+            u8::wrapping_sub,
+            u8::wrapping_mul,
+            |a, b| a.checked_div(b).unwrap_or(0),
+            |a, b| a.wrapping_pow(u32::from(b))
+        ),
+        (x, y) => return Err(format!("{op:?} of {} and {} blocks", x.dtype(), y.dtype())),
+    })
+}
+
+/// Converts like numpy's `astype` (`as` casts; a number is `true` unless it is zero).
+pub(crate) fn cast(a: Block, to: DType) -> Block {
+    macro_rules! from {
+        ($x:expr, $t:ty) => {
+            match to {
+                DType::F64 => Block::F64($x.mapv(|v| v as f64)),
+                DType::F32 => Block::F32($x.mapv(|v| v as f32)),
+                DType::I64 => Block::I64($x.mapv(|v| v as i64)),
+                DType::I32 => Block::I32($x.mapv(|v| v as i32)),
+                DType::U8 => Block::U8($x.mapv(|v| v as u8)),
+                DType::Bool => Block::Bool($x.mapv(|v| v != (0 as $t))),
+            }
+        };
+    }
+    if a.dtype() == to {
+        return a;
+    }
+    match a {
+        Block::F64(x) => from!(x, f64),
+        Block::F32(x) => from!(x, f32),
+        Block::I64(x) => from!(x, i64),
+        Block::I32(x) => from!(x, i32),
+        Block::U8(x) => from!(x, u8),
+        Block::Bool(x) => from!(x.mapv(u8::from), u8),
+    }
+}
+
+/// The element type a sum has (numpy widens small integers and bools to 64 bits).
+pub(crate) fn sum_dtype(d: DType) -> DType {
+    match d {
+        DType::I32 | DType::U8 | DType::Bool => DType::I64,
+        other => other,
+    }
+}
+
+/// Reduces `a` over `axes`, keeping them with length 1.
+pub(crate) fn reduce(a: Block, op: ReduceOp, axes: &[usize]) -> Result<Block, String> {
+    let a = if op == ReduceOp::Sum {
+        let to = sum_dtype(a.dtype());
+        cast(a, to)
+    } else {
+        a
+    };
+    fn along<T: Clone>(mut x: ArrayD<T>, axes: &[usize], f: impl Fn(ndarray::ArrayViewD<'_, T>) -> T) -> Result<ArrayD<T>, String> {
+        for &ax in axes {
+            if ax >= x.ndim() {
+                return Err(format!("a reduction over axis {ax} of a block of {} axes", x.ndim()));
+            }
+            x = x.map_axis(Axis(ax), |lane| f(lane.into_dyn())).insert_axis(Axis(ax));
+        }
+        Ok(x)
+    }
+    macro_rules! red {
+        ($v:ident, $x:expr) => {
+            Block::$v(match op {
+                ReduceOp::Sum => along($x, axes, |l| l.iter().fold(<_ as Default>::default(), |s, v| s + *v))?,
+                // NaN wins, as in numpy. An empty lane cannot reach here: the driver
+                // refuses min and max over an empty axis.
+                ReduceOp::Min => along($x, axes, |l| l.iter().copied().reduce(|m, v| if v < m || v != v { v } else { m }).unwrap_or_default())?,
+                ReduceOp::Max => along($x, axes, |l| l.iter().copied().reduce(|m, v| if v > m || v != v { v } else { m }).unwrap_or_default())?,
+            })
+        };
+    }
+    Ok(match a {
+        Block::F64(x) => red!(F64, x),
+        Block::F32(x) => red!(F32, x),
+        Block::I64(x) => red!(I64, x),
+        Block::I32(x) => red!(I32, x),
+        Block::U8(x) => red!(U8, x),
+        Block::Bool(x) => match op {
+            ReduceOp::Min => Block::Bool(along(x, axes, |l| l.iter().all(|v| *v))?),
+            ReduceOp::Max => Block::Bool(along(x, axes, |l| l.iter().any(|v| *v))?),
+            ReduceOp::Sum => unreachable!("a sum of bools is cast to i64 above"),
+        },
+    })
+}
+
+/// Combines two partials of the same shape.
+fn combine(a: Block, b: Block, op: ReduceOp) -> Result<Block, String> {
+    match op {
+        ReduceOp::Sum => binary(BinaryOp::Add, a, b),
+        ReduceOp::Min | ReduceOp::Max => {
+            macro_rules! pick {
+                ($($v:ident),*) => {
+                    match (a, b) {
+                        $((Block::$v(x), Block::$v(y)) => Ok(Block::$v(zip2(&x, &y, |x, y| {
+                            #[allow(clippy::eq_op)]
+                            let nan = x != x;
+                            if nan || (op == ReduceOp::Min && x <= y) || (op == ReduceOp::Max && x >= y) { x } else { y }
+                        })?)),)*
+                        (x, y) => Err(format!("combining {} and {} partials", x.dtype(), y.dtype())),
+                    }
+                };
+            }
+            pick!(F64, F32, I64, I32, U8, Bool)
+        }
+    }
+}

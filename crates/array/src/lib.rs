@@ -1,0 +1,59 @@
+//! Chunked n-dimensional arrays on a chorus cluster: the `dask.array` of chorus.
+//!
+//! An [`Array`] is a grid of ndarray blocks that live on the workers. Every operation
+//! builds a lazy expression; nothing runs until [`Array::compute`] (bring the result to
+//! the driver), [`Array::compute_scalar`] or [`Array::persist`] (keep the blocks on the
+//! workers). Then each output block is one task that evaluates the whole chain of
+//! elementwise operations for that block, so `(&(&x + &x.t()) * 2.0).sum()` is one
+//! round of tasks and a small tree of combining tasks, not five rounds of temporaries.
+//!
+//! - **Creation**: [`zeros`], [`ones`], [`full`], [`arange`], [`linspace`], [`eye`],
+//!   [`random::uniform`] and [`random::normal`] describe arrays whose blocks are made in
+//!   the tasks that use them, so they never occupy memory between tasks (random blocks
+//!   are seeded per block: the values do not depend on the number of workers);
+//!   [`from_ndarray`] cuts an array in the driver into blocks and scatters them.
+//! - **Elementwise**: `+ - * /` (operators, or `try_add`… for an error instead of a
+//!   panic), [`Array::pow`], negation, [`Array::abs`], [`Array::sqrt`], [`Array::exp`],
+//!   [`Array::ln`], comparisons ([`Array::lt`]…), [`where_`], [`Array::astype`], all with
+//!   numpy's broadcasting rules between arrays and with scalars.
+//! - **Axes**: [`Array::t`], [`Array::transpose`], [`Array::swap_axes`], which reorder
+//!   blocks and cost nothing until the blocks are used.
+//! - **Reductions**: `sum`, `min`, `max`, `mean`, `var`, `std` over all axes or given
+//!   axes, as trees of tasks with a fan-in of [`Array::split_every`].
+//!
+//! Shapes that do not broadcast, chunks that do not line up, axes out of range and
+//! operations a type does not have are errors when the expression is built, before any
+//! task runs, and name the shapes involved.
+//!
+//! Blocks cross between processes as their bytes ([`Block::encode`]): a header and the
+//! elements, on the task layer's raw-bytes path.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let cluster = chorus_tasks::LocalCluster::builder().workers(2).start()?;
+//! # let client = cluster.client();
+//! use chorus_array as da;
+//! let x = da::random::uniform(&client, &[20_000, 20_000], &[5_000, 5_000], 42)?;
+//! let y = &x + &x.t();
+//! println!("{y}");
+//! let total = y.sum()?.compute_scalar()?;
+//! # let _ = total;
+//! # Ok(())
+//! # }
+//! ```
+
+#![warn(missing_docs)]
+
+mod array;
+mod chunks;
+mod create;
+mod dtype;
+mod error;
+mod kernel;
+pub mod random;
+
+pub use array::{where_, Array, Operand, SPLIT_EVERY};
+pub use chunks::Chunks;
+pub use create::{arange, eye, from_ndarray, full, linspace, ones, zeros};
+pub use dtype::{Block, DType, Element, Scalar};
+pub use error::{Error, Result};

@@ -1,0 +1,89 @@
+//! Reductions over all axes and over given axes, as trees, against ndarray.
+
+use chorus_array as da;
+use ndarray::{ArrayD, Axis};
+use proptest::prelude::*;
+
+use crate::support::{cases, close, cluster, shape_and_chunks, values};
+
+/// ndarray's reduction of `a` over `axes` (removed), by `f` on each lane.
+fn reference(a: &ArrayD<f64>, axes: &[usize], f: impl Fn(&[f64]) -> f64) -> ArrayD<f64> {
+    let mut axes = axes.to_vec();
+    axes.sort_unstable();
+    axes.dedup();
+    let moved: Vec<usize> = (0..a.ndim()).filter(|i| !axes.contains(i)).chain(axes.iter().copied()).collect();
+    let p = a.view().permuted_axes(moved).as_standard_layout().into_owned();
+    let keep: Vec<usize> = p.shape()[..a.ndim() - axes.len()].to_vec();
+    let lane: usize = p.shape()[a.ndim() - axes.len()..].iter().product();
+    let flat = p.into_shape_with_order((keep.iter().product::<usize>(), lane)).unwrap();
+    let out: Vec<f64> = flat.outer_iter().map(|l| f(l.as_slice().unwrap())).collect();
+    ArrayD::from_shape_vec(keep, out).unwrap()
+}
+
+fn mean(l: &[f64]) -> f64 {
+    l.iter().sum::<f64>() / l.len() as f64
+}
+
+fn var(l: &[f64]) -> f64 {
+    let m = mean(l);
+    l.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / l.len() as f64
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+
+    #[test]
+    fn reductions_over_any_axes_match_ndarray(
+        (shape, chunks) in shape_and_chunks(),
+        seed in 0u64..1000,
+        pick in prop::collection::vec(0usize..4, 0..3),
+        every in 2usize..5,
+        workers in 1usize..=3,
+    ) {
+        let c = cluster(workers);
+        let client = c.client();
+        let a = values(&shape, seed);
+        let x = da::from_ndarray(&client, &a, &chunks).unwrap().split_every(every).unwrap();
+        let all: Vec<usize> = (0..shape.len()).collect();
+        let axes: Vec<usize> = if pick.is_empty() { all.clone() } else { pick.iter().map(|p| p % shape.len()).collect() };
+        let sum = x.sum_axes(&axes).unwrap();
+        prop_assert!(close(&sum.compute().unwrap(), &reference(&a, &axes, |l| l.iter().sum())));
+        prop_assert!(close(&x.min_axes(&axes).unwrap().compute().unwrap(), &reference(&a, &axes, |l| l.iter().copied().fold(f64::INFINITY, f64::min))));
+        prop_assert!(close(&x.max_axes(&axes).unwrap().compute().unwrap(), &reference(&a, &axes, |l| l.iter().copied().fold(f64::NEG_INFINITY, f64::max))));
+        prop_assert!(close(&x.mean_axes(&axes).unwrap().compute().unwrap(), &reference(&a, &axes, mean)));
+        prop_assert!(close(&x.var_axes(&axes).unwrap().compute().unwrap(), &reference(&a, &axes, var)));
+        prop_assert!(close(&x.std_axes(&axes).unwrap().compute().unwrap(), &reference(&a, &axes, |l| var(l).sqrt())));
+        // Over everything: a scalar, also after a fused expression.
+        let total = (&(&x * 2.0) + 1.0).sum().unwrap().compute_scalar().unwrap();
+        prop_assert!((total - (a.sum() * 2.0 + a.len() as f64)).abs() < 1e-6);
+        // A reduction's result is an array like any other.
+        let centered = x.try_sub(&x.mean_axes(&[0]).unwrap()).unwrap();
+        let want = &a - &a.mean_axis(Axis(0)).unwrap();
+        prop_assert!(close(&centered.compute().unwrap(), &want));
+    }
+}
+
+#[test]
+fn sums_of_small_integers_and_bools_are_64_bit_like_numpys() {
+    let c = cluster(2);
+    let client = c.client();
+    let x = da::full::<u8>(&client, &[300, 10], &[64, 4], 200).unwrap();
+    let s: da::Array<i64> = x.sum().unwrap();
+    assert_eq!(s.compute_scalar().unwrap(), 200 * 3000);
+    let flags = da::arange::<i32>(&client, 0, 1000, 1, 128).unwrap().lt(250).unwrap();
+    assert_eq!(flags.sum().unwrap().compute_scalar().unwrap(), 250);
+    assert!(!flags.min().unwrap().compute_scalar().unwrap() && flags.max().unwrap().compute_scalar().unwrap());
+}
+
+#[test]
+fn the_seed_workload_x_plus_x_transposed_summed_on_generated_blocks() {
+    let c = cluster(2);
+    let client = c.client();
+    let x = da::random::uniform(&client, &[600, 600], &[100, 100], 3).unwrap();
+    let local = x.compute().unwrap();
+    let y = (&x + &x.t()).sum().unwrap();
+    // 36 block tasks (each makes both of its blocks), then a tree of combines.
+    assert_eq!(y.task_count(), 36 + 5 + 1);
+    let want = (&local + &local.t()).sum();
+    assert!((y.compute_scalar().unwrap() - want).abs() < 1e-6 * want);
+}
