@@ -13,11 +13,11 @@ use std::marker::PhantomData;
 use std::sync::{Arc, OnceLock};
 
 use chorus_tasks::{Arg, ArgValue, Client, Future, TaskOptions};
-use ndarray::{ArrayD, IxDyn, Slice};
+use ndarray::{ArrayD, IxDyn, Slice, SliceInfoElem};
 
 use crate::chunks::Chunks;
 use crate::dtype::{Block, DType, Element, Scalar};
-use crate::kernel::{self, BinaryOp, BlockPlan, CombineBlocks, CombinePlan, EvalBlock, Expr, Generator, LeafPlan, LeafSource, ReduceOp, Then, UnaryOp};
+use crate::kernel::{self, BinaryOp, Crop, BlockPlan, CombineBlocks, CombinePlan, EvalBlock, Expr, Generator, LeafPlan, LeafSource, ReduceOp, Then, UnaryOp};
 use crate::{Error, Result};
 
 /// The fan-in of reduction trees unless told otherwise ([`Array::split_every`]).
@@ -47,14 +47,75 @@ pub(crate) struct Data {
     leaves: Vec<Leaf>,
 }
 
-/// An input of an expression and how its axes line up with the expression's: output
-/// axis `k` is the leaf's axis `axes[k]`, or a broadcast axis of length 1 (`None`).
+/// An input of an expression and how its axes line up with the expression's: the
+/// expression sees the part `window` of each leaf axis, and output axis `k` is the leaf's
+/// axis `axes[k]`, or a broadcast axis of length 1 (`None`). A leaf axis that no output
+/// axis names was indexed away (its window holds one element).
 #[derive(Clone)]
 struct Leaf {
     kind: LeafKind,
     shape: Vec<usize>,
     chunks: Chunks,
+    window: Vec<Window>,
     axes: Vec<Option<usize>>,
+}
+
+/// The elements `start, start + step, …` below `end` of an axis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Window {
+    start: usize,
+    end: usize,
+    step: usize,
+}
+
+impl Window {
+    fn full(n: usize) -> Window {
+        Window { start: 0, end: n, step: 1 }
+    }
+
+    fn len(&self) -> usize {
+        if self.end > self.start {
+            (self.end - self.start).div_ceil(self.step)
+        } else {
+            0
+        }
+    }
+
+    fn is_full(&self, n: usize) -> bool {
+        self.start == 0 && self.end == n && self.step == 1
+    }
+
+    /// Elements `s..e` by `t` of what this window shows, as a window of the axis.
+    fn sub(&self, s: usize, e: usize, t: usize) -> Window {
+        let start = self.start + s * self.step;
+        let end = if e > s { self.start + (e - 1) * self.step + 1 } else { start };
+        Window { start, end, step: self.step * t }
+    }
+
+    /// For each block of the axis (of `lengths`) that holds shown elements: the block,
+    /// and the first and end element within it. An empty window is one empty piece.
+    fn pieces(&self, lengths: &[usize]) -> Vec<(usize, usize, usize)> {
+        let mut out = Vec::new();
+        let mut offset = 0;
+        for (b, &len) in lengths.iter().enumerate() {
+            let (lo, hi) = (self.start.max(offset), self.end.min(offset + len));
+            if lo < hi {
+                let first = lo + (self.step - (lo - self.start) % self.step) % self.step;
+                if first < hi {
+                    out.push((b, first - offset, hi - offset));
+                }
+            }
+            offset += len;
+        }
+        if out.is_empty() {
+            out.push((0, 0, 0));
+        }
+        out
+    }
+
+    fn piece_lengths(&self, lengths: &[usize]) -> Vec<usize> {
+        self.pieces(lengths).iter().map(|&(_, lo, hi)| (hi - lo).div_ceil(self.step)).collect()
+    }
 }
 
 /// Futures of an array's blocks, in row-major order of its grid.
@@ -85,20 +146,36 @@ impl Leaf {
             (LeafKind::Reduced(a), LeafKind::Reduced(b)) => Arc::ptr_eq(a, b),
             _ => false,
         };
-        kind && self.shape == other.shape && self.chunks == other.chunks && self.axes == other.axes
+        kind && self.shape == other.shape && self.chunks == other.chunks && self.window == other.window && self.axes == other.axes
     }
 
-    /// The leaf's block that output block `index` uses.
-    fn block_for(&self, index: &[usize]) -> Vec<usize> {
-        (0..self.shape.len())
-            .map(|j| {
-                if self.shape[j] == 1 {
-                    return 0;
-                }
-                let k = self.axes.iter().position(|a| *a == Some(j)).expect("every leaf axis is an output axis");
-                index[k]
-            })
-            .collect()
+    fn is_whole(&self) -> bool {
+        self.window.iter().zip(&self.shape).all(|(w, &n)| w.is_full(n))
+    }
+
+    /// The leaf's block that output block `index` uses, and the part of it, unless all.
+    fn block_for(&self, index: &[usize]) -> (Vec<usize>, Option<Crop>) {
+        let mut at = Vec::with_capacity(self.shape.len());
+        let mut crop = Vec::with_capacity(self.shape.len());
+        for j in 0..self.shape.len() {
+            let w = self.window[j];
+            let pieces = w.pieces(&self.chunks.axes()[j]);
+            // A window of one element broadcasts (or was indexed away): its only piece.
+            let p = if w.len() == 1 {
+                pieces[0]
+            } else {
+                let k = self.axes.iter().position(|a| *a == Some(j)).expect("a leaf axis of more than one element is an output axis");
+                pieces[index[k]]
+            };
+            at.push(p.0);
+            crop.push((p.1, p.2, w.step));
+        }
+        (at, if self.is_whole() { None } else { Some(crop) })
+    }
+
+    /// The number of elements the expression sees along leaf axis `j`.
+    fn seen(&self, j: usize) -> usize {
+        self.window[j].len()
     }
 }
 
@@ -116,12 +193,13 @@ fn renumber(expr: &Expr, map: &[u32]) -> Expr {
 impl Data {
     fn leaf(kind: LeafKind, shape: Vec<usize>, chunks: Chunks, dtype: DType) -> Data {
         let axes = (0..shape.len()).map(Some).collect();
+        let window = shape.iter().map(|&n| Window::full(n)).collect();
         Data {
             shape: shape.clone(),
             chunks: chunks.clone(),
             dtype,
             expr: Expr::Leaf(0),
-            leaves: vec![Leaf { kind, shape, chunks, axes }],
+            leaves: vec![Leaf { kind, shape, chunks, window, axes }],
         }
     }
 
@@ -267,6 +345,75 @@ impl Data {
         Ok(d)
     }
 
+    /// The part `elems` selects (ndarray's `s![…]`: ranges with positive steps, indexes,
+    /// new axes); only the blocks it touches are used.
+    fn sliced(&self, elems: &[SliceInfoElem]) -> Result<Data> {
+        let given = elems.iter().filter(|e| !matches!(e, SliceInfoElem::NewAxis)).count();
+        if given > self.ndim() {
+            return Err(Error::Axis(format!("a slice of {given} axes of an array of shape {:?}", self.shape)));
+        }
+        let mut d = self.clone();
+        let (mut k, mut out) = (0, 0);
+        let (mut drop, mut new_axes) = (Vec::new(), Vec::new());
+        for e in elems {
+            let n = self.shape.get(k).copied().unwrap_or(0);
+            let at = |v: isize| if v < 0 { v + n as isize } else { v };
+            let (s, end, step) = match *e {
+                SliceInfoElem::NewAxis => {
+                    new_axes.push(out);
+                    out += 1;
+                    continue;
+                }
+                SliceInfoElem::Index(i) => {
+                    let i = at(i);
+                    if i < 0 || i >= n as isize {
+                        return Err(Error::Invalid(format!("index {} of axis {k}, of length {n} (shape {:?})", e_text(e), self.shape)));
+                    }
+                    drop.push(k);
+                    (i as usize, i as usize + 1, 1)
+                }
+                SliceInfoElem::Slice { start, end, step } => {
+                    if step <= 0 {
+                        return Err(Error::Invalid(format!("the step {step} on axis {k}: chunked arrays take positive steps")));
+                    }
+                    let (s, t) = (at(start), end.map_or(n as isize, at));
+                    if s < 0 || s > n as isize || t < 0 || t > n as isize {
+                        return Err(Error::Invalid(format!("the slice {} of axis {k}, of length {n}, is out of bounds (shape {:?})", e_text(e), self.shape)));
+                    }
+                    out += 1;
+                    (s as usize, (t as usize).max(s as usize), step as usize)
+                }
+            };
+            // The data's own chunks are the blocks of what it shows along `k`.
+            let cut = Window { start: s, end, step };
+            let lengths = cut.piece_lengths(&self.chunks.axes()[k]);
+            d.shape[k] = cut.len();
+            let mut axes = d.chunks.axes().to_vec();
+            axes[k] = lengths;
+            d.chunks = Chunks::from_axes(axes);
+            for l in &mut d.leaves {
+                // A leaf that broadcasts along `k` (it shows one element) stays as it is.
+                if let Some(j) = l.axes[k] {
+                    if l.seen(j) == n {
+                        l.window[j] = l.window[j].sub(s, end, step);
+                    }
+                }
+            }
+            k += 1;
+        }
+        // Indexed axes go; new axes come.
+        for &a in drop.iter().rev() {
+            d.shape.remove(a);
+            let mut axes = d.chunks.axes().to_vec();
+            axes.remove(a);
+            d.chunks = Chunks::from_axes(axes);
+            for l in &mut d.leaves {
+                l.axes.remove(a);
+            }
+        }
+        Ok(if new_axes.is_empty() { d } else { d.with_axes_at(&new_axes) })
+    }
+
     fn check_axes(&self, axes: &[usize]) -> Result<Vec<usize>> {
         let mut v = axes.to_vec();
         v.sort_unstable();
@@ -296,7 +443,7 @@ impl Data {
         let mut args = Vec::new();
         let mut leaves = Vec::with_capacity(self.leaves.len());
         for l in &self.leaves {
-            let at = l.block_for(index);
+            let (at, crop) = l.block_for(index);
             let source = match &l.kind {
                 LeafKind::Generated(g) => LeafSource::Generate {
                     generator: g.clone(),
@@ -315,7 +462,7 @@ impl Data {
                     LeafSource::Argument((args.len() - 1) as u32)
                 }
             };
-            leaves.push(LeafPlan { source, axes: l.axes.clone() });
+            leaves.push(LeafPlan { source, crop, axes: l.axes.clone() });
         }
         Ok((BlockPlan { expr: self.expr.clone(), leaves, then }, args))
     }
@@ -323,7 +470,7 @@ impl Data {
     /// The blocks when the array is one stored leaf as it is.
     fn direct(&self, client: &Client) -> Result<Option<Blocks>> {
         let [l] = &self.leaves[..] else { return Ok(None) };
-        let identity = l.axes.iter().enumerate().all(|(k, a)| *a == Some(k)) && l.shape == self.shape;
+        let identity = l.axes.iter().enumerate().all(|(k, a)| *a == Some(k)) && l.shape == self.shape && l.is_whole();
         if self.expr != Expr::Leaf(0) || !identity {
             return Ok(None);
         }
@@ -353,9 +500,24 @@ impl Data {
 
     /// The tasks [`Data::blocks`] would submit, reductions not yet computed included.
     fn task_count(&self) -> usize {
-        let direct = matches!(&self.leaves[..], [l] if self.expr == Expr::Leaf(0) && !matches!(l.kind, LeafKind::Generated(_)) && l.axes.iter().enumerate().all(|(k, a)| *a == Some(k)));
+        let direct = matches!(&self.leaves[..], [l] if self.expr == Expr::Leaf(0) && !matches!(l.kind, LeafKind::Generated(_)) && l.is_whole() && l.shape == self.shape && l.axes.iter().enumerate().all(|(k, a)| *a == Some(k)));
         let own = if direct { 0 } else { self.chunks.count() };
         own + self.leaves.iter().map(|l| if let LeafKind::Reduced(r) = &l.kind { r.task_count() } else { 0 }).sum::<usize>()
+    }
+}
+
+fn e_text(e: &SliceInfoElem) -> String {
+    match *e {
+        SliceInfoElem::Index(i) => i.to_string(),
+        SliceInfoElem::Slice { start, end, step } => {
+            let end = end.map(|v| v.to_string()).unwrap_or_default();
+            if step == 1 {
+                format!("{start}..{end}")
+            } else {
+                format!("{start}..{end};{step}")
+            }
+        }
+        SliceInfoElem::NewAxis => "NewAxis".into(),
     }
 }
 
@@ -645,6 +807,14 @@ impl<T: Element> Array<T> {
         let mut perm: Vec<usize> = (0..self.ndim()).collect();
         perm.swap(a, b);
         self.transpose(&perm)
+    }
+
+    /// The part `info` selects, written with ndarray's `s!` macro: `x.slice(s![..10,
+    /// ..10])`. Ranges (with positive steps), single indexes (which remove their axis)
+    /// and `NewAxis` are allowed; a range or index beyond an axis is an error. Only the
+    /// blocks the slice touches are computed.
+    pub fn slice<I: AsRef<[SliceInfoElem]>>(&self, info: I) -> Result<Array<T>> {
+        Ok(self.derive(self.data.sliced(info.as_ref())?))
     }
 
     fn all_axes(&self) -> Vec<usize> {

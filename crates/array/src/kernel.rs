@@ -9,7 +9,7 @@
 
 use chorus_tasks::error::FailureKind;
 use chorus_tasks::registry::{encode_result, Encoded, Fault, FunctionEntry, RemoteFunction};
-use ndarray::{ArrayD, Axis, IxDyn, Zip};
+use ndarray::{ArrayD, Axis, IxDyn, Slice, Zip};
 use serde::{Deserialize, Serialize};
 
 use crate::dtype::{with_block, Block, DType, Scalar};
@@ -109,11 +109,18 @@ pub(crate) enum LeafSource {
     Generate { generator: Generator, index: Vec<usize>, flat: u64, offset: Vec<usize>, shape: Vec<usize> },
 }
 
-/// One input block and how it lines up with the output block: output axis `k` is the
-/// block's axis `axes[k]`, or a new axis of length 1 (`None`, broadcast).
+/// The part of a block a slice takes: per block axis, the first element, the end and the
+/// step.
+pub(crate) type Crop = Vec<(usize, usize, usize)>;
+
+/// One input block and how it lines up with the output block: the part `crop` of it is
+/// taken (per block axis: first element, end, step), block axes that no output axis
+/// names are dropped (they have length 1 by then), and output axis `k` is the block's
+/// axis `axes[k]`, or a new axis of length 1 (`None`, broadcast).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct LeafPlan {
     pub source: LeafSource,
+    pub crop: Option<Crop>,
     pub axes: Vec<Option<usize>>,
 }
 
@@ -221,13 +228,41 @@ fn leaf(plan: &LeafPlan, args: &[Block]) -> Result<Block, String> {
         LeafSource::Argument(k) => args.get(*k as usize).cloned().ok_or_else(|| format!("input block {k} is missing"))?,
         LeafSource::Generate { generator, index: _, flat, offset, shape } => generate(generator, *flat, offset, shape)?,
     };
-    Ok(with_block!(block, a => Element::wrap(align(a, &plan.axes)?)))
+    Ok(with_block!(block, a => Element::wrap(align(crop(a, plan.crop.as_deref())?, &plan.axes)?)))
 }
 
-/// Appends the broadcast axes and permutes into the output's axis order.
+/// The part of a block a slice takes.
+fn crop<T: Clone>(a: ArrayD<T>, crop: Option<&[(usize, usize, usize)]>) -> Result<ArrayD<T>, String> {
+    let Some(crop) = crop else { return Ok(a) };
+    if crop.len() != a.ndim() || crop.iter().zip(a.shape()).any(|(&(lo, hi, step), &n)| lo > hi || hi > n || step == 0) {
+        return Err(format!("a crop {crop:?} of a block of shape {:?}", a.shape()));
+    }
+    if crop.iter().zip(a.shape()).all(|(&(lo, hi, step), &n)| lo == 0 && hi == n && step == 1) {
+        return Ok(a);
+    }
+    Ok(a.slice_each_axis(|ax| {
+        let (lo, hi, step) = crop[ax.axis.index()];
+        Slice::new(lo as isize, Some(hi as isize), step as isize)
+    })
+    .to_owned())
+}
+
+/// Drops the block axes no output axis names, appends the broadcast axes and permutes
+/// into the output's axis order.
 fn align<T: Clone>(a: ArrayD<T>, axes: &[Option<usize>]) -> Result<ArrayD<T>, String> {
-    let n = a.ndim();
     let mut a = a;
+    let named: Vec<usize> = axes.iter().flatten().copied().collect();
+    let dropped: Vec<usize> = (0..a.ndim()).filter(|j| !named.contains(j)).collect();
+    for &j in dropped.iter().rev() {
+        if a.shape()[j] != 1 {
+            return Err(format!("axis {j} of an input block is dropped but has length {}", a.shape()[j]));
+        }
+        a = a.index_axis_move(Axis(j), 0);
+    }
+    // Block axes renumbered after the drop.
+    let renumbered: Vec<Option<usize>> = axes.iter().map(|ax| ax.map(|j| j - dropped.iter().filter(|&&d| d < j).count())).collect();
+    let axes = &renumbered[..];
+    let n = a.ndim();
     let mut perm = Vec::with_capacity(axes.len());
     let mut next = n;
     for ax in axes {

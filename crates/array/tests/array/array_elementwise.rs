@@ -89,3 +89,68 @@ fn integer_arrays_keep_their_type_and_wrap_like_numpy() {
     let neg = (-&x).compute().unwrap();
     assert_eq!(neg, (-&a).into_dyn());
 }
+
+/// A slice: `(start, end, step)` for each axis, or an index (removing the axis).
+fn slice_of(shape: &[usize]) -> impl Strategy<Value = Vec<Option<(usize, usize, usize)>>> {
+    let axes: Vec<_> = shape
+        .iter()
+        .map(|&n| {
+            prop_oneof![
+                (0..=n, 0..=n, 1usize..4).prop_map(|(a, b, t)| Some((a.min(b), a.max(b), t))),
+                (0..n).prop_map(|i| Some((i, usize::MAX, 0))),
+            ]
+        })
+        .collect();
+    axes
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+
+    #[test]
+    fn slices_of_expressions_match_ndarray_and_touch_only_their_blocks(
+        ((shape, chunks), cuts) in shape_and_chunks().prop_flat_map(|(s, c)| { let cuts = slice_of(&s); (Just((s, c)), cuts) }),
+        seed in 0u64..1000,
+    ) {
+        let c = cluster(2);
+        let client = c.client();
+        let a = values(&shape, seed);
+        let x = da::from_ndarray(&client, &a, &chunks).unwrap();
+        let y = &(&x * 2.0) + &da::random::uniform(&client, &shape, &chunks, seed).unwrap();
+        let elems: Vec<ndarray::SliceInfoElem> = cuts
+            .iter()
+            .map(|c| match *c {
+                Some((i, usize::MAX, 0)) => ndarray::SliceInfoElem::Index(i as isize),
+                Some((s, e, t)) => ndarray::SliceInfoElem::Slice { start: s as isize, end: Some(e as isize), step: t as isize },
+                None => unreachable!(),
+            })
+            .collect();
+        let whole = y.compute().unwrap();
+        let info = ndarray::SliceInfo::<_, IxDyn, IxDyn>::try_from(elems.clone()).unwrap();
+        let want = whole.slice(info.as_ref()).to_owned();
+        let part = y.slice(&elems).unwrap();
+        prop_assert_eq!(part.shape(), want.shape());
+        prop_assert!(close(&part.compute().unwrap(), &want));
+        prop_assert!(part.task_count() <= y.task_count());
+        // Transposing a slice is a view of the same blocks.
+        let t = part.t();
+        prop_assert!(close(&t.compute().unwrap(), &want.t().to_owned()));
+    }
+}
+
+#[test]
+fn the_seeds_corner_slice_computes_one_block() {
+    let c = cluster(2);
+    let client = c.client();
+    let x = da::random::uniform(&client, &[1000, 1000], &[250, 250], 1).unwrap();
+    let y = &x + &x.t();
+    let corner = y.slice(ndarray::s![..10, ..10]).unwrap();
+    assert_eq!(corner.shape(), &[10, 10]);
+    assert_eq!(corner.task_count(), 1);
+    let whole = y.compute().unwrap();
+    assert_eq!(corner.compute().unwrap(), whole.slice(ndarray::s![..10, ..10]).into_dyn().to_owned());
+    let row = y.slice(ndarray::s![3, 100..900;7]).unwrap();
+    assert_eq!(row.compute().unwrap(), whole.slice(ndarray::s![3, 100..900;7]).into_dyn().to_owned());
+    let e = y.slice(ndarray::s![..1001, ..]).unwrap_err();
+    assert!(e.to_string().contains("out of bounds") && e.to_string().contains("1000"), "{e}");
+}
