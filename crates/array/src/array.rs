@@ -58,6 +58,8 @@ struct Leaf {
     chunks: Chunks,
     window: Vec<Window>,
     axes: Vec<Option<usize>>,
+    /// The element type of a raw leaf's blocks.
+    raw_dtype: Option<DType>,
 }
 
 /// The elements `start, start + step, …` below `end` of an axis.
@@ -125,7 +127,30 @@ type Blocks = Arc<Vec<Future<Vec<u8>>>>;
 enum LeafKind {
     Generated(Generator),
     Stored(Blocks),
+    /// Results of the user's tasks, each the bare elements of a block (`Vec<T>`): the
+    /// argument for block `i` is `slot(i)`.
+    Raw(Arc<dyn Fn(usize) -> ArgValue + Send + Sync>),
     Reduced(Arc<Reduction>),
+    Concat(Arc<Concat>),
+}
+
+/// Arrays joined along an axis; each of their blocks is one block of the result.
+struct Concat {
+    parts: Vec<Data>,
+    axis: usize,
+    /// The block (along `axis`) where each part starts.
+    starts: Vec<usize>,
+}
+
+impl Concat {
+    /// The part that holds block `index`, and the block's index within it.
+    fn locate(&self, index: &[usize]) -> (usize, Vec<usize>) {
+        let b = index[self.axis];
+        let p = self.starts.iter().rposition(|&s| s <= b).expect("the first part starts at block 0");
+        let mut local = index.to_vec();
+        local[self.axis] -= self.starts[p];
+        (p, local)
+    }
 }
 
 /// A reduction whose result blocks are computed the first time they are needed and
@@ -144,6 +169,8 @@ impl Leaf {
             (LeafKind::Generated(a), LeafKind::Generated(b)) => a == b,
             (LeafKind::Stored(a), LeafKind::Stored(b)) => Arc::ptr_eq(a, b),
             (LeafKind::Reduced(a), LeafKind::Reduced(b)) => Arc::ptr_eq(a, b),
+            (LeafKind::Raw(a), LeafKind::Raw(b)) => Arc::ptr_eq(a, b),
+            (LeafKind::Concat(a), LeafKind::Concat(b)) => Arc::ptr_eq(a, b),
             _ => false,
         };
         kind && self.shape == other.shape && self.chunks == other.chunks && self.window == other.window && self.axes == other.axes
@@ -199,7 +226,7 @@ impl Data {
             chunks: chunks.clone(),
             dtype,
             expr: Expr::Leaf(0),
-            leaves: vec![Leaf { kind, shape, chunks, window, axes }],
+            leaves: vec![Leaf { raw_dtype: matches!(kind, LeafKind::Raw(_)).then_some(dtype), kind, shape, chunks, window, axes }],
         }
     }
 
@@ -461,10 +488,28 @@ impl Data {
                     args.push(Arg::<Vec<u8>>::into_slot(&blocks[l.chunks.flat(&at)]));
                     LeafSource::Argument((args.len() - 1) as u32)
                 }
+                LeafKind::Raw(slot) => {
+                    args.push(slot(l.chunks.flat(&at)));
+                    LeafSource::Raw { k: (args.len() - 1) as u32, dtype: l.raw_dtype.expect("raw leaves know their type"), shape: l.chunks.block_shape(&at) }
+                }
+                LeafKind::Concat(c) => {
+                    let (p, local) = c.locate(&at);
+                    args.push(Arg::<Vec<u8>>::into_slot(&c.parts[p].block_future(&local, client)?));
+                    LeafSource::Argument((args.len() - 1) as u32)
+                }
             };
             leaves.push(LeafPlan { source, crop, axes: l.axes.clone() });
         }
         Ok((BlockPlan { expr: self.expr.clone(), leaves, then }, args))
+    }
+
+    /// A future of block `index`: the stored one, or a task that computes it.
+    fn block_future(&self, index: &[usize], client: &Client) -> Result<Future<Vec<u8>>> {
+        if let Some(b) = self.direct(client)? {
+            return Ok(b[self.chunks.flat(index)].clone());
+        }
+        let (plan, args) = self.plan_block(index, client, Then::Keep)?;
+        Ok(submit(client, EvalBlock, &plan, args))
     }
 
     /// The blocks when the array is one stored leaf as it is.
@@ -477,7 +522,7 @@ impl Data {
         Ok(match &l.kind {
             LeafKind::Stored(b) => Some(b.clone()),
             LeafKind::Reduced(r) => Some(r.materialize(client)?),
-            LeafKind::Generated(_) => None,
+            LeafKind::Generated(_) | LeafKind::Raw(_) | LeafKind::Concat(_) => None,
         })
     }
 
@@ -500,9 +545,17 @@ impl Data {
 
     /// The tasks [`Data::blocks`] would submit, reductions not yet computed included.
     fn task_count(&self) -> usize {
-        let direct = matches!(&self.leaves[..], [l] if self.expr == Expr::Leaf(0) && !matches!(l.kind, LeafKind::Generated(_)) && l.is_whole() && l.shape == self.shape && l.axes.iter().enumerate().all(|(k, a)| *a == Some(k)));
+        let direct = matches!(&self.leaves[..], [l] if self.expr == Expr::Leaf(0) && matches!(l.kind, LeafKind::Stored(_) | LeafKind::Reduced(_)) && l.is_whole() && l.shape == self.shape && l.axes.iter().enumerate().all(|(k, a)| *a == Some(k)));
         let own = if direct { 0 } else { self.chunks.count() };
-        own + self.leaves.iter().map(|l| if let LeafKind::Reduced(r) = &l.kind { r.task_count() } else { 0 }).sum::<usize>()
+        own + self
+            .leaves
+            .iter()
+            .map(|l| match &l.kind {
+                LeafKind::Reduced(r) => r.task_count(),
+                LeafKind::Concat(c) => c.parts.iter().map(Data::task_count).sum(),
+                _ => 0,
+            })
+            .sum::<usize>()
     }
 }
 
@@ -615,6 +668,10 @@ impl<T: Element> Array<T> {
 
     pub(crate) fn stored(client: &Client, shape: &[usize], chunks: Chunks, blocks: Vec<Future<Vec<u8>>>) -> Array<T> {
         Array::from_data(client, Data::leaf(LeafKind::Stored(Arc::new(blocks)), shape.to_vec(), chunks, T::DTYPE))
+    }
+
+    pub(crate) fn raw(client: &Client, shape: &[usize], chunks: Chunks, slot: Arc<dyn Fn(usize) -> ArgValue + Send + Sync>) -> Array<T> {
+        Array::from_data(client, Data::leaf(LeafKind::Raw(slot), shape.to_vec(), chunks, T::DTYPE))
     }
 
     /// The length of each axis.
@@ -963,6 +1020,54 @@ impl Array<bool> {
     pub fn not(&self) -> Array<bool> {
         self.derive(self.data.unary(UnaryOp::Not))
     }
+}
+
+/// The arrays joined along `axis` (numpy's `concatenate`). Their other axes must have
+/// the same lengths and chunks; each block of an input is a block of the result.
+pub fn concatenate<T: Element>(arrays: &[&Array<T>], axis: usize) -> Result<Array<T>> {
+    let first = arrays.first().ok_or_else(|| Error::Invalid("concatenate of no arrays".into()))?;
+    let n = first.ndim();
+    if axis >= n {
+        return Err(Error::Axis(format!("concatenate along axis {axis} of arrays of shape {:?}", first.shape())));
+    }
+    let mut lengths = Vec::new();
+    let mut starts = Vec::new();
+    let mut total = 0;
+    for a in arrays {
+        let same_other_axes = a.ndim() == n && (0..n).all(|k| k == axis || a.shape()[k] == first.shape()[k]);
+        if !same_other_axes {
+            return Err(Error::Invalid(format!(
+                "arrays of shapes {:?} and {:?} cannot be joined along axis {axis}: their other axes differ",
+                first.shape(),
+                a.shape()
+            )));
+        }
+        if let Some(k) = (0..n).find(|&k| k != axis && a.chunks().axes()[k] != first.chunks().axes()[k]) {
+            return Err(Error::Chunks(format!("arrays of shapes {:?} and {:?} are cut differently along axis {k}", first.shape(), a.shape())));
+        }
+        starts.push(lengths.len());
+        lengths.extend(a.chunks().axes()[axis].iter().copied());
+        total += a.shape()[axis];
+    }
+    let mut shape = first.shape().to_vec();
+    shape[axis] = total;
+    let mut axes = first.chunks().axes().to_vec();
+    axes[axis] = lengths;
+    let concat = Concat { parts: arrays.iter().map(|a| a.data.clone()).collect(), axis, starts };
+    Ok(first.derive(Data::leaf(LeafKind::Concat(Arc::new(concat)), shape, Chunks::from_axes(axes), T::DTYPE)))
+}
+
+/// The arrays, all of one shape, stacked along a new axis at `axis` (numpy's `stack`).
+pub fn stack<T: Element>(arrays: &[&Array<T>], axis: usize) -> Result<Array<T>> {
+    let first = arrays.first().ok_or_else(|| Error::Invalid("stack of no arrays".into()))?;
+    if axis > first.ndim() {
+        return Err(Error::Axis(format!("stack at axis {axis} of arrays of shape {:?}", first.shape())));
+    }
+    if let Some(odd) = arrays.iter().find(|a| a.shape() != first.shape()) {
+        return Err(Error::Invalid(format!("stack of arrays of shapes {:?} and {:?}; they must be equal", first.shape(), odd.shape())));
+    }
+    let raised: Vec<Array<T>> = arrays.iter().map(|a| a.derive(a.data.with_axes_at(&[axis]))).collect();
+    concatenate(&raised.iter().collect::<Vec<_>>(), axis)
 }
 
 /// `where(cond, a, b)`: `a` where `cond` is true, `b` elsewhere (numpy's `where`).

@@ -1,7 +1,9 @@
 //! Arrays made from nothing (generated in the tasks that use them) or from the driver's
 //! own data (scattered).
 
-use chorus_tasks::Client;
+use std::sync::Arc;
+
+use chorus_tasks::{Arg, Client, Future};
 use ndarray::{ArrayBase, Data as NdData, Dimension, Slice};
 
 use crate::array::Array;
@@ -77,3 +79,27 @@ pub fn from_ndarray<T: Element, S: NdData<Elem = T>, D: Dimension>(client: &Clie
     Ok(Array::stored(client, &shape, grid, futures))
 }
 
+
+/// An array whose blocks are the results of the user's tasks, each the elements of one
+/// block of `block_shape` in row-major order (`Vec<T>`, which travels as its bytes),
+/// laid out in `grid` blocks along each axis in row-major order: the seed's
+/// `client.map(load_file, files)` followed by `da.concatenate` is
+/// `from_futures(&client, &futures, &[100, 100], &[futures.len(), 1])`.
+///
+/// A result of another length fails the tasks that read it, with the block named.
+pub fn from_futures<T: Element>(client: &Client, futures: &[Future<Vec<T>>], block_shape: &[usize], grid: &[usize]) -> Result<Array<T>> {
+    if T::DTYPE == DType::Bool {
+        return Err(Error::Invalid("from_futures of bool blocks: return them as Vec<u8> (0 or 1) and cast with astype".into()));
+    }
+    if grid.len() != block_shape.len() || grid.iter().product::<usize>() != futures.len() {
+        return Err(Error::Invalid(format!(
+            "{} futures laid out in a grid of {grid:?} blocks of shape {block_shape:?}; the grid must have one entry per axis and hold every future",
+            futures.len()
+        )));
+    }
+    let shape: Vec<usize> = grid.iter().zip(block_shape).map(|(g, b)| g * b).collect();
+    let chunks = Chunks::explicit(&shape, grid.iter().zip(block_shape).map(|(&g, &b)| vec![b; g]).collect())?;
+    let futures: Vec<Future<Vec<T>>> = futures.to_vec();
+    let slot = Arc::new(move |i: usize| Arg::<Vec<T>>::into_slot(&futures[i]));
+    Ok(Array::raw(client, &shape, chunks, slot))
+}

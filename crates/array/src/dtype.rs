@@ -225,11 +225,17 @@ impl Block {
             .chunks_exact(8)
             .map(|d| usize::try_from(u64::from_le_bytes(d.try_into().expect("8 bytes"))).map_err(|_| "an axis too long".to_string()))
             .collect::<Result<_, _>>()?;
+        Block::from_raw(dtype, &shape, data)
+    }
+
+    /// A block of `dtype` and `shape` from the bare bytes of its elements (what a task
+    /// returning a `Vec` of numbers produces).
+    pub fn from_raw(dtype: DType, shape: &[usize], data: &[u8]) -> Result<Block, String> {
         let count = shape.iter().try_fold(1usize, |n, d| n.checked_mul(*d)).ok_or("a shape too large")?;
         if count.checked_mul(dtype.size()) != Some(data.len()) {
             return Err(format!("a {dtype} block of shape {shape:?} needs {} bytes of data, found {}", count.saturating_mul(dtype.size()), data.len()));
         }
-        let shape = IxDyn(&shape);
+        let shape = IxDyn(shape);
         let build = |e: ndarray::ShapeError| e.to_string();
         Ok(match dtype {
             DType::F64 => Block::F64(ArrayD::from_shape_vec(shape, read::<f64>(data)).map_err(build)?),

@@ -103,8 +103,11 @@ pub(crate) enum Generator {
 /// Where one input block of a task comes from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) enum LeafSource {
-    /// The task's argument number `k` (after the plan).
+    /// The task's argument number `k` (after the plan), an encoded [`Block`].
     Argument(u32),
+    /// The task's argument number `k`: the bare elements of a block of `dtype` and
+    /// `shape` (the result of a user's task that returned a `Vec`).
+    Raw { k: u32, dtype: DType, shape: Vec<usize> },
     /// Made in the task: block `index` (at `offset`, of `shape`) of the generated array.
     Generate { generator: Generator, index: Vec<usize>, flat: u64, offset: Vec<usize>, shape: Vec<usize> },
 }
@@ -185,12 +188,17 @@ fn fault(message: String) -> Fault {
 fn eval_entry(args: &[&[u8]]) -> Encoded {
     let (plan, blocks) = args.split_first().ok_or_else(|| fault("a block task without its plan".into()))?;
     let plan: BlockPlan = postcard::from_bytes(plan).map_err(|e| fault(format!("a block plan that does not decode: {e}")))?;
-    let decoded = blocks
-        .iter()
-        .enumerate()
-        .map(|(i, b)| Block::decode(b).map_err(|e| fault(format!("input block {i}: {e}"))))
-        .collect::<Result<Vec<_>, _>>()?;
-    let leaves = plan.leaves.iter().map(|l| leaf(l, &decoded)).collect::<Result<Vec<_>, _>>().map_err(fault)?;
+    // Encoded blocks are decoded once, however many leaves use them.
+    let mut decoded: Vec<Block> = Vec::with_capacity(blocks.len());
+    let encoded: Vec<u32> = plan.leaves.iter().filter_map(|l| if let LeafSource::Argument(k) = l.source { Some(k) } else { None }).collect();
+    for (i, b) in blocks.iter().enumerate() {
+        decoded.push(if encoded.contains(&(i as u32)) {
+            Block::decode(b).map_err(|e| fault(format!("input block {i}: {e}")))?
+        } else {
+            Block::U8(ArrayD::from_elem(IxDyn(&[0]), 0))
+        });
+    }
+    let leaves = plan.leaves.iter().map(|l| leaf(l, &decoded, blocks)).collect::<Result<Vec<_>, _>>().map_err(fault)?;
     let value = eval(&plan.expr, &leaves).map_err(fault)?;
     let out = match &plan.then {
         Then::Keep => value,
@@ -223,9 +231,13 @@ fn combine_entry(args: &[&[u8]]) -> Encoded {
 use crate::dtype::Element;
 
 /// An input block, in the output block's axis order.
-fn leaf(plan: &LeafPlan, args: &[Block]) -> Result<Block, String> {
+fn leaf(plan: &LeafPlan, args: &[Block], raw: &[&[u8]]) -> Result<Block, String> {
     let block = match &plan.source {
         LeafSource::Argument(k) => args.get(*k as usize).cloned().ok_or_else(|| format!("input block {k} is missing"))?,
+        LeafSource::Raw { k, dtype, shape } => {
+            let bytes = raw.get(*k as usize).ok_or_else(|| format!("input block {k} is missing"))?;
+            Block::from_raw(*dtype, shape, bytes).map_err(|e| format!("input block {k}, the result of a task: {e}"))?
+        }
         LeafSource::Generate { generator, index: _, flat, offset, shape } => generate(generator, *flat, offset, shape)?,
     };
     Ok(with_block!(block, a => Element::wrap(align(crop(a, plan.crop.as_deref())?, &plan.axes)?)))

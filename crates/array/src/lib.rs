@@ -11,7 +11,11 @@
 //!   [`random::uniform`] and [`random::normal`] describe arrays whose blocks are made in
 //!   the tasks that use them, so they never occupy memory between tasks (random blocks
 //!   are seeded per block: the values do not depend on the number of workers);
-//!   [`from_ndarray`] cuts an array in the driver into blocks and scatters them.
+//!   [`from_ndarray`] cuts an array in the driver into blocks and scatters them;
+//!   [`from_futures`] takes blocks that the user's tasks made on the workers.
+//! - **Joining**: [`concatenate`] and [`stack`].
+//! - **Slicing**: [`Array::slice`] with ndarray's `s![…]`, computing only the blocks the
+//!   slice touches.
 //! - **Elementwise**: `+ - * /` (operators, or `try_add`… for an error instead of a
 //!   panic), [`Array::pow`], negation, [`Array::abs`], [`Array::sqrt`], [`Array::exp`],
 //!   [`Array::ln`], comparisons ([`Array::lt`]…), [`where_`], [`Array::astype`], all with
@@ -52,8 +56,8 @@ mod error;
 mod kernel;
 pub mod random;
 
-pub use array::{where_, Array, Operand, SPLIT_EVERY};
+pub use array::{concatenate, stack, where_, Array, Operand, SPLIT_EVERY};
 pub use chunks::Chunks;
-pub use create::{arange, eye, from_ndarray, full, linspace, ones, zeros};
+pub use create::{arange, eye, from_futures, from_ndarray, full, linspace, ones, zeros};
 pub use dtype::{Block, DType, Element, Scalar};
 pub use error::{Error, Result};

@@ -1,0 +1,75 @@
+//! Joining arrays, and arrays made of blocks that the user's own tasks computed.
+
+use chorus_array as da;
+use chorus_tasks::registry::{decode_arg, encode_result, Encoded, FunctionEntry, RemoteFunction};
+use ndarray::Axis;
+use proptest::prelude::*;
+
+use crate::support::{cases, close, cluster, shape_and_chunks, values};
+
+/// A user's task that "loads a file": block `seed` of 30 × 20 values, as a `Vec<f64>`.
+#[derive(Clone, Copy)]
+struct LoadBlock;
+
+impl RemoteFunction for LoadBlock {
+    type Args = (u64,);
+    type Output = Vec<f64>;
+    const NAME: &'static str = "array_tests::load_block";
+}
+
+inventory::submit! {
+    FunctionEntry { name: LoadBlock::NAME, call: load_block }
+}
+
+fn load_block(args: &[&[u8]]) -> Encoded {
+    let seed: u64 = decode_arg(args[0], 0)?;
+    encode_result(values(&[30, 20], seed).into_raw_vec_and_offset().0)
+}
+
+#[test]
+fn blocks_made_by_the_users_tasks_become_one_array_like_the_seeds_concatenate() {
+    let c = cluster(2);
+    let client = c.client();
+    let futures = client.map(LoadBlock, 0..5u64);
+    let x = da::from_futures(&client, &futures, &[30, 20], &[5, 1]).unwrap();
+    assert_eq!(x.shape(), &[150, 20]);
+    let parts: Vec<_> = (0..5).map(|s| values(&[30, 20], s)).collect();
+    let want = ndarray::concatenate(Axis(0), &parts.iter().map(|p| p.view()).collect::<Vec<_>>()).unwrap();
+    assert_eq!(x.compute().unwrap(), want);
+    assert_eq!(x.slice(ndarray::s![..10, ..10]).unwrap().compute().unwrap(), want.slice(ndarray::s![..10, ..10]).into_dyn().to_owned());
+    assert!((x.sum().unwrap().compute_scalar().unwrap() - want.sum()).abs() < 1e-9);
+    // A result of the wrong length fails the tasks that read it, naming the block.
+    let wrong = da::from_futures(&client, &futures, &[30, 21], &[5, 1]).unwrap();
+    let e = wrong.compute().unwrap_err().to_string();
+    assert!(e.contains("input block") && e.contains("needs"), "{e}");
+    assert!(matches!(da::from_futures(&client, &futures, &[30, 20], &[2, 2]).unwrap_err(), da::Error::Invalid(_)));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+
+    #[test]
+    fn concatenate_and_stack_match_ndarray((shape, chunks) in shape_and_chunks(), seed in 0u64..1000, extra in 1usize..6, axis in 0usize..4) {
+        let c = cluster(2);
+        let client = c.client();
+        let axis = axis % shape.len();
+        let a = values(&shape, seed);
+        let mut other = shape.clone();
+        other[axis] = extra;
+        let mut other_chunks = chunks.clone();
+        other_chunks[axis] = chunks[axis].min(extra);
+        let b = values(&other, seed + 1);
+        let (x, y) = (da::from_ndarray(&client, &a, &chunks).unwrap(), da::from_ndarray(&client, &b, &other_chunks).unwrap());
+        let joined = da::concatenate(&[&x, &(&y * 2.0), &x], axis).unwrap();
+        let want = ndarray::concatenate(Axis(axis), &[a.view(), (&b * 2.0).view(), a.view()]).unwrap();
+        prop_assert!(close(&joined.compute().unwrap(), &want));
+        prop_assert!(close(&(&joined + 1.0).sum().unwrap().compute().unwrap(), &ndarray::arr0(want.sum() + want.len() as f64).into_dyn()));
+        let stacked = da::stack(&[&x, &(&x + 1.0)], axis).unwrap();
+        let want = ndarray::stack(Axis(axis), &[a.view(), (&a + 1.0).view()]).unwrap();
+        prop_assert!(close(&stacked.compute().unwrap(), &want));
+        if shape.len() > 1 {
+            let bad = da::concatenate(&[&x, &x.t()], axis);
+            prop_assert!(bad.is_err() || shape.iter().all(|&d| d == shape[0]));
+        }
+    }
+}
