@@ -13,7 +13,7 @@ use ndarray::{ArrayD, Axis, IxDyn, Slice, Zip};
 use serde::{Deserialize, Serialize};
 
 use crate::dtype::{with_block, Block, DType, Scalar};
-use crate::random::BlockRng;
+use crate::random;
 
 /// An elementwise operation of one operand.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -184,27 +184,126 @@ fn fault(message: String) -> Fault {
     Fault { kind: FailureKind::Error, message }
 }
 
+/// Keeps freed tile buffers in the allocator for reuse.
+///
+/// Block tasks allocate and free buffers of a few hundred KiB per tile, thousands of
+/// times per block. glibc's defaults hand such memory back to the kernel at once (above
+/// 128 KiB it is mapped and unmapped, and a heap's free top is trimmed), so every tile
+/// would fault its pages in again: half of a task's time, measured with `perf` on
+/// `bench-array`. This keeps up to 64 MiB of free memory per arena and maps only
+/// allocations above 32 MiB (glibc's largest threshold) on their own. It is set once per
+/// worker process, on its first block task.
+fn keep_tile_memory() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        // SAFETY: mallopt changes allocator parameters and touches no memory of ours.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+            libc::mallopt(libc::M_TRIM_THRESHOLD, 64 << 20);
+        }
+    });
+}
+
 /// Arguments: the plan, then the argument blocks.
 fn eval_entry(args: &[&[u8]]) -> Encoded {
+    keep_tile_memory();
     let (plan, blocks) = args.split_first().ok_or_else(|| fault("a block task without its plan".into()))?;
     let plan: BlockPlan = postcard::from_bytes(plan).map_err(|e| fault(format!("a block plan that does not decode: {e}")))?;
-    // Encoded blocks are decoded once, however many leaves use them.
-    let mut decoded: Vec<Block> = Vec::with_capacity(blocks.len());
+    // Each argument is one leaf's (the planner gives every leaf its own), so it is
+    // decoded and moved into that leaf without a copy.
     let encoded: Vec<u32> = plan.leaves.iter().filter_map(|l| if let LeafSource::Argument(k) = l.source { Some(k) } else { None }).collect();
+    let mut decoded: Vec<Option<Block>> = Vec::with_capacity(blocks.len());
     for (i, b) in blocks.iter().enumerate() {
-        decoded.push(if encoded.contains(&(i as u32)) {
-            Block::decode(b).map_err(|e| fault(format!("input block {i}: {e}")))?
-        } else {
-            Block::U8(ArrayD::from_elem(IxDyn(&[0]), 0))
-        });
+        decoded.push(if encoded.contains(&(i as u32)) { Some(Block::decode(b).map_err(|e| fault(format!("input block {i}: {e}")))?) } else { None });
     }
-    let leaves = plan.leaves.iter().map(|l| leaf(l, &decoded, blocks)).collect::<Result<Vec<_>, _>>().map_err(fault)?;
-    let value = eval(&plan.expr, &leaves).map_err(fault)?;
-    let out = match &plan.then {
-        Then::Keep => value,
-        Then::Reduce { op, axes } => reduce(value, *op, axes).map_err(fault)?,
-    };
+    let leaves = plan.leaves.iter().map(|l| leaf(l, &mut decoded, blocks)).collect::<Result<Vec<_>, _>>().map_err(fault)?;
+    let out = evaluate(&plan.expr, &plan.then, leaves).map_err(fault)?;
     encode_result(out.encode())
+}
+
+/// Elements per tile: the temporaries of a chain of operations over a tile stay in cache
+/// and come from reused heap memory, instead of each being a fresh block-sized buffer.
+const TILE_ELEMENTS: usize = 1 << 16;
+
+/// Evaluates `expr` tile by tile (ranges of rows of the output block) and keeps or
+/// reduces the result: a reduction never holds the evaluated block, only its partials.
+fn evaluate(expr: &Expr, then: &Then, leaves: Vec<Input>) -> Result<Block, String> {
+    let shapes: Vec<Vec<usize>> = leaves.iter().map(Input::shape).collect();
+    let shape = shapes
+        .iter()
+        .try_fold(Vec::new(), |s, l| broadcast_shape(&s, l))
+        .ok_or_else(|| format!("input blocks of shapes {shapes:?} do not broadcast"))?;
+    let rows = shape.first().copied().unwrap_or(0);
+    let per_row: usize = shape.iter().skip(1).product::<usize>().max(1);
+    let finish = |v: Block| match then {
+        Then::Keep => Ok(v),
+        Then::Reduce { op, axes } => reduce(v, *op, axes),
+    };
+    if rows <= 1 || rows * per_row <= TILE_ELEMENTS {
+        let whole = leaves.into_iter().map(Input::whole).collect::<Result<Vec<_>, _>>()?;
+        return finish(eval(expr, whole)?);
+    }
+    let step = (TILE_ELEMENTS / per_row).max(1);
+    let mut out: Option<Block> = None;
+    for r0 in (0..rows).step_by(step) {
+        let r1 = (r0 + step).min(rows);
+        let tile = leaves.iter().map(|l| l.rows(r0, r1)).collect::<Result<Vec<_>, _>>()?;
+        let v = eval(expr, tile)?;
+        match then {
+            Then::Reduce { op, axes } if axes.contains(&0) => {
+                let part = reduce(v, *op, axes)?;
+                out = Some(match out {
+                    None => part,
+                    Some(acc) => combine(acc, part, *op)?,
+                });
+            }
+            Then::Reduce { op, axes } => {
+                let part = reduce(v, *op, axes)?;
+                let mut full = shape.clone();
+                for &a in axes {
+                    full[a] = 1;
+                }
+                place(&mut out, &full, r0, part)?;
+            }
+            Then::Keep => place(&mut out, &shape, r0, v)?,
+        }
+    }
+    out.ok_or_else(|| "an output block without rows".into())
+}
+
+/// Rows `r0..r1` of a leaf, in row-major order; a leaf that broadcasts along the rows
+/// is all of it.
+fn rows_of(l: &Block, r0: usize, r1: usize) -> Block {
+    with_block!(l, a => {
+        if a.shape()[0] == 1 {
+            Element::wrap(a.clone())
+        } else {
+            Element::wrap(a.slice_axis(Axis(0), Slice::from(r0..r1)).as_standard_layout().into_owned())
+        }
+    })
+}
+
+/// Writes `tile` as the rows from `r0` of the block of `shape` in `out`, made on first use.
+fn place(out: &mut Option<Block>, shape: &[usize], r0: usize, tile: Block) -> Result<(), String> {
+    macro_rules! put {
+        ($($v:ident),*) => {
+            match (out.take(), tile) {
+                $((None, Block::$v(t)) => {
+                    let mut full = ArrayD::from_elem(IxDyn(shape), t.first().cloned().unwrap_or_default());
+                    full.slice_axis_mut(Axis(0), Slice::from(r0..r0 + t.shape()[0])).assign(&t);
+                    *out = Some(Block::$v(full));
+                })*
+                $((Some(Block::$v(mut full)), Block::$v(t)) => {
+                    full.slice_axis_mut(Axis(0), Slice::from(r0..r0 + t.shape()[0])).assign(&t);
+                    *out = Some(Block::$v(full));
+                })*
+                (Some(full), t) => return Err(format!("a {} tile for a {} block", t.dtype(), full.dtype())),
+            }
+        };
+    }
+    put!(F64, F32, I64, I32, U8, Bool);
+    Ok(())
 }
 
 /// Arguments: the plan, then the partial blocks.
@@ -231,16 +330,105 @@ fn combine_entry(args: &[&[u8]]) -> Encoded {
 use crate::dtype::Element;
 
 /// An input block, in the output block's axis order.
-fn leaf(plan: &LeafPlan, args: &[Block], raw: &[&[u8]]) -> Result<Block, String> {
+/// An input of a block task: a block it received, or one it makes where it is used.
+enum Input {
+    Block(Block),
+    Made(Made),
+}
+
+/// A generated input block, seen through the plan's crop and axes.
+struct Made {
+    generator: Generator,
+    flat: u64,
+    offset: Vec<usize>,
+    block: Vec<usize>,
+    crop: Crop,
+    axes: Vec<Option<usize>>,
+}
+
+impl Made {
+    /// How many elements it has along each output axis (1 where it broadcasts).
+    fn shape(&self) -> Vec<usize> {
+        self.axes.iter().map(|a| a.map_or(1, |j| extent(self.crop[j]))).collect()
+    }
+
+    /// Output rows `r0..r1` of it (all of it along the rows where it broadcasts).
+    fn rows(&self, r0: usize, r1: usize) -> Result<Block, String> {
+        let n = self.block.len();
+        let mut strides = vec![1i64; n];
+        for j in (0..n.saturating_sub(1)).rev() {
+            strides[j] = strides[j + 1] * self.block[j + 1] as i64;
+        }
+        let mut base: i64 = (0..n).map(|j| self.crop[j].0 as i64 * strides[j]).sum();
+        let mut shape = Vec::with_capacity(self.axes.len());
+        let mut steps = Vec::with_capacity(self.axes.len());
+        for (k, a) in self.axes.iter().enumerate() {
+            match a {
+                // Axes of one element broadcast; empty ones stay empty.
+                Some(j) if extent(self.crop[*j]) != 1 => {
+                    let step = self.crop[*j].2 as i64 * strides[*j];
+                    if k == 0 {
+                        base += r0 as i64 * step;
+                        shape.push(r1 - r0);
+                    } else {
+                        shape.push(extent(self.crop[*j]));
+                    }
+                    steps.push(step);
+                }
+                _ => {
+                    shape.push(1);
+                    steps.push(0);
+                }
+            }
+        }
+        generate(&self.generator, self.flat, &self.offset, &self.block, &Walk { shape, base, steps })
+    }
+}
+
+fn extent((lo, hi, step): (usize, usize, usize)) -> usize {
+    (hi - lo).div_ceil(step.max(1))
+}
+
+impl Input {
+    fn shape(&self) -> Vec<usize> {
+        match self {
+            Input::Block(b) => b.shape().to_vec(),
+            Input::Made(m) => m.shape(),
+        }
+    }
+
+    fn rows(&self, r0: usize, r1: usize) -> Result<Block, String> {
+        match self {
+            Input::Block(b) => Ok(rows_of(b, r0, r1)),
+            Input::Made(m) => m.rows(r0, r1),
+        }
+    }
+
+    fn whole(self) -> Result<Block, String> {
+        match self {
+            Input::Block(b) => Ok(b),
+            Input::Made(m) => m.rows(0, m.shape().first().copied().unwrap_or(1)),
+        }
+    }
+}
+
+/// A task's input for `plan`, its received blocks moved out of `args`.
+fn leaf(plan: &LeafPlan, args: &mut [Option<Block>], raw: &[&[u8]]) -> Result<Input, String> {
     let block = match &plan.source {
-        LeafSource::Argument(k) => args.get(*k as usize).cloned().ok_or_else(|| format!("input block {k} is missing"))?,
+        LeafSource::Argument(k) => args.get_mut(*k as usize).and_then(Option::take).ok_or_else(|| format!("input block {k} is missing, or named twice"))?,
         LeafSource::Raw { k, dtype, shape } => {
             let bytes = raw.get(*k as usize).ok_or_else(|| format!("input block {k} is missing"))?;
             Block::from_raw(*dtype, shape, bytes).map_err(|e| format!("input block {k}, the result of a task: {e}"))?
         }
-        LeafSource::Generate { generator, index: _, flat, offset, shape } => generate(generator, *flat, offset, shape)?,
+        LeafSource::Generate { generator, index: _, flat, offset, shape } => {
+            let crop = plan.crop.clone().unwrap_or_else(|| shape.iter().map(|&n| (0, n, 1)).collect());
+            if crop.len() != shape.len() || plan.axes.iter().flatten().any(|&j| j >= shape.len()) {
+                return Err(format!("a generated block of shape {shape:?} with a crop {crop:?} and axes {:?}", plan.axes));
+            }
+            return Ok(Input::Made(Made { generator: generator.clone(), flat: *flat, offset: offset.clone(), block: shape.clone(), crop, axes: plan.axes.clone() }));
+        }
     };
-    Ok(with_block!(block, a => Element::wrap(align(crop(a, plan.crop.as_deref())?, &plan.axes)?)))
+    Ok(Input::Block(with_block!(block, a => Element::wrap(align(crop(a, plan.crop.as_deref())?, &plan.axes)?))))
 }
 
 /// The part of a block a slice takes.
@@ -294,55 +482,111 @@ fn align<T: Clone>(a: ArrayD<T>, axes: &[Option<usize>]) -> Result<ArrayD<T>, St
     if perm.iter().enumerate().all(|(i, p)| i == *p) {
         Ok(a)
     } else {
-        Ok(a.permuted_axes(IxDyn(&perm)).as_standard_layout().into_owned())
+        // Left as a view of the block's memory: tiles are copied out in row-major order.
+        Ok(a.permuted_axes(IxDyn(&perm)))
     }
 }
 
-fn generate(g: &Generator, flat: u64, offset: &[usize], shape: &[usize]) -> Result<Block, String> {
-    let sh = IxDyn(shape);
+/// The elements of a generated block a tile needs: the tile (of `shape`) is walked in
+/// row-major order, and its element `o` is the block's element number
+/// `base + Σ o[k] · steps[k]` (row-major in the block).
+struct Walk {
+    shape: Vec<usize>,
+    base: i64,
+    steps: Vec<i64>,
+}
+
+impl Walk {
+    fn collect<T>(&self, f: impl Fn(u64) -> T) -> Result<ArrayD<T>, String> {
+        let n: usize = self.shape.iter().product();
+        let mut out = Vec::with_capacity(n);
+        if n > 0 {
+            let d = self.shape.len();
+            let mut idx = vec![0usize; d];
+            let mut at = self.base;
+            let inner = d.checked_sub(1);
+            'walk: loop {
+                match inner {
+                    Some(last) => {
+                        let step = self.steps[last];
+                        let mut p = at;
+                        for _ in 0..self.shape[last] {
+                            out.push(f(p as u64));
+                            p += step;
+                        }
+                        // Next row of the odometer.
+                        let mut k = last;
+                        loop {
+                            if k == 0 {
+                                break 'walk;
+                            }
+                            k -= 1;
+                            idx[k] += 1;
+                            at += self.steps[k];
+                            if idx[k] < self.shape[k] {
+                                break;
+                            }
+                            at -= self.steps[k] * self.shape[k] as i64;
+                            idx[k] = 0;
+                        }
+                    }
+                    None => {
+                        out.push(f(at as u64));
+                        break;
+                    }
+                }
+            }
+        }
+        ArrayD::from_shape_vec(IxDyn(&self.shape), out).map_err(|e| e.to_string())
+    }
+}
+
+/// The part `walk` of block `flat` (at `offset`, of shape `block`) of a generated array.
+fn generate(g: &Generator, flat: u64, offset: &[usize], block: &[usize], walk: &Walk) -> Result<Block, String> {
+    let cols = block.get(1).copied().unwrap_or(1).max(1) as u64;
     Ok(match g {
         Generator::Full(s) => match *s {
-            Scalar::F64(v) => Block::F64(ArrayD::from_elem(sh, v)),
-            Scalar::F32(v) => Block::F32(ArrayD::from_elem(sh, v)),
-            Scalar::I64(v) => Block::I64(ArrayD::from_elem(sh, v)),
-            Scalar::I32(v) => Block::I32(ArrayD::from_elem(sh, v)),
-            Scalar::U8(v) => Block::U8(ArrayD::from_elem(sh, v)),
-            Scalar::Bool(v) => Block::Bool(ArrayD::from_elem(sh, v)),
+            Scalar::F64(v) => Block::F64(walk.collect(|_| v)?),
+            Scalar::F32(v) => Block::F32(walk.collect(|_| v)?),
+            Scalar::I64(v) => Block::I64(walk.collect(|_| v)?),
+            Scalar::I32(v) => Block::I32(walk.collect(|_| v)?),
+            Scalar::U8(v) => Block::U8(walk.collect(|_| v)?),
+            Scalar::Bool(v) => Block::Bool(walk.collect(|_| v)?),
         },
         Generator::Arange { start, step } => {
-            let o = offset[0];
+            let o = offset.first().copied().unwrap_or(0) as u64;
             match (*start, *step) {
-                (Scalar::F64(a), Scalar::F64(s)) => Block::F64(ArrayD::from_shape_fn(sh, |i| a + (o + i[0]) as f64 * s)),
-                (Scalar::F32(a), Scalar::F32(s)) => Block::F32(ArrayD::from_shape_fn(sh, |i| a + (o + i[0]) as f32 * s)),
-                (Scalar::I64(a), Scalar::I64(s)) => Block::I64(ArrayD::from_shape_fn(sh, |i| a + (o + i[0]) as i64 * s)),
-                (Scalar::I32(a), Scalar::I32(s)) => Block::I32(ArrayD::from_shape_fn(sh, |i| a + (o + i[0]) as i32 * s)),
-                (Scalar::U8(a), Scalar::U8(s)) => Block::U8(ArrayD::from_shape_fn(sh, |i| a.wrapping_add(((o + i[0]) as u8).wrapping_mul(s)))),
+                (Scalar::F64(a), Scalar::F64(s)) => Block::F64(walk.collect(|i| a + (o + i) as f64 * s)?),
+                (Scalar::F32(a), Scalar::F32(s)) => Block::F32(walk.collect(|i| a + (o + i) as f32 * s)?),
+                (Scalar::I64(a), Scalar::I64(s)) => Block::I64(walk.collect(|i| a.wrapping_add(((o + i) as i64).wrapping_mul(s)))?),
+                (Scalar::I32(a), Scalar::I32(s)) => Block::I32(walk.collect(|i| a.wrapping_add(((o + i) as i32).wrapping_mul(s)))?),
+                (Scalar::U8(a), Scalar::U8(s)) => Block::U8(walk.collect(|i| a.wrapping_add(((o + i) as u8).wrapping_mul(s)))?),
                 other => return Err(format!("arange of {other:?}")),
             }
         }
-        Generator::Linear { start, step } => Block::F64(ArrayD::from_shape_fn(sh, |i| start + (offset[0] + i[0]) as f64 * step)),
+        Generator::Linear { start, step } => {
+            let o = offset.first().copied().unwrap_or(0) as u64;
+            Block::F64(walk.collect(|i| start + (o + i) as f64 * step)?)
+        }
         Generator::Eye { k, dtype } => {
-            let on = |i: &IxDyn| (offset[1] + i[1]) as i64 - (offset[0] + i[0]) as i64 == *k;
+            let (r0, c0) = (offset.first().copied().unwrap_or(0) as i64, offset.get(1).copied().unwrap_or(0) as i64);
+            let on = |i: u64| (c0 + (i % cols) as i64) - (r0 + (i / cols) as i64) == *k;
             match dtype {
-                DType::F64 => Block::F64(ArrayD::from_shape_fn(sh, |i| if on(&i) { 1.0 } else { 0.0 })),
-                DType::F32 => Block::F32(ArrayD::from_shape_fn(sh, |i| if on(&i) { 1.0 } else { 0.0 })),
-                DType::I64 => Block::I64(ArrayD::from_shape_fn(sh, |i| i64::from(on(&i)))),
-                DType::I32 => Block::I32(ArrayD::from_shape_fn(sh, |i| i32::from(on(&i)))),
-                DType::U8 => Block::U8(ArrayD::from_shape_fn(sh, |i| u8::from(on(&i)))),
-                DType::Bool => Block::Bool(ArrayD::from_shape_fn(sh, |i| on(&i))),
+                DType::F64 => Block::F64(walk.collect(|i| if on(i) { 1.0 } else { 0.0 })?),
+                DType::F32 => Block::F32(walk.collect(|i| if on(i) { 1.0 } else { 0.0 })?),
+                DType::I64 => Block::I64(walk.collect(|i| i64::from(on(i)))?),
+                DType::I32 => Block::I32(walk.collect(|i| i32::from(on(i)))?),
+                DType::U8 => Block::U8(walk.collect(|i| u8::from(on(i)))?),
+                DType::Bool => Block::Bool(walk.collect(on)?),
             }
         }
         Generator::Uniform { seed, low, high } => {
-            let mut rng = BlockRng::new(*seed, flat);
-            let n: usize = shape.iter().product();
-            let v: Vec<f64> = (0..n).map(|_| low + (high - low) * rng.next_f64()).collect();
-            Block::F64(ArrayD::from_shape_vec(sh, v).map_err(|e| e.to_string())?)
+            let key = random::block_key(*seed, flat);
+            Block::F64(walk.collect(|i| low + (high - low) * random::uniform_at(key, i))?)
         }
         Generator::Normal { seed, mean, std } => {
-            let mut rng = BlockRng::new(*seed, flat);
-            let n: usize = shape.iter().product();
-            let v: Vec<f64> = (0..n).map(|_| mean + std * rng.next_normal()).collect();
-            Block::F64(ArrayD::from_shape_vec(sh, v).map_err(|e| e.to_string())?)
+            let key = random::block_key(*seed, flat);
+            Block::F64(walk.collect(|i| mean + std * random::normal_at(key, i))?)
         }
     })
 }
@@ -362,6 +606,13 @@ pub(crate) fn broadcast_shape(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
 }
 
 fn zip2<A: Clone, B: Clone, O>(a: &ArrayD<A>, b: &ArrayD<B>, f: impl Fn(A, B) -> O) -> Result<ArrayD<O>, String> {
+    // Equal contiguous shapes, the common case: one pass over two slices.
+    if a.shape() == b.shape() {
+        if let (Some(x), Some(y)) = (a.as_slice(), b.as_slice()) {
+            let v: Vec<O> = x.iter().zip(y).map(|(x, y)| f(x.clone(), y.clone())).collect();
+            return ArrayD::from_shape_vec(a.raw_dim(), v).map_err(|e| e.to_string());
+        }
+    }
     let shape = broadcast_shape(a.shape(), b.shape()).ok_or_else(|| format!("blocks of shapes {:?} and {:?} do not broadcast", a.shape(), b.shape()))?;
     let (av, bv) = (a.broadcast(IxDyn(&shape)).expect("checked"), b.broadcast(IxDyn(&shape)).expect("checked"));
     Ok(Zip::from(&av).and(&bv).map_collect(|x, y| f(x.clone(), y.clone())))
@@ -380,15 +631,59 @@ fn scalar_block(s: Scalar) -> Block {
 }
 
 /// Evaluates `expr` over the task's input blocks.
-pub(crate) fn eval(expr: &Expr, leaves: &[Block]) -> Result<Block, String> {
-    Ok(match expr {
-        Expr::Leaf(k) => leaves.get(*k as usize).cloned().ok_or_else(|| format!("the plan names input {k}, which it does not have"))?,
-        Expr::Scalar(s) => scalar_block(*s),
-        Expr::Unary(op, a) => unary(*op, eval(a, leaves)?)?,
-        Expr::Binary(op, a, b) => binary(*op, eval(a, leaves)?, eval(b, leaves)?)?,
+pub(crate) fn eval(expr: &Expr, leaves: Vec<Block>) -> Result<Block, String> {
+    let mut uses = vec![0u32; leaves.len()];
+    count_uses(expr, &mut uses);
+    let mut leaves: Vec<Option<Block>> = leaves.into_iter().map(Some).collect();
+    eval_in(expr, &mut leaves, &mut uses)
+}
+
+fn count_uses(expr: &Expr, uses: &mut [u32]) {
+    match expr {
+        Expr::Leaf(k) => {
+            if let Some(u) = uses.get_mut(*k as usize) {
+                *u += 1;
+            }
+        }
+        Expr::Scalar(_) => {}
+        Expr::Unary(_, a) | Expr::Cast(_, a) => count_uses(a, uses),
+        Expr::Binary(_, a, b) => {
+            count_uses(a, uses);
+            count_uses(b, uses);
+        }
         Expr::Where(c, a, b) => {
-            let Block::Bool(c) = eval(c, leaves)? else { return Err("a condition that is not a bool block".into()) };
-            let (a, b) = (eval(a, leaves)?, eval(b, leaves)?);
+            count_uses(c, uses);
+            count_uses(a, uses);
+            count_uses(b, uses);
+        }
+    }
+}
+
+/// Evaluates `expr`; an input is moved into its last use and copied for the others.
+fn eval_in(expr: &Expr, leaves: &mut [Option<Block>], uses: &mut [u32]) -> Result<Block, String> {
+    let eval = |e: &Expr, leaves: &mut [Option<Block>], uses: &mut [u32]| eval_in(e, leaves, uses);
+    Ok(match expr {
+        Expr::Leaf(k) => {
+            let k = *k as usize;
+            let missing = || format!("the plan names input {k}, which it does not have");
+            let u = uses.get_mut(k).ok_or_else(missing)?;
+            *u = u.saturating_sub(1);
+            if *u == 0 {
+                leaves[k].take().ok_or_else(missing)?
+            } else {
+                leaves[k].clone().ok_or_else(missing)?
+            }
+        }
+        Expr::Scalar(s) => scalar_block(*s),
+        Expr::Unary(op, a) => unary(*op, eval(a, leaves, uses)?)?,
+        Expr::Binary(op, a, b) => {
+            let a = eval(a, leaves, uses)?;
+            binary(*op, a, eval(b, leaves, uses)?)?
+        }
+        Expr::Where(c, a, b) => {
+            let Block::Bool(c) = eval(c, leaves, uses)? else { return Err("a condition that is not a bool block".into()) };
+            let a = eval(a, leaves, uses)?;
+            let b = eval(b, leaves, uses)?;
             macro_rules! pick {
                 ($($v:ident),*) => {
                     match (a, b) {
@@ -402,7 +697,7 @@ pub(crate) fn eval(expr: &Expr, leaves: &[Block]) -> Result<Block, String> {
             }
             pick!(F64, F32, I64, I32, U8, Bool)
         }
-        Expr::Cast(to, a) => cast(eval(a, leaves)?, *to),
+        Expr::Cast(to, a) => cast(eval(a, leaves, uses)?, *to),
     })
 }
 
@@ -560,6 +855,13 @@ pub(crate) fn reduce(a: Block, op: ReduceOp, axes: &[usize]) -> Result<Block, St
         a
     };
     fn along<T: Clone>(mut x: ArrayD<T>, axes: &[usize], f: impl Fn(ndarray::ArrayViewD<'_, T>) -> T) -> Result<ArrayD<T>, String> {
+        // Over every axis of a contiguous block: one pass over its memory.
+        if axes.len() == x.ndim() && x.ndim() > 1 && x.is_standard_layout() {
+            let n = x.len();
+            let flat = x.into_shape_with_order(IxDyn(&[n])).map_err(|e| e.to_string())?;
+            let v = f(flat.view());
+            return ArrayD::from_shape_vec(IxDyn(&vec![1; axes.len()]), vec![v]).map_err(|e| e.to_string());
+        }
         for &ax in axes {
             if ax >= x.ndim() {
                 return Err(format!("a reduction over axis {ax} of a block of {} axes", x.ndim()));
@@ -571,7 +873,9 @@ pub(crate) fn reduce(a: Block, op: ReduceOp, axes: &[usize]) -> Result<Block, St
     macro_rules! red {
         ($v:ident, $x:expr) => {
             Block::$v(match op {
-                ReduceOp::Sum => along($x, axes, |l| l.iter().fold(<_ as Default>::default(), |s, v| s + *v))?,
+                // ndarray's sum keeps several partial sums, so it is not one long chain
+                // of dependent additions.
+                ReduceOp::Sum => along($x, axes, |l| l.sum())?,
                 // NaN wins, as in numpy. An empty lane cannot reach here: the driver
                 // refuses min and max over an empty axis.
                 ReduceOp::Min => along($x, axes, |l| l.iter().copied().reduce(|m, v| if v < m || v != v { v } else { m }).unwrap_or_default())?,

@@ -2,8 +2,9 @@
 //! stream, keyed by `(s, b)`, so the values do not depend on which worker makes the
 //! block, on how many workers there are, or on the order blocks are made in.
 //!
-//! The generator is xoshiro256++ seeded through SplitMix64; normal values come from the
-//! Box–Muller transform.
+//! The generator is SplitMix64 used as a counter-based generator (element `i` of a block
+//! is a hash of the block's key and `i`), so a task makes exactly the elements it needs;
+//! normal values come from the Box–Muller transform.
 
 use chorus_tasks::Client;
 
@@ -29,81 +30,62 @@ pub fn normal(client: &Client, shape: &[usize], chunks: &[usize], seed: u64, mea
     Ok(Array::generated(client, shape, chunks, Generator::Normal { seed, mean, std }, DType::F64))
 }
 
-/// The stream of one block.
-pub(crate) struct BlockRng {
-    s: [u64; 4],
-    spare: Option<f64>,
-}
+const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
 
-fn splitmix(x: &mut u64) -> u64 {
-    *x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *x;
+fn mix(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
 }
 
-impl BlockRng {
-    /// The stream of block number `block` (row-major) of an array seeded with `seed`.
-    pub(crate) fn new(seed: u64, block: u64) -> BlockRng {
-        let mut x = seed ^ block.wrapping_mul(0xD1B5_4A32_D192_ED03).rotate_left(17);
-        BlockRng { s: [splitmix(&mut x), splitmix(&mut x), splitmix(&mut x), splitmix(&mut x)], spare: None }
-    }
+/// The key of block number `block` (row-major) of an array seeded with `seed`.
+pub(crate) fn block_key(seed: u64, block: u64) -> u64 {
+    mix(seed ^ mix(block.wrapping_add(1).wrapping_mul(GAMMA)))
+}
 
-    fn next_u64(&mut self) -> u64 {
-        let s = &mut self.s;
-        let result = s[0].wrapping_add(s[3]).rotate_left(23).wrapping_add(s[0]);
-        let t = s[1] << 17;
-        s[2] ^= s[0];
-        s[3] ^= s[1];
-        s[1] ^= s[2];
-        s[0] ^= s[3];
-        s[2] ^= t;
-        s[3] = s[3].rotate_left(45);
-        result
-    }
+/// Element `i` (row-major in its block) of the uniform stream `key`, in `[0, 1)` with 53
+/// random bits: SplitMix64 used as a counter-based generator, so any element can be made
+/// without the ones before it, and a tile of a transposed or sliced block is made
+/// directly.
+pub(crate) fn uniform_at(key: u64, i: u64) -> f64 {
+    (mix(key.wrapping_add(i.wrapping_add(1).wrapping_mul(GAMMA))) >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+}
 
-    /// Uniform in `[0, 1)`, with 53 random bits.
-    pub(crate) fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
-    }
-
-    /// Standard normal.
-    pub(crate) fn next_normal(&mut self) -> f64 {
-        if let Some(z) = self.spare.take() {
-            return z;
-        }
-        // 1 - u is in (0, 1], so its logarithm is finite.
-        let (u, v) = (1.0 - self.next_f64(), self.next_f64());
-        let r = (-2.0 * u.ln()).sqrt();
-        let (sin, cos) = (std::f64::consts::TAU * v).sin_cos();
-        self.spare = Some(r * sin);
-        r * cos
+/// Element `i` of the standard normal stream `key` (Box–Muller over pairs of uniforms).
+pub(crate) fn normal_at(key: u64, i: u64) -> f64 {
+    let pair = i & !1;
+    // 1 - u is in (0, 1], so its logarithm is finite.
+    let (u, v) = (1.0 - uniform_at(key, pair), uniform_at(key, pair + 1));
+    let r = (-2.0 * u.ln()).sqrt();
+    let angle = std::f64::consts::TAU * v;
+    if i & 1 == 0 {
+        r * angle.cos()
+    } else {
+        r * angle.sin()
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::BlockRng;
+    use super::{block_key, normal_at, uniform_at};
 
     #[test]
-    fn streams_are_reproducible_and_differ_between_blocks() {
-        let draw = |seed, block| {
-            let mut r = BlockRng::new(seed, block);
-            (0..4).map(|_| r.next_f64()).collect::<Vec<_>>()
-        };
+    fn streams_are_reproducible_and_differ_between_blocks_and_seeds() {
+        let draw = |seed, block| (0..4).map(|i| uniform_at(block_key(seed, block), i)).collect::<Vec<_>>();
         assert_eq!(draw(1, 0), draw(1, 0));
         assert_ne!(draw(1, 0), draw(1, 1));
         assert_ne!(draw(1, 0), draw(2, 0));
-        let mut r = BlockRng::new(7, 3);
-        let n = 200_000;
-        let (mut sum, mut sq) = (0.0, 0.0);
-        for _ in 0..n {
-            let z = r.next_normal();
+        let key = block_key(7, 3);
+        let n = 200_000u64;
+        let (mut sum, mut sq, mut u_sum) = (0.0, 0.0, 0.0);
+        for i in 0..n {
+            let z = normal_at(key, i);
             sum += z;
             sq += z * z;
+            u_sum += uniform_at(key, i);
         }
         let mean = sum / n as f64;
         assert!(mean.abs() < 0.01 && (sq / n as f64 - mean * mean - 1.0).abs() < 0.02);
+        assert!((u_sum / n as f64 - 0.5).abs() < 0.005);
     }
 }
