@@ -2,7 +2,11 @@
 //! chorus beside numpy and dask.array (`shared/peers/bench_array.py`) in the same run:
 //!
 //!     target/release/bench-array [--n 20000] [--chunk 2000] [--reps 3] [--workers 2]
-//!         [--peers ~/.cache/chorus-peers] [--python PEERS/venv/bin/python] [--no-peers]
+//!         [--peers ~/.cache/chorus-peers] [--python PEERS/venv/bin/python]
+//!         [--peer-modes numpy,dask_threads,dask_cluster] [--no-peers]
+//!
+//! The seed's own size is `--n 50000 --chunk 5000 --peer-modes dask_threads,dask_cluster`
+//! (numpy would need twice the 18.6 GiB array).
 //!
 //! chorus runs on a local cluster of `--workers` workers with one thread each, like the
 //! peers' `dask_cluster` mode; each repetition builds and computes the whole thing,
@@ -106,7 +110,8 @@ fn main() -> Result<()> {
         println!("# no peers: {python} does not exist (bash shared/peers/setup.sh makes it, or pass --python)");
         return Ok(());
     }
-    for mode in ["numpy", "dask_threads", "dask_cluster"] {
+    let modes = arg_text("--peer-modes").unwrap_or_else(|| "numpy,dask_threads,dask_cluster".into());
+    for mode in modes.split(',') {
         for (name, value) in peer(&python, &dir, mode, n, chunk, reps)? {
             if name.ends_with("_peak_rss") {
                 println!("RESULT {name}={value:.0} MB");

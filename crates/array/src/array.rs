@@ -1100,7 +1100,8 @@ impl<T: Element> std::fmt::Display for Array<T> {
         writeln!(f, "  shape   {:?}", d.shape)?;
         writeln!(f, "  chunks  {}  ({} = {} blocks)", d.chunks, grid.join(" × "), d.chunks.count())?;
         writeln!(f, "  bytes   {}  (largest block {})", human(self.len() as f64 * size), human(d.chunks.largest_block() as f64 * size))?;
-        write!(f, "  tasks   {} to compute, {} fused operations per block", self.task_count(), d.expr.operations())
+        let ops = d.expr.operations();
+        write!(f, "  tasks   {} to compute ({ops} fused operation{} per block)", self.task_count(), if ops == 1 { "" } else { "s" })
     }
 }
 

@@ -56,6 +56,10 @@ mod error;
 mod kernel;
 pub mod random;
 
+/// The ndarray crate, whose arrays [`Array::compute`] returns and whose `s!` macro
+/// [`Array::slice`] takes.
+pub use ndarray;
+
 pub use array::{concatenate, stack, where_, Array, Operand, SPLIT_EVERY};
 pub use chunks::Chunks;
 pub use create::{arange, eye, from_futures, from_ndarray, full, linspace, ones, zeros};

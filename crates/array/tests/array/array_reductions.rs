@@ -87,3 +87,27 @@ fn the_seed_workload_x_plus_x_transposed_summed_on_generated_blocks() {
     let want = (&local + &local.t()).sum();
     assert!((y.compute_scalar().unwrap() - want).abs() < 1e-6 * want);
 }
+
+/// The peak resident memory of process `pid`, in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok()).unwrap_or(0) * 1024
+}
+
+/// The seed's workload at two sizes with the same chunks: the workers' peak memory is
+/// that of a few tiles, not of the array, so it does not grow with the array (16,000² is
+/// 2 GB of f64, sixteen times 4,000²).
+#[test]
+fn peak_memory_of_x_plus_x_transposed_summed_does_not_grow_with_the_array() {
+    let peak = |n: usize| {
+        let c = cluster(2);
+        let client = c.client();
+        let x = da::random::uniform(&client, &[n, n], &[1000, 1000], 9).unwrap();
+        let total = (&x + &x.t()).sum().unwrap().compute_scalar().unwrap();
+        assert!((total - (n * n) as f64).abs() < 0.01 * (n * n) as f64);
+        c.worker_pids().into_iter().map(peak_rss).max().unwrap()
+    };
+    let (small, large) = (peak(4000), peak(16000));
+    assert!(small > 0, "VmHWM is readable");
+    assert!(large < small + (64 << 20), "peak worker memory {small} B at 4000², {large} B at 16000²");
+}
