@@ -5,6 +5,10 @@
 //!         [--peers ~/.cache/chorus-peers] [--python PEERS/venv/bin/python]
 //!         [--peer-modes numpy,dask_threads,dask_cluster] [--no-peers]
 //!
+//! Then `--dot 8000` (0 skips it) times the product of two random `--dot`² arrays in
+//! `--dot-chunk` blocks, made and persisted first, summed, beside numpy (its BLAS on
+//! every core) and dask.array (`bench/array/dot_peers.py`, same modes).
+//!
 //! The seed's own size is `--n 50000 --chunk 5000 --peer-modes dask_threads,dask_cluster`
 //! (numpy would need twice the 18.6 GiB array).
 //!
@@ -100,6 +104,25 @@ fn main() -> Result<()> {
     if (total - expected).abs() > 0.01 * expected {
         bail!("the sum {total} is far from its expectation {expected}");
     }
+    let dot_n = arg("--dot", 8_000);
+    let dot_chunk = arg("--dot-chunk", 2_000);
+    let mut dot_time = None;
+    if dot_n > 0 {
+        let x = da::random::uniform(&client, &[dot_n, dot_n], &[dot_chunk, dot_chunk], 1)?.persist()?;
+        let y = da::random::uniform(&client, &[dot_n, dot_n], &[dot_chunk, dot_chunk], 2)?.persist()?;
+        x.sum()?.compute_scalar()?;
+        y.sum()?.compute_scalar()?;
+        let mut times = Vec::new();
+        for r in 0..reps {
+            let t = Instant::now();
+            let s = x.dot(&y)?.sum()?.compute_scalar()?;
+            times.push(t.elapsed().as_secs_f64());
+            println!("#   dot rep={r} {:.3}s sum={s:.6e}", times[r]);
+        }
+        let t = median(times);
+        println!("RESULT chorus_dot_{workers}w_{dot_n}={t:.3} s");
+        dot_time = Some(t);
+    }
     drop(client);
     drop(cluster);
 
@@ -117,6 +140,23 @@ fn main() -> Result<()> {
                 println!("RESULT {name}={value:.0} MB");
             } else if name == format!("array_{mode}_{n}") || name.starts_with("array_numpy_") {
                 println!("RESULT {name}={value:.3} s  ({:.2}x chorus's time)", value / chorus_time);
+            }
+        }
+    }
+    if let Some(chorus_dot) = dot_time {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/dot_peers.py");
+        for mode in modes.split(',') {
+            let out = Command::new(&python)
+                .args([script, "--mode", mode, "--n", &dot_n.to_string(), "--chunk", &dot_chunk.to_string(), "--reps", &reps.to_string()])
+                .output()
+                .with_context(|| format!("running {script}"))?;
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            if !out.status.success() {
+                bail!("dot_peers.py --mode {mode} failed: {}{text}", String::from_utf8_lossy(&out.stderr));
+            }
+            for line in text.lines().filter_map(|l| l.strip_prefix("RESULT ")) {
+                let value: f64 = line.split('=').nth(1).and_then(|v| v.split_whitespace().next()).and_then(|v| v.parse().ok()).unwrap_or(f64::NAN);
+                println!("RESULT {line}  ({:.2}x chorus's time)", value / chorus_dot);
             }
         }
     }

@@ -17,7 +17,7 @@ use ndarray::{ArrayD, IxDyn, Slice, SliceInfoElem};
 
 use crate::chunks::Chunks;
 use crate::dtype::{Block, DType, Element, Scalar};
-use crate::kernel::{self, BinaryOp, Crop, BlockPlan, CombineBlocks, CombinePlan, EvalBlock, Expr, Generator, LeafPlan, LeafSource, ReduceOp, Then, UnaryOp};
+use crate::kernel::{self, BinaryOp, Crop, BlockPlan, CombineBlocks, CombinePlan, DotBlocks, DotPlan, EvalBlock, Expr, Generator, LeafPlan, LeafSource, ReduceOp, Then, UnaryOp};
 use crate::{Error, Result};
 
 /// The fan-in of reduction trees unless told otherwise ([`Array::split_every`]).
@@ -132,6 +132,77 @@ enum LeafKind {
     Raw(Arc<dyn Fn(usize) -> ArgValue + Send + Sync>),
     Reduced(Arc<Reduction>),
     Concat(Arc<Concat>),
+    Dot(Arc<Dot>),
+}
+
+/// A matrix product whose blocks are computed the first time they are needed.
+struct Dot {
+    a: Data,
+    b: Data,
+    split_every: usize,
+    blocks: OnceLock<Blocks>,
+}
+
+impl Dot {
+    fn materialize(&self, client: &Client) -> Result<Blocks> {
+        if let Some(b) = self.blocks.get() {
+            return Ok(b.clone());
+        }
+        let (rows, inner, cols) = (self.a.chunks.grid()[0], self.a.chunks.grid()[1], self.b.chunks.grid()[1]);
+        let mut blocks = Vec::with_capacity(rows * cols);
+        for i in 0..rows {
+            for j in 0..cols {
+                let parts = (0..inner)
+                    .map(|k| {
+                        let (left, mut args) = self.a.plan_block(&[i, k], client, Then::Keep)?;
+                        let (right, right_args) = self.b.plan_block(&[k, j], client, Then::Keep)?;
+                        let left_args = args.len() as u32;
+                        args.extend(right_args);
+                        Ok(submit(client, DotBlocks, &DotPlan { left, right, left_args }, args))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                blocks.push(tree(client, parts, ReduceOp::Sum, self.split_every, None));
+            }
+        }
+        let blocks = Arc::new(blocks);
+        Ok(self.blocks.get_or_init(|| blocks).clone())
+    }
+
+    fn task_count(&self) -> usize {
+        if self.blocks.get().is_some() {
+            return 0;
+        }
+        let (rows, inner, cols) = (self.a.chunks.grid()[0], self.a.chunks.grid()[1], self.b.chunks.grid()[1]);
+        rows * cols * (inner + tree_tasks(inner, self.split_every, false)) + self.a.task_count() + self.b.task_count()
+    }
+}
+
+/// Combines `parts` by `op` in a tree of fan-in `every`; the last level removes the axes
+/// `squeeze` (a single part with nothing to remove is its own result).
+fn tree(client: &Client, mut parts: Vec<Future<Vec<u8>>>, op: ReduceOp, every: usize, squeeze: Option<Vec<usize>>) -> Future<Vec<u8>> {
+    let combine = |parts: &[Future<Vec<u8>>], squeeze: Option<Vec<usize>>| {
+        let args = parts.iter().map(Arg::<Vec<u8>>::into_slot).collect();
+        submit(client, CombineBlocks, &CombinePlan { op, squeeze }, args)
+    };
+    loop {
+        if parts.len() == 1 && squeeze.is_none() {
+            return parts.pop().expect("one part");
+        }
+        if parts.len() <= every {
+            return combine(&parts, squeeze);
+        }
+        parts = parts.chunks(every).map(|c| combine(c, None)).collect();
+    }
+}
+
+/// The combining tasks [`tree`] submits for `n` parts.
+fn tree_tasks(n: usize, every: usize, squeeze: bool) -> usize {
+    let (mut g, mut tasks) = (n, 0);
+    while g > every {
+        g = g.div_ceil(every);
+        tasks += g;
+    }
+    tasks + usize::from(g > 1 || squeeze)
 }
 
 /// Arrays joined along an axis; each of their blocks is one block of the result.
@@ -171,6 +242,7 @@ impl Leaf {
             (LeafKind::Reduced(a), LeafKind::Reduced(b)) => Arc::ptr_eq(a, b),
             (LeafKind::Raw(a), LeafKind::Raw(b)) => Arc::ptr_eq(a, b),
             (LeafKind::Concat(a), LeafKind::Concat(b)) => Arc::ptr_eq(a, b),
+            (LeafKind::Dot(a), LeafKind::Dot(b)) => Arc::ptr_eq(a, b),
             _ => false,
         };
         kind && self.shape == other.shape && self.chunks == other.chunks && self.window == other.window && self.axes == other.axes
@@ -492,6 +564,11 @@ impl Data {
                     args.push(slot(l.chunks.flat(&at)));
                     LeafSource::Raw { k: (args.len() - 1) as u32, dtype: l.raw_dtype.expect("raw leaves know their type"), shape: l.chunks.block_shape(&at) }
                 }
+                LeafKind::Dot(d) => {
+                    let blocks = d.materialize(client)?;
+                    args.push(Arg::<Vec<u8>>::into_slot(&blocks[l.chunks.flat(&at)]));
+                    LeafSource::Argument((args.len() - 1) as u32)
+                }
                 LeafKind::Concat(c) => {
                     let (p, local) = c.locate(&at);
                     args.push(Arg::<Vec<u8>>::into_slot(&c.parts[p].block_future(&local, client)?));
@@ -522,6 +599,7 @@ impl Data {
         Ok(match &l.kind {
             LeafKind::Stored(b) => Some(b.clone()),
             LeafKind::Reduced(r) => Some(r.materialize(client)?),
+            LeafKind::Dot(d) => Some(d.materialize(client)?),
             LeafKind::Generated(_) | LeafKind::Raw(_) | LeafKind::Concat(_) => None,
         })
     }
@@ -545,13 +623,14 @@ impl Data {
 
     /// The tasks [`Data::blocks`] would submit, reductions not yet computed included.
     fn task_count(&self) -> usize {
-        let direct = matches!(&self.leaves[..], [l] if self.expr == Expr::Leaf(0) && matches!(l.kind, LeafKind::Stored(_) | LeafKind::Reduced(_)) && l.is_whole() && l.shape == self.shape && l.axes.iter().enumerate().all(|(k, a)| *a == Some(k)));
+        let direct = matches!(&self.leaves[..], [l] if self.expr == Expr::Leaf(0) && matches!(l.kind, LeafKind::Stored(_) | LeafKind::Reduced(_) | LeafKind::Dot(_)) && l.is_whole() && l.shape == self.shape && l.axes.iter().enumerate().all(|(k, a)| *a == Some(k)));
         let own = if direct { 0 } else { self.chunks.count() };
         own + self
             .leaves
             .iter()
             .map(|l| match &l.kind {
                 LeafKind::Reduced(r) => r.task_count(),
+                LeafKind::Dot(d) => d.task_count(),
                 LeafKind::Concat(c) => c.parts.iter().map(Data::task_count).sum(),
                 _ => 0,
             })
@@ -593,20 +672,8 @@ impl Reduction {
             let key: Vec<usize> = idx.iter().enumerate().filter(|(i, _)| !self.axes.contains(i)).map(|(_, b)| *b).collect();
             groups.entry(key).or_default().push(submit(client, EvalBlock, &plan, args));
         }
-        let every = self.split_every;
-        let blocks: Vec<Future<Vec<u8>>> = groups
-            .into_values()
-            .map(|mut parts| loop {
-                let combine = |parts: &[Future<Vec<u8>>], squeeze: Option<Vec<usize>>| {
-                    let args = parts.iter().map(Arg::<Vec<u8>>::into_slot).collect();
-                    submit(client, CombineBlocks, &CombinePlan { op: self.op, squeeze }, args)
-                };
-                if parts.len() <= every {
-                    break combine(&parts, Some(self.axes.clone()));
-                }
-                parts = parts.chunks(every).map(|c| combine(c, None)).collect();
-            })
-            .collect();
+        let blocks: Vec<Future<Vec<u8>>> =
+            groups.into_values().map(|parts| tree(client, parts, self.op, self.split_every, Some(self.axes.clone()))).collect();
         let blocks = Arc::new(blocks);
         Ok(self.blocks.get_or_init(|| blocks).clone())
     }
@@ -618,13 +685,7 @@ impl Reduction {
         let grid = self.input.chunks.grid();
         let group: usize = self.axes.iter().map(|&a| grid[a]).product();
         let groups = self.input.chunks.count() / group.max(1);
-        let mut per_group = 0;
-        let mut g = group;
-        while g > self.split_every {
-            g = g.div_ceil(self.split_every);
-            per_group += g;
-        }
-        self.input.task_count() + groups * (per_group + 1)
+        self.input.task_count() + groups * tree_tasks(group, self.split_every, true)
     }
 }
 
@@ -948,6 +1009,40 @@ impl<T: Element> Array<T> {
     /// The standard deviations over `axes`, which are removed, in f64.
     pub fn std_axes(&self, axes: &[usize]) -> Result<Array<f64>> {
         self.var_axes(axes)?.sqrt()
+    }
+
+    /// The matrix product of two 2-D arrays: block `(i, j)` of the result is the sum over
+    /// `k` of the products of blocks `(i, k)` and `(k, j)`, each a task (matrixmultiply's
+    /// kernels), summed in a tree. The columns of `self` must be cut like the rows of
+    /// `other`.
+    pub fn dot(&self, other: &Array<T>) -> Result<Array<T>> {
+        let (a, b) = (&self.data, &other.data);
+        if a.ndim() != 2 || b.ndim() != 2 {
+            return Err(Error::Invalid(format!("dot of arrays of shapes {:?} and {:?}: both must be 2-D", a.shape, b.shape)));
+        }
+        if T::DTYPE == DType::Bool {
+            return Err(Error::Invalid("dot of bool arrays; cast them with astype first".into()));
+        }
+        if a.shape[1] != b.shape[0] {
+            return Err(Error::Invalid(format!("dot of arrays of shapes {:?} and {:?}: {} columns against {} rows", a.shape, b.shape, a.shape[1], b.shape[0])));
+        }
+        if a.chunks.axes()[1] != b.chunks.axes()[0] {
+            return Err(Error::Chunks(format!(
+                "dot of arrays of shapes {:?} and {:?}: the columns are cut {:?} and the rows {:?}; they must be cut alike",
+                a.shape,
+                b.shape,
+                a.chunks.axes()[1],
+                b.chunks.axes()[0]
+            )));
+        }
+        let chunks = Chunks::from_axes(vec![a.chunks.axes()[0].clone(), b.chunks.axes()[1].clone()]);
+        let d = Dot { a: a.clone(), b: b.clone(), split_every: self.split_every, blocks: OnceLock::new() };
+        Ok(self.derive(Data::leaf(LeafKind::Dot(Arc::new(d)), vec![a.shape[0], b.shape[1]], chunks, T::DTYPE)))
+    }
+
+    /// The same as [`Array::dot`] (numpy's `@` on 2-D arrays).
+    pub fn matmul(&self, other: &Array<T>) -> Result<Array<T>> {
+        self.dot(other)
     }
 
     /// Runs the array's tasks now and keeps its blocks on the workers: the result

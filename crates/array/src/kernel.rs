@@ -152,6 +152,64 @@ pub(crate) struct CombinePlan {
     pub squeeze: Option<Vec<usize>>,
 }
 
+/// A block of a matrix product: the left block (of its plan) times the right one; the
+/// first `left_args` arguments after the plan are the left plan's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct DotPlan {
+    pub left: BlockPlan,
+    pub right: BlockPlan,
+    pub left_args: u32,
+}
+
+/// The registered function that runs a [`DotPlan`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DotBlocks;
+
+impl RemoteFunction for DotBlocks {
+    type Args = (Vec<u8>,);
+    type Output = Vec<u8>;
+    const NAME: &'static str = "chorus_array::dot_blocks";
+}
+
+inventory::submit! {
+    FunctionEntry { name: DotBlocks::NAME, call: dot_entry }
+}
+
+/// Arguments: the plan, then the left plan's argument blocks, then the right one's.
+fn dot_entry(args: &[&[u8]]) -> Encoded {
+    keep_tile_memory();
+    let (plan, blocks) = args.split_first().ok_or_else(|| fault("a product task without its plan".into()))?;
+    let plan: DotPlan = postcard::from_bytes(plan).map_err(|e| fault(format!("a product plan that does not decode: {e}")))?;
+    let split = (plan.left_args as usize).min(blocks.len());
+    let a = run_plan(&plan.left, &blocks[..split])?;
+    let b = run_plan(&plan.right, &blocks[split..])?;
+    let product = matmul(a, b).map_err(fault)?;
+    encode_result(product.encode())
+}
+
+/// The product of two 2-D blocks (matrixmultiply's kernels, through ndarray).
+fn matmul(a: Block, b: Block) -> Result<Block, String> {
+    fn two<T>(x: ArrayD<T>) -> Result<ndarray::Array2<T>, String> {
+        let shape = x.shape().to_vec();
+        x.into_dimensionality::<ndarray::Ix2>().map_err(|_| format!("a product of a block of shape {shape:?}, which is not 2-D"))
+    }
+    macro_rules! product {
+        ($($v:ident),*) => {
+            match (a, b) {
+                $((Block::$v(x), Block::$v(y)) => {
+                    let (x, y) = (two(x)?, two(y)?);
+                    if x.ncols() != y.nrows() {
+                        return Err(format!("blocks of shapes {:?} and {:?} do not multiply", x.shape(), y.shape()));
+                    }
+                    Block::$v(x.dot(&y).into_dyn())
+                })*
+                (x, y) => return Err(format!("a product of {} and {} blocks", x.dtype(), y.dtype())),
+            }
+        };
+    }
+    Ok(product!(F64, F32, I64, I32, U8))
+}
+
 /// The registered function that evaluates a [`BlockPlan`].
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct EvalBlock;
@@ -210,6 +268,11 @@ fn eval_entry(args: &[&[u8]]) -> Encoded {
     keep_tile_memory();
     let (plan, blocks) = args.split_first().ok_or_else(|| fault("a block task without its plan".into()))?;
     let plan: BlockPlan = postcard::from_bytes(plan).map_err(|e| fault(format!("a block plan that does not decode: {e}")))?;
+    encode_result(run_plan(&plan, blocks)?.encode())
+}
+
+/// The block `plan` describes, from its argument blocks.
+fn run_plan(plan: &BlockPlan, blocks: &[&[u8]]) -> Result<Block, Fault> {
     // Each argument is one leaf's (the planner gives every leaf its own), so it is
     // decoded and moved into that leaf without a copy.
     let encoded: Vec<u32> = plan.leaves.iter().filter_map(|l| if let LeafSource::Argument(k) = l.source { Some(k) } else { None }).collect();
@@ -218,8 +281,7 @@ fn eval_entry(args: &[&[u8]]) -> Encoded {
         decoded.push(if encoded.contains(&(i as u32)) { Some(Block::decode(b).map_err(|e| fault(format!("input block {i}: {e}")))?) } else { None });
     }
     let leaves = plan.leaves.iter().map(|l| leaf(l, &mut decoded, blocks)).collect::<Result<Vec<_>, _>>().map_err(fault)?;
-    let out = evaluate(&plan.expr, &plan.then, leaves).map_err(fault)?;
-    encode_result(out.encode())
+    evaluate(&plan.expr, &plan.then, leaves).map_err(fault)
 }
 
 /// Elements per tile: the temporaries of a chain of operations over a tile stay in cache

@@ -73,3 +73,38 @@ proptest! {
         prop_assert_eq!(da::concatenate(&[&x, &t], axis).is_ok(), fits);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+
+    #[test]
+    fn matrix_products_match_ndarray(m in 1usize..9, k in 1usize..9, n in 1usize..9, cm in 1usize..5, ck in 1usize..5, cn in 1usize..5, seed in 0u64..1000, every in 2usize..4) {
+        let c = cluster(2);
+        let client = c.client();
+        let (a, b) = (values(&[m, k], seed), values(&[k, n], seed + 1));
+        let x = da::from_ndarray(&client, &a, &[cm, ck]).unwrap().split_every(every).unwrap();
+        let y = da::from_ndarray(&client, &b, &[ck, cn]).unwrap();
+        let (a2, b2) = (a.clone().into_dimensionality::<ndarray::Ix2>().unwrap(), b.clone().into_dimensionality::<ndarray::Ix2>().unwrap());
+        prop_assert!(close(&x.dot(&y).unwrap().compute().unwrap(), &a2.dot(&b2).into_dyn()));
+        // Of expressions, and used in one.
+        let xtx = (&x * 2.0).t().dot(&x).unwrap();
+        let want = (&a2 * 2.0).t().dot(&a2);
+        prop_assert!(close(&xtx.compute().unwrap(), &want.clone().into_dyn()));
+        prop_assert!((xtx.sum().unwrap().compute_scalar().unwrap() - want.sum()).abs() < 1e-6 * (1.0 + want.sum().abs()));
+    }
+}
+
+#[test]
+fn products_check_their_operands_and_integers_multiply_exactly() {
+    let c = cluster(1);
+    let client = c.client();
+    let x = da::ones::<i64>(&client, &[6, 4], &[3, 2]).unwrap();
+    let y = da::arange(&client, 0i64, 8, 1, 4).unwrap();
+    assert!(matches!(x.dot(&y).unwrap_err(), da::Error::Invalid(m) if m.contains("2-D")));
+    let z = da::ones::<i64>(&client, &[4, 5], &[3, 5]).unwrap();
+    assert!(matches!(x.dot(&z).unwrap_err(), da::Error::Chunks(m) if m.contains("cut")));
+    let w = da::ones::<i64>(&client, &[5, 5], &[2, 5]).unwrap();
+    assert!(matches!(x.dot(&w).unwrap_err(), da::Error::Invalid(m) if m.contains("columns")));
+    let ok = da::ones::<i64>(&client, &[4, 5], &[2, 5]).unwrap();
+    assert_eq!(x.dot(&ok).unwrap().compute().unwrap(), ndarray::ArrayD::from_elem(ndarray::IxDyn(&[6, 5]), 4i64));
+}
