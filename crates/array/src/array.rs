@@ -133,6 +133,8 @@ enum LeafKind {
     Reduced(Arc<Reduction>),
     Concat(Arc<Concat>),
     Dot(Arc<Dot>),
+    /// A `.npy` file whose blocks the tasks that use them read.
+    Npy(Arc<(std::path::PathBuf, crate::npy::Header)>),
 }
 
 /// A matrix product whose blocks are computed the first time they are needed.
@@ -243,6 +245,7 @@ impl Leaf {
             (LeafKind::Raw(a), LeafKind::Raw(b)) => Arc::ptr_eq(a, b),
             (LeafKind::Concat(a), LeafKind::Concat(b)) => Arc::ptr_eq(a, b),
             (LeafKind::Dot(a), LeafKind::Dot(b)) => Arc::ptr_eq(a, b),
+            (LeafKind::Npy(a), LeafKind::Npy(b)) => Arc::ptr_eq(a, b),
             _ => false,
         };
         kind && self.shape == other.shape && self.chunks == other.chunks && self.window == other.window && self.axes == other.axes
@@ -564,6 +567,13 @@ impl Data {
                     args.push(slot(l.chunks.flat(&at)));
                     LeafSource::Raw { k: (args.len() - 1) as u32, dtype: l.raw_dtype.expect("raw leaves know their type"), shape: l.chunks.block_shape(&at) }
                 }
+                LeafKind::Npy(file) => LeafSource::Npy {
+                    path: file.0.clone(),
+                    header: file.1.clone(),
+                    offset: l.chunks.block_offset(&at),
+                    shape: l.chunks.block_shape(&at),
+                    index: at,
+                },
                 LeafKind::Dot(d) => {
                     let blocks = d.materialize(client)?;
                     args.push(Arg::<Vec<u8>>::into_slot(&blocks[l.chunks.flat(&at)]));
@@ -600,7 +610,7 @@ impl Data {
             LeafKind::Stored(b) => Some(b.clone()),
             LeafKind::Reduced(r) => Some(r.materialize(client)?),
             LeafKind::Dot(d) => Some(d.materialize(client)?),
-            LeafKind::Generated(_) | LeafKind::Raw(_) | LeafKind::Concat(_) => None,
+            LeafKind::Generated(_) | LeafKind::Raw(_) | LeafKind::Concat(_) | LeafKind::Npy(_) => None,
         })
     }
 
@@ -729,6 +739,11 @@ impl<T: Element> Array<T> {
 
     pub(crate) fn stored(client: &Client, shape: &[usize], chunks: Chunks, blocks: Vec<Future<Vec<u8>>>) -> Array<T> {
         Array::from_data(client, Data::leaf(LeafKind::Stored(Arc::new(blocks)), shape.to_vec(), chunks, T::DTYPE))
+    }
+
+    pub(crate) fn npy(client: &Client, path: std::path::PathBuf, header: crate::npy::Header, chunks: Chunks) -> Array<T> {
+        let shape = header.shape.clone();
+        Array::from_data(client, Data::leaf(LeafKind::Npy(Arc::new((path, header))), shape, chunks, T::DTYPE))
     }
 
     pub(crate) fn raw(client: &Client, shape: &[usize], chunks: Chunks, slot: Arc<dyn Fn(usize) -> ArgValue + Send + Sync>) -> Array<T> {
@@ -1043,6 +1058,28 @@ impl<T: Element> Array<T> {
     /// The same as [`Array::dot`] (numpy's `@` on 2-D arrays).
     pub fn matmul(&self, other: &Array<T>) -> Result<Array<T>> {
         self.dot(other)
+    }
+
+    /// Writes the array to the `.npy` file `path`: the driver writes the header, and the
+    /// task that computes each block writes that block's bytes into the file, in
+    /// parallel. The workers must see `path` (one machine, or a shared file system).
+    /// Returns when every block is written.
+    pub fn to_npy(&self, path: impl AsRef<std::path::Path>) -> Result<()> {
+        let path = std::path::absolute(path.as_ref()).map_err(|e| Error::Io { path: path.as_ref().to_path_buf(), detail: e.to_string() })?;
+        let header = crate::npy::create(&path, T::DTYPE, &self.data.shape)?;
+        let acks = self
+            .data
+            .chunks
+            .indices()
+            .into_iter()
+            .map(|idx| {
+                let (block, args) = self.data.plan_block(&idx, &self.client, Then::Keep)?;
+                let plan = crate::npy::WritePlan { block, path: path.clone(), header: header.clone(), offset: self.data.chunks.block_offset(&idx), index: idx };
+                Ok(submit(&self.client, crate::npy::WriteBlock, &plan, args))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.client.gather(&acks)?;
+        Ok(())
     }
 
     /// Runs the array's tasks now and keeps its blocks on the workers: the result

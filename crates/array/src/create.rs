@@ -103,3 +103,18 @@ pub fn from_futures<T: Element>(client: &Client, futures: &[Future<Vec<T>>], blo
     let slot = Arc::new(move |i: usize| Arg::<Vec<T>>::into_slot(&futures[i]));
     Ok(Array::raw(client, &shape, chunks, slot))
 }
+
+/// The `.npy` file `path` as an array in blocks of `chunks`: the driver reads its header,
+/// and each task that needs a block reads that block's bytes from the file. The workers
+/// must see `path` (one machine, or a shared file system). The file's element type must
+/// be `T`; a file that is not `.npy`, in Fortran order, of another type, or shorter than
+/// its shape says is an error naming it.
+pub fn read_npy<T: Element>(client: &Client, path: impl AsRef<std::path::Path>, chunks: &[usize]) -> Result<Array<T>> {
+    let path = std::path::absolute(path.as_ref()).map_err(|e| Error::Io { path: path.as_ref().to_path_buf(), detail: e.to_string() })?;
+    let header = crate::npy::read_header(&path)?;
+    if header.dtype != T::DTYPE {
+        return Err(Error::Io { path, detail: format!("holds {} elements, and the array was asked for as {}", header.dtype, T::DTYPE) });
+    }
+    let grid = Chunks::regular(&header.shape, chunks)?;
+    Ok(Array::npy(client, path, header, grid))
+}

@@ -36,6 +36,14 @@ pub enum Error {
         /// What is wrong with it.
         detail: String,
     },
+    /// A file could not be read or written, or is not what it should be.
+    #[error("{}: {detail}", path.display())]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
     /// The cluster failed a task or could not be reached; the source says which.
     #[error("computing the array failed: {0}")]
     Cluster(#[source] chorus_tasks::Error),

@@ -108,6 +108,8 @@ pub(crate) enum LeafSource {
     /// The task's argument number `k`: the bare elements of a block of `dtype` and
     /// `shape` (the result of a user's task that returned a `Vec`).
     Raw { k: u32, dtype: DType, shape: Vec<usize> },
+    /// Read in the task from a `.npy` file: its block `index` (at `offset`, of `shape`).
+    Npy { path: std::path::PathBuf, header: crate::npy::Header, index: Vec<usize>, offset: Vec<usize>, shape: Vec<usize> },
     /// Made in the task: block `index` (at `offset`, of `shape`) of the generated array.
     Generate { generator: Generator, index: Vec<usize>, flat: u64, offset: Vec<usize>, shape: Vec<usize> },
 }
@@ -238,7 +240,7 @@ inventory::submit! {
     FunctionEntry { name: CombineBlocks::NAME, call: combine_entry }
 }
 
-fn fault(message: String) -> Fault {
+pub(crate) fn fault(message: String) -> Fault {
     Fault { kind: FailureKind::Error, message }
 }
 
@@ -272,7 +274,7 @@ fn eval_entry(args: &[&[u8]]) -> Encoded {
 }
 
 /// The block `plan` describes, from its argument blocks.
-fn run_plan(plan: &BlockPlan, blocks: &[&[u8]]) -> Result<Block, Fault> {
+pub(crate) fn run_plan(plan: &BlockPlan, blocks: &[&[u8]]) -> Result<Block, Fault> {
     // Each argument is one leaf's (the planner gives every leaf its own), so it is
     // decoded and moved into that leaf without a copy.
     let encoded: Vec<u32> = plan.leaves.iter().filter_map(|l| if let LeafSource::Argument(k) = l.source { Some(k) } else { None }).collect();
@@ -482,6 +484,7 @@ fn leaf(plan: &LeafPlan, args: &mut [Option<Block>], raw: &[&[u8]]) -> Result<In
             let bytes = raw.get(*k as usize).ok_or_else(|| format!("input block {k} is missing"))?;
             Block::from_raw(*dtype, shape, bytes).map_err(|e| format!("input block {k}, the result of a task: {e}"))?
         }
+        LeafSource::Npy { path, header, index, offset, shape } => crate::npy::read_block(path, header, index, offset, shape)?,
         LeafSource::Generate { generator, index: _, flat, offset, shape } => {
             let crop = plan.crop.clone().unwrap_or_else(|| shape.iter().map(|&n| (0, n, 1)).collect());
             if crop.len() != shape.len() || plan.axes.iter().flatten().any(|&j| j >= shape.len()) {

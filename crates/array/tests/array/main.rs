@@ -5,6 +5,7 @@
 mod array_create;
 mod array_elementwise;
 mod array_errors;
+mod array_files;
 mod array_join;
 mod array_reductions;
 mod support;
