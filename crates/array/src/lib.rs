@@ -55,6 +55,7 @@ mod chunks;
 mod create;
 mod dtype;
 mod error;
+mod graph;
 mod kernel;
 mod npy;
 pub mod random;

@@ -1,0 +1,404 @@
+//! What a task does to its blocks: the block expressions the driver plans, and the
+//! registered functions that evaluate them on the workers.
+//!
+//! One task computes one block of a fused chain of elementwise operations (and, for a
+//! reduction, reduces it at once, so the block itself never leaves the task). Its
+//! inputs are the blocks given as arguments and blocks it makes itself from a
+//! [`Generator`]: creation functions and random numbers are generated where they are
+//! used, so an array like `random(…)` never occupies memory between tasks.
+//!
+//! `input` makes a task's inputs (received blocks, and generated ones tile by tile);
+//! `ops` has the elementwise operations and reductions on blocks.
+
+use chorus_tasks::error::FailureKind;
+use chorus_tasks::registry::{encode_result, Encoded, Fault, FunctionEntry, RemoteFunction};
+use ndarray::{ArrayD, Axis, IxDyn, Slice};
+use serde::{Deserialize, Serialize};
+
+use crate::dtype::{with_block, Block, DType, Element, Scalar};
+
+mod input;
+mod ops;
+
+use input::Input;
+use input::leaf;
+pub(crate) use ops::{broadcast_shape, eval, sum_dtype};
+use ops::{combine, reduce};
+
+/// An elementwise operation of one operand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub enum UnaryOp {
+    Neg,
+    Abs,
+    Sqrt,
+    Exp,
+    Log,
+    Not,
+}
+
+/// An elementwise operation of two operands (numpy broadcasting between them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub enum BinaryOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Pow,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    Eq,
+    Ne,
+}
+
+impl BinaryOp {
+    pub(crate) fn compares(self) -> bool {
+        matches!(self, BinaryOp::Lt | BinaryOp::Le | BinaryOp::Gt | BinaryOp::Ge | BinaryOp::Eq | BinaryOp::Ne)
+    }
+}
+
+/// A reduction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub enum ReduceOp {
+    Sum,
+    Min,
+    Max,
+}
+
+/// A fused chain of elementwise operations over a task's input blocks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) enum Expr {
+    /// Input block `k`, already in the output block's axis order.
+    Leaf(u32),
+    Scalar(Scalar),
+    Unary(UnaryOp, Box<Expr>),
+    Binary(BinaryOp, Box<Expr>, Box<Expr>),
+    Where(Box<Expr>, Box<Expr>, Box<Expr>),
+    Cast(DType, Box<Expr>),
+}
+
+impl Expr {
+    /// Operations in the chain, for the task count shown in `Display`.
+    pub(crate) fn operations(&self) -> usize {
+        match self {
+            Expr::Leaf(_) | Expr::Scalar(_) => 0,
+            Expr::Unary(_, a) | Expr::Cast(_, a) => 1 + a.operations(),
+            Expr::Binary(_, a, b) => 1 + a.operations() + b.operations(),
+            Expr::Where(c, a, b) => 1 + c.operations() + a.operations() + b.operations(),
+        }
+    }
+}
+
+/// How a block that is not an argument is made.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) enum Generator {
+    /// Every element the same.
+    Full(Scalar),
+    /// `start + i * step` along the only axis, in the element type `dtype`.
+    Arange { start: Scalar, step: Scalar },
+    /// `start + i * step` in f64 (linspace).
+    Linear { start: f64, step: f64 },
+    /// Ones on the diagonal `col - row == k`, zeros elsewhere.
+    Eye { k: i64, dtype: DType },
+    /// Uniform in `[low, high)`, from the block's own stream of `seed`.
+    Uniform { seed: u64, low: f64, high: f64 },
+    /// Normal with `mean` and `std`, from the block's own stream of `seed`.
+    Normal { seed: u64, mean: f64, std: f64 },
+}
+
+/// Where one input block of a task comes from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) enum LeafSource {
+    /// The task's argument number `k` (after the plan), an encoded [`Block`].
+    Argument(u32),
+    /// The task's argument number `k`: the bare elements of a block of `dtype` and
+    /// `shape` (the result of a user's task that returned a `Vec`).
+    Raw { k: u32, dtype: DType, shape: Vec<usize> },
+    /// Read in the task from a `.npy` file: its block `index` (at `offset`, of `shape`).
+    Npy { path: std::path::PathBuf, header: crate::npy::Header, index: Vec<usize>, offset: Vec<usize>, shape: Vec<usize> },
+    /// Made in the task: block `index` (at `offset`, of `shape`) of the generated array.
+    Generate { generator: Generator, index: Vec<usize>, flat: u64, offset: Vec<usize>, shape: Vec<usize> },
+}
+
+/// The part of a block a slice takes: per block axis, the first element, the end and the
+/// step.
+pub(crate) type Crop = Vec<(usize, usize, usize)>;
+
+/// One input block and how it lines up with the output block: the part `crop` of it is
+/// taken (per block axis: first element, end, step), block axes that no output axis
+/// names are dropped (they have length 1 by then), and output axis `k` is the block's
+/// axis `axes[k]`, or a new axis of length 1 (`None`, broadcast).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct LeafPlan {
+    pub source: LeafSource,
+    pub crop: Option<Crop>,
+    pub axes: Vec<Option<usize>>,
+}
+
+/// What happens to the evaluated block.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) enum Then {
+    /// It is the task's result.
+    Keep,
+    /// It is reduced over `axes` (kept with length 1) and the partial is the result.
+    Reduce { op: ReduceOp, axes: Vec<usize> },
+}
+
+/// Everything a block task needs besides its argument blocks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct BlockPlan {
+    pub expr: Expr,
+    pub leaves: Vec<LeafPlan>,
+    pub then: Then,
+}
+
+/// A combining task: partials of a reduction, combined elementwise; with `squeeze`, the
+/// reduced axes are then removed (the last level of the tree).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct CombinePlan {
+    pub op: ReduceOp,
+    pub squeeze: Option<Vec<usize>>,
+}
+
+/// A block of a matrix product: the left block (of its plan) times the right one; the
+/// first `left_args` arguments after the plan are the left plan's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct DotPlan {
+    pub left: BlockPlan,
+    pub right: BlockPlan,
+    pub left_args: u32,
+}
+
+/// The registered function that runs a [`DotPlan`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DotBlocks;
+
+impl RemoteFunction for DotBlocks {
+    type Args = (Vec<u8>,);
+    type Output = Vec<u8>;
+    const NAME: &'static str = "chorus_array::dot_blocks";
+}
+
+inventory::submit! {
+    FunctionEntry { name: DotBlocks::NAME, call: dot_entry }
+}
+
+/// Arguments: the plan, then the left plan's argument blocks, then the right one's.
+fn dot_entry(args: &[&[u8]]) -> Encoded {
+    keep_tile_memory();
+    let (plan, blocks) = args.split_first().ok_or_else(|| fault("a product task without its plan".into()))?;
+    let plan: DotPlan = postcard::from_bytes(plan).map_err(|e| fault(format!("a product plan that does not decode: {e}")))?;
+    let split = (plan.left_args as usize).min(blocks.len());
+    let a = run_plan(&plan.left, &blocks[..split])?;
+    let b = run_plan(&plan.right, &blocks[split..])?;
+    let product = matmul(a, b).map_err(fault)?;
+    encode_result(product.encode())
+}
+
+/// The product of two 2-D blocks (matrixmultiply's kernels, through ndarray).
+fn matmul(a: Block, b: Block) -> Result<Block, String> {
+    fn two<T>(x: ArrayD<T>) -> Result<ndarray::Array2<T>, String> {
+        let shape = x.shape().to_vec();
+        x.into_dimensionality::<ndarray::Ix2>().map_err(|_| format!("a product of a block of shape {shape:?}, which is not 2-D"))
+    }
+    macro_rules! product {
+        ($($v:ident),*) => {
+            match (a, b) {
+                $((Block::$v(x), Block::$v(y)) => {
+                    let (x, y) = (two(x)?, two(y)?);
+                    if x.ncols() != y.nrows() {
+                        return Err(format!("blocks of shapes {:?} and {:?} do not multiply", x.shape(), y.shape()));
+                    }
+                    Block::$v(x.dot(&y).into_dyn())
+                })*
+                (x, y) => return Err(format!("a product of {} and {} blocks", x.dtype(), y.dtype())),
+            }
+        };
+    }
+    Ok(product!(F64, F32, I64, I32, U8))
+}
+
+/// The registered function that evaluates a [`BlockPlan`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EvalBlock;
+
+impl RemoteFunction for EvalBlock {
+    type Args = (Vec<u8>,);
+    type Output = Vec<u8>;
+    const NAME: &'static str = "chorus_array::eval_block";
+}
+
+/// The registered function that runs a [`CombinePlan`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CombineBlocks;
+
+impl RemoteFunction for CombineBlocks {
+    type Args = (Vec<u8>,);
+    type Output = Vec<u8>;
+    const NAME: &'static str = "chorus_array::combine_blocks";
+}
+
+inventory::submit! {
+    FunctionEntry { name: EvalBlock::NAME, call: eval_entry }
+}
+
+inventory::submit! {
+    FunctionEntry { name: CombineBlocks::NAME, call: combine_entry }
+}
+
+pub(crate) fn fault(message: String) -> Fault {
+    Fault { kind: FailureKind::Error, message }
+}
+
+/// Keeps freed tile buffers in the allocator for reuse.
+///
+/// Block tasks allocate and free buffers of a few hundred KiB per tile, thousands of
+/// times per block. glibc's defaults hand such memory back to the kernel at once (above
+/// 128 KiB it is mapped and unmapped, and a heap's free top is trimmed), so every tile
+/// would fault its pages in again: half of a task's time, measured with `perf` on
+/// `bench-array`. This keeps up to 64 MiB of free memory per arena and maps only
+/// allocations above 32 MiB (glibc's largest threshold) on their own. It is set once per
+/// worker process, on its first block task.
+fn keep_tile_memory() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        // SAFETY: mallopt changes allocator parameters and touches no memory of ours.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+            libc::mallopt(libc::M_TRIM_THRESHOLD, 64 << 20);
+        }
+    });
+}
+
+/// Arguments: the plan, then the argument blocks.
+fn eval_entry(args: &[&[u8]]) -> Encoded {
+    keep_tile_memory();
+    let (plan, blocks) = args.split_first().ok_or_else(|| fault("a block task without its plan".into()))?;
+    let plan: BlockPlan = postcard::from_bytes(plan).map_err(|e| fault(format!("a block plan that does not decode: {e}")))?;
+    encode_result(run_plan(&plan, blocks)?.encode())
+}
+
+/// The block `plan` describes, from its argument blocks.
+pub(crate) fn run_plan(plan: &BlockPlan, blocks: &[&[u8]]) -> Result<Block, Fault> {
+    // Each argument is one leaf's (the planner gives every leaf its own), so it is
+    // decoded and moved into that leaf without a copy.
+    let encoded: Vec<u32> = plan.leaves.iter().filter_map(|l| if let LeafSource::Argument(k) = l.source { Some(k) } else { None }).collect();
+    let mut decoded: Vec<Option<Block>> = Vec::with_capacity(blocks.len());
+    for (i, b) in blocks.iter().enumerate() {
+        decoded.push(if encoded.contains(&(i as u32)) { Some(Block::decode(b).map_err(|e| fault(format!("input block {i}: {e}")))?) } else { None });
+    }
+    let leaves = plan.leaves.iter().map(|l| leaf(l, &mut decoded, blocks)).collect::<Result<Vec<_>, _>>().map_err(fault)?;
+    evaluate(&plan.expr, &plan.then, leaves).map_err(fault)
+}
+
+/// Elements per tile: the temporaries of a chain of operations over a tile stay in cache
+/// and come from reused heap memory, instead of each being a fresh block-sized buffer.
+const TILE_ELEMENTS: usize = 1 << 16;
+
+/// Evaluates `expr` tile by tile (ranges of rows of the output block) and keeps or
+/// reduces the result: a reduction never holds the evaluated block, only its partials.
+fn evaluate(expr: &Expr, then: &Then, leaves: Vec<Input>) -> Result<Block, String> {
+    let shapes: Vec<Vec<usize>> = leaves.iter().map(Input::shape).collect();
+    let shape = shapes
+        .iter()
+        .try_fold(Vec::new(), |s, l| broadcast_shape(&s, l))
+        .ok_or_else(|| format!("input blocks of shapes {shapes:?} do not broadcast"))?;
+    let rows = shape.first().copied().unwrap_or(0);
+    let per_row: usize = shape.iter().skip(1).product::<usize>().max(1);
+    let finish = |v: Block| match then {
+        Then::Keep => Ok(v),
+        Then::Reduce { op, axes } => reduce(v, *op, axes),
+    };
+    if rows <= 1 || rows * per_row <= TILE_ELEMENTS {
+        let whole = leaves.into_iter().map(Input::whole).collect::<Result<Vec<_>, _>>()?;
+        return finish(eval(expr, whole)?);
+    }
+    let step = (TILE_ELEMENTS / per_row).max(1);
+    let mut out: Option<Block> = None;
+    for r0 in (0..rows).step_by(step) {
+        let r1 = (r0 + step).min(rows);
+        let tile = leaves.iter().map(|l| l.rows(r0, r1)).collect::<Result<Vec<_>, _>>()?;
+        let v = eval(expr, tile)?;
+        match then {
+            Then::Reduce { op, axes } if axes.contains(&0) => {
+                let part = reduce(v, *op, axes)?;
+                out = Some(match out {
+                    None => part,
+                    Some(acc) => combine(acc, part, *op)?,
+                });
+            }
+            Then::Reduce { op, axes } => {
+                let part = reduce(v, *op, axes)?;
+                let mut full = shape.clone();
+                for &a in axes {
+                    full[a] = 1;
+                }
+                place(&mut out, &full, r0, part)?;
+            }
+            Then::Keep => place(&mut out, &shape, r0, v)?,
+        }
+    }
+    out.ok_or_else(|| "an output block without rows".into())
+}
+
+/// Rows `r0..r1` of a leaf, in row-major order; a leaf that broadcasts along the rows
+/// is all of it.
+fn rows_of(l: &Block, r0: usize, r1: usize) -> Block {
+    with_block!(l, a => {
+        if a.shape()[0] == 1 {
+            Element::wrap(a.clone())
+        } else {
+            Element::wrap(a.slice_axis(Axis(0), Slice::from(r0..r1)).as_standard_layout().into_owned())
+        }
+    })
+}
+
+/// Writes `tile` as the rows from `r0` of the block of `shape` in `out`, made on first use.
+fn place(out: &mut Option<Block>, shape: &[usize], r0: usize, tile: Block) -> Result<(), String> {
+    macro_rules! put {
+        ($($v:ident),*) => {
+            match (out.take(), tile) {
+                $((None, Block::$v(t)) => {
+                    let mut full = ArrayD::from_elem(IxDyn(shape), t.first().cloned().unwrap_or_default());
+                    full.slice_axis_mut(Axis(0), Slice::from(r0..r0 + t.shape()[0])).assign(&t);
+                    *out = Some(Block::$v(full));
+                })*
+                $((Some(Block::$v(mut full)), Block::$v(t)) => {
+                    full.slice_axis_mut(Axis(0), Slice::from(r0..r0 + t.shape()[0])).assign(&t);
+                    *out = Some(Block::$v(full));
+                })*
+                (Some(full), t) => return Err(format!("a {} tile for a {} block", t.dtype(), full.dtype())),
+            }
+        };
+    }
+    put!(F64, F32, I64, I32, U8, Bool);
+    Ok(())
+}
+
+/// Arguments: the plan, then the partial blocks.
+fn combine_entry(args: &[&[u8]]) -> Encoded {
+    let (plan, blocks) = args.split_first().ok_or_else(|| fault("a combining task without its plan".into()))?;
+    let plan: CombinePlan = postcard::from_bytes(plan).map_err(|e| fault(format!("a combine plan that does not decode: {e}")))?;
+    let mut parts = blocks.iter().enumerate().map(|(i, b)| Block::decode(b).map_err(|e| fault(format!("partial {i}: {e}"))));
+    let mut acc = parts.next().ok_or_else(|| fault("a combining task without partials".into()))??;
+    for p in parts {
+        acc = combine(acc, p?, plan.op).map_err(fault)?;
+    }
+    if let Some(axes) = &plan.squeeze {
+        acc = with_block!(acc, a => {
+            let mut a = a;
+            for &ax in axes.iter().rev() {
+                a = a.index_axis_move(Axis(ax), 0);
+            }
+            Element::wrap(a)
+        });
+    }
+    encode_result(acc.encode())
+}
+
+
