@@ -316,6 +316,28 @@ impl<T: Element> Array<T> {
         Ok(self.derive(self.data.reduced(ReduceOp::Max, axes, self.split_every)?))
     }
 
+    /// The flat (row-major) index of the smallest element, its first occurrence; a NaN
+    /// counts as the smallest, as in numpy.
+    pub fn argmin(&self) -> Result<Array<i64>> {
+        Ok(self.derive(self.data.reduced(ReduceOp::ArgMin, &self.all_axes(), self.split_every)?))
+    }
+
+    /// The index along `axis` of the smallest element of each lane; `axis` is removed.
+    pub fn argmin_axis(&self, axis: usize) -> Result<Array<i64>> {
+        Ok(self.derive(self.data.reduced(ReduceOp::ArgMin, &[axis], self.split_every)?))
+    }
+
+    /// The flat (row-major) index of the largest element, its first occurrence; a NaN
+    /// counts as the largest, as in numpy.
+    pub fn argmax(&self) -> Result<Array<i64>> {
+        Ok(self.derive(self.data.reduced(ReduceOp::ArgMax, &self.all_axes(), self.split_every)?))
+    }
+
+    /// The index along `axis` of the largest element of each lane; `axis` is removed.
+    pub fn argmax_axis(&self, axis: usize) -> Result<Array<i64>> {
+        Ok(self.derive(self.data.reduced(ReduceOp::ArgMax, &[axis], self.split_every)?))
+    }
+
     /// The mean of all elements, in f64.
     pub fn mean(&self) -> Result<Array<f64>> {
         self.mean_axes(&self.all_axes())

@@ -518,7 +518,11 @@ impl Data {
         }
         let shape: Vec<usize> = self.shape.iter().enumerate().filter(|(i, _)| !axes.contains(i)).map(|(_, n)| *n).collect();
         let chunks = self.chunks.without(&axes);
-        let dtype = if op == ReduceOp::Sum { kernel::sum_dtype(self.dtype) } else { self.dtype };
+        let dtype = match op {
+            ReduceOp::Sum => kernel::sum_dtype(self.dtype),
+            ReduceOp::ArgMin | ReduceOp::ArgMax => DType::I64,
+            ReduceOp::Min | ReduceOp::Max => self.dtype,
+        };
         let r = Reduction { input: self.clone(), op, axes, split_every, blocks: OnceLock::new() };
         Ok(Data::leaf(LeafKind::Reduced(Arc::new(r)), shape, chunks, dtype))
     }
@@ -661,7 +665,13 @@ impl Reduction {
         }
         let mut groups: BTreeMap<Vec<usize>, Vec<Future<Vec<u8>>>> = BTreeMap::new();
         for idx in self.input.chunks.indices() {
-            let (plan, args) = self.input.plan_block(&idx, client, Then::Reduce { op: self.op, axes: self.axes.clone() })?;
+            let then = if self.op.is_arg() {
+                let axis = (self.axes.len() == 1).then(|| self.axes[0]);
+                Then::Arg { op: self.op, axis, offset: self.input.chunks.block_offset(&idx), full: self.input.shape.clone() }
+            } else {
+                Then::Reduce { op: self.op, axes: self.axes.clone() }
+            };
+            let (plan, args) = self.input.plan_block(&idx, client, then)?;
             let key: Vec<usize> = idx.iter().enumerate().filter(|(i, _)| !self.axes.contains(i)).map(|(_, b)| *b).collect();
             groups.entry(key).or_default().push(submit(client, EvalBlock, &plan, args));
         }

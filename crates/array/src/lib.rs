@@ -25,7 +25,9 @@
 //! - **Axes**: [`Array::t`], [`Array::transpose`], [`Array::swap_axes`], which reorder
 //!   blocks and cost nothing until the blocks are used.
 //! - **Reductions**: `sum`, `min`, `max`, `mean`, `var`, `std` over all axes or given
-//!   axes, as trees of tasks with a fan-in of [`Array::split_every`].
+//!   axes, and `argmin`/`argmax` over all axes or one, as trees of tasks with a fan-in
+//!   of [`Array::split_every`].
+//! - **Products**: [`Array::dot`] of 2-D arrays.
 //!
 //! Shapes that do not broadcast, chunks that do not line up, axes out of range and
 //! operations a type does not have are errors when the expression is built, before any

@@ -67,6 +67,17 @@ pub enum ReduceOp {
     Sum,
     Min,
     Max,
+    /// The index of the smallest element (the first, NaN first as in numpy).
+    ArgMin,
+    /// The index of the largest element (the first, NaN first as in numpy).
+    ArgMax,
+}
+
+impl ReduceOp {
+    /// Whether the partials are (value, index) pairs.
+    pub(crate) fn is_arg(self) -> bool {
+        matches!(self, ReduceOp::ArgMin | ReduceOp::ArgMax)
+    }
 }
 
 /// A fused chain of elementwise operations over a task's input blocks.
@@ -146,6 +157,10 @@ pub(crate) enum Then {
     Keep,
     /// It is reduced over `axes` (kept with length 1) and the partial is the result.
     Reduce { op: ReduceOp, axes: Vec<usize> },
+    /// The value and the index of the best element along `axis`, or over the whole block
+    /// as a flat index into the array of shape `full` (`axis` `None`); the block starts
+    /// at `offset` of that array. The partial is the pair.
+    Arg { op: ReduceOp, axis: Option<usize>, offset: Vec<usize>, full: Vec<usize> },
 }
 
 /// Everything a block task needs besides its argument blocks.
@@ -279,7 +294,13 @@ fn keep_tile_memory() {
 fn eval_entry(args: &[&[u8]]) -> Encoded {
     keep_tile_memory();
     let (plan, blocks) = args.split_first().ok_or_else(|| fault("a block task without its plan".into()))?;
-    let plan: BlockPlan = postcard::from_bytes(plan).map_err(|e| fault(format!("a block plan that does not decode: {e}")))?;
+    let mut plan: BlockPlan = postcard::from_bytes(plan).map_err(|e| fault(format!("a block plan that does not decode: {e}")))?;
+    // An arg reduction's partial is a (values, indices) pair of the evaluated block.
+    if let Then::Arg { op, axis, offset, full } = std::mem::replace(&mut plan.then, Then::Keep) {
+        let block = run_plan(&plan, blocks)?;
+        let (values, indices) = ops::arg_reduce(block, op == ReduceOp::ArgMax, axis, &offset, &full).map_err(fault)?;
+        return encode_result(ops::pair(&values, &indices));
+    }
     encode_result(run_plan(&plan, blocks)?.encode())
 }
 
@@ -313,6 +334,7 @@ fn evaluate(expr: &Expr, then: &Then, leaves: Vec<Input>) -> Result<Block, Strin
     let finish = |v: Block| match then {
         Then::Keep => Ok(v),
         Then::Reduce { op, axes } => reduce(v, *op, axes),
+        Then::Arg { .. } => Err("an arg reduction evaluated as a block".to_string()),
     };
     if rows <= 1 || rows * per_row <= TILE_ELEMENTS {
         let whole = leaves.into_iter().map(Input::whole).collect::<Result<Vec<_>, _>>()?;
@@ -341,6 +363,7 @@ fn evaluate(expr: &Expr, then: &Then, leaves: Vec<Input>) -> Result<Block, Strin
                 place(&mut out, &full, r0, part)?;
             }
             Then::Keep => place(&mut out, &shape, r0, v)?,
+            Then::Arg { .. } => return Err("an arg reduction evaluated as a block".into()),
         }
     }
     out.ok_or_else(|| "an output block without rows".into())
@@ -384,21 +407,38 @@ fn place(out: &mut Option<Block>, shape: &[usize], r0: usize, tile: Block) -> Re
 fn combine_entry(args: &[&[u8]]) -> Encoded {
     let (plan, blocks) = args.split_first().ok_or_else(|| fault("a combining task without its plan".into()))?;
     let plan: CombinePlan = postcard::from_bytes(plan).map_err(|e| fault(format!("a combine plan that does not decode: {e}")))?;
+    if plan.op.is_arg() {
+        let max = plan.op == ReduceOp::ArgMax;
+        let mut parts = blocks.iter().enumerate().map(|(i, b)| ops::unpair(b).map_err(|e| fault(format!("partial {i}: {e}"))));
+        let mut acc = parts.next().ok_or_else(|| fault("a combining task without partials".into()))??;
+        for p in parts {
+            acc = ops::arg_combine(acc, p?, max).map_err(fault)?;
+        }
+        return encode_result(match &plan.squeeze {
+            Some(axes) => squeezed(acc.1, axes).encode(),
+            None => ops::pair(&acc.0, &acc.1),
+        });
+    }
     let mut parts = blocks.iter().enumerate().map(|(i, b)| Block::decode(b).map_err(|e| fault(format!("partial {i}: {e}"))));
     let mut acc = parts.next().ok_or_else(|| fault("a combining task without partials".into()))??;
     for p in parts {
         acc = combine(acc, p?, plan.op).map_err(fault)?;
     }
     if let Some(axes) = &plan.squeeze {
-        acc = with_block!(acc, a => {
-            let mut a = a;
-            for &ax in axes.iter().rev() {
-                a = a.index_axis_move(Axis(ax), 0);
-            }
-            Element::wrap(a)
-        });
+        acc = squeezed(acc, axes);
     }
     encode_result(acc.encode())
+}
+
+/// `b` without its axes `axes` (of length 1).
+fn squeezed(b: Block, axes: &[usize]) -> Block {
+    with_block!(b, a => {
+        let mut a = a;
+        for &ax in axes.iter().rev() {
+            a = a.index_axis_move(Axis(ax), 0);
+        }
+        Element::wrap(a)
+    })
 }
 
 

@@ -294,8 +294,12 @@ pub(crate) fn reduce(a: Block, op: ReduceOp, axes: &[usize]) -> Result<Block, St
                 // refuses min and max over an empty axis.
                 ReduceOp::Min => along($x, axes, |l| l.iter().copied().reduce(|m, v| if v < m || v != v { v } else { m }).unwrap_or_default())?,
                 ReduceOp::Max => along($x, axes, |l| l.iter().copied().reduce(|m, v| if v > m || v != v { v } else { m }).unwrap_or_default())?,
+                ReduceOp::ArgMin | ReduceOp::ArgMax => unreachable!("arg reductions return above"),
             })
         };
+    }
+    if op.is_arg() {
+        return Err("an arg reduction planned as a plain one".into());
     }
     Ok(match a {
         Block::F64(x) => red!(F64, x),
@@ -307,6 +311,7 @@ pub(crate) fn reduce(a: Block, op: ReduceOp, axes: &[usize]) -> Result<Block, St
             ReduceOp::Min => Block::Bool(along(x, axes, |l| l.iter().all(|v| *v))?),
             ReduceOp::Max => Block::Bool(along(x, axes, |l| l.iter().any(|v| *v))?),
             ReduceOp::Sum => unreachable!("a sum of bools is cast to i64 above"),
+            ReduceOp::ArgMin | ReduceOp::ArgMax => unreachable!("arg reductions return above"),
         },
     })
 }
@@ -315,6 +320,7 @@ pub(crate) fn reduce(a: Block, op: ReduceOp, axes: &[usize]) -> Result<Block, St
 pub(crate) fn combine(a: Block, b: Block, op: ReduceOp) -> Result<Block, String> {
     match op {
         ReduceOp::Sum => binary(BinaryOp::Add, a, b),
+        ReduceOp::ArgMin | ReduceOp::ArgMax => Err("arg partials combined as plain ones".into()),
         ReduceOp::Min | ReduceOp::Max => {
             macro_rules! pick {
                 ($($v:ident),*) => {
@@ -333,3 +339,121 @@ pub(crate) fn combine(a: Block, b: Block, op: ReduceOp) -> Result<Block, String>
     }
 }
 
+
+/// A (values, indices) partial of an arg reduction as bytes: the length of the encoded
+/// values, then both blocks.
+pub(crate) fn pair(values: &Block, indices: &Block) -> Vec<u8> {
+    let v = values.encode();
+    let mut out = (v.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(&v);
+    out.extend_from_slice(&indices.encode());
+    out
+}
+
+/// Reads a partial written by [`pair`].
+pub(crate) fn unpair(bytes: &[u8]) -> Result<(Block, Block), String> {
+    let (len, rest) = bytes.split_at_checked(8).ok_or("a partial cut short")?;
+    let len = usize::try_from(u64::from_le_bytes(len.try_into().expect("8 bytes"))).map_err(|_| "a partial too long")?;
+    let (v, i) = rest.split_at_checked(len).ok_or("a partial cut short")?;
+    Ok((Block::decode(v)?, Block::decode(i)?))
+}
+
+/// Whether `x` beats `y` (NaN beats everything, as numpy's argmin and argmax find it).
+fn beats<T: PartialOrd>(x: &T, y: &T, max: bool) -> bool {
+    #[allow(clippy::eq_op)]
+    let (xn, yn) = (x != x, y != y);
+    if xn || yn {
+        return xn && !yn;
+    }
+    if max {
+        x > y
+    } else {
+        x < y
+    }
+}
+
+/// The best value and its global index, along `axis` (kept with length 1) or over the
+/// whole block (a flat index into the array of shape `full`, the block at `offset`).
+pub(crate) fn arg_reduce(a: Block, max: bool, axis: Option<usize>, offset: &[usize], full: &[usize]) -> Result<(Block, Block), String> {
+    fn along<T: Copy + PartialOrd>(a: &ArrayD<T>, max: bool, axis: Option<usize>, offset: &[usize], full: &[usize]) -> Result<(ArrayD<T>, ArrayD<i64>), String> {
+        match axis {
+            Some(k) => {
+                if k >= a.ndim() || a.shape()[k] == 0 {
+                    return Err(format!("an arg reduction over axis {k} of a block of shape {:?}", a.shape()));
+                }
+                let mut shape = a.shape().to_vec();
+                shape[k] = 1;
+                let (mut values, mut indices) = (Vec::new(), Vec::new());
+                for lane in a.lanes(Axis(k)) {
+                    let (mut best, mut at) = (lane[0], 0usize);
+                    for (i, v) in lane.iter().enumerate().skip(1) {
+                        if beats(v, &best, max) {
+                            (best, at) = (*v, i);
+                        }
+                    }
+                    values.push(best);
+                    indices.push((offset[k] + at) as i64);
+                }
+                let sh = IxDyn(&shape);
+                Ok((ArrayD::from_shape_vec(sh.clone(), values).map_err(|e| e.to_string())?, ArrayD::from_shape_vec(sh, indices).map_err(|e| e.to_string())?))
+            }
+            None => {
+                let mut it = a.indexed_iter();
+                let (first, v0) = it.next().ok_or("an arg reduction of an empty block")?;
+                let (mut best, mut at) = (*v0, first);
+                for (i, v) in it {
+                    if beats(v, &best, max) {
+                        (best, at) = (*v, i);
+                    }
+                }
+                let mut flat = 0i64;
+                for j in 0..full.len() {
+                    flat = flat * full[j] as i64 + (offset[j] + at[j]) as i64;
+                }
+                let sh = IxDyn(&vec![1; a.ndim()]);
+                Ok((ArrayD::from_elem(sh.clone(), best), ArrayD::from_elem(sh, flat)))
+            }
+        }
+    }
+    macro_rules! each {
+        ($($v:ident),*) => {
+            match &a {
+                $(Block::$v(x) => {
+                    let (v, i) = along(x, max, axis, offset, full)?;
+                    (Block::$v(v), Block::I64(i))
+                })*
+            }
+        };
+    }
+    Ok(each!(F64, F32, I64, I32, U8, Bool))
+}
+
+/// Two (values, indices) partials of the same shape combined: the better value, the
+/// smaller index on ties.
+pub(crate) fn arg_combine(a: (Block, Block), b: (Block, Block), max: bool) -> Result<(Block, Block), String> {
+    let (Block::I64(ia), Block::I64(ib)) = (&a.1, &b.1) else { return Err("arg partials whose indices are not i64".into()) };
+    macro_rules! each {
+        ($($v:ident),*) => {
+            match (&a.0, &b.0) {
+                $((Block::$v(va), Block::$v(vb)) => {
+                    if va.shape() != vb.shape() || ia.shape() != va.shape() || ib.shape() != vb.shape() {
+                        return Err("arg partials of different shapes".into());
+                    }
+                    let mut v = va.clone();
+                    let mut i = ia.clone();
+                    ndarray::Zip::from(&mut v).and(&mut i).and(vb).and(ib).for_each(|v, i, w, j| {
+                        #[allow(clippy::eq_op)]
+                        let tie = (*w == *v) || (*w != *w && *v != *v);
+                        if beats(w, v, max) || (tie && *j < *i) {
+                            *v = *w;
+                            *i = *j;
+                        }
+                    });
+                    (Block::$v(v), Block::I64(i))
+                })*
+                (x, y) => return Err(format!("arg partials of {} and {}", x.dtype(), y.dtype())),
+            }
+        };
+    }
+    Ok(each!(F64, F32, I64, I32, U8, Bool))
+}

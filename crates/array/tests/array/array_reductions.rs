@@ -111,3 +111,46 @@ fn peak_memory_of_x_plus_x_transposed_summed_does_not_grow_with_the_array() {
     assert!(small > 0, "VmHWM is readable");
     assert!(large < small + (64 << 20), "peak worker memory {small} B at 4000², {large} B at 16000²");
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+
+    #[test]
+    fn argmin_and_argmax_match_ndarray_first_occurrences_included((shape, chunks) in shape_and_chunks(), seed in 0u64..1000, axis in 0usize..4, every in 2usize..4) {
+        let c = cluster(2);
+        let client = c.client();
+        // Few distinct values, so ties are common and the first occurrence matters.
+        let a = values(&shape, seed).mapv(|v| (v / 8.0).round());
+        let x = da::from_ndarray(&client, &a, &chunks).unwrap().split_every(every).unwrap();
+        let flat: Vec<f64> = a.iter().copied().collect();
+        let first = |best: f64| flat.iter().position(|v| *v == best).unwrap() as i64;
+        let (lo, hi) = (flat.iter().copied().fold(f64::INFINITY, f64::min), flat.iter().copied().fold(f64::NEG_INFINITY, f64::max));
+        prop_assert_eq!(x.argmin().unwrap().compute_scalar().unwrap(), first(lo));
+        prop_assert_eq!(x.argmax().unwrap().compute_scalar().unwrap(), first(hi));
+        let axis = axis % shape.len();
+        let lane_arg = |max: bool| a.map_axis(Axis(axis), |l| {
+            let mut at = 0;
+            for (i, v) in l.iter().enumerate() {
+                if (max && *v > l[at]) || (!max && *v < l[at]) {
+                    at = i;
+                }
+            }
+            at as i64
+        });
+        prop_assert_eq!(x.argmax_axis(axis).unwrap().compute().unwrap(), lane_arg(true));
+        prop_assert_eq!(x.argmin_axis(axis).unwrap().compute().unwrap(), lane_arg(false));
+    }
+}
+
+#[test]
+fn argmax_finds_nan_first_like_numpy() {
+    let c = cluster(1);
+    let client = c.client();
+    let mut a = ndarray::Array1::from_iter((0..20).map(f64::from));
+    a[13] = f64::NAN;
+    a[17] = f64::NAN;
+    let x = da::from_ndarray(&client, &a, &[6]).unwrap();
+    assert_eq!(x.argmax().unwrap().compute_scalar().unwrap(), 13);
+    assert_eq!(x.argmin().unwrap().compute_scalar().unwrap(), 13);
+    assert!(matches!(da::zeros::<f64>(&client, &[0], &[1]).unwrap().argmax().unwrap_err(), da::Error::Invalid(_)));
+}
