@@ -414,6 +414,29 @@ impl<T: Element> Array<T> {
         self.dot(other)
     }
 
+    /// Applies the user's registered function `f` to each block, in the task layer like
+    /// any remote call (Dask's `map_blocks`): `f` takes a block as an `ndarray::ArrayD<T>`
+    /// and returns one of the same shape (a block of another shape fails the tasks that
+    /// read it, naming the block). Its blocks cross to and from `f` through serde.
+    ///
+    /// ```ignore
+    /// #[chorus::remote]
+    /// fn clip(b: ArrayD<f64>) -> ArrayD<f64> { b.mapv(|v| v.clamp(0.0, 1.0)) }
+    /// let y = x.map_blocks::<_, f64>(clip)?;
+    /// ```
+    pub fn map_blocks<F, U>(&self, f: F) -> Result<Array<U>>
+    where
+        F: chorus_tasks::RemoteFunction<Args = (ArrayD<T>,), Output = ArrayD<U>> + Send + Sync + 'static,
+        U: Element,
+    {
+        let call = Arc::new(move |client: &Client, block: ArgValue| -> crate::graph::Slot {
+            let result = client.submit_variadic(f, vec![block], chorus_tasks::TaskOptions::default());
+            Arc::new(move || chorus_tasks::Arg::<ArrayD<U>>::into_slot(&result))
+        });
+        let mapped = crate::graph::Mapped { input: self.data.clone(), call, blocks: OnceLock::new() };
+        Ok(self.derive(Data::leaf(LeafKind::Mapped(Arc::new(mapped)), self.data.shape.clone(), self.data.chunks.clone(), U::DTYPE)))
+    }
+
     /// Writes the array to the `.npy` file `path`: the driver writes the header, and the
     /// task that computes each block writes that block's bytes into the file, in
     /// parallel. The workers must see `path` (one machine, or a shared file system).

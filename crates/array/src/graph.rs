@@ -17,7 +17,7 @@ use ndarray::SliceInfoElem;
 
 use crate::chunks::Chunks;
 use crate::dtype::{DType, Scalar};
-use crate::kernel::{self, BinaryOp, BlockPlan, CombineBlocks, CombinePlan, Crop, DotBlocks, DotPlan, EvalBlock, Expr, Generator, LeafPlan, LeafSource, ReduceOp, Then, UnaryOp};
+use crate::kernel::{self, BinaryOp, BlockPlan, CombineBlocks, CombinePlan, Crop, DotBlocks, DotPlan, EvalBlock, ToNdarray, Expr, Generator, LeafPlan, LeafSource, ReduceOp, Then, UnaryOp};
 use crate::{Error, Result};
 
 /// The untyped description of an array.
@@ -116,8 +116,45 @@ pub(crate) enum LeafKind {
     Reduced(Arc<Reduction>),
     Concat(Arc<Concat>),
     Dot(Arc<Dot>),
+    /// Blocks that a user's function made of another array's blocks (`map_blocks`).
+    Mapped(Arc<Mapped>),
     /// A `.npy` file whose blocks the tasks that use them read.
     Npy(Arc<(std::path::PathBuf, crate::npy::Header)>),
+}
+
+/// The argument for one block of a [`Mapped`] array.
+pub(crate) type Slot = Arc<dyn Fn() -> ArgValue + Send + Sync>;
+
+/// Submits a user's function on one block's argument and gives the slot of its result.
+pub(crate) type Call = Arc<dyn Fn(&Client, ArgValue) -> Slot + Send + Sync>;
+
+/// A user's function applied to each block of `input`, submitted the first time the
+/// blocks are needed: `call` submits it on the future of one input block (as an
+/// `ndarray::ArrayD`) and gives the slot of its result.
+pub(crate) struct Mapped {
+    pub(crate) input: Data,
+    pub(crate) call: Call,
+    pub(crate) blocks: OnceLock<Vec<Slot>>,
+}
+
+impl Mapped {
+    pub(crate) fn materialize(&self, client: &Client) -> Result<&Vec<Slot>> {
+        if let Some(b) = self.blocks.get() {
+            return Ok(b);
+        }
+        let slots = self
+            .input
+            .chunks
+            .indices()
+            .iter()
+            .map(|idx| {
+                let (plan, args) = self.input.plan_block(idx, client, Then::Keep)?;
+                let block = submit(client, ToNdarray, &plan, args);
+                Ok((self.call)(client, Arg::<Vec<u8>>::into_slot(&block)))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(self.blocks.get_or_init(|| slots))
+    }
 }
 
 /// A matrix product whose blocks are computed the first time they are needed.
@@ -229,6 +266,7 @@ impl Leaf {
             (LeafKind::Concat(a), LeafKind::Concat(b)) => Arc::ptr_eq(a, b),
             (LeafKind::Dot(a), LeafKind::Dot(b)) => Arc::ptr_eq(a, b),
             (LeafKind::Npy(a), LeafKind::Npy(b)) => Arc::ptr_eq(a, b),
+            (LeafKind::Mapped(a), LeafKind::Mapped(b)) => Arc::ptr_eq(a, b),
             _ => false,
         };
         kind && self.shape == other.shape && self.chunks == other.chunks && self.window == other.window && self.axes == other.axes
@@ -284,7 +322,7 @@ impl Data {
             chunks: chunks.clone(),
             dtype,
             expr: Expr::Leaf(0),
-            leaves: vec![Leaf { raw_dtype: matches!(kind, LeafKind::Raw(_)).then_some(dtype), kind, shape, chunks, window, axes }],
+            leaves: vec![Leaf { raw_dtype: matches!(kind, LeafKind::Raw(_) | LeafKind::Mapped(_)).then_some(dtype), kind, shape, chunks, window, axes }],
         }
     }
 
@@ -554,6 +592,11 @@ impl Data {
                     args.push(slot(l.chunks.flat(&at)));
                     LeafSource::Raw { k: (args.len() - 1) as u32, dtype: l.raw_dtype.expect("raw leaves know their type"), shape: l.chunks.block_shape(&at) }
                 }
+                LeafKind::Mapped(m) => {
+                    let slots = m.materialize(client)?;
+                    args.push(slots[l.chunks.flat(&at)]());
+                    LeafSource::Serde { k: (args.len() - 1) as u32, dtype: l.raw_dtype.expect("mapped leaves know their type"), shape: l.chunks.block_shape(&at) }
+                }
                 LeafKind::Npy(file) => LeafSource::Npy {
                     path: file.0.clone(),
                     header: file.1.clone(),
@@ -597,7 +640,7 @@ impl Data {
             LeafKind::Stored(b) => Some(b.clone()),
             LeafKind::Reduced(r) => Some(r.materialize(client)?),
             LeafKind::Dot(d) => Some(d.materialize(client)?),
-            LeafKind::Generated(_) | LeafKind::Raw(_) | LeafKind::Concat(_) | LeafKind::Npy(_) => None,
+            LeafKind::Generated(_) | LeafKind::Raw(_) | LeafKind::Concat(_) | LeafKind::Npy(_) | LeafKind::Mapped(_) => None,
         })
     }
 
@@ -629,6 +672,7 @@ impl Data {
                 LeafKind::Reduced(r) => r.task_count(),
                 LeafKind::Dot(d) => d.task_count(),
                 LeafKind::Concat(c) => c.parts.iter().map(Data::task_count).sum(),
+                LeafKind::Mapped(m) if m.blocks.get().is_none() => 2 * m.input.chunks.count() + m.input.task_count(),
                 _ => 0,
             })
             .sum::<usize>()

@@ -97,6 +97,25 @@ pub(crate) fn leaf(plan: &LeafPlan, args: &mut [Option<Block>], raw: &[&[u8]]) -
             let bytes = raw.get(*k as usize).ok_or_else(|| format!("input block {k} is missing"))?;
             Block::from_raw(*dtype, shape, bytes).map_err(|e| format!("input block {k}, the result of a task: {e}"))?
         }
+        LeafSource::Serde { k, dtype, shape } => {
+            let bytes = raw.get(*k as usize).ok_or_else(|| format!("input block {k} is missing"))?;
+            let bad = |e: postcard::Error| format!("input block {k}, the result of a map_blocks function: {e}");
+            let block = match dtype {
+                DType::F64 => Block::F64(postcard::from_bytes(bytes).map_err(bad)?),
+                DType::F32 => Block::F32(postcard::from_bytes(bytes).map_err(bad)?),
+                DType::I64 => Block::I64(postcard::from_bytes(bytes).map_err(bad)?),
+                DType::I32 => Block::I32(postcard::from_bytes(bytes).map_err(bad)?),
+                DType::U8 => Block::U8(postcard::from_bytes(bytes).map_err(bad)?),
+                DType::Bool => Block::Bool(postcard::from_bytes(bytes).map_err(bad)?),
+            };
+            if block.shape() != shape.as_slice() {
+                return Err(format!(
+                    "input block {k}: the map_blocks function returned a block of shape {:?} for one of shape {shape:?}; it must keep the shape",
+                    block.shape()
+                ));
+            }
+            block
+        }
         LeafSource::Npy { path, header, index, offset, shape } => crate::npy::read_block(path, header, index, offset, shape)?,
         LeafSource::Generate { generator, index: _, flat, offset, shape } => {
             let crop = plan.crop.clone().unwrap_or_else(|| shape.iter().map(|&n| (0, n, 1)).collect());

@@ -129,6 +129,9 @@ pub(crate) enum LeafSource {
     /// The task's argument number `k`: the bare elements of a block of `dtype` and
     /// `shape` (the result of a user's task that returned a `Vec`).
     Raw { k: u32, dtype: DType, shape: Vec<usize> },
+    /// The task's argument number `k`: the result of the user's `map_blocks` function,
+    /// an `ndarray::ArrayD` of `dtype` encoded with serde, of `shape`.
+    Serde { k: u32, dtype: DType, shape: Vec<usize> },
     /// Read in the task from a `.npy` file: its block `index` (at `offset`, of `shape`).
     Npy { path: std::path::PathBuf, header: crate::npy::Header, index: Vec<usize>, offset: Vec<usize>, shape: Vec<usize> },
     /// Made in the task: block `index` (at `offset`, of `shape`) of the generated array.
@@ -237,6 +240,30 @@ fn matmul(a: Block, b: Block) -> Result<Block, String> {
     Ok(product!(F64, F32, I64, I32, U8))
 }
 
+/// The registered function that evaluates a [`BlockPlan`] and gives the block as an
+/// `ndarray::ArrayD` encoded with serde: the argument of a user's `map_blocks` function.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ToNdarray;
+
+impl RemoteFunction for ToNdarray {
+    type Args = (Vec<u8>,);
+    type Output = Vec<u8>;
+    const NAME: &'static str = "chorus_array::to_ndarray";
+}
+
+inventory::submit! {
+    FunctionEntry { name: ToNdarray::NAME, call: to_ndarray_entry }
+}
+
+fn to_ndarray_entry(args: &[&[u8]]) -> Encoded {
+    keep_tile_memory();
+    let (plan, blocks) = args.split_first().ok_or_else(|| fault("a block task without its plan".into()))?;
+    let plan: BlockPlan = postcard::from_bytes(plan).map_err(|e| fault(format!("a block plan that does not decode: {e}")))?;
+    let block = run_plan(&plan, blocks)?;
+    let bytes = with_block!(&block, a => postcard::to_allocvec(a)).map_err(|e| fault(format!("encoding a block for map_blocks: {e}")))?;
+    encode_result(bytes)
+}
+
 /// The registered function that evaluates a [`BlockPlan`].
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct EvalBlock;
@@ -296,7 +323,8 @@ fn eval_entry(args: &[&[u8]]) -> Encoded {
     let (plan, blocks) = args.split_first().ok_or_else(|| fault("a block task without its plan".into()))?;
     let mut plan: BlockPlan = postcard::from_bytes(plan).map_err(|e| fault(format!("a block plan that does not decode: {e}")))?;
     // An arg reduction's partial is a (values, indices) pair of the evaluated block.
-    if let Then::Arg { op, axis, offset, full } = std::mem::replace(&mut plan.then, Then::Keep) {
+    if matches!(plan.then, Then::Arg { .. }) {
+        let Then::Arg { op, axis, offset, full } = std::mem::replace(&mut plan.then, Then::Keep) else { unreachable!("matched above") };
         let block = run_plan(&plan, blocks)?;
         let (values, indices) = ops::arg_reduce(block, op == ReduceOp::ArgMax, axis, &offset, &full).map_err(fault)?;
         return encode_result(ops::pair(&values, &indices));

@@ -457,3 +457,4 @@ pub(crate) fn arg_combine(a: (Block, Block), b: (Block, Block), max: bool) -> Re
     }
     Ok(each!(F64, F32, I64, I32, U8, Bool))
 }
+

@@ -108,3 +108,58 @@ fn products_check_their_operands_and_integers_multiply_exactly() {
     let ok = da::ones::<i64>(&client, &[4, 5], &[2, 5]).unwrap();
     assert_eq!(x.dot(&ok).unwrap().compute().unwrap(), ndarray::ArrayD::from_elem(ndarray::IxDyn(&[6, 5]), 4i64));
 }
+
+/// A user's block function: `b * b + 1`, elementwise.
+#[derive(Clone, Copy)]
+struct SquarePlusOne;
+
+impl RemoteFunction for SquarePlusOne {
+    type Args = (ndarray::ArrayD<f64>,);
+    type Output = ndarray::ArrayD<f64>;
+    const NAME: &'static str = "array_tests::square_plus_one";
+}
+
+inventory::submit! {
+    FunctionEntry { name: SquarePlusOne::NAME, call: square_plus_one }
+}
+
+fn square_plus_one(args: &[&[u8]]) -> Encoded {
+    let b: ndarray::ArrayD<f64> = decode_arg(args[0], 0)?;
+    encode_result(b.mapv(|v| v * v + 1.0))
+}
+
+/// A user's block function that changes the shape, which map_blocks does not allow.
+#[derive(Clone, Copy)]
+struct FirstRow;
+
+impl RemoteFunction for FirstRow {
+    type Args = (ndarray::ArrayD<f64>,);
+    type Output = ndarray::ArrayD<f64>;
+    const NAME: &'static str = "array_tests::first_row";
+}
+
+inventory::submit! {
+    FunctionEntry { name: FirstRow::NAME, call: first_row }
+}
+
+fn first_row(args: &[&[u8]]) -> Encoded {
+    let b: ndarray::ArrayD<f64> = decode_arg(args[0], 0)?;
+    encode_result(b.slice_axis(Axis(0), ndarray::Slice::from(0..1)).to_owned())
+}
+
+#[test]
+fn map_blocks_applies_a_registered_function_to_every_block() {
+    let c = cluster(2);
+    let client = c.client();
+    let a = values(&[9, 7], 2);
+    let x = da::from_ndarray(&client, &a, &[4, 3]).unwrap();
+    let y = (&x * 0.5).map_blocks::<_, f64>(SquarePlusOne).unwrap();
+    let want = (&a * 0.5).mapv(|v| v * v + 1.0);
+    assert_eq!(y.compute().unwrap(), want);
+    // Its result is an array like any other, fused into what follows.
+    let (got, expected) = ((&y - 1.0).sum().unwrap().compute_scalar().unwrap(), (&want - 1.0).sum());
+    assert!((got - expected).abs() < 1e-9, "{got} against {expected}");
+    assert_eq!(y.t().slice(ndarray::s![..2, ..]).unwrap().compute().unwrap(), want.t().slice(ndarray::s![..2, ..]).into_dyn().to_owned());
+    let e = x.map_blocks::<_, f64>(FirstRow).unwrap().compute().unwrap_err().to_string();
+    assert!(e.contains("keep the shape") && e.contains("[4, 3]"), "{e}");
+}
