@@ -414,6 +414,18 @@ impl<T: Element> Array<T> {
         self.dot(other)
     }
 
+    /// The same array cut into blocks of `chunks` (the last along an axis shorter). Each
+    /// new block is put together, in the task that uses it, from the parts of the old
+    /// blocks it overlaps, so a task holds at most one new block and the old blocks it
+    /// needs, never the array.
+    pub fn rechunk(&self, chunks: &[usize]) -> Result<Array<T>> {
+        let grid = Chunks::regular(&self.data.shape, chunks)?;
+        if grid == self.data.chunks {
+            return Ok(self.clone());
+        }
+        Ok(self.derive(Data::leaf(LeafKind::Rechunk(Arc::new(self.data.clone())), self.data.shape.clone(), grid, T::DTYPE)))
+    }
+
     /// Applies the user's registered function `f` to each block, in the task layer like
     /// any remote call (Dask's `map_blocks`): `f` takes a block as an `ndarray::ArrayD<T>`
     /// and returns one of the same shape (a block of another shape fails the tasks that

@@ -17,7 +17,7 @@ use ndarray::SliceInfoElem;
 
 use crate::chunks::Chunks;
 use crate::dtype::{DType, Scalar};
-use crate::kernel::{self, BinaryOp, BlockPlan, CombineBlocks, CombinePlan, Crop, DotBlocks, DotPlan, EvalBlock, ToNdarray, Expr, Generator, LeafPlan, LeafSource, ReduceOp, Then, UnaryOp};
+use crate::kernel::{self, BinaryOp, BlockPlan, CombineBlocks, CombinePlan, Crop, DotBlocks, DotPlan, EvalBlock, Piece, ToNdarray, Expr, Generator, LeafPlan, LeafSource, ReduceOp, Then, UnaryOp};
 use crate::{Error, Result};
 
 /// The untyped description of an array.
@@ -118,6 +118,9 @@ pub(crate) enum LeafKind {
     Dot(Arc<Dot>),
     /// Blocks that a user's function made of another array's blocks (`map_blocks`).
     Mapped(Arc<Mapped>),
+    /// Another array cut into other blocks: each block is put together, in the task
+    /// that uses it, from the parts of the blocks of `input` it overlaps.
+    Rechunk(Arc<Data>),
     /// A `.npy` file whose blocks the tasks that use them read.
     Npy(Arc<(std::path::PathBuf, crate::npy::Header)>),
 }
@@ -199,6 +202,52 @@ impl Dot {
     }
 }
 
+/// A block of an array that a region overlaps: its index, the part of it inside the
+/// region (first, end per axis), and where that part sits in the region.
+pub(crate) struct Overlap {
+    pub(crate) block: Vec<usize>,
+    pub(crate) part: Vec<(usize, usize)>,
+    pub(crate) at: Vec<usize>,
+}
+
+/// The blocks of an array cut by `chunks` that the region (`offset`, `shape`) overlaps.
+pub(crate) fn overlaps(chunks: &Chunks, offset: &[usize], shape: &[usize]) -> Vec<Overlap> {
+    // Per axis: (block, first, end, destination) of every block the region touches.
+    let per_axis: Vec<Vec<(usize, usize, usize, usize)>> = chunks
+        .axes()
+        .iter()
+        .zip(offset.iter().zip(shape))
+        .map(|(lengths, (&o, &n))| {
+            let mut out = Vec::new();
+            let mut start = 0;
+            for (b, &len) in lengths.iter().enumerate() {
+                let (lo, hi) = (o.max(start), (o + n).min(start + len));
+                if lo < hi || (n == 0 && b == 0) {
+                    out.push((b, lo.saturating_sub(start), hi.max(lo) - start, lo - o.min(lo)));
+                }
+                start += len;
+            }
+            out
+        })
+        .collect();
+    let mut result = vec![Overlap { block: Vec::new(), part: Vec::new(), at: Vec::new() }];
+    for axis in per_axis {
+        result = result
+            .into_iter()
+            .flat_map(|o| {
+                axis.iter().map(move |&(b, lo, hi, at)| {
+                    let mut next = Overlap { block: o.block.clone(), part: o.part.clone(), at: o.at.clone() };
+                    next.block.push(b);
+                    next.part.push((lo, hi));
+                    next.at.push(at);
+                    next
+                })
+            })
+            .collect();
+    }
+    result
+}
+
 /// Combines `parts` by `op` in a tree of fan-in `every`; the last level removes the axes
 /// `squeeze` (a single part with nothing to remove is its own result).
 pub(crate) fn tree(client: &Client, mut parts: Vec<Future<Vec<u8>>>, op: ReduceOp, every: usize, squeeze: Option<Vec<usize>>) -> Future<Vec<u8>> {
@@ -267,6 +316,7 @@ impl Leaf {
             (LeafKind::Dot(a), LeafKind::Dot(b)) => Arc::ptr_eq(a, b),
             (LeafKind::Npy(a), LeafKind::Npy(b)) => Arc::ptr_eq(a, b),
             (LeafKind::Mapped(a), LeafKind::Mapped(b)) => Arc::ptr_eq(a, b),
+            (LeafKind::Rechunk(a), LeafKind::Rechunk(b)) => Arc::ptr_eq(a, b),
             _ => false,
         };
         kind && self.shape == other.shape && self.chunks == other.chunks && self.window == other.window && self.axes == other.axes
@@ -592,6 +642,15 @@ impl Data {
                     args.push(slot(l.chunks.flat(&at)));
                     LeafSource::Raw { k: (args.len() - 1) as u32, dtype: l.raw_dtype.expect("raw leaves know their type"), shape: l.chunks.block_shape(&at) }
                 }
+                LeafKind::Rechunk(input) => {
+                    let (offset, shape) = (l.chunks.block_offset(&at), l.chunks.block_shape(&at));
+                    let mut pieces = Vec::new();
+                    for o in overlaps(&input.chunks, &offset, &shape) {
+                        args.push(Arg::<Vec<u8>>::into_slot(&input.block_future(&o.block, client)?));
+                        pieces.push(Piece { arg: (args.len() - 1) as u32, part: o.part, at: o.at });
+                    }
+                    LeafSource::Assemble { dtype: input.dtype, shape, pieces }
+                }
                 LeafKind::Mapped(m) => {
                     let slots = m.materialize(client)?;
                     args.push(slots[l.chunks.flat(&at)]());
@@ -640,7 +699,7 @@ impl Data {
             LeafKind::Stored(b) => Some(b.clone()),
             LeafKind::Reduced(r) => Some(r.materialize(client)?),
             LeafKind::Dot(d) => Some(d.materialize(client)?),
-            LeafKind::Generated(_) | LeafKind::Raw(_) | LeafKind::Concat(_) | LeafKind::Npy(_) | LeafKind::Mapped(_) => None,
+            LeafKind::Generated(_) | LeafKind::Raw(_) | LeafKind::Concat(_) | LeafKind::Npy(_) | LeafKind::Mapped(_) | LeafKind::Rechunk(_) => None,
         })
     }
 
@@ -673,6 +732,7 @@ impl Data {
                 LeafKind::Dot(d) => d.task_count(),
                 LeafKind::Concat(c) => c.parts.iter().map(Data::task_count).sum(),
                 LeafKind::Mapped(m) if m.blocks.get().is_none() => 2 * m.input.chunks.count() + m.input.task_count(),
+                LeafKind::Rechunk(input) => input.task_count(),
                 _ => 0,
             })
             .sum::<usize>()

@@ -28,6 +28,7 @@
 //!   axes, and `argmin`/`argmax` over all axes or one, as trees of tasks with a fan-in
 //!   of [`Array::split_every`].
 //! - **Products**: [`Array::dot`] of 2-D arrays.
+//! - **Blocks**: [`Array::rechunk`] and [`Array::map_blocks`].
 //!
 //! Shapes that do not broadcast, chunks that do not line up, axes out of range and
 //! operations a type does not have are errors when the expression is built, before any

@@ -3,7 +3,7 @@
 
 use ndarray::{ArrayD, Axis, IxDyn, Slice};
 
-use super::{rows_of, Crop, Generator, LeafPlan, LeafSource};
+use super::{rows_of, Crop, Generator, LeafPlan, LeafSource, Piece};
 use crate::dtype::{with_block, Block, DType, Element, Scalar};
 use crate::random;
 
@@ -97,6 +97,7 @@ pub(crate) fn leaf(plan: &LeafPlan, args: &mut [Option<Block>], raw: &[&[u8]]) -
             let bytes = raw.get(*k as usize).ok_or_else(|| format!("input block {k} is missing"))?;
             Block::from_raw(*dtype, shape, bytes).map_err(|e| format!("input block {k}, the result of a task: {e}"))?
         }
+        LeafSource::Assemble { dtype, shape, pieces } => assemble(*dtype, shape, pieces, args)?,
         LeafSource::Serde { k, dtype, shape } => {
             let bytes = raw.get(*k as usize).ok_or_else(|| format!("input block {k} is missing"))?;
             let bad = |e: postcard::Error| format!("input block {k}, the result of a map_blocks function: {e}");
@@ -126,6 +127,42 @@ pub(crate) fn leaf(plan: &LeafPlan, args: &mut [Option<Block>], raw: &[&[u8]]) -
         }
     };
     Ok(Input::Block(with_block!(block, a => Element::wrap(align(crop(a, plan.crop.as_deref())?, &plan.axes)?))))
+}
+
+/// A block of `shape` put together from parts of received blocks.
+fn assemble(dtype: DType, shape: &[usize], pieces: &[Piece], args: &mut [Option<Block>]) -> Result<Block, String> {
+    macro_rules! build {
+        ($($v:ident),*) => {
+            match dtype {
+                $(DType::$v => {
+                    let mut out = ArrayD::from_elem(IxDyn(shape), Default::default());
+                    for Piece { arg: k, part, at } in pieces {
+                        let Some(Block::$v(src)) = args.get_mut(*k as usize).and_then(Option::take) else {
+                            return Err(format!("piece {k} of a rechunked block is missing or not {}", dtype));
+                        };
+                        if part.len() != src.ndim() || at.len() != shape.len() || part.iter().zip(src.shape()).any(|(&(lo, hi), &n)| lo > hi || hi > n) {
+                            return Err(format!("a piece {part:?} of a block of shape {:?} for a block of shape {shape:?}", src.shape()));
+                        }
+                        let view = src.slice_each_axis(|ax| {
+                            let (lo, hi) = part[ax.axis.index()];
+                            Slice::from(lo..hi)
+                        });
+                        let fits = (0..shape.len()).all(|j| at[j] + view.shape()[j] <= shape[j]);
+                        if !fits {
+                            return Err(format!("a piece of shape {:?} at {at:?} of a block of shape {shape:?}", view.shape()));
+                        }
+                        out.slice_each_axis_mut(|ax| {
+                            let j = ax.axis.index();
+                            Slice::from(at[j]..at[j] + view.shape()[j])
+                        })
+                        .assign(&view);
+                    }
+                    Block::$v(out)
+                })*
+            }
+        };
+    }
+    Ok(build!(F64, F32, I64, I32, U8, Bool))
 }
 
 /// The part of a block a slice takes.

@@ -132,10 +132,23 @@ pub(crate) enum LeafSource {
     /// The task's argument number `k`: the result of the user's `map_blocks` function,
     /// an `ndarray::ArrayD` of `dtype` encoded with serde, of `shape`.
     Serde { k: u32, dtype: DType, shape: Vec<usize> },
+    /// Assembled in the task from parts of encoded argument blocks (a rechunked array):
+    /// for each piece, the argument, the part of it (first, end per axis) and where that
+    /// part goes in the block of `shape`.
+    Assemble { dtype: DType, shape: Vec<usize>, pieces: Vec<Piece> },
     /// Read in the task from a `.npy` file: its block `index` (at `offset`, of `shape`).
     Npy { path: std::path::PathBuf, header: crate::npy::Header, index: Vec<usize>, offset: Vec<usize>, shape: Vec<usize> },
     /// Made in the task: block `index` (at `offset`, of `shape`) of the generated array.
     Generate { generator: Generator, index: Vec<usize>, flat: u64, offset: Vec<usize>, shape: Vec<usize> },
+}
+
+/// One part of an assembled block: argument `arg`'s elements `part` (first, end per
+/// axis), which go at `at` of the block.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Piece {
+    pub arg: u32,
+    pub part: Vec<(usize, usize)>,
+    pub at: Vec<usize>,
 }
 
 /// The part of a block a slice takes: per block axis, the first element, the end and the
@@ -336,7 +349,15 @@ fn eval_entry(args: &[&[u8]]) -> Encoded {
 pub(crate) fn run_plan(plan: &BlockPlan, blocks: &[&[u8]]) -> Result<Block, Fault> {
     // Each argument is one leaf's (the planner gives every leaf its own), so it is
     // decoded and moved into that leaf without a copy.
-    let encoded: Vec<u32> = plan.leaves.iter().filter_map(|l| if let LeafSource::Argument(k) = l.source { Some(k) } else { None }).collect();
+    let encoded: Vec<u32> = plan
+        .leaves
+        .iter()
+        .flat_map(|l| match &l.source {
+            LeafSource::Argument(k) => vec![*k],
+            LeafSource::Assemble { pieces, .. } => pieces.iter().map(|p| p.arg).collect(),
+            _ => Vec::new(),
+        })
+        .collect();
     let mut decoded: Vec<Option<Block>> = Vec::with_capacity(blocks.len());
     for (i, b) in blocks.iter().enumerate() {
         decoded.push(if encoded.contains(&(i as u32)) { Some(Block::decode(b).map_err(|e| fault(format!("input block {i}: {e}")))?) } else { None });

@@ -163,3 +163,33 @@ fn map_blocks_applies_a_registered_function_to_every_block() {
     let e = x.map_blocks::<_, f64>(FirstRow).unwrap().compute().unwrap_err().to_string();
     assert!(e.contains("keep the shape") && e.contains("[4, 3]"), "{e}");
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+
+    #[test]
+    fn rechunked_arrays_hold_the_same_values_and_line_up_with_others(
+        ((shape, chunks), other) in shape_and_chunks().prop_flat_map(|(s, c)| {
+            let other: Vec<_> = s.iter().map(|&n| 1usize..=n).collect();
+            (Just((s, c)), other)
+        }),
+        seed in 0u64..1000,
+    ) {
+        let c = cluster(2);
+        let client = c.client();
+        let a = values(&shape, seed);
+        let x = da::from_ndarray(&client, &a, &chunks).unwrap();
+        let r = (&x + 1.0).rechunk(&other).unwrap();
+        prop_assert_eq!(r.chunks(), &da::Chunks::regular(&shape, &other).unwrap());
+        prop_assert!(close(&r.compute().unwrap(), &(&a + 1.0)));
+        // Made to line up with an array cut the other way, then combined with it.
+        let y = da::from_ndarray(&client, &a, &other).unwrap();
+        prop_assert!(close(&(&x.rechunk(&other).unwrap() * &y).compute().unwrap(), &(&a * &a)));
+        // Generated arrays rechunk too, and a slice of a rechunked array reads its parts.
+        let u = da::random::uniform(&client, &shape, &chunks, seed).unwrap();
+        let whole = u.compute().unwrap();
+        prop_assert_eq!(u.rechunk(&other).unwrap().compute().unwrap(), whole.clone());
+        let t = u.rechunk(&other).unwrap().t();
+        prop_assert_eq!(t.compute().unwrap(), whole.t().to_owned());
+    }
+}
