@@ -618,6 +618,19 @@ impl Scheduler {
     /// Puts an active task (or one entering activity) into `Waiting` or `Ready` by its
     /// inputs.
     fn set_waiting_or_ready(&mut self, id: TaskId) {
+        // An input that failed for good (its error already passed to the dependents that
+        // were waiting) fails this task too: it would otherwise wait for it forever. A
+        // task running elsewhere when its input failed comes back here when its worker
+        // reports the input missing.
+        let erred = self.tasks[&id].deps.iter().find_map(|d| match &self.tasks[d].state {
+            State::Erred(e) => Some((**e).clone()),
+            _ => None,
+        });
+        if let Some(e) = erred {
+            let e = e.through_dependency(self.tasks[&id].name());
+            self.fail_for_good(id, e);
+            return;
+        }
         let missing = self.tasks[&id].deps.iter().filter(|d| self.tasks[d].state != State::Memory).count() as u32;
         if missing == 0 {
             self.make_ready(id);

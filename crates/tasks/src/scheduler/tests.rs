@@ -288,3 +288,26 @@ fn notes_become_one_message_per_run_of_results() {
         .collect();
     assert_eq!(shape, ["done×2", "erred", "done", "forgotten×2"]);
 }
+
+/// A task running on one worker when its only input, scattered data on another, was lost
+/// with that worker: the input failed for good while the task was running, so the error
+/// did not reach it, and when its worker then reported the input missing it waited for it
+/// forever (found by chorus-array's worker-kill test). It fails with the input's error.
+#[test]
+fn regression_a_running_task_whose_input_is_lost_for_good_fails_instead_of_waiting_forever() {
+    let mut s = two_workers();
+    s.handle(Event::Scattered { client: C, worker: WorkerId(1), objects: vec![(TaskId(1), 1000)] });
+    let mut t = task(2, &[1]);
+    t.options.pin = Some(WorkerId(2));
+    s.handle(Event::Submit { client: C, tasks: vec![t] });
+    let o = out(&mut s);
+    assert_eq!(o.compute, vec![(2, 2)], "{o:?}");
+    let instance = o.instance[&2];
+    s.handle(Event::WorkerLost { worker: WorkerId(1), reason: "was killed".into() });
+    let lost = out(&mut s);
+    assert!(lost.erred.contains(&(1, FailureKind::DataLost)), "{lost:?}");
+    s.handle(Event::MissingInputs { worker: WorkerId(2), id: TaskId(2), instance, missing: ids(&[1]) });
+    let o = out(&mut s);
+    assert_eq!(o.erred, vec![(2, FailureKind::DependencyFailed)], "task 2 fails through its input: {o:?}");
+    assert!(o.compute.is_empty(), "nothing is retried: {o:?}");
+}
