@@ -154,3 +154,40 @@ fn argmax_finds_nan_first_like_numpy() {
     assert_eq!(x.argmin().unwrap().compute_scalar().unwrap(), 13);
     assert!(matches!(da::zeros::<f64>(&client, &[0], &[1]).unwrap().argmax().unwrap_err(), da::Error::Invalid(_)));
 }
+
+/// A worker killed while an array is computed: its blocks (persisted ones included) are
+/// recomputed from lineage on the others, and the answer is the same.
+#[test]
+fn a_worker_killed_mid_computation_loses_no_block() {
+    let c = cluster(3);
+    let client = c.client();
+    let kept = (&da::random::uniform(&client, &[240, 180], &[30, 30], 4).unwrap() * 2.0).persist().unwrap();
+    let want = kept.compute().unwrap();
+    let total = (&kept * 3.0).sum().unwrap();
+    let futures = total.to_futures().unwrap();
+    let victim = c.worker_pids()[1];
+    // SAFETY: kill(2) on a child process this test started.
+    unsafe { libc::kill(victim as i32, libc::SIGKILL) };
+    let got = futures[0].result_timeout(std::time::Duration::from_secs(30)).expect("the sum, after the lost blocks are recomputed");
+    let da::Block::F64(got) = da::Block::decode(&got).unwrap() else { panic!("an f64 sum") };
+    assert!((got.first().unwrap() - 3.0 * want.sum()).abs() < 1e-6);
+    // The persisted blocks the killed worker held are needed again: recomputed.
+    assert_eq!(kept.compute().unwrap(), want);
+    assert_eq!(client.workers().len(), 2);
+}
+
+/// Scattered blocks have no lineage: when the worker holding some of them is killed,
+/// a computation that needs them fails with an error that says so, and does not hang
+/// (a task running elsewhere when its input was lost for good used to wait forever).
+#[test]
+fn scattered_blocks_lost_with_a_worker_fail_the_computation_with_a_reason() {
+    let c = cluster(3);
+    let client = c.client();
+    let a = values(&[240, 180], 8);
+    let x = da::from_ndarray(&client, &a, &[30, 30]).unwrap();
+    let victim = c.worker_pids()[1];
+    // SAFETY: kill(2) on a child process this test started.
+    unsafe { libc::kill(victim as i32, libc::SIGKILL) };
+    let e = (&x * 3.0).sum().unwrap().compute_scalar().unwrap_err().to_string();
+    assert!(e.contains("scattered data") && e.contains("was lost"), "{e}");
+}
