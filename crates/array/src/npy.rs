@@ -212,8 +212,7 @@ inventory::submit! {
 }
 
 fn write_entry(args: &[&[u8]]) -> Encoded {
-    let (plan, blocks) = args.split_first().ok_or_else(|| kernel::fault("a writing task without its plan".into()))?;
-    let plan: WritePlan = postcard::from_bytes(plan).map_err(|e| kernel::fault(format!("a writing plan that does not decode: {e}")))?;
+    let (plan, blocks): (WritePlan, _) = kernel::plan_of(args, "a writing task")?;
     let block = kernel::run_plan(&plan.block, blocks)?;
     let encoded = block.encode();
     // The elements follow the header that `encode` puts first.

@@ -221,8 +221,7 @@ inventory::submit! {
 /// Arguments: the plan, then the left plan's argument blocks, then the right one's.
 fn dot_entry(args: &[&[u8]]) -> Encoded {
     keep_tile_memory();
-    let (plan, blocks) = args.split_first().ok_or_else(|| fault("a product task without its plan".into()))?;
-    let plan: DotPlan = postcard::from_bytes(plan).map_err(|e| fault(format!("a product plan that does not decode: {e}")))?;
+    let (plan, blocks): (DotPlan, _) = plan_of(args, "a product task")?;
     let split = (plan.left_args as usize).min(blocks.len());
     let a = run_plan(&plan.left, &blocks[..split])?;
     let b = run_plan(&plan.right, &blocks[split..])?;
@@ -270,8 +269,7 @@ inventory::submit! {
 
 fn to_ndarray_entry(args: &[&[u8]]) -> Encoded {
     keep_tile_memory();
-    let (plan, blocks) = args.split_first().ok_or_else(|| fault("a block task without its plan".into()))?;
-    let plan: BlockPlan = postcard::from_bytes(plan).map_err(|e| fault(format!("a block plan that does not decode: {e}")))?;
+    let (plan, blocks): (BlockPlan, _) = plan_of(args, "a block task")?;
     let block = run_plan(&plan, blocks)?;
     let bytes = with_block!(&block, a => postcard::to_allocvec(a)).map_err(|e| fault(format!("encoding a block for map_blocks: {e}")))?;
     encode_result(bytes)
@@ -305,6 +303,14 @@ inventory::submit! {
     FunctionEntry { name: CombineBlocks::NAME, call: combine_entry }
 }
 
+/// A task's plan (its first argument) and the argument blocks after it; `what` names the
+/// task in errors ("a block task").
+pub(crate) fn plan_of<'a, P: serde::de::DeserializeOwned>(args: &'a [&'a [u8]], what: &str) -> Result<(P, &'a [&'a [u8]]), Fault> {
+    let (plan, blocks) = args.split_first().ok_or_else(|| fault(format!("{what} without its plan")))?;
+    let plan = postcard::from_bytes(plan).map_err(|e| fault(format!("the plan of {what} does not decode: {e}")))?;
+    Ok((plan, blocks))
+}
+
 pub(crate) fn fault(message: String) -> Fault {
     Fault { kind: FailureKind::Error, message }
 }
@@ -333,8 +339,7 @@ fn keep_tile_memory() {
 /// Arguments: the plan, then the argument blocks.
 fn eval_entry(args: &[&[u8]]) -> Encoded {
     keep_tile_memory();
-    let (plan, blocks) = args.split_first().ok_or_else(|| fault("a block task without its plan".into()))?;
-    let mut plan: BlockPlan = postcard::from_bytes(plan).map_err(|e| fault(format!("a block plan that does not decode: {e}")))?;
+    let (mut plan, blocks): (BlockPlan, _) = plan_of(args, "a block task")?;
     // An arg reduction's partial is a (values, indices) pair of the evaluated block.
     if matches!(plan.then, Then::Arg { .. }) {
         let Then::Arg { op, axis, offset, full } = std::mem::replace(&mut plan.then, Then::Keep) else { unreachable!("matched above") };
@@ -454,8 +459,7 @@ fn place(out: &mut Option<Block>, shape: &[usize], r0: usize, tile: Block) -> Re
 
 /// Arguments: the plan, then the partial blocks.
 fn combine_entry(args: &[&[u8]]) -> Encoded {
-    let (plan, blocks) = args.split_first().ok_or_else(|| fault("a combining task without its plan".into()))?;
-    let plan: CombinePlan = postcard::from_bytes(plan).map_err(|e| fault(format!("a combine plan that does not decode: {e}")))?;
+    let (plan, blocks): (CombinePlan, _) = plan_of(args, "a combining task")?;
     if plan.op.is_arg() {
         let max = plan.op == ReduceOp::ArgMax;
         let mut parts = blocks.iter().enumerate().map(|(i, b)| ops::unpair(b).map_err(|e| fault(format!("partial {i}: {e}"))));
