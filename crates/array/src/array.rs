@@ -596,31 +596,17 @@ pub fn where_<'a, 'b, T: Element>(cond: &Array<bool>, a: impl Into<Operand<'a, T
     cond.select(a, b)
 }
 
-fn human(bytes: f64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = bytes;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{v:.0} {}", UNITS[u])
-    } else {
-        format!("{v:.2} {}", UNITS[u])
-    }
-}
-
 impl<T: Element> std::fmt::Display for Array<T> {
     /// A table like Dask's: shape, chunks, element type, sizes and tasks.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let d = &self.data;
-        let size = T::DTYPE.size() as f64;
+        let size = T::DTYPE.size() as u64;
+        let human = |bytes: u64| chorus_tasks::settings::human_with(bytes, 2);
         let grid: Vec<String> = d.chunks.grid().iter().map(ToString::to_string).collect();
         writeln!(f, "chorus::Array<{}>", T::DTYPE)?;
         writeln!(f, "  shape   {:?}", d.shape)?;
         writeln!(f, "  chunks  {}  ({} = {} blocks)", d.chunks, grid.join(" × "), d.chunks.count())?;
-        writeln!(f, "  bytes   {}  (largest block {})", human(self.len() as f64 * size), human(d.chunks.largest_block() as f64 * size))?;
+        writeln!(f, "  bytes   {}  (largest block {})", human(self.len() as u64 * size), human(d.chunks.largest_block() as u64 * size))?;
         let ops = d.expr.operations();
         write!(f, "  tasks   {} to compute ({ops} fused operation{} per block)", self.task_count(), if ops == 1 { "" } else { "s" })
     }

@@ -41,8 +41,8 @@ pub(crate) struct Leaf {
     pub(crate) chunks: Chunks,
     pub(crate) window: Vec<Window>,
     pub(crate) axes: Vec<Option<usize>>,
-    /// The element type of a raw leaf's blocks.
-    pub(crate) raw_dtype: Option<DType>,
+    /// The element type of its blocks (the array's may differ after a cast).
+    pub(crate) dtype: DType,
 }
 
 /// The elements `start, start + step, …` below `end` of an axis.
@@ -322,6 +322,22 @@ impl Leaf {
         kind && self.shape == other.shape && self.chunks == other.chunks && self.window == other.window && self.axes == other.axes
     }
 
+    /// Whether its blocks are (or will be, once computed) on the workers as they are.
+    pub(crate) fn is_stored(&self) -> bool {
+        matches!(self.kind, LeafKind::Stored(_) | LeafKind::Reduced(_) | LeafKind::Dot(_))
+    }
+
+    /// The futures of its blocks, computing a reduction or product the first time;
+    /// `None` for leaves whose blocks are made in the tasks that use them.
+    pub(crate) fn stored_blocks(&self, client: &Client) -> Result<Option<Blocks>> {
+        Ok(match &self.kind {
+            LeafKind::Stored(b) => Some(b.clone()),
+            LeafKind::Reduced(r) => Some(r.materialize(client)?),
+            LeafKind::Dot(d) => Some(d.materialize(client)?),
+            LeafKind::Generated(_) | LeafKind::Raw(_) | LeafKind::Concat(_) | LeafKind::Npy(_) | LeafKind::Mapped(_) | LeafKind::Rechunk(_) => None,
+        })
+    }
+
     pub(crate) fn is_whole(&self) -> bool {
         self.window.iter().zip(&self.shape).all(|(w, &n)| w.is_full(n))
     }
@@ -372,7 +388,7 @@ impl Data {
             chunks: chunks.clone(),
             dtype,
             expr: Expr::Leaf(0),
-            leaves: vec![Leaf { raw_dtype: matches!(kind, LeafKind::Raw(_) | LeafKind::Mapped(_)).then_some(dtype), kind, shape, chunks, window, axes }],
+            leaves: vec![Leaf { dtype, kind, shape, chunks, window, axes }],
         }
     }
 
@@ -629,18 +645,14 @@ impl Data {
                     shape: l.chunks.block_shape(&at),
                     index: at,
                 },
-                LeafKind::Stored(blocks) => {
-                    args.push(Arg::<Vec<u8>>::into_slot(&blocks[l.chunks.flat(&at)]));
-                    LeafSource::Argument((args.len() - 1) as u32)
-                }
-                LeafKind::Reduced(r) => {
-                    let blocks = r.materialize(client)?;
+                LeafKind::Stored(_) | LeafKind::Reduced(_) | LeafKind::Dot(_) => {
+                    let blocks = l.stored_blocks(client)?.expect("these kinds are stored");
                     args.push(Arg::<Vec<u8>>::into_slot(&blocks[l.chunks.flat(&at)]));
                     LeafSource::Argument((args.len() - 1) as u32)
                 }
                 LeafKind::Raw(slot) => {
                     args.push(slot(l.chunks.flat(&at)));
-                    LeafSource::Raw { k: (args.len() - 1) as u32, dtype: l.raw_dtype.expect("raw leaves know their type"), shape: l.chunks.block_shape(&at) }
+                    LeafSource::Raw { k: (args.len() - 1) as u32, dtype: l.dtype, shape: l.chunks.block_shape(&at) }
                 }
                 LeafKind::Rechunk(input) => {
                     let (offset, shape) = (l.chunks.block_offset(&at), l.chunks.block_shape(&at));
@@ -654,7 +666,7 @@ impl Data {
                 LeafKind::Mapped(m) => {
                     let slots = m.materialize(client)?;
                     args.push(slots[l.chunks.flat(&at)]());
-                    LeafSource::Serde { k: (args.len() - 1) as u32, dtype: l.raw_dtype.expect("mapped leaves know their type"), shape: l.chunks.block_shape(&at) }
+                    LeafSource::Serde { k: (args.len() - 1) as u32, dtype: l.dtype, shape: l.chunks.block_shape(&at) }
                 }
                 LeafKind::Npy(file) => LeafSource::Npy {
                     path: file.0.clone(),
@@ -663,11 +675,6 @@ impl Data {
                     shape: l.chunks.block_shape(&at),
                     index: at,
                 },
-                LeafKind::Dot(d) => {
-                    let blocks = d.materialize(client)?;
-                    args.push(Arg::<Vec<u8>>::into_slot(&blocks[l.chunks.flat(&at)]));
-                    LeafSource::Argument((args.len() - 1) as u32)
-                }
                 LeafKind::Concat(c) => {
                     let (p, local) = c.locate(&at);
                     args.push(Arg::<Vec<u8>>::into_slot(&c.parts[p].block_future(&local, client)?));
@@ -690,17 +697,17 @@ impl Data {
 
     /// The blocks when the array is one stored leaf as it is.
     pub(crate) fn direct(&self, client: &Client) -> Result<Option<Blocks>> {
-        let [l] = &self.leaves[..] else { return Ok(None) };
-        let identity = l.axes.iter().enumerate().all(|(k, a)| *a == Some(k)) && l.shape == self.shape && l.is_whole();
-        if self.expr != Expr::Leaf(0) || !identity {
-            return Ok(None);
+        match self.whole_leaf() {
+            Some(l) => l.stored_blocks(client),
+            None => Ok(None),
         }
-        Ok(match &l.kind {
-            LeafKind::Stored(b) => Some(b.clone()),
-            LeafKind::Reduced(r) => Some(r.materialize(client)?),
-            LeafKind::Dot(d) => Some(d.materialize(client)?),
-            LeafKind::Generated(_) | LeafKind::Raw(_) | LeafKind::Concat(_) | LeafKind::Npy(_) | LeafKind::Mapped(_) | LeafKind::Rechunk(_) => None,
-        })
+    }
+
+    /// The only leaf, when the array is that leaf as it is (no operation, view or slice).
+    fn whole_leaf(&self) -> Option<&Leaf> {
+        let [l] = &self.leaves[..] else { return None };
+        let identity = l.axes.iter().enumerate().all(|(k, a)| *a == Some(k)) && l.shape == self.shape && l.is_whole();
+        (self.expr == Expr::Leaf(0) && identity).then_some(l)
     }
 
     /// One future per block, in row-major order of the grid.
@@ -722,7 +729,7 @@ impl Data {
 
     /// The tasks [`Data::blocks`] would submit, reductions not yet computed included.
     pub(crate) fn task_count(&self) -> usize {
-        let direct = matches!(&self.leaves[..], [l] if self.expr == Expr::Leaf(0) && matches!(l.kind, LeafKind::Stored(_) | LeafKind::Reduced(_) | LeafKind::Dot(_)) && l.is_whole() && l.shape == self.shape && l.axes.iter().enumerate().all(|(k, a)| *a == Some(k)));
+        let direct = self.whole_leaf().is_some_and(|l| l.is_stored());
         let own = if direct { 0 } else { self.chunks.count() };
         own + self
             .leaves

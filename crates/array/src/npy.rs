@@ -14,11 +14,11 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use chorus_tasks::registry::{encode_result, Encoded, FunctionEntry, RemoteFunction};
+use chorus_tasks::registry::{encode_result, Encoded};
 use serde::{Deserialize, Serialize};
 
 use crate::dtype::{Block, DType};
-use crate::kernel::{self, BlockPlan};
+use crate::kernel::{self, entry, BlockPlan};
 use crate::{Error, Result};
 
 const MAGIC: &[u8] = b"\x93NUMPY";
@@ -197,18 +197,9 @@ pub(crate) struct WritePlan {
     pub offset: Vec<usize>,
 }
 
-/// The registered function that computes a block and writes it into a `.npy` file.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct WriteBlock;
-
-impl RemoteFunction for WriteBlock {
-    type Args = (Vec<u8>,);
-    type Output = Vec<u8>;
-    const NAME: &'static str = "chorus_array::write_npy_block";
-}
-
-inventory::submit! {
-    FunctionEntry { name: WriteBlock::NAME, call: write_entry }
+entry! {
+    /// The registered function that computes a block and writes it into a `.npy` file.
+    WriteBlock, "chorus_array::write_npy_block", write_entry
 }
 
 fn write_entry(args: &[&[u8]]) -> Encoded {

@@ -210,6 +210,11 @@ impl ClusterKey {
     }
 }
 
+/// Both configurations allow TLS 1.3 only, so no TLS 1.2 signature reaches a verifier.
+fn tls12_refused() -> Result<HandshakeSignatureValid, rustls::Error> {
+    Err(rustls::Error::General("chorus speaks TLS 1.3 only".into()))
+}
+
 impl ServerCertVerifier for ClusterKey {
     fn verify_server_cert(
         &self,
@@ -223,7 +228,7 @@ impl ServerCertVerifier for ClusterKey {
     }
 
     fn verify_tls12_signature(&self, _: &[u8], _: &CertificateDer<'_>, _: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::General("chorus speaks TLS 1.3 only".into()))
+        tls12_refused()
     }
 
     fn verify_tls13_signature(&self, message: &[u8], key: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
@@ -249,7 +254,7 @@ impl ClientCertVerifier for ClusterKey {
     }
 
     fn verify_tls12_signature(&self, _: &[u8], _: &CertificateDer<'_>, _: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::General("chorus speaks TLS 1.3 only".into()))
+        tls12_refused()
     }
 
     fn verify_tls13_signature(&self, message: &[u8], key: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {

@@ -52,8 +52,14 @@ impl Limits {
     }
 }
 
-/// `1.5 GiB`, `12 MiB`, `300 B`.
+/// `1.5 GiB`, `12.0 MiB`, `300 B`.
 pub(crate) fn human(bytes: u64) -> String {
+    human_with(bytes, 1)
+}
+
+/// A size for people with `decimals` digits after the point: `18.63 GiB` for 2,
+/// `300 B` below a KiB.
+pub fn human_with(bytes: u64, decimals: usize) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = bytes as f64;
     let mut u = 0;
@@ -64,7 +70,7 @@ pub(crate) fn human(bytes: u64) -> String {
     if u == 0 {
         format!("{bytes} B")
     } else {
-        format!("{v:.1} {}", UNITS[u])
+        format!("{v:.decimals$} {}", UNITS[u])
     }
 }
 

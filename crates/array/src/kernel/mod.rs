@@ -10,8 +10,7 @@
 //! `input` makes a task's inputs (received blocks, and generated ones tile by tile);
 //! `ops` has the elementwise operations and reductions on blocks.
 
-use chorus_tasks::error::FailureKind;
-use chorus_tasks::registry::{encode_result, Encoded, Fault, FunctionEntry, RemoteFunction};
+use chorus_tasks::registry::{encode_result, Encoded, Fault};
 use ndarray::{ArrayD, Axis, IxDyn, Slice};
 use serde::{Deserialize, Serialize};
 
@@ -195,6 +194,28 @@ pub(crate) struct CombinePlan {
     pub squeeze: Option<Vec<usize>>,
 }
 
+/// A registered function of this crate: a unit type naming it for
+/// [`Client::submit_variadic`](chorus_tasks::Client::submit_variadic), and its entry in
+/// the registry. Every one takes a plan and blocks as bytes and gives bytes.
+macro_rules! entry {
+    ($(#[$doc:meta])* $ty:ident, $name:literal, $call:path) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy)]
+        pub(crate) struct $ty;
+
+        impl chorus_tasks::registry::RemoteFunction for $ty {
+            type Args = (Vec<u8>,);
+            type Output = Vec<u8>;
+            const NAME: &'static str = $name;
+        }
+
+        inventory::submit! {
+            chorus_tasks::registry::FunctionEntry { name: $name, call: $call }
+        }
+    };
+}
+pub(crate) use entry;
+
 /// A block of a matrix product: the left block (of its plan) times the right one; the
 /// first `left_args` arguments after the plan are the left plan's.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -204,18 +225,9 @@ pub(crate) struct DotPlan {
     pub left_args: u32,
 }
 
-/// The registered function that runs a [`DotPlan`].
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct DotBlocks;
-
-impl RemoteFunction for DotBlocks {
-    type Args = (Vec<u8>,);
-    type Output = Vec<u8>;
-    const NAME: &'static str = "chorus_array::dot_blocks";
-}
-
-inventory::submit! {
-    FunctionEntry { name: DotBlocks::NAME, call: dot_entry }
+entry! {
+    /// The registered function that runs a [`DotPlan`].
+    DotBlocks, "chorus_array::dot_blocks", dot_entry
 }
 
 /// Arguments: the plan, then the left plan's argument blocks, then the right one's.
@@ -252,19 +264,10 @@ fn matmul(a: Block, b: Block) -> Result<Block, String> {
     Ok(product!(F64, F32, I64, I32, U8))
 }
 
-/// The registered function that evaluates a [`BlockPlan`] and gives the block as an
-/// `ndarray::ArrayD` encoded with serde: the argument of a user's `map_blocks` function.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct ToNdarray;
-
-impl RemoteFunction for ToNdarray {
-    type Args = (Vec<u8>,);
-    type Output = Vec<u8>;
-    const NAME: &'static str = "chorus_array::to_ndarray";
-}
-
-inventory::submit! {
-    FunctionEntry { name: ToNdarray::NAME, call: to_ndarray_entry }
+entry! {
+    /// The registered function that evaluates a [`BlockPlan`] and gives the block as an
+    /// `ndarray::ArrayD` encoded with serde: the argument of a user's `map_blocks` function.
+    ToNdarray, "chorus_array::to_ndarray", to_ndarray_entry
 }
 
 fn to_ndarray_entry(args: &[&[u8]]) -> Encoded {
@@ -275,32 +278,14 @@ fn to_ndarray_entry(args: &[&[u8]]) -> Encoded {
     encode_result(bytes)
 }
 
-/// The registered function that evaluates a [`BlockPlan`].
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct EvalBlock;
-
-impl RemoteFunction for EvalBlock {
-    type Args = (Vec<u8>,);
-    type Output = Vec<u8>;
-    const NAME: &'static str = "chorus_array::eval_block";
+entry! {
+    /// The registered function that evaluates a [`BlockPlan`].
+    EvalBlock, "chorus_array::eval_block", eval_entry
 }
 
-/// The registered function that runs a [`CombinePlan`].
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct CombineBlocks;
-
-impl RemoteFunction for CombineBlocks {
-    type Args = (Vec<u8>,);
-    type Output = Vec<u8>;
-    const NAME: &'static str = "chorus_array::combine_blocks";
-}
-
-inventory::submit! {
-    FunctionEntry { name: EvalBlock::NAME, call: eval_entry }
-}
-
-inventory::submit! {
-    FunctionEntry { name: CombineBlocks::NAME, call: combine_entry }
+entry! {
+    /// The registered function that runs a [`CombinePlan`].
+    CombineBlocks, "chorus_array::combine_blocks", combine_entry
 }
 
 /// A task's plan (its first argument) and the argument blocks after it; `what` names the
@@ -312,7 +297,7 @@ pub(crate) fn plan_of<'a, P: serde::de::DeserializeOwned>(args: &'a [&'a [u8]], 
 }
 
 pub(crate) fn fault(message: String) -> Fault {
-    Fault { kind: FailureKind::Error, message }
+    Fault::error(&message)
 }
 
 /// Keeps freed tile buffers in the allocator for reuse.
