@@ -14,7 +14,9 @@
 //!   to the worker holding most of its input unless that worker is swamped;
 //! - **queueing**: a worker gets at most `nthreads × saturation` tasks, where saturation
 //!   grows as tasks get shorter (deep pipelines for microsecond tasks, shallow ones for
-//!   long tasks); the rest wait here in priority order;
+//!   long tasks); the rest wait here by priority, then in graph order: depth first, so
+//!   a tree reduction combines results as they come instead of running every root
+//!   first and holding all their results (root-task queuing);
 //! - **work stealing**: a worker with idle threads takes half the unstarted backlog of
 //!   the most loaded one when that backlog is worth more than a round trip;
 //! - **memory**: a result lives while a client holds a future for it or a pending task

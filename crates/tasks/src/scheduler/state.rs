@@ -60,6 +60,8 @@ struct Record {
     suspicious: u32,
     /// Changes at each `Ready`, so stale heap entries are recognized.
     ready_seq: u64,
+    /// Where it stands in the graph's order (see [`Order`]).
+    order: Order,
     /// Counts assignments, so that reports about an earlier one are recognized.
     instance: Instance,
 }
@@ -86,17 +88,36 @@ struct WorkerState {
     steal_pending: bool,
 }
 
+/// The order in which ready tasks of equal priority go to workers: depth first, so
+/// that a graph finishes what it started before it starts more.
+///
+/// A task is ordered right after the latest of its inputs that were still to be
+/// computed when it was submitted (its `anchor` is theirs), and a task with no such
+/// input by its own submission. The combining task of a tree reduction thus runs as
+/// soon as its inputs are there, before roots submitted after them, and the roots'
+/// results are consumed as fast as they are made instead of piling up on the workers
+/// (what Dask gets from `dask.order` and root-task queuing). Inputs already in memory
+/// do not count: a task that reads only persisted data is a root of its own graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+struct Order {
+    anchor: u64,
+    /// Submission sequence, unique.
+    seq: u64,
+}
+
 #[derive(Debug, PartialEq, Eq)]
 struct ReadyEntry {
     priority: i32,
-    seq: u64,
+    order: Order,
+    /// The record's `ready_seq` when it was pushed.
+    ready_seq: u64,
     id: TaskId,
 }
 
 impl Ord for ReadyEntry {
     fn cmp(&self, other: &Self) -> Ordering {
-        // Highest priority first, then first submitted.
-        self.priority.cmp(&other.priority).then(other.seq.cmp(&self.seq))
+        // Highest priority first, then earliest in graph order.
+        self.priority.cmp(&other.priority).then(other.order.cmp(&self.order))
     }
 }
 
@@ -130,7 +151,10 @@ pub struct Scheduler {
     /// Pending calls of each actor, in submission order.
     actor_queues: FxHashMap<TaskId, VecDeque<TaskId>>,
     clients: HashSet<ClientId>,
+    /// Counts `Ready` transitions, for [`Record::ready_seq`].
     seq: u64,
+    /// Counts submissions, for [`Order::seq`].
+    submitted: u64,
     /// Moving average of task run time.
     avg_micros: f64,
     out: Outbox,
@@ -148,6 +172,7 @@ impl Scheduler {
             actor_queues: FxHashMap::default(),
             clients: HashSet::new(),
             seq: 0,
+            submitted: 0,
             avg_micros: INITIAL_TASK_MICROS,
             out: Outbox::default(),
         }
@@ -304,6 +329,15 @@ impl Scheduler {
             if let TaskKind::ActorCall { actor, .. } = spec.kind {
                 self.actor_queues.entry(actor).or_default().push_back(id);
             }
+            self.submitted += 1;
+            let seq = self.submitted;
+            let anchor = deps
+                .iter()
+                .filter_map(|d| self.tasks.get(d))
+                .filter(|d| d.state.is_active())
+                .map(|d| d.order.anchor)
+                .max()
+                .unwrap_or(seq);
             let mut record = Record {
                 spec: Some(Arc::new(spec)),
                 deps: deps.clone(),
@@ -318,6 +352,7 @@ impl Scheduler {
                 retries_left: retries,
                 suspicious: 0,
                 ready_seq: 0,
+                order: Order { anchor, seq },
                 instance: Instance::default(),
             };
             if let Some(missing) = deps.iter().find(|d| !self.tasks.contains_key(d)) {
@@ -412,6 +447,7 @@ impl Scheduler {
                 retries_left: 0,
                 suspicious: 0,
                 ready_seq: 0,
+                order: Order::default(),
                 instance: Instance::default(),
             };
             if alive {
@@ -645,6 +681,7 @@ impl Scheduler {
         let r = self.tasks.get_mut(&id).expect("present");
         r.state = State::Ready;
         r.ready_seq = seq;
+        let order = r.order;
         let spec = r.spec.clone().expect("only tasks become ready");
         match spec.kind {
             TaskKind::ActorCall { actor, .. } => self.pump_actor(actor),
@@ -658,7 +695,7 @@ impl Scheduler {
                     );
                     self.fail_for_good(id, e);
                 }
-                None => self.ready.push(ReadyEntry { priority: spec.options.priority, seq, id }),
+                None => self.ready.push(ReadyEntry { priority: spec.options.priority, order, ready_seq: seq, id }),
             },
         }
     }

@@ -311,3 +311,74 @@ fn regression_a_running_task_whose_input_is_lost_for_good_fails_instead_of_waiti
     assert_eq!(o.erred, vec![(2, FailureKind::DependencyFailed)], "task 2 fails through its input: {o:?}");
     assert!(o.compute.is_empty(), "nothing is retried: {o:?}");
 }
+
+/// Runs a tree reduction of `roots` blocks with fan-in 8, submitted as an array's
+/// reduction is (every root first, then each level of combining tasks), on one worker
+/// with one thread whose tasks take 100 ms; returns the most results it held at once.
+fn most_results_held_by_a_tree_reduction(roots: u64) -> usize {
+    let mut s = Scheduler::new(SchedulerConfig::default());
+    s.handle(Event::WorkerJoined(worker(1, 1)));
+    s.handle(Event::ClientJoined(C));
+    out(&mut s);
+    let mut tasks: Vec<TaskSpec> = (1..=roots).map(|i| task(i, &[])).collect();
+    let (mut level, mut next) = ((1..=roots).collect::<Vec<u64>>(), roots + 1);
+    while level.len() > 1 {
+        level = level
+            .chunks(8)
+            .map(|c| {
+                tasks.push(task(next, c));
+                next += 1;
+                next - 1
+            })
+            .collect();
+    }
+    let last = level[0];
+    s.handle(Event::Submit { client: C, tasks });
+    // The client keeps only the final result's future, as an array's reduction does.
+    s.handle(Event::Release { client: C, ids: ids(&(1..last).collect::<Vec<_>>()) });
+    let (mut queue, mut held, mut most) = (std::collections::VecDeque::new(), 0usize, 0usize);
+    loop {
+        let o = out(&mut s);
+        held -= o.delete.len();
+        queue.extend(o.compute.iter().map(|(_, id)| *id));
+        if o.done.contains(&last) {
+            return most;
+        }
+        let id = queue.pop_front().expect("work remains until the final result");
+        held += 1;
+        most = most.max(held);
+        let f = Finished { id: TaskId(id), instance: Instance(1), size: 1 << 20, inline: None, micros: 100_000 };
+        s.handle(Event::Finished { worker: WorkerId(1), results: vec![f] });
+    }
+}
+
+#[test]
+fn a_tree_reduction_combines_results_as_they_come_instead_of_running_every_root_first() {
+    // Ready tasks used to go out in the order they became ready, so all 512 roots ran
+    // before the first combine and all their results were held at once.
+    let small = most_results_held_by_a_tree_reduction(64);
+    let large = most_results_held_by_a_tree_reduction(512);
+    assert!(large <= 8 * 3 + 2, "a 512-block reduction held {large} results at once");
+    assert!(large <= small + 8, "held results grow with the input: {small} for 64 blocks, {large} for 512");
+}
+
+#[test]
+fn a_task_follows_its_latest_input_still_to_compute_and_inputs_in_memory_do_not_count() {
+    // Task 1 is computed first. Then 2, 5, 6, 4 (on 2) and 3 (on 1, in memory) are
+    // submitted: 3 is a root of the new graph and goes last, by its submission, not
+    // first by the age of its input.
+    let mut s = Scheduler::new(SchedulerConfig::default());
+    s.handle(Event::WorkerJoined(worker(1, 1)));
+    s.handle(Event::ClientJoined(C));
+    s.handle(Event::Submit { client: C, tasks: vec![task(1, &[])] });
+    out(&mut s);
+    s.handle(Event::Finished { worker: WorkerId(1), results: vec![done(1, 8)] });
+    out(&mut s);
+    s.handle(Event::Submit { client: C, tasks: vec![task(2, &[]), task(5, &[]), task(6, &[]), task(4, &[2]), task(3, &[1])] });
+    let o = out(&mut s);
+    assert_eq!(o.compute, vec![(1, 2), (1, 5)], "{o:?}");
+    s.handle(Event::Finished { worker: WorkerId(1), results: vec![done(2, 8)] });
+    let o = out(&mut s);
+    // 4 comes right after its input 2, before 6 and 3 which were submitted after 2.
+    assert_eq!(o.compute, vec![(1, 4)], "{o:?}");
+}

@@ -26,7 +26,7 @@ impl Scheduler {
         let mut deferred = Vec::new();
         while let Some(top) = self.ready.peek() {
             let id = top.id;
-            let valid = self.tasks.get(&id).is_some_and(|r| r.state == State::Ready && r.ready_seq == top.seq);
+            let valid = self.tasks.get(&id).is_some_and(|r| r.state == State::Ready && r.ready_seq == top.ready_seq);
             if !valid {
                 self.ready.pop();
                 continue;
