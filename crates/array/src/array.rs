@@ -3,14 +3,14 @@
 //! [`Array::compute`], [`Array::persist`], [`Array::to_npy`] and the like.
 
 use std::marker::PhantomData;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use chorus_tasks::{ArgValue, Client, Future};
 use ndarray::{ArrayD, IxDyn, Slice, SliceInfoElem};
 
 use crate::chunks::Chunks;
 use crate::dtype::{Block, DType, Element, Scalar};
-use crate::graph::{submit, Concat, Data, Dot, LeafKind};
+use crate::graph::{submit, Build, Concat, Data, Dot, LeafKind};
 use crate::kernel::{BinaryOp, Expr, Generator, ReduceOp, Then, UnaryOp};
 use crate::{Error, Result};
 
@@ -405,7 +405,7 @@ impl<T: Element> Array<T> {
             )));
         }
         let chunks = Chunks::from_axes(vec![a.chunks.axes()[0].clone(), b.chunks.axes()[1].clone()]);
-        let d = Dot { a: a.clone(), b: b.clone(), split_every: self.split_every, blocks: OnceLock::new() };
+        let d = Dot { a: a.clone(), b: b.clone(), split_every: self.split_every };
         Ok(self.derive(Data::leaf(LeafKind::Dot(Arc::new(d)), vec![a.shape[0], b.shape[1]], chunks, T::DTYPE)))
     }
 
@@ -445,7 +445,7 @@ impl<T: Element> Array<T> {
             let result = client.submit_variadic(f, vec![block], chorus_tasks::TaskOptions::default());
             Arc::new(move || chorus_tasks::Arg::<ArrayD<U>>::into_slot(&result))
         });
-        let mapped = crate::graph::Mapped { input: self.data.clone(), call, blocks: OnceLock::new() };
+        let mapped = crate::graph::Mapped { input: self.data.clone(), call };
         Ok(self.derive(Data::leaf(LeafKind::Mapped(Arc::new(mapped)), self.data.shape.clone(), self.data.chunks.clone(), U::DTYPE)))
     }
 
@@ -456,15 +456,16 @@ impl<T: Element> Array<T> {
     pub fn to_npy(&self, path: impl AsRef<std::path::Path>) -> Result<()> {
         let path = std::path::absolute(path.as_ref()).map_err(|e| Error::Io { path: path.as_ref().to_path_buf(), detail: e.to_string() })?;
         let header = crate::npy::create(&path, T::DTYPE, &self.data.shape)?;
+        let build = Build::new(&self.client);
         let acks = self
             .data
             .chunks
             .indices()
             .into_iter()
             .map(|idx| {
-                let (block, args) = self.data.plan_block(&idx, &self.client, Then::Keep)?;
+                let (block, args) = self.data.plan_block(&idx, &build, Then::Keep)?;
                 let plan = crate::npy::WritePlan { block, path: path.clone(), header: header.clone(), offset: self.data.chunks.block_offset(&idx), index: idx };
-                Ok(submit(&self.client, crate::npy::WriteBlock, &plan, args))
+                Ok(submit(&build, crate::npy::WriteBlock, &plan, args))
             })
             .collect::<Result<Vec<_>>>()?;
         self.client.gather(&acks)?;
@@ -475,19 +476,19 @@ impl<T: Element> Array<T> {
     /// computes from those blocks from then on, like Dask's `persist`. Returns at once;
     /// the blocks are computed in the background.
     pub fn persist(&self) -> Result<Array<T>> {
-        let blocks = self.data.blocks(&self.client)?;
+        let blocks = self.data.blocks(&Build::new(&self.client))?;
         Ok(self.derive(Data::leaf(LeafKind::Stored(blocks), self.data.shape.clone(), self.data.chunks.clone(), T::DTYPE)))
     }
 
     /// The futures of the array's blocks, in row-major order of the grid: the tasks are
     /// submitted now.
     pub fn to_futures(&self) -> Result<Vec<Future<Vec<u8>>>> {
-        Ok(self.data.blocks(&self.client)?.to_vec())
+        Ok(self.data.blocks(&Build::new(&self.client))?.to_vec())
     }
 
     /// Runs the array's tasks and brings the whole array to the driver.
     pub fn compute(&self) -> Result<ArrayD<T>> {
-        let futures = self.data.blocks(&self.client)?;
+        let futures = self.data.blocks(&Build::new(&self.client))?;
         let bytes = self.client.gather(&futures)?;
         let mut out = ArrayD::from_elem(IxDyn(&self.data.shape), T::ZERO);
         for (idx, b) in self.data.chunks.indices().into_iter().zip(bytes) {

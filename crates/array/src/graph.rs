@@ -9,8 +9,9 @@
 //! that block; a reduction plans one task per input block (evaluate and reduce at once)
 //! and a tree of combining tasks.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, OnceLock};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use chorus_tasks::{Arg, ArgValue, Client, Future, TaskOptions};
 use ndarray::SliceInfoElem;
@@ -103,6 +104,31 @@ impl Window {
     }
 }
 
+/// One submission of a graph (a `compute`, `persist`, `to_npy`…): the client, and
+/// the blocks of the intermediate results (products, reductions, `map_blocks`)
+/// submitted so far in it, so that each is submitted once however many blocks use it.
+///
+/// Their futures go with the `Build`. The workers then free each intermediate block as
+/// soon as the tasks that read it are done, as Dask does for the inner keys of a graph.
+/// The next submission computes them again; `persist` is the way to keep them.
+pub(crate) struct Build<'c> {
+    pub(crate) client: &'c Client,
+    stored: RefCell<HashMap<usize, Blocks>>,
+    mapped: RefCell<HashMap<usize, Arc<Vec<Slot>>>>,
+}
+
+impl<'c> Build<'c> {
+    pub(crate) fn new(client: &'c Client) -> Build<'c> {
+        Build { client, stored: RefCell::default(), mapped: RefCell::default() }
+    }
+}
+
+/// What identifies an intermediate result within one [`Build`]: the address of its
+/// node, which the graph keeps alive for the whole submission.
+fn key<T>(node: &Arc<T>) -> usize {
+    Arc::as_ptr(node) as usize
+}
+
 /// Futures of an array's blocks, in row-major order of its grid.
 pub(crate) type Blocks = Arc<Vec<Future<Vec<u8>>>>;
 
@@ -131,19 +157,18 @@ pub(crate) type Slot = Arc<dyn Fn() -> ArgValue + Send + Sync>;
 /// Submits a user's function on one block's argument and gives the slot of its result.
 pub(crate) type Call = Arc<dyn Fn(&Client, ArgValue) -> Slot + Send + Sync>;
 
-/// A user's function applied to each block of `input`, submitted the first time the
-/// blocks are needed: `call` submits it on the future of one input block (as an
-/// `ndarray::ArrayD`) and gives the slot of its result.
+/// A user's function applied to each block of `input`, submitted once per [`Build`],
+/// the first time the blocks are needed: `call` submits it on the future of one input
+/// block (as an `ndarray::ArrayD`) and gives the slot of its result.
 pub(crate) struct Mapped {
     pub(crate) input: Data,
     pub(crate) call: Call,
-    pub(crate) blocks: OnceLock<Vec<Slot>>,
 }
 
 impl Mapped {
-    pub(crate) fn materialize(&self, client: &Client) -> Result<&Vec<Slot>> {
-        if let Some(b) = self.blocks.get() {
-            return Ok(b);
+    pub(crate) fn materialize(self: &Arc<Self>, build: &Build<'_>) -> Result<Arc<Vec<Slot>>> {
+        if let Some(b) = build.mapped.borrow().get(&key(self)) {
+            return Ok(b.clone());
         }
         let slots = self
             .input
@@ -151,26 +176,28 @@ impl Mapped {
             .indices()
             .iter()
             .map(|idx| {
-                let (plan, args) = self.input.plan_block(idx, client, Then::Keep)?;
-                let block = submit(client, ToNdarray, &plan, args);
-                Ok((self.call)(client, Arg::<Vec<u8>>::into_slot(&block)))
+                let (plan, args) = self.input.plan_block(idx, build, Then::Keep)?;
+                let block = submit(build, ToNdarray, &plan, args);
+                Ok((self.call)(build.client, Arg::<Vec<u8>>::into_slot(&block)))
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(self.blocks.get_or_init(|| slots))
+        let slots = Arc::new(slots);
+        build.mapped.borrow_mut().insert(key(self), slots.clone());
+        Ok(slots)
     }
 }
 
-/// A matrix product whose blocks are computed the first time they are needed.
+/// A matrix product whose blocks are submitted once per [`Build`], the first time they
+/// are needed.
 pub(crate) struct Dot {
     pub(crate) a: Data,
     pub(crate) b: Data,
     pub(crate) split_every: usize,
-    pub(crate) blocks: OnceLock<Blocks>,
 }
 
 impl Dot {
-    pub(crate) fn materialize(&self, client: &Client) -> Result<Blocks> {
-        if let Some(b) = self.blocks.get() {
+    pub(crate) fn materialize(self: &Arc<Self>, build: &Build<'_>) -> Result<Blocks> {
+        if let Some(b) = build.stored.borrow().get(&key(self)) {
             return Ok(b.clone());
         }
         let (rows, inner, cols) = (self.a.chunks.grid()[0], self.a.chunks.grid()[1], self.b.chunks.grid()[1]);
@@ -179,24 +206,22 @@ impl Dot {
             for j in 0..cols {
                 let parts = (0..inner)
                     .map(|k| {
-                        let (left, mut args) = self.a.plan_block(&[i, k], client, Then::Keep)?;
-                        let (right, right_args) = self.b.plan_block(&[k, j], client, Then::Keep)?;
+                        let (left, mut args) = self.a.plan_block(&[i, k], build, Then::Keep)?;
+                        let (right, right_args) = self.b.plan_block(&[k, j], build, Then::Keep)?;
                         let left_args = args.len() as u32;
                         args.extend(right_args);
-                        Ok(submit(client, DotBlocks, &DotPlan { left, right, left_args }, args))
+                        Ok(submit(build, DotBlocks, &DotPlan { left, right, left_args }, args))
                     })
                     .collect::<Result<Vec<_>>>()?;
-                blocks.push(tree(client, parts, ReduceOp::Sum, self.split_every, None));
+                blocks.push(tree(build, parts, ReduceOp::Sum, self.split_every, None));
             }
         }
         let blocks = Arc::new(blocks);
-        Ok(self.blocks.get_or_init(|| blocks).clone())
+        build.stored.borrow_mut().insert(key(self), blocks.clone());
+        Ok(blocks)
     }
 
     pub(crate) fn task_count(&self) -> usize {
-        if self.blocks.get().is_some() {
-            return 0;
-        }
         let (rows, inner, cols) = (self.a.chunks.grid()[0], self.a.chunks.grid()[1], self.b.chunks.grid()[1]);
         rows * cols * (inner + tree_tasks(inner, self.split_every, false)) + self.a.task_count() + self.b.task_count()
     }
@@ -250,10 +275,10 @@ pub(crate) fn overlaps(chunks: &Chunks, offset: &[usize], shape: &[usize]) -> Ve
 
 /// Combines `parts` by `op` in a tree of fan-in `every`; the last level removes the axes
 /// `squeeze` (a single part with nothing to remove is its own result).
-pub(crate) fn tree(client: &Client, mut parts: Vec<Future<Vec<u8>>>, op: ReduceOp, every: usize, squeeze: Option<Vec<usize>>) -> Future<Vec<u8>> {
+pub(crate) fn tree(build: &Build<'_>, mut parts: Vec<Future<Vec<u8>>>, op: ReduceOp, every: usize, squeeze: Option<Vec<usize>>) -> Future<Vec<u8>> {
     let combine = |parts: &[Future<Vec<u8>>], squeeze: Option<Vec<usize>>| {
         let args = parts.iter().map(Arg::<Vec<u8>>::into_slot).collect();
-        submit(client, CombineBlocks, &CombinePlan { op, squeeze }, args)
+        submit(build, CombineBlocks, &CombinePlan { op, squeeze }, args)
     };
     loop {
         if parts.len() == 1 && squeeze.is_none() {
@@ -295,14 +320,13 @@ impl Concat {
     }
 }
 
-/// A reduction whose result blocks are computed the first time they are needed and
-/// kept on the workers while this array (or one built on it) lives.
+/// A reduction whose result blocks are submitted once per [`Build`], the first time
+/// they are needed.
 pub(crate) struct Reduction {
     pub(crate) input: Data,
     pub(crate) op: ReduceOp,
     pub(crate) axes: Vec<usize>,
     pub(crate) split_every: usize,
-    pub(crate) blocks: OnceLock<Blocks>,
 }
 
 impl Leaf {
@@ -327,13 +351,13 @@ impl Leaf {
         matches!(self.kind, LeafKind::Stored(_) | LeafKind::Reduced(_) | LeafKind::Dot(_))
     }
 
-    /// The futures of its blocks, computing a reduction or product the first time;
-    /// `None` for leaves whose blocks are made in the tasks that use them.
-    pub(crate) fn stored_blocks(&self, client: &Client) -> Result<Option<Blocks>> {
+    /// The futures of its blocks, submitting a reduction or product the first time in
+    /// `build`; `None` for leaves whose blocks are made in the tasks that use them.
+    pub(crate) fn stored_blocks(&self, build: &Build<'_>) -> Result<Option<Blocks>> {
         Ok(match &self.kind {
             LeafKind::Stored(b) => Some(b.clone()),
-            LeafKind::Reduced(r) => Some(r.materialize(client)?),
-            LeafKind::Dot(d) => Some(d.materialize(client)?),
+            LeafKind::Reduced(r) => Some(r.materialize(build)?),
+            LeafKind::Dot(d) => Some(d.materialize(build)?),
             LeafKind::Generated(_) | LeafKind::Raw(_) | LeafKind::Concat(_) | LeafKind::Npy(_) | LeafKind::Mapped(_) | LeafKind::Rechunk(_) => None,
         })
     }
@@ -627,12 +651,12 @@ impl Data {
             ReduceOp::ArgMin | ReduceOp::ArgMax => DType::I64,
             ReduceOp::Min | ReduceOp::Max => self.dtype,
         };
-        let r = Reduction { input: self.clone(), op, axes, split_every, blocks: OnceLock::new() };
+        let r = Reduction { input: self.clone(), op, axes, split_every };
         Ok(Data::leaf(LeafKind::Reduced(Arc::new(r)), shape, chunks, dtype))
     }
 
     /// The plan of output block `index` and its argument blocks.
-    pub(crate) fn plan_block(&self, index: &[usize], client: &Client, then: Then) -> Result<(BlockPlan, Vec<ArgValue>)> {
+    pub(crate) fn plan_block(&self, index: &[usize], build: &Build<'_>, then: Then) -> Result<(BlockPlan, Vec<ArgValue>)> {
         let mut args = Vec::new();
         let mut leaves = Vec::with_capacity(self.leaves.len());
         for l in &self.leaves {
@@ -646,7 +670,7 @@ impl Data {
                     index: at,
                 },
                 LeafKind::Stored(_) | LeafKind::Reduced(_) | LeafKind::Dot(_) => {
-                    let blocks = l.stored_blocks(client)?.expect("these kinds are stored");
+                    let blocks = l.stored_blocks(build)?.expect("these kinds are stored");
                     args.push(Arg::<Vec<u8>>::into_slot(&blocks[l.chunks.flat(&at)]));
                     LeafSource::Argument((args.len() - 1) as u32)
                 }
@@ -658,13 +682,13 @@ impl Data {
                     let (offset, shape) = (l.chunks.block_offset(&at), l.chunks.block_shape(&at));
                     let mut pieces = Vec::new();
                     for o in overlaps(&input.chunks, &offset, &shape) {
-                        args.push(Arg::<Vec<u8>>::into_slot(&input.block_future(&o.block, client)?));
+                        args.push(Arg::<Vec<u8>>::into_slot(&input.block_future(&o.block, build)?));
                         pieces.push(Piece { arg: (args.len() - 1) as u32, part: o.part, at: o.at });
                     }
                     LeafSource::Assemble { dtype: input.dtype, shape, pieces }
                 }
                 LeafKind::Mapped(m) => {
-                    let slots = m.materialize(client)?;
+                    let slots = m.materialize(build)?;
                     args.push(slots[l.chunks.flat(&at)]());
                     LeafSource::Serde { k: (args.len() - 1) as u32, dtype: l.dtype, shape: l.chunks.block_shape(&at) }
                 }
@@ -677,7 +701,7 @@ impl Data {
                 },
                 LeafKind::Concat(c) => {
                     let (p, local) = c.locate(&at);
-                    args.push(Arg::<Vec<u8>>::into_slot(&c.parts[p].block_future(&local, client)?));
+                    args.push(Arg::<Vec<u8>>::into_slot(&c.parts[p].block_future(&local, build)?));
                     LeafSource::Argument((args.len() - 1) as u32)
                 }
             };
@@ -687,18 +711,18 @@ impl Data {
     }
 
     /// A future of block `index`: the stored one, or a task that computes it.
-    pub(crate) fn block_future(&self, index: &[usize], client: &Client) -> Result<Future<Vec<u8>>> {
-        if let Some(b) = self.direct(client)? {
+    pub(crate) fn block_future(&self, index: &[usize], build: &Build<'_>) -> Result<Future<Vec<u8>>> {
+        if let Some(b) = self.direct(build)? {
             return Ok(b[self.chunks.flat(index)].clone());
         }
-        let (plan, args) = self.plan_block(index, client, Then::Keep)?;
-        Ok(submit(client, EvalBlock, &plan, args))
+        let (plan, args) = self.plan_block(index, build, Then::Keep)?;
+        Ok(submit(build, EvalBlock, &plan, args))
     }
 
     /// The blocks when the array is one stored leaf as it is.
-    pub(crate) fn direct(&self, client: &Client) -> Result<Option<Blocks>> {
+    pub(crate) fn direct(&self, build: &Build<'_>) -> Result<Option<Blocks>> {
         match self.whole_leaf() {
-            Some(l) => l.stored_blocks(client),
+            Some(l) => l.stored_blocks(build),
             None => Ok(None),
         }
     }
@@ -711,8 +735,8 @@ impl Data {
     }
 
     /// One future per block, in row-major order of the grid.
-    pub(crate) fn blocks(&self, client: &Client) -> Result<Blocks> {
-        if let Some(b) = self.direct(client)? {
+    pub(crate) fn blocks(&self, build: &Build<'_>) -> Result<Blocks> {
+        if let Some(b) = self.direct(build)? {
             return Ok(b);
         }
         let futures = self
@@ -720,8 +744,8 @@ impl Data {
             .indices()
             .iter()
             .map(|idx| {
-                let (plan, args) = self.plan_block(idx, client, Then::Keep)?;
-                Ok(submit(client, EvalBlock, &plan, args))
+                let (plan, args) = self.plan_block(idx, build, Then::Keep)?;
+                Ok(submit(build, EvalBlock, &plan, args))
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Arc::new(futures))
@@ -738,7 +762,7 @@ impl Data {
                 LeafKind::Reduced(r) => r.task_count(),
                 LeafKind::Dot(d) => d.task_count(),
                 LeafKind::Concat(c) => c.parts.iter().map(Data::task_count).sum(),
-                LeafKind::Mapped(m) if m.blocks.get().is_none() => 2 * m.input.chunks.count() + m.input.task_count(),
+                LeafKind::Mapped(m) => 2 * m.input.chunks.count() + m.input.task_count(),
                 LeafKind::Rechunk(input) => input.task_count(),
                 _ => 0,
             })
@@ -761,17 +785,17 @@ fn e_text(e: &SliceInfoElem) -> String {
     }
 }
 
-pub(crate) fn submit<F: chorus_tasks::RemoteFunction<Output = Vec<u8>>, P: serde::Serialize>(client: &Client, f: F, plan: &P, args: Vec<ArgValue>) -> Future<Vec<u8>> {
+pub(crate) fn submit<F: chorus_tasks::RemoteFunction<Output = Vec<u8>>, P: serde::Serialize>(build: &Build<'_>, f: F, plan: &P, args: Vec<ArgValue>) -> Future<Vec<u8>> {
     let plan = postcard::to_allocvec(plan).expect("plans are plain data");
     let mut all = Vec::with_capacity(1 + args.len());
     all.push(Arg::<Vec<u8>>::into_slot(plan));
     all.extend(args);
-    client.submit_variadic(f, all, TaskOptions::default())
+    build.client.submit_variadic(f, all, TaskOptions::default())
 }
 
 impl Reduction {
-    pub(crate) fn materialize(&self, client: &Client) -> Result<Blocks> {
-        if let Some(b) = self.blocks.get() {
+    pub(crate) fn materialize(self: &Arc<Self>, build: &Build<'_>) -> Result<Blocks> {
+        if let Some(b) = build.stored.borrow().get(&key(self)) {
             return Ok(b.clone());
         }
         let mut groups: BTreeMap<Vec<usize>, Vec<Future<Vec<u8>>>> = BTreeMap::new();
@@ -782,20 +806,18 @@ impl Reduction {
             } else {
                 Then::Reduce { op: self.op, axes: self.axes.clone() }
             };
-            let (plan, args) = self.input.plan_block(&idx, client, then)?;
+            let (plan, args) = self.input.plan_block(&idx, build, then)?;
             let key: Vec<usize> = idx.iter().enumerate().filter(|(i, _)| !self.axes.contains(i)).map(|(_, b)| *b).collect();
-            groups.entry(key).or_default().push(submit(client, EvalBlock, &plan, args));
+            groups.entry(key).or_default().push(submit(build, EvalBlock, &plan, args));
         }
         let blocks: Vec<Future<Vec<u8>>> =
-            groups.into_values().map(|parts| tree(client, parts, self.op, self.split_every, Some(self.axes.clone()))).collect();
+            groups.into_values().map(|parts| tree(build, parts, self.op, self.split_every, Some(self.axes.clone()))).collect();
         let blocks = Arc::new(blocks);
-        Ok(self.blocks.get_or_init(|| blocks).clone())
+        build.stored.borrow_mut().insert(key(self), blocks.clone());
+        Ok(blocks)
     }
 
     pub(crate) fn task_count(&self) -> usize {
-        if self.blocks.get().is_some() {
-            return 0;
-        }
         let grid = self.input.chunks.grid();
         let group: usize = self.axes.iter().map(|&a| grid[a]).product();
         let groups = self.input.chunks.count() / group.max(1);

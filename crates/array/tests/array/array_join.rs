@@ -111,7 +111,7 @@ fn products_check_their_operands_and_integers_multiply_exactly() {
 
 /// A user's block function: `b * b + 1`, elementwise.
 #[derive(Clone, Copy)]
-struct SquarePlusOne;
+pub(crate) struct SquarePlusOne;
 
 impl RemoteFunction for SquarePlusOne {
     type Args = (ndarray::ArrayD<f64>,);

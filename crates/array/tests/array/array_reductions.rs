@@ -29,6 +29,34 @@ fn var(l: &[f64]) -> f64 {
     l.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / l.len() as f64
 }
 
+/// The largest peak resident memory among the workers of a 2-worker cluster that ran
+/// `work` on an `n`² array of random values in 500² blocks.
+fn peak_worker_memory(n: usize, work: impl Fn(&da::Array<f64>) -> f64) -> u64 {
+    let c = cluster(2);
+    let client = c.client();
+    let x = da::random::uniform(&client, &[n, n], &[500, 500], 4).unwrap();
+    assert!(work(&x).is_finite());
+    c.worker_pids().into_iter().map(peak_rss).max().unwrap()
+}
+
+/// A product's blocks and `map_blocks`' blocks are intermediate results: the workers
+/// free each once the sum has read it, and the sums run as the blocks come (graph
+/// order), so memory does not grow with the array (8,000² is 512 MB of f64, sixteen
+/// times 2,000²). Both used to be held until the result was dropped, and the product's
+/// blocks were all made before the first sum ran.
+#[test]
+fn peak_memory_of_intermediate_blocks_summed_does_not_grow_with_the_array() {
+    let product = |x: &da::Array<f64>| {
+        let inner = x.slice(ndarray::s![.., ..500]).unwrap();
+        inner.dot(&inner.t()).unwrap().sum().unwrap().compute_scalar().unwrap()
+    };
+    let (small, large) = (peak_worker_memory(2000, product), peak_worker_memory(8000, product));
+    assert!(large < small + (64 << 20), "x @ x.T summed: peak worker memory {small} B at 2000², {large} B at 8000²");
+    let mapped = |x: &da::Array<f64>| x.map_blocks::<_, f64>(super::array_join::SquarePlusOne).unwrap().sum().unwrap().compute_scalar().unwrap();
+    let (small, large) = (peak_worker_memory(2000, mapped), peak_worker_memory(8000, mapped));
+    assert!(large < small + (64 << 20), "map_blocks summed: peak worker memory {small} B at 2000², {large} B at 8000²");
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
 
