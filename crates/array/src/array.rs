@@ -78,6 +78,11 @@ impl<T: Element> Array<T> {
         Array::from_data(client, Data::leaf(LeafKind::Npy(Arc::new((path, header))), shape, chunks, T::DTYPE))
     }
 
+    pub(crate) fn zarr(client: &Client, path: std::path::PathBuf, meta: crate::zarr::Meta, chunks: Chunks) -> Array<T> {
+        let shape = meta.shape.clone();
+        Array::from_data(client, Data::leaf(LeafKind::Zarr(Arc::new((path, meta))), shape, chunks, T::DTYPE))
+    }
+
     pub(crate) fn raw(client: &Client, shape: &[usize], chunks: Chunks, slot: Arc<dyn Fn(usize) -> ArgValue + Send + Sync>) -> Array<T> {
         Array::from_data(client, Data::leaf(LeafKind::Raw(slot), shape.to_vec(), chunks, T::DTYPE))
     }
@@ -456,6 +461,43 @@ impl<T: Element> Array<T> {
     pub fn to_npy(&self, path: impl AsRef<std::path::Path>) -> Result<()> {
         let path = std::path::absolute(path.as_ref()).map_err(|e| Error::Io { path: path.as_ref().to_path_buf(), detail: e.to_string() })?;
         let header = crate::npy::create(&path, T::DTYPE, &self.data.shape)?;
+        self.write_blocks(crate::npy::WriteBlock, |block, index, offset| crate::npy::WritePlan {
+            block,
+            path: path.clone(),
+            header: header.clone(),
+            offset,
+            index,
+        })
+    }
+
+    /// Writes the array as a new Zarr (version 3) array at `path`, one chunk per block,
+    /// with the `bytes` codec and zstd as zarr-python does: the driver writes the
+    /// metadata, and the task that computes each block encodes and stores it as its
+    /// chunk, so the workers write in parallel. The blocks must be of one shape (the last
+    /// along an axis may be shorter), as Zarr's chunk grid is: [`Array::rechunk`] first
+    /// if they are not. `path` must not exist; the workers must see it. Returns when
+    /// every chunk is written.
+    pub fn to_zarr(&self, path: impl AsRef<std::path::Path>) -> Result<()> {
+        let path = std::path::absolute(path.as_ref()).map_err(|e| Error::Io { path: path.as_ref().to_path_buf(), detail: e.to_string() })?;
+        let axes = self.data.chunks.axes();
+        if let Some(axis) = axes.iter().position(|l| l.len() > 1 && (l[..l.len() - 1].iter().any(|&n| n != l[0]) || l[l.len() - 1] > l[0])) {
+            return Err(Error::Chunks(format!(
+                "to_zarr of an array cut {:?} along axis {axis}: Zarr chunks are all of one length but the last; rechunk it first",
+                axes[axis]
+            )));
+        }
+        let chunk: Vec<usize> = axes.iter().map(|l| l.first().copied().unwrap_or(1)).collect();
+        crate::zarr::create(&path, T::DTYPE, &self.data.shape, &chunk)?;
+        self.write_blocks(crate::zarr::WriteBlock, |block, index, offset| crate::zarr::WritePlan { block, path: path.clone(), index, offset })
+    }
+
+    /// Submits `f` for every block, with the plan `plan(block plan, index, offset)`, and
+    /// waits for all of them.
+    fn write_blocks<F, P>(&self, f: F, plan: impl Fn(crate::kernel::BlockPlan, Vec<usize>, Vec<usize>) -> P) -> Result<()>
+    where
+        F: chorus_tasks::RemoteFunction<Output = Vec<u8>> + Copy,
+        P: serde::Serialize,
+    {
         let build = Build::new(&self.client);
         let acks = self
             .data
@@ -464,8 +506,8 @@ impl<T: Element> Array<T> {
             .into_iter()
             .map(|idx| {
                 let (block, args) = self.data.plan_block(&idx, &build, Then::Keep)?;
-                let plan = crate::npy::WritePlan { block, path: path.clone(), header: header.clone(), offset: self.data.chunks.block_offset(&idx), index: idx };
-                Ok(submit(&build, crate::npy::WriteBlock, &plan, args))
+                let offset = self.data.chunks.block_offset(&idx);
+                Ok(submit(&build, f, &plan(block, idx, offset), args))
             })
             .collect::<Result<Vec<_>>>()?;
         self.client.gather(&acks)?;

@@ -118,3 +118,31 @@ pub fn read_npy<T: Element>(client: &Client, path: impl AsRef<std::path::Path>, 
     let grid = Chunks::regular(&header.shape, chunks)?;
     Ok(Array::npy(client, path, header, grid))
 }
+
+/// The Zarr array at `path` (a directory with `zarr.json`, Zarr version 3; version 2
+/// arrays without Blosc are read too), in blocks of `chunks`, or of the array's own
+/// chunks (shards, for a sharded array) with `None`: the driver reads its metadata, and
+/// each task that needs a block reads that block's region, decoding only the chunks it
+/// overlaps. Blocks that are the array's chunks read each chunk once. The workers must
+/// see `path`. The array's element type must be `T`; a path that is not a Zarr array,
+/// of another type, or whose chunks are damaged is an error naming it (and the block).
+///
+/// ```no_run
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let cluster = chorus_tasks::LocalCluster::builder().workers(2).start()?;
+/// # let client = cluster.client();
+/// use chorus_array as da;
+/// let x = da::read_zarr::<f64>(&client, "data/x.zarr", None)?;
+/// (&x * 2.0).to_zarr("data/twice_x.zarr")?;
+/// # Ok(())
+/// # }
+/// ```
+pub fn read_zarr<T: Element>(client: &Client, path: impl AsRef<std::path::Path>, chunks: Option<&[usize]>) -> Result<Array<T>> {
+    let path = std::path::absolute(path.as_ref()).map_err(|e| Error::Io { path: path.as_ref().to_path_buf(), detail: e.to_string() })?;
+    let meta = crate::zarr::read_meta(&path)?;
+    if meta.dtype != T::DTYPE {
+        return Err(Error::Io { path, detail: format!("holds {} elements, and the array was asked for as {}", meta.dtype, T::DTYPE) });
+    }
+    let grid = Chunks::regular(&meta.shape, chunks.unwrap_or(&meta.chunk))?;
+    Ok(Array::zarr(client, path, meta, grid))
+}

@@ -190,6 +190,11 @@ impl Block {
         with_block!(self, a => a.shape())
     }
 
+    /// Where the elements' bytes start in an encoded block of `ndim` axes.
+    pub(crate) fn data_offset(ndim: usize) -> usize {
+        2 + 8 * ndim
+    }
+
     /// The header and the elements' bytes (see the module documentation).
     pub fn encode(&self) -> Vec<u8> {
         let shape = self.shape();

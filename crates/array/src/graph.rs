@@ -149,6 +149,8 @@ pub(crate) enum LeafKind {
     Rechunk(Arc<Data>),
     /// A `.npy` file whose blocks the tasks that use them read.
     Npy(Arc<(std::path::PathBuf, crate::npy::Header)>),
+    /// A Zarr array whose blocks the tasks that use them read.
+    Zarr(Arc<(std::path::PathBuf, crate::zarr::Meta)>),
 }
 
 /// The argument for one block of a [`Mapped`] array.
@@ -339,6 +341,7 @@ impl Leaf {
             (LeafKind::Concat(a), LeafKind::Concat(b)) => Arc::ptr_eq(a, b),
             (LeafKind::Dot(a), LeafKind::Dot(b)) => Arc::ptr_eq(a, b),
             (LeafKind::Npy(a), LeafKind::Npy(b)) => Arc::ptr_eq(a, b),
+            (LeafKind::Zarr(a), LeafKind::Zarr(b)) => Arc::ptr_eq(a, b),
             (LeafKind::Mapped(a), LeafKind::Mapped(b)) => Arc::ptr_eq(a, b),
             (LeafKind::Rechunk(a), LeafKind::Rechunk(b)) => Arc::ptr_eq(a, b),
             _ => false,
@@ -358,7 +361,7 @@ impl Leaf {
             LeafKind::Stored(b) => Some(b.clone()),
             LeafKind::Reduced(r) => Some(r.materialize(build)?),
             LeafKind::Dot(d) => Some(d.materialize(build)?),
-            LeafKind::Generated(_) | LeafKind::Raw(_) | LeafKind::Concat(_) | LeafKind::Npy(_) | LeafKind::Mapped(_) | LeafKind::Rechunk(_) => None,
+            LeafKind::Generated(_) | LeafKind::Raw(_) | LeafKind::Concat(_) | LeafKind::Npy(_) | LeafKind::Zarr(_) | LeafKind::Mapped(_) | LeafKind::Rechunk(_) => None,
         })
     }
 
@@ -665,6 +668,13 @@ impl Data {
                 LeafKind::Generated(g) => LeafSource::Generate {
                     generator: g.clone(),
                     flat: l.chunks.flat(&at) as u64,
+                    offset: l.chunks.block_offset(&at),
+                    shape: l.chunks.block_shape(&at),
+                    index: at,
+                },
+                LeafKind::Zarr(array) => LeafSource::Zarr {
+                    path: array.0.clone(),
+                    meta: array.1.clone(),
                     offset: l.chunks.block_offset(&at),
                     shape: l.chunks.block_shape(&at),
                     index: at,

@@ -14,8 +14,9 @@
 //!   [`from_ndarray`] cuts an array in the driver into blocks and scatters them;
 //!   [`from_futures`] takes blocks that the user's tasks made on the workers.
 //! - **Joining**: [`concatenate`] and [`stack`].
-//! - **Files**: [`read_npy`] and [`Array::to_npy`], each block read and written by the
-//!   task that uses or computes it, as its own byte ranges of the file.
+//! - **Files**: [`read_npy`] and [`Array::to_npy`] (each block its own byte ranges of
+//!   the file), [`read_zarr`] and [`Array::to_zarr`] (Zarr v3 through `zarrs`, a block
+//!   per chunk), each block read and written by the task that uses or computes it.
 //! - **Slicing**: [`Array::slice`] with ndarray's `s![…]`, computing only the blocks the
 //!   slice touches.
 //! - **Elementwise**: `+ - * /` (operators, or `try_add`… for an error instead of a
@@ -62,6 +63,7 @@ mod graph;
 mod kernel;
 mod npy;
 pub mod random;
+mod zarr;
 
 /// The ndarray crate, whose arrays [`Array::compute`] returns and whose `s!` macro
 /// [`Array::slice`] takes.
@@ -69,6 +71,6 @@ pub use ndarray;
 
 pub use array::{concatenate, stack, where_, Array, Operand, SPLIT_EVERY};
 pub use chunks::Chunks;
-pub use create::{arange, eye, from_futures, from_ndarray, full, linspace, ones, read_npy, zeros};
+pub use create::{arange, eye, from_futures, from_ndarray, full, linspace, ones, read_npy, read_zarr, zeros};
 pub use dtype::{Block, DType, Element, Scalar};
 pub use error::{Error, Result};

@@ -207,7 +207,7 @@ fn write_entry(args: &[&[u8]]) -> Encoded {
     let block = kernel::run_plan(&plan.block, blocks)?;
     let encoded = block.encode();
     // The elements follow the header that `encode` puts first.
-    let data = &encoded[2 + 8 * block.shape().len()..];
+    let data = &encoded[Block::data_offset(block.shape().len())..];
     let (path, size) = (&plan.path, plan.header.dtype.size());
     let failed = |e: std::io::Error| kernel::fault(format!("writing block {:?} of {}: {e}", plan.index, path.display()));
     let file = std::fs::OpenOptions::new().write(true).open(path).map_err(failed)?;

@@ -137,6 +137,8 @@ pub(crate) enum LeafSource {
     Assemble { dtype: DType, shape: Vec<usize>, pieces: Vec<Piece> },
     /// Read in the task from a `.npy` file: its block `index` (at `offset`, of `shape`).
     Npy { path: std::path::PathBuf, header: crate::npy::Header, index: Vec<usize>, offset: Vec<usize>, shape: Vec<usize> },
+    /// Read in the task from a Zarr array: its block `index` (at `offset`, of `shape`).
+    Zarr { path: std::path::PathBuf, meta: crate::zarr::Meta, index: Vec<usize>, offset: Vec<usize>, shape: Vec<usize> },
     /// Made in the task: block `index` (at `offset`, of `shape`) of the generated array.
     Generate { generator: Generator, index: Vec<usize>, flat: u64, offset: Vec<usize>, shape: Vec<usize> },
 }

@@ -85,7 +85,7 @@ fn integer_arrays_keep_their_type_and_wrap_like_numpy() {
     let x = da::from_ndarray(&client, &a, &[2, 2]).unwrap();
     let e = &(&x * 3) - &x.abs().unwrap();
     assert_eq!(e.compute().unwrap(), (&a * 3 - a.mapv(i64::abs)).into_dyn());
-    assert_eq!(x.try_div(0).unwrap().compute().unwrap(), ndarray::ArrayD::zeros(IxDyn(&[5, 3])), "division by zero gives 0");
+    assert_eq!(x.try_div(0).unwrap().compute().unwrap(), ndarray::ArrayD::<i64>::zeros(IxDyn(&[5, 3])), "division by zero gives 0");
     let neg = (-&x).compute().unwrap();
     assert_eq!(neg, (-&a).into_dyn());
 }

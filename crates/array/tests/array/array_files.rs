@@ -1,35 +1,12 @@
 //! `.npy` files: written by the workers and read back, files numpy wrote read by chorus
 //! and files chorus wrote read by numpy, and damaged files refused by name.
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use chorus_array as da;
 use ndarray::{ArrayD, IxDyn};
 
-use crate::support::{cluster, values};
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("chorus-array-files-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
-}
-
-/// A Python with numpy: `CHORUS_TEST_PYTHON` (set by `.ci/run`), or else `python3` if it
-/// has numpy. `None` skips the test unless `CHORUS_REQUIRE_NUMPY=1`.
-fn python_with_numpy() -> Option<String> {
-    let python = std::env::var("CHORUS_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
-    let ok = Command::new(&python).args(["-c", "import numpy"]).status().is_ok_and(|s| s.success());
-    if ok {
-        return Some(python);
-    }
-    let why = format!("{python} has no numpy (set CHORUS_TEST_PYTHON to a Python with numpy)");
-    if std::env::var("CHORUS_REQUIRE_NUMPY").is_ok_and(|v| v == "1") {
-        panic!("{why} (CHORUS_REQUIRE_NUMPY=1, so this is a failure)");
-    }
-    eprintln!("SKIPPED: {why}");
-    None
-}
+use crate::support::{cluster, scratch, test_python, values};
 
 #[test]
 fn arrays_written_to_npy_by_the_workers_read_back_in_other_chunks() {
@@ -81,7 +58,7 @@ fn damaged_files_and_wrong_types_are_errors_that_name_the_file() {
 
 #[test]
 fn files_numpy_wrote_are_read_and_files_chorus_wrote_are_read_by_numpy() {
-    let Some(python) = python_with_numpy() else { return };
+    let Some(python) = test_python("numpy") else { return };
     let c = cluster(2);
     let client = c.client();
     let from_numpy = scratch("from_numpy.npy");

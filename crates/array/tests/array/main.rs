@@ -8,6 +8,7 @@ mod array_errors;
 mod array_files;
 mod array_join;
 mod array_reductions;
+mod array_zarr;
 mod support;
 
 /// Not a test: the entry point of the worker processes the tests start.

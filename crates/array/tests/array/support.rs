@@ -1,5 +1,7 @@
 //! Clusters and reference data for the tests.
 
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::Duration;
 
 use chorus_tasks::LocalCluster;
@@ -46,4 +48,36 @@ pub fn close(a: &ArrayD<f64>, b: &ArrayD<f64>) -> bool {
 /// Cases per property: each case runs tasks on the cluster.
 pub fn cases() -> u32 {
     std::env::var("CHORUS_ARRAY_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(24)
+}
+
+/// A path named `name` in this test process's scratch directory.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("chorus-array-files-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+/// A Python that has `module` (numpy, zarr): `CHORUS_TEST_PYTHON` (set by `.ci/run`),
+/// or else `python3` if it has it. `None` skips the test unless
+/// `CHORUS_REQUIRE_PYTHON=1`, which CI sets.
+pub fn test_python(module: &str) -> Option<String> {
+    let python = std::env::var("CHORUS_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let ok = Command::new(&python).args(["-c", &format!("import {module}")]).status().is_ok_and(|s| s.success());
+    if ok {
+        return Some(python);
+    }
+    let why = format!("{python} has no {module} (set CHORUS_TEST_PYTHON to a Python with numpy and zarr)");
+    if std::env::var("CHORUS_REQUIRE_PYTHON").is_ok_and(|v| v == "1") {
+        panic!("{why} (CHORUS_REQUIRE_PYTHON=1, so this is a failure)");
+    }
+    eprintln!("SKIPPED: {why}");
+    None
+}
+
+/// Runs a Python script and gives its standard output, failing the test with its
+/// standard error if it fails.
+pub fn run_python(python: &str, script: &str) -> String {
+    let out = Command::new(python).args(["-c", script]).output().unwrap();
+    assert!(out.status.success(), "{script}\n{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
