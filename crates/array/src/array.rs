@@ -279,6 +279,32 @@ impl<T: Element> Array<T> {
         self.transpose(&perm)
     }
 
+    /// The same elements in the shape `shape`, in C order (numpy's `reshape`); the
+    /// element count must stay the same.
+    ///
+    /// Each new block is one old block with its elements rearranged, so the blocks keep
+    /// their sizes. Where the old blocks do not hold whole rows of the axes being merged
+    /// or split, the array is first rechunked to the nearest blocks that do, as Dask's
+    /// `reshape` does (see [`Array::rechunk`]): merging axes needs the trailing merged
+    /// axes in one block, splitting an axis needs blocks along it that are multiples of
+    /// the new trailing axes, and axes that are regrouped otherwise (`[6, 4]` into
+    /// `[4, 6]`) are taken in one block.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let cluster = chorus_tasks::LocalCluster::builder().workers(2).start()?;
+    /// # let client = cluster.client();
+    /// use chorus_array as da;
+    /// let x = da::arange(&client, 0i64, 24, 1, 6)?;     // blocks of 6
+    /// let m = x.reshape(&[4, 6])?;                       // blocks of one row each
+    /// assert_eq!(m.chunks().axes(), &[vec![1, 1, 1, 1], vec![6]]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn reshape(&self, shape: &[usize]) -> Result<Array<T>> {
+        Ok(self.derive(self.data.reshaped(shape)?))
+    }
+
     /// The part `info` selects, written with ndarray's `s!` macro: `x.slice(s![..10,
     /// ..10])`. Ranges (with positive steps), single indexes (which remove their axis)
     /// and `NewAxis` are allowed; a range or index beyond an axis is an error. Only the

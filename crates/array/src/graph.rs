@@ -151,6 +151,9 @@ pub(crate) enum LeafKind {
     Npy(Arc<(std::path::PathBuf, crate::npy::Header)>),
     /// A Zarr array whose blocks the tasks that use them read.
     Zarr(Arc<(std::path::PathBuf, crate::zarr::Meta)>),
+    /// Another array's elements in another shape, block by block (see
+    /// [`crate::reshape`]): each block is one block of `input` rearranged.
+    Reshape(Arc<Reshape>),
 }
 
 /// The argument for one block of a [`Mapped`] array.
@@ -303,6 +306,13 @@ fn tree_tasks(n: usize, every: usize, squeeze: bool) -> usize {
     tasks + usize::from(g > 1 || squeeze)
 }
 
+/// An array reshaped: `input`, already cut so that each new block is one of its blocks,
+/// and how its axes group into the new ones.
+pub(crate) struct Reshape {
+    pub(crate) input: Data,
+    pub(crate) groups: Vec<crate::reshape::Group>,
+}
+
 /// Arrays joined along an axis; each of their blocks is one block of the result.
 pub(crate) struct Concat {
     pub(crate) parts: Vec<Data>,
@@ -342,6 +352,7 @@ impl Leaf {
             (LeafKind::Dot(a), LeafKind::Dot(b)) => Arc::ptr_eq(a, b),
             (LeafKind::Npy(a), LeafKind::Npy(b)) => Arc::ptr_eq(a, b),
             (LeafKind::Zarr(a), LeafKind::Zarr(b)) => Arc::ptr_eq(a, b),
+            (LeafKind::Reshape(a), LeafKind::Reshape(b)) => Arc::ptr_eq(a, b),
             (LeafKind::Mapped(a), LeafKind::Mapped(b)) => Arc::ptr_eq(a, b),
             (LeafKind::Rechunk(a), LeafKind::Rechunk(b)) => Arc::ptr_eq(a, b),
             _ => false,
@@ -361,7 +372,7 @@ impl Leaf {
             LeafKind::Stored(b) => Some(b.clone()),
             LeafKind::Reduced(r) => Some(r.materialize(build)?),
             LeafKind::Dot(d) => Some(d.materialize(build)?),
-            LeafKind::Generated(_) | LeafKind::Raw(_) | LeafKind::Concat(_) | LeafKind::Npy(_) | LeafKind::Zarr(_) | LeafKind::Mapped(_) | LeafKind::Rechunk(_) => None,
+            LeafKind::Generated(_) | LeafKind::Raw(_) | LeafKind::Concat(_) | LeafKind::Npy(_) | LeafKind::Zarr(_) | LeafKind::Reshape(_) | LeafKind::Mapped(_) | LeafKind::Rechunk(_) => None,
         })
     }
 
@@ -546,6 +557,37 @@ impl Data {
         d
     }
 
+    pub(crate) fn reshaped(&self, shape: &[usize]) -> Result<Data> {
+        let (old, new): (usize, usize) = (self.shape.iter().product(), shape.iter().product());
+        if old != new {
+            return Err(Error::Invalid(format!(
+                "reshape of an array of shape {:?} ({old} elements) to {shape:?} ({new} elements): the element counts differ",
+                self.shape
+            )));
+        }
+        if shape == self.shape.as_slice() {
+            return Ok(self.clone());
+        }
+        let rechunked = |chunks: Chunks| {
+            if chunks == self.chunks {
+                self.clone()
+            } else {
+                Data::leaf(LeafKind::Rechunk(Arc::new(self.clone())), self.shape.clone(), chunks, self.dtype)
+            }
+        };
+        let (input, groups, chunks) = if new == 0 {
+            // Nothing to rearrange: one empty block becomes another.
+            let whole = |s: &[usize]| Chunks::from_axes(s.iter().map(|&n| vec![n]).collect());
+            let groups = vec![crate::reshape::Group { old: 0..self.ndim().min(1), new: 0..shape.len().min(1) }];
+            (rechunked(whole(&self.shape)), groups, whole(shape))
+        } else {
+            let groups = crate::reshape::groups(&self.shape, shape);
+            let (need, made) = crate::reshape::plan(&self.shape, shape, &self.chunks, &groups);
+            (rechunked(need), groups, made)
+        };
+        Ok(Data::leaf(LeafKind::Reshape(Arc::new(Reshape { input, groups })), shape.to_vec(), chunks, self.dtype))
+    }
+
     pub(crate) fn transposed(&self, perm: &[usize]) -> Result<Data> {
         let n = self.ndim();
         let mut seen = vec![false; n];
@@ -672,6 +714,11 @@ impl Data {
                     shape: l.chunks.block_shape(&at),
                     index: at,
                 },
+                LeafKind::Reshape(r) => {
+                    let old = crate::reshape::old_block(&r.groups, r.input.ndim(), &at);
+                    args.push(Arg::<Vec<u8>>::into_slot(&r.input.block_future(&old, build)?));
+                    LeafSource::Reshaped { k: (args.len() - 1) as u32, shape: l.chunks.block_shape(&at) }
+                }
                 LeafKind::Zarr(array) => LeafSource::Zarr {
                     path: array.0.clone(),
                     meta: array.1.clone(),
@@ -774,6 +821,7 @@ impl Data {
                 LeafKind::Concat(c) => c.parts.iter().map(Data::task_count).sum(),
                 LeafKind::Mapped(m) => 2 * m.input.chunks.count() + m.input.task_count(),
                 LeafKind::Rechunk(input) => input.task_count(),
+                LeafKind::Reshape(r) => r.input.task_count(),
                 _ => 0,
             })
             .sum::<usize>()

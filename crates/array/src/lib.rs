@@ -63,6 +63,7 @@ mod graph;
 mod kernel;
 mod npy;
 pub mod random;
+mod reshape;
 mod zarr;
 
 /// The ndarray crate, whose arrays [`Array::compute`] returns and whose `s!` macro

@@ -93,6 +93,13 @@ impl Input {
 pub(crate) fn leaf(plan: &LeafPlan, args: &mut [Option<Block>], raw: &[&[u8]]) -> Result<Input, String> {
     let block = match &plan.source {
         LeafSource::Argument(k) => args.get_mut(*k as usize).and_then(Option::take).ok_or_else(|| format!("input block {k} is missing, or named twice"))?,
+        LeafSource::Reshaped { k, shape } => {
+            let block = args.get_mut(*k as usize).and_then(Option::take).ok_or_else(|| format!("input block {k} is missing, or named twice"))?;
+            let from = block.shape().to_vec();
+            with_block!(block, a => Element::wrap(a.as_standard_layout().into_owned().into_shape_with_order(IxDyn(shape)).map_err(|e| {
+                format!("input block {k} of shape {from:?} cannot be reshaped to {shape:?}: {e}")
+            })?))
+        }
         LeafSource::Raw { k, dtype, shape } => {
             let bytes = raw.get(*k as usize).ok_or_else(|| format!("input block {k} is missing"))?;
             Block::from_raw(*dtype, shape, bytes).map_err(|e| format!("input block {k}, the result of a task: {e}"))?

@@ -137,6 +137,9 @@ pub(crate) enum LeafSource {
     Assemble { dtype: DType, shape: Vec<usize>, pieces: Vec<Piece> },
     /// Read in the task from a `.npy` file: its block `index` (at `offset`, of `shape`).
     Npy { path: std::path::PathBuf, header: crate::npy::Header, index: Vec<usize>, offset: Vec<usize>, shape: Vec<usize> },
+    /// The task's argument number `k`, an encoded [`Block`] whose elements, in C order,
+    /// are this block's of `shape` (a reshaped array).
+    Reshaped { k: u32, shape: Vec<usize> },
     /// Read in the task from a Zarr array: its block `index` (at `offset`, of `shape`).
     Zarr { path: std::path::PathBuf, meta: crate::zarr::Meta, index: Vec<usize>, offset: Vec<usize>, shape: Vec<usize> },
     /// Made in the task: block `index` (at `offset`, of `shape`) of the generated array.
@@ -345,7 +348,7 @@ pub(crate) fn run_plan(plan: &BlockPlan, blocks: &[&[u8]]) -> Result<Block, Faul
         .leaves
         .iter()
         .flat_map(|l| match &l.source {
-            LeafSource::Argument(k) => vec![*k],
+            LeafSource::Argument(k) | LeafSource::Reshaped { k, .. } => vec![*k],
             LeafSource::Assemble { pieces, .. } => pieces.iter().map(|p| p.arg).collect(),
             _ => Vec::new(),
         })

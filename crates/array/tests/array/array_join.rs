@@ -193,3 +193,77 @@ proptest! {
         prop_assert_eq!(t.compute().unwrap(), whole.t().to_owned());
     }
 }
+
+/// A shape of `n` elements: a divisor of what is left for each choice but the last,
+/// the rest last, and an axis of length 1 put in where `unit` says.
+fn shape_of(n: usize, choices: &[usize], unit: Option<usize>) -> Vec<usize> {
+    let mut rest = n;
+    let mut shape = Vec::new();
+    for c in &choices[..choices.len() - 1] {
+        let divisors: Vec<usize> = (1..=rest).filter(|d| rest % d == 0).collect();
+        let d = divisors[c % divisors.len()];
+        shape.push(d);
+        rest /= d;
+    }
+    shape.push(rest);
+    if let Some(at) = unit {
+        shape.insert(at % (shape.len() + 1), 1);
+    }
+    shape
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+
+    #[test]
+    fn reshaped_arrays_match_ndarray_in_c_order(
+        (shape, chunks) in shape_and_chunks(),
+        choices in prop::collection::vec(0usize..100, 1..=4),
+        unit in prop::option::of(0usize..5),
+        seed in 0u64..1000,
+    ) {
+        let c = cluster(2);
+        let client = c.client();
+        let a = values(&shape, seed);
+        let new = shape_of(a.len(), &choices, unit);
+        let want = a.to_shape(ndarray::IxDyn(&new)).unwrap().to_owned();
+        let x = da::from_ndarray(&client, &a, &chunks).unwrap();
+        let r = x.reshape(&new).unwrap();
+        prop_assert_eq!(r.shape(), new.as_slice());
+        prop_assert_eq!(r.compute().unwrap(), want.clone());
+        // Of an expression, fused with what follows, and back again.
+        let e = (&(&x * 2.0).reshape(&new).unwrap() - 1.0).reshape(&shape).unwrap();
+        prop_assert_eq!(e.compute().unwrap(), &a * 2.0 - 1.0);
+        prop_assert!((r.sum().unwrap().compute_scalar().unwrap() - a.sum()).abs() < 1e-9);
+        // Generated arrays, sliced after.
+        let u = da::random::uniform(&client, &shape, &chunks, seed).unwrap();
+        let whole = u.compute().unwrap().to_shape(ndarray::IxDyn(&new)).unwrap().to_owned();
+        let ru = u.reshape(&new).unwrap();
+        prop_assert_eq!(ru.compute().unwrap(), whole.clone());
+        let first = ru.slice(ndarray::s![..1, ..]).ok();
+        if let Some(f) = first.filter(|_| new.len() == 2) {
+            prop_assert_eq!(f.compute().unwrap(), whole.slice(ndarray::s![..1, ..]).into_dyn().to_owned());
+        }
+    }
+}
+
+#[test]
+fn reshape_keeps_blocks_whole_and_refuses_other_element_counts() {
+    let c = cluster(1);
+    let client = c.client();
+    let x = da::arange(&client, 0i64, 24, 1, 6).unwrap();
+    let m = x.reshape(&[4, 6]).unwrap();
+    assert_eq!(m.chunks().axes(), &[vec![1, 1, 1, 1], vec![6]]);
+    // Blocks of 6 cannot be whole rows of 4: they become blocks of 8, two rows each.
+    let n = x.reshape(&[6, 4]).unwrap();
+    assert_eq!(n.chunks().axes(), &[vec![2, 2, 2], vec![4]]);
+    assert_eq!(n.compute().unwrap(), ndarray::Array::from_iter(0i64..24).into_shape_with_order((6, 4)).unwrap().into_dyn());
+    // Merging keeps the leading blocks.
+    let y = da::from_ndarray(&client, &values(&[10, 6], 1), &[4, 6]).unwrap();
+    assert_eq!(y.reshape(&[60]).unwrap().chunks().axes(), &[vec![24, 24, 12]]);
+    let e = x.reshape(&[5, 5]).unwrap_err();
+    assert!(matches!(e, da::Error::Invalid(_)) && e.to_string().contains("[24]") && e.to_string().contains("[5, 5]"), "{e}");
+    // Empty arrays reshape too.
+    let z = da::zeros::<f64>(&client, &[3, 0], &[2, 2]).unwrap();
+    assert_eq!(z.reshape(&[0, 5]).unwrap().compute().unwrap().shape(), &[0, 5]);
+}
