@@ -73,14 +73,8 @@ impl<T: Element> Array<T> {
         Array::from_data(client, Data::leaf(LeafKind::Stored(Arc::new(blocks)), shape.to_vec(), chunks, T::DTYPE))
     }
 
-    pub(crate) fn npy(client: &Client, path: std::path::PathBuf, header: crate::npy::Header, chunks: Chunks) -> Array<T> {
-        let shape = header.shape.clone();
-        Array::from_data(client, Data::leaf(LeafKind::Npy(Arc::new((path, header))), shape, chunks, T::DTYPE))
-    }
-
-    pub(crate) fn zarr(client: &Client, path: std::path::PathBuf, meta: crate::zarr::Meta, chunks: Chunks) -> Array<T> {
-        let shape = meta.shape.clone();
-        Array::from_data(client, Data::leaf(LeafKind::Zarr(Arc::new((path, meta))), shape, chunks, T::DTYPE))
+    pub(crate) fn file(client: &Client, shape: Vec<usize>, chunks: Chunks, file: crate::io::FileArray) -> Array<T> {
+        Array::from_data(client, Data::leaf(LeafKind::File(Arc::new(file)), shape, chunks, T::DTYPE))
     }
 
     pub(crate) fn raw(client: &Client, shape: &[usize], chunks: Chunks, slot: Arc<dyn Fn(usize) -> ArgValue + Send + Sync>) -> Array<T> {
@@ -485,9 +479,9 @@ impl<T: Element> Array<T> {
     /// parallel. The workers must see `path` (one machine, or a shared file system).
     /// Returns when every block is written.
     pub fn to_npy(&self, path: impl AsRef<std::path::Path>) -> Result<()> {
-        let path = std::path::absolute(path.as_ref()).map_err(|e| Error::Io { path: path.as_ref().to_path_buf(), detail: e.to_string() })?;
-        let header = crate::npy::create(&path, T::DTYPE, &self.data.shape)?;
-        self.write_blocks(crate::npy::WriteBlock, |block, index, offset| crate::npy::WritePlan {
+        let path = crate::io::absolute(path.as_ref())?;
+        let header = crate::io::npy::create(&path, T::DTYPE, &self.data.shape)?;
+        self.write_blocks(crate::io::npy::WriteBlock, |block, index, offset| crate::io::npy::WritePlan {
             block,
             path: path.clone(),
             header: header.clone(),
@@ -504,7 +498,7 @@ impl<T: Element> Array<T> {
     /// if they are not. `path` must not exist; the workers must see it. Returns when
     /// every chunk is written.
     pub fn to_zarr(&self, path: impl AsRef<std::path::Path>) -> Result<()> {
-        let path = std::path::absolute(path.as_ref()).map_err(|e| Error::Io { path: path.as_ref().to_path_buf(), detail: e.to_string() })?;
+        let path = crate::io::absolute(path.as_ref())?;
         let axes = self.data.chunks.axes();
         if let Some(axis) = axes.iter().position(|l| l.len() > 1 && (l[..l.len() - 1].iter().any(|&n| n != l[0]) || l[l.len() - 1] > l[0])) {
             return Err(Error::Chunks(format!(
@@ -513,8 +507,8 @@ impl<T: Element> Array<T> {
             )));
         }
         let chunk: Vec<usize> = axes.iter().map(|l| l.first().copied().unwrap_or(1)).collect();
-        crate::zarr::create(&path, T::DTYPE, &self.data.shape, &chunk)?;
-        self.write_blocks(crate::zarr::WriteBlock, |block, index, offset| crate::zarr::WritePlan { block, path: path.clone(), index, offset })
+        crate::io::zarr::create(&path, T::DTYPE, &self.data.shape, &chunk)?;
+        self.write_blocks(crate::io::zarr::WriteBlock, |block, index, offset| crate::io::zarr::WritePlan { block, path: path.clone(), index, offset })
     }
 
     /// Submits `f` for every block, with the plan `plan(block plan, index, offset)`, and

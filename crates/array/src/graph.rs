@@ -147,10 +147,8 @@ pub(crate) enum LeafKind {
     /// Another array cut into other blocks: each block is put together, in the task
     /// that uses it, from the parts of the blocks of `input` it overlaps.
     Rechunk(Arc<Data>),
-    /// A `.npy` file whose blocks the tasks that use them read.
-    Npy(Arc<(std::path::PathBuf, crate::npy::Header)>),
-    /// A Zarr array whose blocks the tasks that use them read.
-    Zarr(Arc<(std::path::PathBuf, crate::zarr::Meta)>),
+    /// An array in a file, whose blocks the tasks that use them read.
+    File(Arc<crate::io::FileArray>),
     /// Another array's elements in another shape, block by block (see
     /// [`crate::reshape`]): each block is one block of `input` rearranged.
     Reshape(Arc<Reshape>),
@@ -350,8 +348,7 @@ impl Leaf {
             (LeafKind::Raw(a), LeafKind::Raw(b)) => Arc::ptr_eq(a, b),
             (LeafKind::Concat(a), LeafKind::Concat(b)) => Arc::ptr_eq(a, b),
             (LeafKind::Dot(a), LeafKind::Dot(b)) => Arc::ptr_eq(a, b),
-            (LeafKind::Npy(a), LeafKind::Npy(b)) => Arc::ptr_eq(a, b),
-            (LeafKind::Zarr(a), LeafKind::Zarr(b)) => Arc::ptr_eq(a, b),
+            (LeafKind::File(a), LeafKind::File(b)) => Arc::ptr_eq(a, b),
             (LeafKind::Reshape(a), LeafKind::Reshape(b)) => Arc::ptr_eq(a, b),
             (LeafKind::Mapped(a), LeafKind::Mapped(b)) => Arc::ptr_eq(a, b),
             (LeafKind::Rechunk(a), LeafKind::Rechunk(b)) => Arc::ptr_eq(a, b),
@@ -372,7 +369,7 @@ impl Leaf {
             LeafKind::Stored(b) => Some(b.clone()),
             LeafKind::Reduced(r) => Some(r.materialize(build)?),
             LeafKind::Dot(d) => Some(d.materialize(build)?),
-            LeafKind::Generated(_) | LeafKind::Raw(_) | LeafKind::Concat(_) | LeafKind::Npy(_) | LeafKind::Zarr(_) | LeafKind::Reshape(_) | LeafKind::Mapped(_) | LeafKind::Rechunk(_) => None,
+            LeafKind::Generated(_) | LeafKind::Raw(_) | LeafKind::Concat(_) | LeafKind::File(_) | LeafKind::Reshape(_) | LeafKind::Mapped(_) | LeafKind::Rechunk(_) => None,
         })
     }
 
@@ -719,13 +716,6 @@ impl Data {
                     args.push(Arg::<Vec<u8>>::into_slot(&r.input.block_future(&old, build)?));
                     LeafSource::Reshaped { k: (args.len() - 1) as u32, shape: l.chunks.block_shape(&at) }
                 }
-                LeafKind::Zarr(array) => LeafSource::Zarr {
-                    path: array.0.clone(),
-                    meta: array.1.clone(),
-                    offset: l.chunks.block_offset(&at),
-                    shape: l.chunks.block_shape(&at),
-                    index: at,
-                },
                 LeafKind::Stored(_) | LeafKind::Reduced(_) | LeafKind::Dot(_) => {
                     let blocks = l.stored_blocks(build)?.expect("these kinds are stored");
                     args.push(Arg::<Vec<u8>>::into_slot(&blocks[l.chunks.flat(&at)]));
@@ -749,9 +739,8 @@ impl Data {
                     args.push(slots[l.chunks.flat(&at)]());
                     LeafSource::Serde { k: (args.len() - 1) as u32, dtype: l.dtype, shape: l.chunks.block_shape(&at) }
                 }
-                LeafKind::Npy(file) => LeafSource::Npy {
-                    path: file.0.clone(),
-                    header: file.1.clone(),
+                LeafKind::File(file) => LeafSource::File {
+                    file: (**file).clone(),
                     offset: l.chunks.block_offset(&at),
                     shape: l.chunks.block_shape(&at),
                     index: at,

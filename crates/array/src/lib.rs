@@ -60,11 +60,10 @@ mod create;
 mod dtype;
 mod error;
 mod graph;
+mod io;
 mod kernel;
-mod npy;
 pub mod random;
 mod reshape;
-mod zarr;
 
 /// The ndarray crate, whose arrays [`Array::compute`] returns and whose `s!` macro
 /// [`Array::slice`] takes.
@@ -72,6 +71,9 @@ pub use ndarray;
 
 pub use array::{concatenate, stack, where_, Array, Operand, SPLIT_EVERY};
 pub use chunks::Chunks;
-pub use create::{arange, eye, from_futures, from_ndarray, full, linspace, ones, read_npy, read_zarr, zeros};
+pub use create::{arange, eye, from_futures, from_ndarray, full, linspace, ones, zeros};
+#[cfg(feature = "hdf5")]
+pub use io::read_hdf5;
+pub use io::{read_npy, read_zarr};
 pub use dtype::{Block, DType, Element, Scalar};
 pub use error::{Error, Result};

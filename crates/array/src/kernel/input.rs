@@ -124,8 +124,7 @@ pub(crate) fn leaf(plan: &LeafPlan, args: &mut [Option<Block>], raw: &[&[u8]]) -
             }
             block
         }
-        LeafSource::Npy { path, header, index, offset, shape } => crate::npy::read_block(path, header, index, offset, shape)?,
-        LeafSource::Zarr { path, meta, index, offset, shape } => crate::zarr::read_block(path, meta, index, offset, shape)?,
+        LeafSource::File { file, index, offset, shape } => file.read_block(index, offset, shape)?,
         LeafSource::Generate { generator, index: _, flat, offset, shape } => {
             let crop = plan.crop.clone().unwrap_or_else(|| shape.iter().map(|&n| (0, n, 1)).collect());
             if crop.len() != shape.len() || plan.axes.iter().flatten().any(|&j| j >= shape.len()) {

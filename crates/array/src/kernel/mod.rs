@@ -135,13 +135,11 @@ pub(crate) enum LeafSource {
     /// for each piece, the argument, the part of it (first, end per axis) and where that
     /// part goes in the block of `shape`.
     Assemble { dtype: DType, shape: Vec<usize>, pieces: Vec<Piece> },
-    /// Read in the task from a `.npy` file: its block `index` (at `offset`, of `shape`).
-    Npy { path: std::path::PathBuf, header: crate::npy::Header, index: Vec<usize>, offset: Vec<usize>, shape: Vec<usize> },
+    /// Read in the task from a file: its block `index` (at `offset`, of `shape`).
+    File { file: crate::io::FileArray, index: Vec<usize>, offset: Vec<usize>, shape: Vec<usize> },
     /// The task's argument number `k`, an encoded [`Block`] whose elements, in C order,
     /// are this block's of `shape` (a reshaped array).
     Reshaped { k: u32, shape: Vec<usize> },
-    /// Read in the task from a Zarr array: its block `index` (at `offset`, of `shape`).
-    Zarr { path: std::path::PathBuf, meta: crate::zarr::Meta, index: Vec<usize>, offset: Vec<usize>, shape: Vec<usize> },
     /// Made in the task: block `index` (at `offset`, of `shape`) of the generated array.
     Generate { generator: Generator, index: Vec<usize>, flat: u64, offset: Vec<usize>, shape: Vec<usize> },
 }

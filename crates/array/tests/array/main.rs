@@ -6,6 +6,8 @@ mod array_create;
 mod array_elementwise;
 mod array_errors;
 mod array_files;
+#[cfg(feature = "hdf5")]
+mod array_hdf5;
 mod array_join;
 mod array_reductions;
 mod array_zarr;
