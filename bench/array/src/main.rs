@@ -6,8 +6,10 @@
 //!         [--peer-modes numpy,dask_threads,dask_cluster] [--no-peers]
 //!
 //! Then `--dot 8000` (0 skips it) times the product of two random `--dot`² arrays in
-//! `--dot-chunk` blocks, made and persisted first, summed, beside numpy (its BLAS on
-//! every core) and dask.array (`bench/array/dot_peers.py`, same modes).
+//! `--dot-chunk` blocks, made and persisted first, summed, with the block products on
+//! OpenBLAS (loaded when the machine has it) and on ndarray's matrixmultiply
+//! (`CHORUS_BLAS=off`), beside numpy (its BLAS on every core) and dask.array
+//! (`bench/array/dot_peers.py`, same modes).
 //!
 //! The seed's own size is `--n 50000 --chunk 5000 --peer-modes dask_threads,dask_cluster`
 //! (numpy would need twice the 18.6 GiB array).
@@ -104,27 +106,36 @@ fn main() -> Result<()> {
     if (total - expected).abs() > 0.01 * expected {
         bail!("the sum {total} is far from its expectation {expected}");
     }
+    drop(client);
+    drop(cluster);
     let dot_n = arg("--dot", 8_000);
     let dot_chunk = arg("--dot-chunk", 2_000);
     let mut dot_time = None;
     if dot_n > 0 {
-        let x = da::random::uniform(&client, &[dot_n, dot_n], &[dot_chunk, dot_chunk], 1)?.persist()?;
-        let y = da::random::uniform(&client, &[dot_n, dot_n], &[dot_chunk, dot_chunk], 2)?.persist()?;
-        x.sum()?.compute_scalar()?;
-        y.sum()?.compute_scalar()?;
-        let mut times = Vec::new();
-        for r in 0..reps {
-            let t = Instant::now();
-            let s = x.dot(&y)?.sum()?.compute_scalar()?;
-            times.push(t.elapsed().as_secs_f64());
-            println!("#   dot rep={r} {:.3}s sum={s:.6e}", times[r]);
+        // The block products on OpenBLAS (when the machine has it) and on ndarray's
+        // matrixmultiply, each on a cluster of its own.
+        let mut kernels = Vec::new();
+        for (kernel, setting) in [("blas_auto", "auto"), ("matrixmultiply", "off")] {
+            let cluster = LocalCluster::builder().workers(workers).threads_per_worker(1).env("CHORUS_BLAS", setting).start()?;
+            let client = cluster.client();
+            let x = da::random::uniform(&client, &[dot_n, dot_n], &[dot_chunk, dot_chunk], 1)?.persist()?;
+            let y = da::random::uniform(&client, &[dot_n, dot_n], &[dot_chunk, dot_chunk], 2)?.persist()?;
+            x.sum()?.compute_scalar()?;
+            y.sum()?.compute_scalar()?;
+            let mut times = Vec::new();
+            for r in 0..reps {
+                let t = Instant::now();
+                let s = x.dot(&y)?.sum()?.compute_scalar()?;
+                times.push(t.elapsed().as_secs_f64());
+                println!("#   dot ({kernel}) rep={r} {:.3}s sum={s:.6e}", times[r]);
+            }
+            let t = median(times);
+            println!("RESULT chorus_dot_{kernel}_{workers}w_{dot_n}={t:.3} s");
+            kernels.push(t);
         }
-        let t = median(times);
-        println!("RESULT chorus_dot_{workers}w_{dot_n}={t:.3} s");
-        dot_time = Some(t);
+        println!("# OpenBLAS (CHORUS_BLAS=auto) against matrixmultiply: {:.2}x faster", kernels[1] / kernels[0]);
+        dot_time = Some(kernels[0]);
     }
-    drop(client);
-    drop(cluster);
 
     if std::env::args().any(|a| a == "--no-peers") {
         return Ok(());

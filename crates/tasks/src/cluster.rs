@@ -76,6 +76,7 @@ pub struct LocalClusterBuilder {
     scheduler: SchedulerConfig,
     heartbeat_timeout: Duration,
     max_object: Option<u64>,
+    env: Vec<(OsString, OsString)>,
 }
 
 impl Default for LocalClusterBuilder {
@@ -91,6 +92,7 @@ impl Default for LocalClusterBuilder {
             scheduler: SchedulerConfig::default(),
             heartbeat_timeout: Duration::from_secs(30),
             max_object: None,
+            env: Vec::new(),
         }
     }
 }
@@ -151,6 +153,14 @@ impl LocalClusterBuilder {
         self
     }
 
+    /// Sets an environment variable of the worker processes (they inherit the rest of
+    /// this process's environment), like the `env` of Dask's `LocalCluster`: a setting
+    /// such as `CHORUS_BLAS` for the workers alone.
+    pub fn env(mut self, name: impl Into<OsString>, value: impl Into<OsString>) -> Self {
+        self.env.push((name.into(), value.into()));
+        self
+    }
+
     /// How long to wait for the workers to join (default 30 s).
     pub fn timeout(mut self, t: Duration) -> Self {
         self.timeout = t;
@@ -199,6 +209,7 @@ impl LocalClusterBuilder {
             let child = config
                 .command(&program, &args)
                 .env(crate::settings::MAX_OBJECT_ENV, limits.max_object.to_string())
+                .envs(self.env.iter().map(|(k, v)| (k, v)))
                 .spawn()
                 .map_err(|source| Error::Spawn { rank: children.len(), program: program.display().to_string(), source })?;
             children.push(child);

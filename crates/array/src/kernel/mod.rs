@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::dtype::{with_block, Block, DType, Element, Scalar};
 
+mod blas;
 mod input;
 mod ops;
 
@@ -250,21 +251,28 @@ fn matmul(a: Block, b: Block) -> Result<Block, String> {
         let shape = x.shape().to_vec();
         x.into_dimensionality::<ndarray::Ix2>().map_err(|_| format!("a product of a block of shape {shape:?}, which is not 2-D"))
     }
+    fn none<T>(_: &ndarray::Array2<T>, _: &ndarray::Array2<T>) -> Result<Option<ndarray::Array2<T>>, String> {
+        Ok(None)
+    }
     macro_rules! product {
-        ($($v:ident),*) => {
+        ($($v:ident: $blas:path),*) => {
             match (a, b) {
                 $((Block::$v(x), Block::$v(y)) => {
                     let (x, y) = (two(x)?, two(y)?);
                     if x.ncols() != y.nrows() {
                         return Err(format!("blocks of shapes {:?} and {:?} do not multiply", x.shape(), y.shape()));
                     }
-                    Block::$v(x.dot(&y).into_dyn())
+                    let c = match $blas(&x, &y)? {
+                        Some(c) => c,
+                        None => x.dot(&y),
+                    };
+                    Block::$v(c.into_dyn())
                 })*
                 (x, y) => return Err(format!("a product of {} and {} blocks", x.dtype(), y.dtype())),
             }
         };
     }
-    Ok(product!(F64, F32, I64, I32, U8))
+    Ok(product!(F64: blas::dgemm, F32: blas::sgemm, I64: none, I32: none, U8: none))
 }
 
 entry! {

@@ -29,6 +29,20 @@ fn rank_sum(world: &World, scale: i64) -> (usize, i64) {
     (world.rank(), total)
 }
 
+#[chorus::remote]
+fn env_var(name: String) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+#[test]
+fn local_cluster_workers_get_the_environment_variables_set_for_them() {
+    let c = crate::support::builder(2).env("CHORUS_TEST_WORKER_SETTING", "on the workers").start().unwrap();
+    let client = c.client();
+    let seen = client.gather(&client.map(env_var, vec!["CHORUS_TEST_WORKER_SETTING".to_string(); 8])).unwrap();
+    assert!(seen.iter().all(|v| v.as_deref() == Some("on the workers")), "{seen:?}");
+    assert!(std::env::var("CHORUS_TEST_WORKER_SETTING").is_err(), "the driver's own environment is unchanged");
+}
+
 #[test]
 fn submit_map_gather_and_futures_as_arguments() {
     let c = cluster(2);
