@@ -57,6 +57,14 @@ macro_rules! scalar_operand {
 scalar_operand!(f64, f32, i64, i32, u8, bool);
 
 impl<T: Element> Array<T> {
+    pub(crate) fn data(&self) -> &Data {
+        &self.data
+    }
+
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
+    }
+
     pub(crate) fn from_data(client: &Client, data: Data) -> Array<T> {
         Array { client: client.clone(), data, split_every: SPLIT_EVERY, _t: PhantomData }
     }
@@ -466,12 +474,7 @@ impl<T: Element> Array<T> {
         F: chorus_tasks::RemoteFunction<Args = (ArrayD<T>,), Output = ArrayD<U>> + Send + Sync + 'static,
         U: Element,
     {
-        let call = Arc::new(move |client: &Client, block: ArgValue| -> crate::graph::Slot {
-            let result = client.submit_variadic(f, vec![block], chorus_tasks::TaskOptions::default());
-            Arc::new(move || chorus_tasks::Arg::<ArrayD<U>>::into_slot(&result))
-        });
-        let mapped = crate::graph::Mapped { input: self.data.clone(), call };
-        Ok(self.derive(Data::leaf(LeafKind::Mapped(Arc::new(mapped)), self.data.shape.clone(), self.data.chunks.clone(), U::DTYPE)))
+        Ok(self.derive(self.data.mapped(f, self.data.shape.clone(), self.data.chunks.clone(), U::DTYPE)))
     }
 
     /// Writes the array to the `.npy` file `path`: the driver writes the header, and the

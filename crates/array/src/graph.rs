@@ -554,6 +554,20 @@ impl Data {
         d
     }
 
+    /// The blocks of the user's function `f` applied to each block of this array (given
+    /// to it encoded with serde), an array of `shape`, `chunks` and `dtype` whose blocks
+    /// are `f`'s results.
+    pub(crate) fn mapped<F>(&self, f: F, shape: Vec<usize>, chunks: Chunks, dtype: DType) -> Data
+    where
+        F: chorus_tasks::RemoteFunction + Send + Sync + 'static,
+    {
+        let call = Arc::new(move |client: &Client, block: ArgValue| -> Slot {
+            let result = client.submit_variadic(f, vec![block], TaskOptions::default());
+            Arc::new(move || Arg::<F::Output>::into_slot(&result))
+        });
+        Data::leaf(LeafKind::Mapped(Arc::new(Mapped { input: self.clone(), call })), shape, chunks, dtype)
+    }
+
     pub(crate) fn reshaped(&self, shape: &[usize]) -> Result<Data> {
         let (old, new): (usize, usize) = (self.shape.iter().product(), shape.iter().product());
         if old != new {

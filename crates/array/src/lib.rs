@@ -28,8 +28,14 @@
 //! - **Reductions**: `sum`, `min`, `max`, `mean`, `var`, `std` over all axes or given
 //!   axes, and `argmin`/`argmax` over all axes or one, as trees of tasks with a fan-in
 //!   of [`Array::split_every`].
-//! - **Products**: [`Array::dot`] of 2-D arrays.
-//! - **Blocks**: [`Array::rechunk`] and [`Array::map_blocks`].
+//! - **Products**: [`Array::dot`] of 2-D arrays, each block product on OpenBLAS when
+//!   the machine has it (`libopenblas.so.0`, loaded at run time), else on
+//!   matrixmultiply.
+//! - **Blocks**: [`Array::rechunk`], [`Array::reshape`] and [`Array::map_blocks`].
+//! - **Element types**: `f64`, `f32`, `i64`, `i32`, `u8` and `bool` ([`Element`]) for
+//!   arithmetic; any plain-data type ([`bytemuck::Pod`]: a `#[repr(C)]` struct, `u16`,
+//!   `[f32; 3]`…) in a [`PodArray`], which slices, transposes, reshapes, rechunks, joins
+//!   and persists like the others and becomes numbers through [`PodArray::map_blocks`].
 //!
 //! Shapes that do not broadcast, chunks that do not line up, axes out of range and
 //! operations a type does not have are errors when the expression is built, before any
@@ -62,6 +68,7 @@ mod error;
 mod graph;
 mod io;
 mod kernel;
+mod pod;
 pub mod random;
 mod reshape;
 
@@ -69,11 +76,15 @@ mod reshape;
 /// [`Array::slice`] takes.
 pub use ndarray;
 
+/// The bytemuck crate, whose `Pod` the elements of a [`PodArray`] implement.
+pub use bytemuck;
+
 pub use array::{concatenate, stack, where_, Array, Operand, SPLIT_EVERY};
 pub use chunks::Chunks;
 pub use create::{arange, eye, from_futures, from_ndarray, full, linspace, ones, zeros};
 #[cfg(feature = "hdf5")]
 pub use io::read_hdf5;
 pub use io::{read_npy, read_zarr};
+pub use pod::{PodArray, PodBlock};
 pub use dtype::{Block, DType, Element, Scalar};
 pub use error::{Error, Result};

@@ -9,6 +9,7 @@ mod array_files;
 #[cfg(feature = "hdf5")]
 mod array_hdf5;
 mod array_join;
+mod array_pod;
 mod array_reductions;
 mod array_zarr;
 mod support;
