@@ -207,13 +207,22 @@ impl Dot {
         let mut blocks = Vec::with_capacity(rows * cols);
         for i in 0..rows {
             for j in 0..cols {
-                let parts = (0..inner)
-                    .map(|k| {
-                        let (left, mut args) = self.a.plan_block(&[i, k], build, Then::Keep)?;
-                        let (right, right_args) = self.b.plan_block(&[k, j], build, Then::Keep)?;
-                        let left_args = args.len() as u32;
-                        args.extend(right_args);
-                        Ok(submit(build, DotBlocks, &DotPlan { left, right, left_args }, args))
+                // Up to `split_every` block products summed in each task, then a tree.
+                let ks: Vec<usize> = (0..inner).collect();
+                let parts = ks
+                    .chunks(self.split_every)
+                    .map(|ks| {
+                        let mut plan = DotPlan { pairs: Vec::new(), args: Vec::new() };
+                        let mut args = Vec::new();
+                        for &k in ks {
+                            let (left, left_args) = self.a.plan_block(&[i, k], build, Then::Keep)?;
+                            let (right, right_args) = self.b.plan_block(&[k, j], build, Then::Keep)?;
+                            plan.args.push((left_args.len() as u32, right_args.len() as u32));
+                            plan.pairs.push((left, right));
+                            args.extend(left_args);
+                            args.extend(right_args);
+                        }
+                        Ok(submit(build, DotBlocks, &plan, args))
                     })
                     .collect::<Result<Vec<_>>>()?;
                 blocks.push(tree(build, parts, ReduceOp::Sum, self.split_every, None));
@@ -226,7 +235,8 @@ impl Dot {
 
     pub(crate) fn task_count(&self) -> usize {
         let (rows, inner, cols) = (self.a.chunks.grid()[0], self.a.chunks.grid()[1], self.b.chunks.grid()[1]);
-        rows * cols * (inner + tree_tasks(inner, self.split_every, false)) + self.a.task_count() + self.b.task_count()
+        let parts = inner.div_ceil(self.split_every);
+        rows * cols * (parts + tree_tasks(parts, self.split_every, false)) + self.a.leaf_tasks() + self.b.leaf_tasks()
     }
 }
 
@@ -811,18 +821,24 @@ impl Data {
         Ok(Arc::new(futures))
     }
 
-    /// The tasks [`Data::blocks`] would submit, reductions not yet computed included.
+    /// The tasks [`Data::blocks`] would submit: one per block (unless the array is a
+    /// stored leaf as it is), and those of the leaves.
     pub(crate) fn task_count(&self) -> usize {
         let direct = self.whole_leaf().is_some_and(|l| l.is_stored());
         let own = if direct { 0 } else { self.chunks.count() };
-        own + self
-            .leaves
+        own + self.leaf_tasks()
+    }
+
+    /// The tasks that make what the leaves give the block tasks (a task that evaluates
+    /// a block of this array, fused, needs these and no others).
+    pub(crate) fn leaf_tasks(&self) -> usize {
+        self.leaves
             .iter()
             .map(|l| match &l.kind {
                 LeafKind::Reduced(r) => r.task_count(),
                 LeafKind::Dot(d) => d.task_count(),
                 LeafKind::Concat(c) => c.parts.iter().map(Data::task_count).sum(),
-                LeafKind::Mapped(m) => 2 * m.input.chunks.count() + m.input.task_count(),
+                LeafKind::Mapped(m) => 2 * m.input.chunks.count() + m.input.leaf_tasks(),
                 LeafKind::Rechunk(input) => input.task_count(),
                 LeafKind::Reshape(r) => r.input.task_count(),
                 _ => 0,

@@ -89,23 +89,23 @@ fn layout<T>(m: &ArrayView2<'_, T>) -> Option<(c_int, c_int)> {
 
 macro_rules! product {
     ($name:ident, $t:ty, $gemm:ident) => {
-        /// `a · b` on OpenBLAS, or `None` when it is not in use (or a dimension is 0, or too
-        /// large for BLAS's 32-bit integers).
-        pub(crate) fn $name(a: &Array2<$t>, b: &Array2<$t>) -> Result<Option<Array2<$t>>, String> {
-            let Some(blas) = openblas()? else { return Ok(None) };
+        /// `c += a · b` on OpenBLAS; `false` (and `c` untouched) when it is not in use, a
+        /// dimension is 0 or too large for BLAS's 32-bit integers, or `c` is not a
+        /// row-major m × n array.
+        pub(crate) fn $name(a: &Array2<$t>, b: &Array2<$t>, c: &mut Array2<$t>) -> Result<bool, String> {
+            let Some(blas) = openblas()? else { return Ok(false) };
             let ((m, k), n) = (a.dim(), b.ncols());
-            if m == 0 || n == 0 || k == 0 || [m, n, k].iter().any(|&d| d > c_int::MAX as usize / 2) {
-                return Ok(None);
+            if m == 0 || n == 0 || k == 0 || [m, n, k].iter().any(|&d| d > c_int::MAX as usize / 2) || c.dim() != (m, n) || !c.is_standard_layout() {
+                return Ok(false);
             }
             let (a, b) = (readable(a), readable(b));
             let ((ta, lda), (tb, ldb)) = (layout(&a.view()).expect("standard layout"), layout(&b.view()).expect("standard layout"));
-            let mut c = Array2::<$t>::zeros((m, n));
-            // SAFETY: `a` is m × k, `b` is k × n and `c` is m × n, in the layouts and
-            // leading dimensions given; OpenBLAS reads and writes only within them.
+            // SAFETY: `a` is m × k, `b` is k × n and `c` is a row-major m × n, in the
+            // layouts and leading dimensions given; OpenBLAS reads and writes only within.
             unsafe {
-                (blas.$gemm)(ROW_MAJOR, ta, tb, m as c_int, n as c_int, k as c_int, 1.0, a.as_ptr(), lda, b.as_ptr(), ldb, 0.0, c.as_mut_ptr(), n as c_int);
+                (blas.$gemm)(ROW_MAJOR, ta, tb, m as c_int, n as c_int, k as c_int, 1.0, a.as_ptr(), lda, b.as_ptr(), ldb, 1.0, c.as_mut_ptr(), n as c_int);
             }
-            Ok(Some(c))
+            Ok(true)
         }
     };
 }
@@ -136,7 +136,11 @@ mod tests {
         let a = values(37, 21, 1);
         let b = values(21, 13, 2);
         let want = a.dot(&b);
-        let Some(c) = dgemm(&a, &b).unwrap() else {
+        let product = |a: &Array2<f64>, b: &Array2<f64>| {
+            let mut c = Array2::zeros((a.nrows(), b.ncols()));
+            dgemm(a, b, &mut c).unwrap().then_some(c)
+        };
+        let Some(c) = product(&a, &b) else {
             let why = "OpenBLAS (libopenblas.so.0) is not on this machine";
             assert!(std::env::var("CHORUS_REQUIRE_OPENBLAS").map_or(true, |v| v != "1"), "{why} (CHORUS_REQUIRE_OPENBLAS=1)");
             eprintln!("SKIPPED: {why}");
@@ -147,14 +151,21 @@ mod tests {
         let column_major = |m: &Array2<f64>| m.t().as_standard_layout().into_owned().reversed_axes();
         let (at, bt) = (column_major(&a), column_major(&b));
         assert_eq!((at.clone(), layout(&at.view())), (a.clone(), Some((TRANS, 37))));
-        assert_eq!(dgemm(&at, &bt).unwrap().unwrap(), want);
+        assert_eq!(product(&at, &bt).unwrap(), want);
         let wide = values(37, 42, 3);
         let strided = wide.slice(s![.., ..;2]).to_owned();
-        assert_eq!(dgemm(&strided, &b).unwrap().unwrap(), strided.dot(&b));
+        assert_eq!(product(&strided, &b).unwrap(), strided.dot(&b));
+        // Into a sum: c += a · b.
+        let mut sum = want.clone();
+        assert!(dgemm(&a, &b, &mut sum).unwrap());
+        assert_eq!(sum, &want * 2.0);
         let (af, bf) = (a.mapv(|v| v as f32), b.mapv(|v| v as f32));
-        assert_eq!(sgemm(&af, &bf).unwrap().unwrap(), af.dot(&bf));
-        // Empty products are left to ndarray.
-        assert!(dgemm(&values(3, 0, 0), &values(0, 4, 0)).unwrap().is_none());
+        let mut cf = Array2::zeros((37, 13));
+        assert!(sgemm(&af, &bf, &mut cf).unwrap());
+        assert_eq!(cf, af.dot(&bf));
+        // Empty products, and sums of another shape, are left to ndarray.
+        assert!(product(&values(3, 0, 0), &values(0, 4, 0)).is_none());
+        assert!(!dgemm(&a, &b, &mut Array2::zeros((2, 2))).unwrap());
     }
 
     #[test]

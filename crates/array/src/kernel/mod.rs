@@ -224,9 +224,10 @@ pub(crate) use entry;
 /// first `left_args` arguments after the plan are the left plan's.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct DotPlan {
-    pub left: BlockPlan,
-    pub right: BlockPlan,
-    pub left_args: u32,
+    /// The (left, right) plans of each product in the sum.
+    pub pairs: Vec<(BlockPlan, BlockPlan)>,
+    /// How many argument blocks each pair's left and right plans take, in order.
+    pub args: Vec<(u32, u32)>,
 }
 
 entry! {
@@ -234,25 +235,37 @@ entry! {
     DotBlocks, "chorus_array::dot_blocks", dot_entry
 }
 
-/// Arguments: the plan, then the left plan's argument blocks, then the right one's.
+/// Arguments: the plan, then each pair's left plan's argument blocks and its right
+/// one's. Each pair is evaluated and multiplied into the sum in turn, so a task holds
+/// the sum and one pair's blocks besides its arguments.
 fn dot_entry(args: &[&[u8]]) -> Encoded {
     keep_tile_memory();
-    let (plan, blocks): (DotPlan, _) = plan_of(args, "a product task")?;
-    let split = (plan.left_args as usize).min(blocks.len());
-    let a = run_plan(&plan.left, &blocks[..split])?;
-    let b = run_plan(&plan.right, &blocks[split..])?;
-    let product = matmul(a, b).map_err(fault)?;
-    encode_result(product.encode())
+    let (plan, mut blocks): (DotPlan, _) = plan_of(args, "a product task")?;
+    if plan.pairs.len() != plan.args.len() || plan.pairs.is_empty() {
+        return Err(fault(format!("a product task's plan with {} pairs and {} argument counts", plan.pairs.len(), plan.args.len())));
+    }
+    let mut sum = None;
+    for ((left, right), &(l, r)) in plan.pairs.iter().zip(&plan.args) {
+        let (l, r) = ((l as usize).min(blocks.len()), r as usize);
+        let a = run_plan(left, &blocks[..l])?;
+        blocks = &blocks[l..];
+        let r = r.min(blocks.len());
+        let b = run_plan(right, &blocks[..r])?;
+        blocks = &blocks[r..];
+        sum = Some(multiply_add(sum, a, b).map_err(fault)?);
+    }
+    encode_result(sum.expect("at least one pair").encode())
 }
 
-/// The product of two 2-D blocks (matrixmultiply's kernels, through ndarray).
-fn matmul(a: Block, b: Block) -> Result<Block, String> {
+/// `sum + a · b` of 2-D blocks (`a · b` without a sum), on OpenBLAS when it is in use
+/// for the type (see [`blas`]), else on ndarray's kernels (matrixmultiply for floats).
+fn multiply_add(sum: Option<Block>, a: Block, b: Block) -> Result<Block, String> {
     fn two<T>(x: ArrayD<T>) -> Result<ndarray::Array2<T>, String> {
         let shape = x.shape().to_vec();
         x.into_dimensionality::<ndarray::Ix2>().map_err(|_| format!("a product of a block of shape {shape:?}, which is not 2-D"))
     }
-    fn none<T>(_: &ndarray::Array2<T>, _: &ndarray::Array2<T>) -> Result<Option<ndarray::Array2<T>>, String> {
-        Ok(None)
+    fn none<T>(_: &ndarray::Array2<T>, _: &ndarray::Array2<T>, _: &mut ndarray::Array2<T>) -> Result<bool, String> {
+        Ok(false)
     }
     macro_rules! product {
         ($($v:ident: $blas:path),*) => {
@@ -262,10 +275,14 @@ fn matmul(a: Block, b: Block) -> Result<Block, String> {
                     if x.ncols() != y.nrows() {
                         return Err(format!("blocks of shapes {:?} and {:?} do not multiply", x.shape(), y.shape()));
                     }
-                    let c = match $blas(&x, &y)? {
-                        Some(c) => c,
-                        None => x.dot(&y),
+                    let mut c = match sum {
+                        None => ndarray::Array2::zeros((x.nrows(), y.ncols())),
+                        Some(Block::$v(c)) if c.shape() == [x.nrows(), y.ncols()] => two(c)?.as_standard_layout().into_owned(),
+                        Some(c) => return Err(format!("a sum of products of shape {:?} and type {} where {:?} of {} belongs", c.shape(), c.dtype(), [x.nrows(), y.ncols()], stringify!($v))),
                     };
+                    if !$blas(&x, &y, &mut c)? {
+                        ndarray::linalg::general_mat_mul(Element::ONE, &x, &y, Element::ONE, &mut c);
+                    }
                     Block::$v(c.into_dyn())
                 })*
                 (x, y) => return Err(format!("a product of {} and {} blocks", x.dtype(), y.dtype())),

@@ -107,6 +107,15 @@ fn products_check_their_operands_and_integers_multiply_exactly() {
     assert!(matches!(x.dot(&w).unwrap_err(), da::Error::Invalid(m) if m.contains("columns")));
     let ok = da::ones::<i64>(&client, &[4, 5], &[2, 5]).unwrap();
     assert_eq!(x.dot(&ok).unwrap().compute().unwrap(), ndarray::ArrayD::from_elem(ndarray::IxDyn(&[6, 5]), 4i64));
+    // Each task sums up to `split_every` block products: 2 × 1 output blocks of 2 inner
+    // products are 2 tasks; with split_every 2, 5 inner products are 3 tasks per output
+    // block, then a tree of 3 (two pairs, then the last two).
+    assert_eq!(x.dot(&ok).unwrap().task_count(), 2);
+    let long = da::ones::<i64>(&client, &[6, 10], &[3, 2]).unwrap().split_every(2).unwrap();
+    let tall = da::ones::<i64>(&client, &[10, 5], &[2, 5]).unwrap();
+    let p = long.dot(&tall).unwrap();
+    assert_eq!(p.task_count(), 2 * (3 + 3));
+    assert_eq!(p.compute().unwrap(), ndarray::ArrayD::from_elem(ndarray::IxDyn(&[6, 5]), 10i64));
 }
 
 /// A user's block function: `b * b + 1`, elementwise.
