@@ -1,6 +1,5 @@
 //! Records, events, commands and the transitions between them.
 
-use std::cmp::Ordering;
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::collections::{BTreeMap, BinaryHeap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -14,6 +13,8 @@ use crate::proto::{
 };
 
 mod placement;
+
+use placement::{Order, ReadyEntry};
 
 use super::events::{Command, Event, Note, SchedulerConfig};
 
@@ -86,45 +87,6 @@ struct WorkerState {
     stored: u64,
     rss: u64,
     steal_pending: bool,
-}
-
-/// The order in which ready tasks of equal priority go to workers: depth first, so
-/// that a graph finishes what it started before it starts more.
-///
-/// A task is ordered right after the latest of its inputs that were still to be
-/// computed when it was submitted (its `anchor` is theirs), and a task with no such
-/// input by its own submission. The combining task of a tree reduction thus runs as
-/// soon as its inputs are there, before roots submitted after them, and the roots'
-/// results are consumed as fast as they are made instead of piling up on the workers
-/// (what Dask gets from `dask.order` and root-task queuing). Inputs already in memory
-/// do not count: a task that reads only persisted data is a root of its own graph.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
-struct Order {
-    anchor: u64,
-    /// Submission sequence, unique.
-    seq: u64,
-}
-
-#[derive(Debug, PartialEq, Eq)]
-struct ReadyEntry {
-    priority: i32,
-    order: Order,
-    /// The record's `ready_seq` when it was pushed.
-    ready_seq: u64,
-    id: TaskId,
-}
-
-impl Ord for ReadyEntry {
-    fn cmp(&self, other: &Self) -> Ordering {
-        // Highest priority first, then earliest in graph order.
-        self.priority.cmp(&other.priority).then(other.order.cmp(&self.order))
-    }
-}
-
-impl PartialOrd for ReadyEntry {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
 }
 
 /// What a task is assumed to take before any has finished: long enough that workers

@@ -1,5 +1,7 @@
-//! Where ready tasks go: bounded worker queues, expected start time with transfers,
-//! work stealing.
+//! Where ready tasks go: in graph order (depth first), into bounded worker queues, by
+//! expected start time with transfers; work stealing.
+
+use std::cmp::Ordering;
 
 use super::{Scheduler, State, WorkerState};
 use crate::error::{FailureKind, TaskError};
@@ -14,6 +16,45 @@ const LOCALITY_MIN: u64 = 1 << 20;
 const QUEUE_AHEAD_MICROS: f64 = 2_000.0;
 /// A backlog is stolen only if it is worth more than this much work.
 const STEAL_MIN_MICROS: f64 = 1_000.0;
+
+/// The order in which ready tasks of equal priority go to workers: depth first, so
+/// that a graph finishes what it started before it starts more.
+///
+/// A task is ordered right after the latest of its inputs that were still to be
+/// computed when it was submitted (its `anchor` is theirs), and a task with no such
+/// input by its own submission. The combining task of a tree reduction thus runs as
+/// soon as its inputs are there, before roots submitted after them, and the roots'
+/// results are consumed as fast as they are made instead of piling up on the workers
+/// (what Dask gets from `dask.order` and root-task queuing). Inputs already in memory
+/// do not count: a task that reads only persisted data is a root of its own graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub(super) struct Order {
+    pub(super) anchor: u64,
+    /// Submission sequence, unique.
+    pub(super) seq: u64,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct ReadyEntry {
+    pub(super) priority: i32,
+    pub(super) order: Order,
+    /// The record's `ready_seq` when it was pushed.
+    pub(super) ready_seq: u64,
+    pub(super) id: TaskId,
+}
+
+impl Ord for ReadyEntry {
+    fn cmp(&self, other: &Self) -> Ordering {
+        // Highest priority first, then earliest in graph order.
+        self.priority.cmp(&other.priority).then(other.order.cmp(&self.order))
+    }
+}
+
+impl PartialOrd for ReadyEntry {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
 
 impl Scheduler {
     fn capacity(&self, w: &WorkerState) -> usize {
