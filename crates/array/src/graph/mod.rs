@@ -535,7 +535,7 @@ impl Data {
                     let (offset, shape) = (l.chunks.block_offset(&at), l.chunks.block_shape(&at));
                     let mut pieces = Vec::new();
                     for o in overlaps(&input.chunks, &offset, &shape) {
-                        args.push(Arg::<Vec<u8>>::into_slot(&input.block_future(&o.block, build)?));
+                        args.push(Arg::<Vec<u8>>::into_slot(&build.part(input, &o.block)?));
                         pieces.push(Piece { arg: (args.len() - 1) as u32, part: o.part, at: o.at });
                     }
                     LeafSource::Assemble { dtype: input.dtype, shape, pieces }

@@ -25,11 +25,27 @@ pub(crate) struct Build<'c> {
     pub(crate) client: &'c Client,
     stored: RefCell<HashMap<usize, Blocks>>,
     mapped: RefCell<HashMap<usize, Arc<Vec<Slot>>>>,
+    parts: RefCell<Parts>,
 }
+
+/// Blocks of the arrays that rechunked arrays are cut from, by array and block.
+type Parts = HashMap<(usize, usize), Future<Vec<u8>>>;
 
 impl<'c> Build<'c> {
     pub(crate) fn new(client: &'c Client) -> Build<'c> {
-        Build { client, stored: RefCell::default(), mapped: RefCell::default() }
+        Build { client, stored: RefCell::default(), mapped: RefCell::default(), parts: RefCell::default() }
+    }
+
+    /// Block `index` of `input`, the array a rechunked array is cut from: submitted once
+    /// in this submission however many new blocks it overlaps.
+    pub(crate) fn part(&self, input: &Arc<Data>, index: &[usize]) -> Result<Future<Vec<u8>>> {
+        let k = (key(input), input.chunks.flat(index));
+        if let Some(f) = self.parts.borrow().get(&k) {
+            return Ok(f.clone());
+        }
+        let f = input.block_future(index, self)?;
+        self.parts.borrow_mut().insert(k, f.clone());
+        Ok(f)
     }
 }
 

@@ -276,3 +276,18 @@ fn reshape_keeps_blocks_whole_and_refuses_other_element_counts() {
     let z = da::zeros::<f64>(&client, &[3, 0], &[2, 2]).unwrap();
     assert_eq!(z.reshape(&[0, 5]).unwrap().compute().unwrap().shape(), &[0, 5]);
 }
+
+#[test]
+fn regression_a_block_that_several_rechunked_blocks_overlap_is_computed_once() {
+    let c = cluster(1);
+    let client = c.client();
+    // Blocks of 4 cut into blocks of 6: the old blocks 1 and 4 each feed two new ones.
+    let x = da::arange(&client, 0i64, 24, 1, 4).unwrap();
+    let y = (&x + 1).rechunk(&[6]).unwrap();
+    assert_eq!(y.task_count(), 6 + 4);
+    let kept = y.persist().unwrap();
+    assert_eq!(kept.compute().unwrap(), ndarray::Array::from_iter(1i64..25).into_dyn());
+    // The persisted blocks keep their lineage: four new blocks and six old ones, not
+    // eight (each old block was submitted once per new block it overlaps).
+    assert_eq!(c.status().unwrap().tasks, 10);
+}
