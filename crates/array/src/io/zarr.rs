@@ -74,7 +74,7 @@ pub(crate) fn read_meta(path: &Path) -> Result<Meta> {
     let dtype = [DType::F64, DType::F32, DType::I64, DType::I32, DType::U8, DType::Bool]
         .into_iter()
         .find(|d| zarr_type(*d) == *array.data_type())
-        .ok_or_else(|| bad(format!("holds elements of type {:?}, which chorus arrays do not take", array.data_type())))?;
+        .ok_or_else(|| bad(format!("holds elements of type {}, which chorus arrays do not take", array.data_type())))?;
     let shape = to_usize(array.shape()).ok_or_else(|| bad(format!("has a shape too large for this machine: {:?}", array.shape())))?;
     let origin = vec![0; shape.len()];
     let chunk = array

@@ -112,8 +112,10 @@ fn arrays_zarr_python_wrote_are_read_and_arrays_chorus_wrote_are_read_by_zarr_py
          zarr.create_array({plain:?}, data=a, chunks=(3, 4, 4))\n\
          zarr.create_array({sharded:?}, data=a, chunks=(1, 3, 2), shards=(7, 6, 4))\n\
          zarr.create_array({v2:?}, data=a, chunks=(4, 4, 4), zarr_format=2, compressors=numcodecs.Zstd())\n\
-         zarr.create_array({ints:?}, data=(np.arange(30) % 4).astype('<i4'), chunks=(8,))\n",
+         zarr.create_array({ints:?}, data=(np.arange(30) % 4).astype('<i4'), chunks=(8,))\n\
+         zarr.create_array({shorts:?}, data=np.arange(4, dtype='<i2'))\n",
         plain = plain.display().to_string(),
+        shorts = scratch("py-shorts.zarr").display().to_string(),
         sharded = sharded.display().to_string(),
         v2 = v2.display().to_string(),
         ints = ints.display().to_string(),
@@ -129,6 +131,8 @@ fn arrays_zarr_python_wrote_are_read_and_arrays_chorus_wrote_are_read_by_zarr_py
     assert_eq!(s.compute().unwrap(), want);
     assert_eq!(da::read_zarr::<f64>(&client, &sharded, Some(&[2, 2, 2])).unwrap().compute().unwrap(), want);
     assert_eq!(da::read_zarr::<f64>(&client, &v2, None).unwrap().compute().unwrap(), want);
+    let e = da::read_zarr::<i64>(&client, scratch("py-shorts.zarr"), None).unwrap_err().to_string();
+    assert!(e.contains("py-shorts.zarr") && e.contains("int16"), "{e}");
     let i = da::read_zarr::<i32>(&client, &ints, Some(&[7])).unwrap().compute().unwrap();
     assert_eq!(i, ArrayD::from_shape_fn(IxDyn(&[30]), |i| (i[0] % 4) as i32));
 
