@@ -2,7 +2,7 @@
 //! runs; ndarray's own kernels (matrixmultiply) otherwise.
 //!
 //! Measured here on one core, 2,000² f64 blocks: OpenBLAS 49–51 GFLOP/s, matrixmultiply
-//! 40–44 (1.17× in OpenBLAS's favour; `bench-array --dot` shows both). Loading the
+//! 40–44 (1.17× in OpenBLAS's favour; end to end, `bench-array --dot` shows 1.00–1.15×). Loading the
 //! library at run time (`libopenblas.so.0`, Debian's `libopenblas0`) instead of linking
 //! it keeps the build free of system libraries: a machine without it still runs every
 //! product, at matrixmultiply's speed. Each product task is one of the worker's
