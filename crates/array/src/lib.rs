@@ -35,7 +35,10 @@
 //! - **Element types**: `f64`, `f32`, `i64`, `i32`, `u8` and `bool` ([`Element`]) for
 //!   arithmetic; any plain-data type ([`bytemuck::Pod`]: a `#[repr(C)]` struct, `u16`,
 //!   `[f32; 3]`…) in a [`PodArray`], which slices, transposes, reshapes, rechunks, joins
-//!   and persists like the others and becomes numbers through [`PodArray::map_blocks`].
+//!   and persists like the others and becomes numbers through [`PodArray::map_blocks`];
+//!   any serde type, of any size (`String`, a user's enum…), in a [`SerdeArray`], whose
+//!   operations each run one task per new block (Dask's `object` arrays), once the type
+//!   is registered with [`serde_element!`].
 //!
 //! Shapes that do not broadcast, chunks that do not line up, axes out of range and
 //! operations a type does not have are errors when the expression is built, before any
@@ -71,6 +74,7 @@ mod kernel;
 mod pod;
 pub mod random;
 mod reshape;
+mod serde_array;
 
 /// The ndarray crate, whose arrays [`Array::compute`] returns and whose `s!` macro
 /// [`Array::slice`] takes.
@@ -86,5 +90,9 @@ pub use create::{arange, eye, from_futures, from_ndarray, full, linspace, ones, 
 pub use io::read_hdf5;
 pub use io::{read_npy, read_zarr};
 pub use pod::{PodArray, PodBlock};
+pub use serde_array::{SerdeArray, SerdeElement};
+
+#[doc(hidden)]
+pub use serde_array::private as __private;
 pub use dtype::{Block, DType, Element, Scalar};
 pub use error::{Error, Result};

@@ -116,6 +116,9 @@ pub(crate) enum LeafKind {
     /// Results of the user's tasks, each the bare elements of a block (`Vec<T>`): the
     /// argument for block `i` is `slot(i)`.
     Raw(Arc<dyn Fn(usize) -> ArgValue + Send + Sync>),
+    /// Results of the user's tasks, each a block as an `ndarray::ArrayD` encoded with
+    /// serde: the argument for block `i` is `slot(i)`.
+    Serde(Arc<dyn Fn(usize) -> ArgValue + Send + Sync>),
     Reduced(Arc<Reduction>),
     Concat(Arc<Concat>),
     Dot(Arc<Dot>),
@@ -138,6 +141,7 @@ impl Leaf {
             (LeafKind::Stored(a), LeafKind::Stored(b)) => Arc::ptr_eq(a, b),
             (LeafKind::Reduced(a), LeafKind::Reduced(b)) => Arc::ptr_eq(a, b),
             (LeafKind::Raw(a), LeafKind::Raw(b)) => Arc::ptr_eq(a, b),
+            (LeafKind::Serde(a), LeafKind::Serde(b)) => Arc::ptr_eq(a, b),
             (LeafKind::Concat(a), LeafKind::Concat(b)) => Arc::ptr_eq(a, b),
             (LeafKind::Dot(a), LeafKind::Dot(b)) => Arc::ptr_eq(a, b),
             (LeafKind::File(a), LeafKind::File(b)) => Arc::ptr_eq(a, b),
@@ -161,7 +165,7 @@ impl Leaf {
             LeafKind::Stored(b) => Some(b.clone()),
             LeafKind::Reduced(r) => Some(r.materialize(build)?),
             LeafKind::Dot(d) => Some(d.materialize(build)?),
-            LeafKind::Generated(_) | LeafKind::Raw(_) | LeafKind::Concat(_) | LeafKind::File(_) | LeafKind::Reshape(_) | LeafKind::Mapped(_) | LeafKind::Rechunk(_) => None,
+            LeafKind::Generated(_) | LeafKind::Raw(_) | LeafKind::Serde(_) | LeafKind::Concat(_) | LeafKind::File(_) | LeafKind::Reshape(_) | LeafKind::Mapped(_) | LeafKind::Rechunk(_) => None,
         })
     }
 
@@ -530,6 +534,10 @@ impl Data {
                 LeafKind::Raw(slot) => {
                     args.push(slot(l.chunks.flat(&at)));
                     LeafSource::Raw { k: (args.len() - 1) as u32, dtype: l.dtype, shape: l.chunks.block_shape(&at) }
+                }
+                LeafKind::Serde(slot) => {
+                    args.push(slot(l.chunks.flat(&at)));
+                    LeafSource::Serde { k: (args.len() - 1) as u32, dtype: l.dtype, shape: l.chunks.block_shape(&at) }
                 }
                 LeafKind::Rechunk(input) => {
                     let (offset, shape) = (l.chunks.block_offset(&at), l.chunks.block_shape(&at));

@@ -205,7 +205,7 @@ proptest! {
 
 /// A shape of `n` elements: a divisor of what is left for each choice but the last,
 /// the rest last, and an axis of length 1 put in where `unit` says.
-fn shape_of(n: usize, choices: &[usize], unit: Option<usize>) -> Vec<usize> {
+pub(crate) fn shape_of(n: usize, choices: &[usize], unit: Option<usize>) -> Vec<usize> {
     let mut rest = n;
     let mut shape = Vec::new();
     for c in &choices[..choices.len() - 1] {

@@ -11,6 +11,7 @@ mod array_hdf5;
 mod array_join;
 mod array_pod;
 mod array_reductions;
+mod array_serde;
 mod array_zarr;
 mod support;
 
