@@ -22,7 +22,9 @@ use crate::chunks::Chunks;
 use crate::dtype::{DType, Element};
 use crate::{Error, Result};
 
-/// A chunked array of plain-data elements `T`; see the [module documentation](self).
+/// A chunked array of plain-data elements `T`, held as bytes with a trailing axis of
+/// `size_of::<T>()` that is never cut, so every element-moving operation is the numeric
+/// array's; [`PodArray::map_blocks`] turns it into numbers.
 ///
 /// ```no_run
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {

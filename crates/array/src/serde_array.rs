@@ -61,7 +61,9 @@ macro_rules! serde_element {
 
 serde_element!(String);
 
-/// A chunked array of serde elements `T`; see the [module documentation](self).
+/// A chunked array of serde elements `T`: blocks of `ndarray::ArrayD<T>` encoded with
+/// serde, rearranged by one task per new block (Dask's `object` arrays). The type must be
+/// registered with [`serde_element!`](crate::serde_element).
 ///
 /// ```no_run
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -141,7 +143,8 @@ fn bad<E: std::fmt::Display>(what: &str) -> impl Fn(E) -> chorus_tasks::registry
     move |e| fault(format!("{what}: {e}"))
 }
 
-/// Runs an [`AssemblePlan`]: the plan, then the old blocks.
+/// The task that makes one new block of a `SerdeArray<T>` from parts of old blocks; its
+/// arguments are its plan, then the old blocks.
 pub fn assemble<T: SerdeElement>(args: &[&[u8]]) -> Encoded {
     let (plan, blocks) = args.split_first().ok_or_else(|| fault("a rearranging task without its plan".into()))?;
     let plan: AssemblePlan = postcard::from_bytes(plan).map_err(bad("the plan of a rearranging task"))?;
