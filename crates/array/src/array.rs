@@ -6,7 +6,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use chorus_tasks::{ArgValue, Client, Future};
-use ndarray::{ArrayD, IxDyn, Slice, SliceInfoElem};
+use ndarray::{ArrayD, IxDyn, SliceInfoElem};
 
 use crate::chunks::Chunks;
 use crate::dtype::{Block, DType, Element, Scalar};
@@ -510,8 +510,14 @@ impl<T: Element> Array<T> {
             )));
         }
         let chunk: Vec<usize> = axes.iter().map(|l| l.first().copied().unwrap_or(1)).collect();
-        crate::io::zarr::create(&path, T::DTYPE, &self.data.shape, &chunk)?;
-        self.write_blocks(crate::io::zarr::WriteBlock, |block, index, offset| crate::io::zarr::WritePlan { block, path: path.clone(), index, offset })
+        let metadata = crate::io::zarr::create(&path, T::DTYPE, &self.data.shape, &chunk)?;
+        self.write_blocks(crate::io::zarr::WriteBlock, |block, index, offset| crate::io::zarr::WritePlan {
+            block,
+            path: path.clone(),
+            metadata: metadata.clone(),
+            index,
+            offset,
+        })
     }
 
     /// Submits `f` for every block, with the plan `plan(block plan, index, offset)`, and
@@ -560,15 +566,12 @@ impl<T: Element> Array<T> {
             let block = Block::decode(&b).map_err(|detail| Error::Block { index: idx.clone(), detail })?;
             let got = block.dtype();
             let block = T::unwrap(block).ok_or_else(|| Error::Block { index: idx.clone(), detail: format!("a {got} block in a {} array", T::DTYPE) })?;
-            let (shape, offset) = (self.data.chunks.block_shape(&idx), self.data.chunks.block_offset(&idx));
+            let shape = self.data.chunks.block_shape(&idx);
             if block.shape() != shape.as_slice() {
                 return Err(Error::Block { index: idx, detail: format!("a block of shape {:?} where {shape:?} belongs", block.shape()) });
             }
-            out.slice_each_axis_mut(|ax| {
-                let k = ax.axis.index();
-                Slice::from(offset[k]..offset[k] + shape[k])
-            })
-            .assign(&block);
+            let region = self.data.chunks.region(&idx);
+            out.slice_each_axis_mut(|ax| region[ax.axis.index()]).assign(&block);
         }
         Ok(out)
     }

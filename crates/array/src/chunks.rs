@@ -77,6 +77,12 @@ impl Chunks {
         self.0.iter().zip(index).map(|(ls, &i)| ls[..i].iter().sum()).collect()
     }
 
+    /// Where block `index` lies along each axis, to cut it out of (or put it into) an
+    /// ndarray of the whole array with `slice_each_axis`.
+    pub(crate) fn region(&self, index: &[usize]) -> Vec<ndarray::Slice> {
+        self.block_offset(index).into_iter().zip(self.block_shape(index)).map(|(o, n)| ndarray::Slice::from(o..o + n)).collect()
+    }
+
     /// Every block index, in row-major order (the order of [`Chunks::flat`]).
     pub fn indices(&self) -> Vec<Vec<usize>> {
         let grid = self.grid();

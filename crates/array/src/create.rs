@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use chorus_tasks::{Arg, Client, Future};
-use ndarray::{ArrayBase, Data as NdData, Dimension, Slice};
+use ndarray::{ArrayBase, Data as NdData, Dimension};
 
 use crate::array::Array;
 use crate::chunks::Chunks;
@@ -67,11 +67,8 @@ pub fn from_ndarray<T: Element, S: NdData<Elem = T>, D: Dimension>(client: &Clie
         .indices()
         .iter()
         .map(|idx| {
-            let (off, len) = (grid.block_offset(idx), grid.block_shape(idx));
-            let block = view.slice_each_axis(|ax| {
-                let k = ax.axis.index();
-                Slice::from(off[k]..off[k] + len[k])
-            });
+            let region = grid.region(idx);
+            let block = view.slice_each_axis(|ax| region[ax.axis.index()]);
             T::wrap(block.to_owned()).encode()
         })
         .collect();

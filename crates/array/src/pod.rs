@@ -65,8 +65,9 @@ fn size<T>() -> usize {
 fn to_bytes<T: Pod, S: NdData<Elem = T>, D: Dimension>(a: &ArrayBase<S, D>) -> ArrayD<u8> {
     let mut shape = a.shape().to_vec();
     shape.push(size::<T>());
-    let elements: Vec<T> = a.iter().copied().collect();
-    ArrayD::from_shape_vec(IxDyn(&shape), bytemuck::cast_slice::<T, u8>(&elements).to_vec()).expect("the shape of the elements' bytes")
+    let elements = a.as_standard_layout();
+    let bytes = bytemuck::cast_slice::<T, u8>(elements.as_slice().expect("a standard layout is contiguous")).to_vec();
+    ArrayD::from_shape_vec(IxDyn(&shape), bytes).expect("the shape of the elements' bytes")
 }
 
 /// The elements whose bytes `b` holds along its trailing axis.
@@ -75,8 +76,8 @@ fn from_bytes<T: Pod>(b: &ArrayD<u8>) -> std::result::Result<ArrayD<T>, String> 
     if *last != size::<T>() {
         return Err(format!("a block of {last}-byte elements where {} bytes make a {}", size::<T>(), std::any::type_name::<T>()));
     }
-    let bytes: Vec<u8> = b.iter().copied().collect();
-    let elements: Vec<T> = bytemuck::pod_collect_to_vec(&bytes);
+    let bytes = b.as_standard_layout();
+    let elements: Vec<T> = bytemuck::pod_collect_to_vec(bytes.as_slice().expect("a standard layout is contiguous"));
     ArrayD::from_shape_vec(IxDyn(lead), elements).map_err(|e| e.to_string())
 }
 

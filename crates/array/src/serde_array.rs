@@ -199,8 +199,8 @@ impl<T: SerdeElement> SerdeArray<T> {
             .indices()
             .iter()
             .map(|idx| {
-                let (off, len) = (grid.block_offset(idx), grid.block_shape(idx));
-                let block = view.slice_each_axis(|ax| Slice::from(off[ax.axis.index()]..off[ax.axis.index()] + len[ax.axis.index()])).to_owned();
+                let region = grid.region(idx);
+                let block = view.slice_each_axis(|ax| region[ax.axis.index()]).to_owned();
                 postcard::to_allocvec(&block).map_err(|e| Error::Invalid(format!("block {idx:?} does not encode: {e}")))
             })
             .collect::<Result<Vec<_>>>()?;
@@ -471,8 +471,8 @@ impl<T: SerdeElement> SerdeArray<T> {
         };
         let mut out = ArrayD::from_elem(IxDyn(&self.shape), fill);
         for (idx, block) in parts {
-            let offset = self.chunks.block_offset(&idx);
-            out.slice_each_axis_mut(|ax| Slice::from(offset[ax.axis.index()]..offset[ax.axis.index()] + block.shape()[ax.axis.index()])).assign(&block);
+            let region = self.chunks.region(&idx);
+            out.slice_each_axis_mut(|ax| region[ax.axis.index()]).assign(&block);
         }
         Ok(out)
     }

@@ -120,14 +120,7 @@ pub fn read_hdf5<T: Element>(client: &Client, path: impl AsRef<Path>, dataset: &
     let path = absolute(path.as_ref())?;
     let meta = hdf5::read_meta(&path, dataset)?;
     check_type::<T>(&path, meta.dtype)?;
-    let auto;
-    let chunks = match chunks {
-        Some(c) => c,
-        None => {
-            auto = hdf5::auto_chunks(&meta);
-            &auto
-        }
-    };
-    let grid = Chunks::regular(&meta.shape, chunks)?;
+    let auto = hdf5::auto_chunks(&meta);
+    let grid = Chunks::regular(&meta.shape, chunks.unwrap_or(&auto))?;
     Ok(Array::file(client, meta.shape.clone(), grid, FileArray::Hdf5 { path, dataset: dataset.to_string(), meta }))
 }

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use chorus_tasks::registry::{encode_result, Encoded};
 use serde::{Deserialize, Serialize};
 use zarrs::array::codec::ZstdCodec;
-use zarrs::array::{data_type, ArrayBuilder, ArrayBytes, ArraySubset, DataType, FillValue};
+use zarrs::array::{data_type, ArrayBuilder, ArrayBytes, ArrayMetadata, ArraySubset, DataType, FillValue};
 use zarrs::filesystem::FilesystemStore;
 
 use crate::dtype::{Block, DType};
@@ -32,6 +32,9 @@ pub(crate) struct Meta {
     pub shape: Vec<usize>,
     /// The shape of its (first) chunk: the blocks a read uses unless told otherwise.
     pub chunk: Vec<usize>,
+    /// Its `zarr.json` (or v2 metadata) as JSON, so that the tasks open the array
+    /// without reading the metadata again.
+    pub metadata: String,
 }
 
 fn zarr_type(d: DType) -> DataType {
@@ -64,6 +67,18 @@ fn open(path: &Path) -> std::result::Result<Handle, String> {
     Handle::open(Arc::new(store), "/").map_err(|e| format!("is not a Zarr array chorus can read: {e}"))
 }
 
+/// The array at `path` whose metadata the driver read (`metadata`, as JSON).
+fn with_metadata(path: &Path, metadata: &str) -> std::result::Result<Handle, String> {
+    let store = FilesystemStore::new(path).map_err(|e| format!("cannot be opened: {e}"))?;
+    let metadata: ArrayMetadata = serde_json::from_str(metadata).map_err(|e| format!("metadata does not decode: {e}"))?;
+    Handle::new_with_metadata(Arc::new(store), "/", metadata).map_err(|e| format!("is not a Zarr array chorus can read: {e}"))
+}
+
+/// The metadata of `array` as JSON.
+fn metadata_of(array: &Handle) -> String {
+    serde_json::to_string(array.metadata()).expect("Zarr metadata is JSON")
+}
+
 /// Reads and checks the metadata of the array at `path`.
 pub(crate) fn read_meta(path: &Path) -> Result<Meta> {
     let bad = |detail: String| Error::Io { path: path.to_path_buf(), detail };
@@ -82,7 +97,7 @@ pub(crate) fn read_meta(path: &Path) -> Result<Meta> {
         .ok()
         .and_then(|c| to_usize(&c.iter().map(|n| n.get()).collect::<Vec<_>>()))
         .ok_or_else(|| bad("has no regular chunk grid; pass the chunks to read it in".into()))?;
-    Ok(Meta { dtype, shape, chunk })
+    Ok(Meta { dtype, shape, chunk, metadata: metadata_of(&array) })
 }
 
 /// The region of a block at `offset` of `shape`.
@@ -94,9 +109,9 @@ fn to_usize(v: &[u64]) -> Option<Vec<usize>> {
     v.iter().map(|&n| usize::try_from(n).ok()).collect()
 }
 
-/// Writes the metadata of a new array at `path`, chunked `chunk`; `path` must not
-/// exist yet.
-pub(crate) fn create(path: &Path, dtype: DType, shape: &[usize], chunk: &[usize]) -> Result<()> {
+/// Writes the metadata of a new array at `path`, chunked `chunk`, and gives it as JSON;
+/// `path` must not exist yet.
+pub(crate) fn create(path: &Path, dtype: DType, shape: &[usize], chunk: &[usize]) -> Result<String> {
     let bad = |detail: String| Error::Io { path: path.to_path_buf(), detail };
     if path.exists() {
         return Err(bad("already exists; to_zarr writes a new array (remove it, or choose another path)".into()));
@@ -109,13 +124,14 @@ pub(crate) fn create(path: &Path, dtype: DType, shape: &[usize], chunk: &[usize]
         .bytes_to_bytes_codecs(vec![Arc::new(ZstdCodec::new(1, false))])
         .build(Arc::new(store), "/")
         .map_err(|e| bad(format!("cannot be described as a Zarr array: {e}")))?;
-    array.store_metadata().map_err(|e| bad(format!("cannot be written: {e}")))
+    array.store_metadata().map_err(|e| bad(format!("cannot be written: {e}")))?;
+    Ok(metadata_of(&array))
 }
 
 /// Reads block `index` (at `offset`, of `shape`) of the array at `path`.
 pub(crate) fn read_block(path: &Path, meta: &Meta, index: &[usize], offset: &[usize], shape: &[usize]) -> Result<Block, String> {
     let at = || format!("block {index:?} of {}", path.display());
-    let array = open(path).map_err(|e| format!("{}: the array {e}", at()))?;
+    let array = with_metadata(path, &meta.metadata).map_err(|e| format!("{}: the array {e}", at()))?;
     let bytes: ArrayBytes<'static> = array
         .retrieve_array_subset_opt(&ArraySubset::new_with_ranges(&ranges(offset, shape)), &one_thread())
         .map_err(|e| format!("{}: {e} (is a chunk file damaged or truncated?)", at()))?;
@@ -134,6 +150,8 @@ fn one_thread() -> zarrs::array::CodecOptions {
 pub(crate) struct WritePlan {
     pub block: BlockPlan,
     pub path: PathBuf,
+    /// The array's metadata as JSON.
+    pub metadata: String,
     /// The block's index, which is its chunk's.
     pub index: Vec<usize>,
     pub offset: Vec<usize>,
@@ -148,7 +166,7 @@ fn write_entry(args: &[&[u8]]) -> Encoded {
     let (plan, blocks): (WritePlan, _) = kernel::plan_of(args, "a Zarr writing task")?;
     let block = kernel::run_plan(&plan.block, blocks)?;
     let failed = |e: String| kernel::fault(format!("writing block {:?} of {}: {e}", plan.index, plan.path.display()));
-    let array = open(&plan.path).map_err(|e| failed(format!("the array {e}")))?;
+    let array = with_metadata(&plan.path, &plan.metadata).map_err(|e| failed(format!("the array {e}")))?;
     let encoded = block.encode();
     let data = ArrayBytes::new_flen(&encoded[Block::data_offset(block.shape().len())..]);
     // A block is its chunk, or the part of it inside the array for the last chunk along

@@ -96,7 +96,8 @@ pub(crate) fn leaf(plan: &LeafPlan, args: &mut [Option<Block>], raw: &[&[u8]]) -
         LeafSource::Reshaped { k, shape } => {
             let block = args.get_mut(*k as usize).and_then(Option::take).ok_or_else(|| format!("input block {k} is missing, or named twice"))?;
             let from = block.shape().to_vec();
-            with_block!(block, a => Element::wrap(a.as_standard_layout().into_owned().into_shape_with_order(IxDyn(shape)).map_err(|e| {
+            // Decoded blocks are row-major: reshaped in place.
+            with_block!(block, a => Element::wrap(if a.is_standard_layout() { a } else { a.as_standard_layout().into_owned() }.into_shape_with_order(IxDyn(shape)).map_err(|e| {
                 format!("input block {k} of shape {from:?} cannot be reshaped to {shape:?}: {e}")
             })?))
         }

@@ -264,6 +264,10 @@ fn multiply_add(sum: Option<Block>, a: Block, b: Block) -> Result<Block, String>
         let shape = x.shape().to_vec();
         x.into_dimensionality::<ndarray::Ix2>().map_err(|_| format!("a product of a block of shape {shape:?}, which is not 2-D"))
     }
+    /// The sums this function makes are row-major already: no copy for them.
+    fn standard<T: Clone>(c: ndarray::Array2<T>) -> ndarray::Array2<T> {
+        if c.is_standard_layout() { c } else { c.as_standard_layout().into_owned() }
+    }
     fn none<T>(_: &ndarray::Array2<T>, _: &ndarray::Array2<T>, _: &mut ndarray::Array2<T>) -> Result<bool, String> {
         Ok(false)
     }
@@ -277,7 +281,7 @@ fn multiply_add(sum: Option<Block>, a: Block, b: Block) -> Result<Block, String>
                     }
                     let mut c = match sum {
                         None => ndarray::Array2::zeros((x.nrows(), y.ncols())),
-                        Some(Block::$v(c)) if c.shape() == [x.nrows(), y.ncols()] => two(c)?.as_standard_layout().into_owned(),
+                        Some(Block::$v(c)) if c.shape() == [x.nrows(), y.ncols()] => standard(two(c)?),
                         Some(c) => return Err(format!("a sum of products of shape {:?} and type {} where {:?} of {} belongs", c.shape(), c.dtype(), [x.nrows(), y.ncols()], stringify!($v))),
                     };
                     if !$blas(&x, &y, &mut c)? {
