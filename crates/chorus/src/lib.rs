@@ -64,6 +64,19 @@ pub mod frame {
     pub use chorus_frame::*;
 }
 
+/// Bags and MapReduce, the dask.bag of chorus: partitioned collections of any serde
+/// values on the workers, with fused per-partition tasks, tree reductions and a
+/// worker-to-worker shuffle (see [`bag::Bag`]).
+#[cfg(feature = "bag")]
+pub mod bag {
+    pub use chorus_bag::*;
+}
+
+/// Makes a closure a function that bags apply: `chorus::func!(|x: i64| x * 2)` (see
+/// [`bag::func!`](chorus_bag::func)).
+#[cfg(feature = "bag")]
+pub use chorus_bag::func;
+
 /// Chunked n-dimensional arrays, the dask.array of chorus: lazy fused expressions over
 /// blocks that live on the workers (see [`array::Array`]).
 #[cfg(feature = "array")]

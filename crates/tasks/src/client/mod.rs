@@ -102,6 +102,16 @@ impl<T> Future<T> {
         self.handle.id
     }
 
+    /// The same result, seen as a value of type `U`.
+    ///
+    /// For libraries that keep results as encoded bytes: a `Future<Vec<u8>>` whose bytes
+    /// are the task encoding of a `Vec<T>` (as a task returning `Vec<T>` produces them)
+    /// is a `Future<Vec<T>>`, and the other way round. Nothing is checked here; a type
+    /// that does not match fails when the result is decoded.
+    pub fn retype<U>(self) -> Future<U> {
+        Future { handle: self.handle, _t: PhantomData }
+    }
+
     /// Whether the task has ended (well or not).
     pub fn done(&self) -> bool {
         !matches!(self.handle.client.mail.lock().slots.get(&self.handle.id), Some(Slot::Pending))

@@ -1,0 +1,604 @@
+//! The one task every bag operation runs: `chorus_bag::run`, which reads its [`Plan`],
+//! makes its partition, runs the fused stages and gives what the sink asks for.
+
+use std::fmt::Write as _;
+
+use chorus_tasks::registry::{encode_result, Encoded, Fault, FunctionEntry};
+use chorus_tasks::{FailureKind, RemoteFunction};
+use rustc_hash::FxHashMap;
+
+use crate::element::{take, ElementOps, Part, Typed};
+use crate::func::Cx;
+use crate::keyed::{self, frames, get_frame, get_varint, group_ids, put_frame, put_varint, Records};
+use crate::plan::{Combine, Plan, Sink, Source, Stage};
+use crate::reduce::{Moments, NumAcc};
+use crate::registry::{adapter, ops};
+use crate::text;
+
+/// The registered task of chorus-bag.
+#[derive(Clone, Copy)]
+pub(crate) struct Run;
+
+impl RemoteFunction for Run {
+    type Args = (Vec<u8>,);
+    type Output = Vec<u8>;
+    const NAME: &'static str = "chorus_bag::run";
+}
+
+inventory::submit! { FunctionEntry { name: Run::NAME, call: run } }
+
+fn fault(message: impl Into<String>) -> Fault {
+    Fault { kind: FailureKind::Error, message: message.into() }
+}
+
+/// A task's partition between its steps.
+enum Value {
+    /// Encoded elements of the type named `ty` (the task encoding of a `Vec`).
+    Bytes { ty: String, bytes: Vec<u8> },
+    Typed(Typed),
+    /// Bytes that are not a partition (a bucket, a partial result).
+    Raw(Vec<u8>),
+}
+
+fn ops_of(ty: &str) -> Result<&'static ElementOps, Fault> {
+    ops(ty).ok_or_else(|| fault(format!("the element type `{ty}` is not registered in this worker's program; are driver and workers the same build?")))
+}
+
+impl Value {
+    fn typed(self) -> Result<Typed, Fault> {
+        match self {
+            Value::Typed(t) => Ok(t),
+            Value::Bytes { ty, bytes } => {
+                let o = ops_of(&ty)?;
+                Ok(((o.decode)(&bytes).map_err(fault)?, o))
+            }
+            Value::Raw(_) => Err(fault("a step that needs a partition got another result")),
+        }
+    }
+
+    fn bytes(self) -> Result<Vec<u8>, Fault> {
+        match self {
+            Value::Typed((p, o)) => (o.encode)(p).map_err(fault),
+            Value::Bytes { bytes, .. } | Value::Raw(bytes) => Ok(bytes),
+        }
+    }
+}
+
+/// The entry point: argument 0 is the plan, the others its inputs.
+pub(crate) fn run(args: &[&[u8]]) -> Encoded {
+    let (plan, inputs) = args.split_first().ok_or_else(|| fault("a bag task without its plan"))?;
+    let plan: Plan = postcard::from_bytes(plan).map_err(|e| fault(format!("the plan of a bag task could not be decoded: {e}")))?;
+    let cx = Cx { partition: plan.partition };
+    let arg = |i: u32| inputs.get(i as usize).copied().ok_or_else(|| fault(format!("argument {i} of a bag task is missing")));
+    if let (Source::Text(r), [Stage::Words], Sink::Frequencies) = (&plan.source, &plan.stages[..], &plan.sink) {
+        return encode_result(word_frequencies(r)?);
+    }
+    let mut value = source(&plan.source, &arg, cx)?;
+    for stage in &plan.stages {
+        value = apply(stage, value, &arg, cx)?;
+    }
+    encode_result(sink(&plan.sink, value, cx)?)
+}
+
+fn source<'a>(s: &Source, arg: &impl Fn(u32) -> Result<&'a [u8], Fault>, cx: Cx) -> Result<Value, Fault> {
+    Ok(match s {
+        Source::Arg { arg: i, ty } => Value::Bytes { ty: ty.clone(), bytes: arg(*i)?.to_vec() },
+        Source::Range { start, end } => Value::Typed((Box::new((*start..*end).collect::<Vec<u64>>()), ops_of(std::any::type_name::<u64>())?)),
+        Source::Text(r) => {
+            let (bytes, offset) = text::read_range(r).map_err(fault)?;
+            let lines = text::lines(&text::text_of(r, &bytes, offset).map_err(fault)?);
+            Value::Typed((Box::new(lines), ops_of(std::any::type_name::<String>())?))
+        }
+        Source::Pieces { ty, pieces } => {
+            let o = ops_of(ty)?;
+            let mut parts = Vec::with_capacity(pieces.len());
+            for &(i, j, k) in pieces {
+                let p = (o.decode)(arg(i)?).map_err(fault)?;
+                parts.push(if k == 1 { p } else { (o.piece)(p, j as usize, k as usize) });
+            }
+            Value::Typed(((o.concat)(parts), o))
+        }
+        Source::Zip { left, right, out } => Value::Bytes { ty: out.clone(), bytes: zip(ops_of(left)?, arg(0)?, ops_of(right)?, arg(1)?, cx)? },
+        Source::Groups { out } => Value::Bytes { ty: out.clone(), bytes: groups(arg, cx)? },
+        Source::Bucket { index } => Value::Raw(bucket_of(arg(0)?, *index as usize)?.to_vec()),
+        Source::Combine { combine: c } => {
+            let mut parts = Vec::new();
+            let mut i = 0;
+            while let Ok(a) = arg(i) {
+                parts.push(a);
+                i += 1;
+            }
+            combine(c, &parts, cx)?
+        }
+    })
+}
+
+fn records(t: &Typed) -> Result<Records, Fault> {
+    let mut r = Records::new();
+    (t.1.records)(&t.0, &mut r).map_err(fault)?;
+    Ok(r)
+}
+
+fn zip(lo: &'static ElementOps, left: &[u8], ro: &'static ElementOps, right: &[u8], cx: Cx) -> Result<Vec<u8>, Fault> {
+    let l = records(&((lo.decode)(left).map_err(fault)?, lo))?;
+    let r = records(&((ro.decode)(right).map_err(fault)?, ro))?;
+    if l.len() != r.len() {
+        return Err(fault(format!("zip: partition {} has {} elements in the first bag and {} in the second; zip bags whose partitions hold as many elements", cx.partition, l.len(), r.len())));
+    }
+    let mut out = Vec::new();
+    put_varint(&mut out, l.len() as u64);
+    for (a, b) in l.iter().zip(r.iter()) {
+        out.extend_from_slice(a);
+        out.extend_from_slice(b);
+    }
+    Ok(out)
+}
+
+fn apply<'a>(stage: &Stage, value: Value, arg: &impl Fn(u32) -> Result<&'a [u8], Fault>, cx: Cx) -> Result<Value, Fault> {
+    let (part, o) = value.typed()?;
+    Ok(Value::Typed(match stage {
+        Stage::Map(f) => adapter(f).map_err(fault)?.map(part, cx)?,
+        Stage::Filter(f) => (adapter(f).map_err(fault)?.filter(part, cx)?, o),
+        Stage::FlatMap(f) => adapter(f).map_err(fault)?.flat_map(part, cx)?,
+        Stage::MapPartitions(f) => adapter(f).map_err(fault)?.map_partition(part, cx)?,
+        Stage::Sample { fraction, seed } => {
+            let n = (o.len)(&part);
+            let mut s = seed ^ (u64::from(cx.partition) + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            let keep: Vec<bool> = (0..n).map(|_| ((splitmix(&mut s) >> 11) as f64 / (1u64 << 53) as f64) < *fraction).collect();
+            ((o.select)(part, &keep), o)
+        }
+        Stage::Pluck(i) => {
+            let t = o.tuple.ok_or_else(|| fault(format!("pluck: `{}` is not a registered tuple type", o.name)))?;
+            (t.pluck)(part, *i as usize).map_err(fault)?
+        }
+        Stage::Words => {
+            let lines = take::<String>(part).map_err(fault)?;
+            let words: Vec<String> = lines.iter().flat_map(|l| l.split_whitespace()).map(str::to_string).collect();
+            (Box::new(words), o)
+        }
+        Stage::Join { key, arg: a, out } => {
+            let t = (part, o);
+            let mut keys = Records::new();
+            adapter(key).map_err(fault)?.keys(&t.0, &mut keys, cx)?;
+            let elements = records(&t)?;
+            let map_bytes = arg(*a)?;
+            let mut map: FxHashMap<&[u8], &[u8]> = FxHashMap::default();
+            let mut rest = map_bytes;
+            while !rest.is_empty() {
+                let (k, r) = get_frame(rest).map_err(fault)?;
+                let (v, r) = get_frame(r).map_err(fault)?;
+                map.insert(k, v);
+                rest = r;
+            }
+            let mut body = Vec::new();
+            let mut n = 0u64;
+            for (k, e) in keys.iter().zip(elements.iter()) {
+                if let Some(v) = map.get(k) {
+                    body.extend_from_slice(e);
+                    body.extend_from_slice(v);
+                    n += 1;
+                }
+            }
+            // A tuple's partition: postcard, which is also its task encoding.
+            let mut bytes = Vec::with_capacity(body.len() + 10);
+            put_varint(&mut bytes, n);
+            bytes.extend_from_slice(&body);
+            return Ok(Value::Bytes { ty: out.clone(), bytes });
+        }
+    }))
+}
+
+fn splitmix(s: &mut u64) -> u64 {
+    *s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *s;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn enc<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, Fault> {
+    postcard::to_allocvec(v).map_err(|e| fault(format!("a partial result could not be encoded: {e}")))
+}
+
+fn dec<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, Fault> {
+    postcard::from_bytes(b).map_err(|e| fault(format!("a partial result could not be decoded: {e}")))
+}
+
+fn need<T>(cap: Option<T>, what: &str, o: &ElementOps) -> Result<T, Fault> {
+    cap.ok_or_else(|| fault(format!("{what} is not defined for elements of type `{}`", o.name)))
+}
+
+fn sink(s: &Sink, value: Value, cx: Cx) -> Result<Vec<u8>, Fault> {
+    if let Sink::Encode = s {
+        return value.bytes();
+    }
+    if let (Sink::Count, Value::Bytes { ty, bytes }) = (s, &value) {
+        if ops(ty).is_none() {
+            // Postcard: the count leads.
+            return enc(&get_varint(bytes).map_err(fault)?.0);
+        }
+    }
+    let (part, o) = value.typed()?;
+    match s {
+        Sink::Encode => unreachable!("handled above"),
+        Sink::Count => enc(&((o.len)(&part) as u64)),
+        Sink::Sum => enc(&(need(o.num, "sum", o)?.sum)(&part).map_err(fault)?),
+        Sink::Moments => enc(&(need(o.num, "mean and std", o)?.moments)(&part).map_err(fault)?),
+        Sink::Truth => enc(&(need(o.truth, "any and all", o)?)(&part)),
+        Sink::Top { k, largest, key } => {
+            let top = match key {
+                Some(f) => adapter(f).map_err(fault)?.top(part, *k as usize, *largest, cx)?,
+                None => need(o.ord, "an order", o)?(part, *k as usize, *largest).map_err(fault)?,
+            };
+            (o.encode)(top).map_err(fault)
+        }
+        Sink::Fold { binop, init } => adapter(binop).map_err(fault)?.fold(init, part, cx),
+        Sink::Whole(f) => adapter(f).map_err(fault)?.whole(part, cx),
+        Sink::FoldBy { key, binop, init } => {
+            let mut keys = Records::new();
+            adapter(key).map_err(fault)?.keys(&part, &mut keys, cx)?;
+            let (ids, firsts) = group_ids(&keys);
+            let accs = adapter(binop).map_err(fault)?.fold_groups(Some(init), part, &ids, firsts.len(), cx)?;
+            Ok(keyed_frames(&keys, &firsts, &accs))
+        }
+        Sink::ReduceByKey { binop } => {
+            let t = need(o.tuple.and_then(|t| t.unzip), "reduce_by_key (pairs)", o)?;
+            let (k, v) = t(part).map_err(fault)?;
+            let keys = records(&k)?;
+            let (ids, firsts) = group_ids(&keys);
+            let accs = adapter(binop).map_err(fault)?.fold_groups(None, v.0, &ids, firsts.len(), cx)?;
+            Ok(keyed_frames(&keys, &firsts, &accs))
+        }
+        Sink::Frequencies => {
+            let r = records(&(part, o))?;
+            let (ids, firsts) = group_ids(&r);
+            let mut counts = vec![0u64; firsts.len()];
+            for g in ids {
+                counts[g as usize] += 1;
+            }
+            let mut out = Vec::new();
+            for (g, &i) in firsts.iter().enumerate() {
+                put_frame(&mut out, r.get(i));
+                put_varint(&mut out, counts[g]);
+            }
+            Ok(out)
+        }
+        Sink::Distinct => {
+            let r = records(&(part, o))?;
+            let (_, firsts) = group_ids(&r);
+            let mut out = Vec::new();
+            for &i in &firsts {
+                put_frame(&mut out, r.get(i));
+            }
+            Ok(out)
+        }
+        Sink::Buckets { key, n } => {
+            let mut keys = Records::new();
+            adapter(key).map_err(fault)?.keys(&part, &mut keys, cx)?;
+            let elements = records(&(part, o))?;
+            let n = (*n).max(1) as usize;
+            let mut buckets = vec![Vec::new(); n];
+            for (k, e) in keys.iter().zip(elements.iter()) {
+                let b = &mut buckets[keyed::bucket(k, n)];
+                put_frame(b, k);
+                put_frame(b, e);
+            }
+            let mut out = Vec::new();
+            put_varint(&mut out, n as u64);
+            for b in &buckets {
+                put_varint(&mut out, b.len() as u64);
+            }
+            for b in buckets {
+                out.extend_from_slice(&b);
+            }
+            Ok(out)
+        }
+        Sink::Text { dir } => {
+            if !o.string {
+                return Err(fault(format!("to_textfiles writes bags of String, not of `{}`", o.name)));
+            }
+            let lines = take::<String>(part).map_err(fault)?;
+            std::fs::create_dir_all(dir).map_err(|e| fault(format!("to_textfiles: creating {dir}: {e}")))?;
+            let path = std::path::Path::new(dir).join(format!("part-{:05}.txt", cx.partition));
+            let mut text = String::with_capacity(lines.iter().map(|l| l.len() + 1).sum());
+            for l in &lines {
+                text.push_str(l);
+                text.push('\n');
+            }
+            std::fs::write(&path, text).map_err(|e| fault(format!("to_textfiles: writing {}: {e}", path.display())))?;
+            enc(&path.to_string_lossy().into_owned())
+        }
+    }
+}
+
+/// `(key, accumulator)` pairs, framed.
+fn keyed_frames(keys: &Records, firsts: &[usize], accs: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (&i, acc) in firsts.iter().zip(accs) {
+        put_frame(&mut out, keys.get(i));
+        put_frame(&mut out, acc);
+    }
+    out
+}
+
+/// Bucket `index` of a `group_by` map output.
+fn bucket_of(bytes: &[u8], index: usize) -> Result<&[u8], Fault> {
+    let (n, mut rest) = get_varint(bytes).map_err(fault)?;
+    if index as u64 >= n {
+        return Err(fault(format!("bucket {index} of {n}")));
+    }
+    let mut offset = 0usize;
+    let mut len = 0usize;
+    for b in 0..n as usize {
+        let (l, r) = get_varint(rest).map_err(fault)?;
+        rest = r;
+        if b < index {
+            offset += l as usize;
+        } else if b == index {
+            len = l as usize;
+        }
+    }
+    rest.get(offset..offset + len).ok_or_else(|| fault("a bucket beyond its map output"))
+}
+
+/// A `group_by` partition: its records grouped by key, in order of first appearance,
+/// as the postcard `Vec<(K, Vec<T>)>`.
+fn groups<'a>(arg: &impl Fn(u32) -> Result<&'a [u8], Fault>, cx: Cx) -> Result<Vec<u8>, Fault> {
+    let mut order: Vec<&[u8]> = Vec::new();
+    let mut members: FxHashMap<&[u8], Vec<&[u8]>> = FxHashMap::default();
+    let mut size = 0usize;
+    let mut i = 0;
+    while let Ok(piece) = arg(i) {
+        i += 1;
+        let mut it = frames(piece);
+        while let Some(k) = it.next() {
+            let k = k.map_err(fault)?;
+            let e = it.next().ok_or_else(|| fault("a record without its element"))?.map_err(fault)?;
+            size += e.len();
+            members
+                .entry(k)
+                .or_insert_with(|| {
+                    order.push(k);
+                    Vec::new()
+                })
+                .push(e);
+        }
+    }
+    let limit = chorus_tasks::settings::Limits::get().map_err(|e| fault(e.to_string()))?.max_object;
+    if size as u64 > limit {
+        let biggest = members.values().map(|m| (m.len(), m.iter().map(|e| e.len()).sum::<usize>())).max_by_key(|m| m.1).unwrap_or_default();
+        let mut msg = String::new();
+        let _ = write!(
+            msg,
+            "group_by: partition {} would hold {} bytes of values ({} keys; the largest has {} values, {} bytes), over the {} bytes one result may take (CHORUS_MAX_OBJECT). \
+             Combine the values of each key as they come with fold_by or reduce_by_key instead of holding them, or group into more partitions",
+            cx.partition,
+            size,
+            members.len(),
+            biggest.0,
+            biggest.1,
+            limit
+        );
+        return Err(fault(msg));
+    }
+    let mut out = Vec::with_capacity(size + order.len() * 8 + 10);
+    put_varint(&mut out, order.len() as u64);
+    for k in order {
+        let m = &members[k];
+        out.extend_from_slice(k);
+        put_varint(&mut out, m.len() as u64);
+        for e in m {
+            out.extend_from_slice(e);
+        }
+    }
+    Ok(out)
+}
+
+fn combine(c: &Combine, parts: &[&[u8]], cx: Cx) -> Result<Value, Fault> {
+    Ok(Value::Raw(match c {
+        Combine::Count => {
+            let mut n = 0u64;
+            for p in parts {
+                n += dec::<u64>(p)?;
+            }
+            enc(&n)?
+        }
+        Combine::Sum => {
+            let mut it = parts.iter().map(|p| dec::<NumAcc>(p));
+            let Some(first) = it.next() else { return Err(fault("a sum of nothing")) };
+            let mut acc = first?;
+            for p in it {
+                acc = acc.add(p?).map_err(fault)?;
+            }
+            enc(&acc)?
+        }
+        Combine::Moments => {
+            let mut m = Moments::default();
+            for p in parts {
+                m = m.merge(dec(p)?);
+            }
+            enc(&m)?
+        }
+        Combine::Truth => {
+            let (mut any, mut all) = (false, true);
+            for p in parts {
+                let (a, b): (bool, bool) = dec(p)?;
+                any |= a;
+                all &= b;
+            }
+            enc(&(any, all))?
+        }
+        Combine::Top { k, largest, key, ty } => {
+            let o = ops_of(ty)?;
+            let mut all: Vec<Part> = Vec::new();
+            for p in parts {
+                all.push((o.decode)(p).map_err(fault)?);
+            }
+            let joined = (o.concat)(all);
+            let top = match key {
+                Some(f) => adapter(f).map_err(fault)?.top(joined, *k as usize, *largest, cx)?,
+                None => need(o.ord, "an order", o)?(joined, *k as usize, *largest).map_err(fault)?,
+            };
+            return Ok(Value::Typed((top, o)));
+        }
+        Combine::Fold(f) => adapter(f).map_err(fault)?.merge(parts, cx)?,
+        Combine::Aggregate(f) => {
+            let mut input = Vec::new();
+            put_varint(&mut input, parts.len() as u64);
+            for p in parts {
+                input.extend_from_slice(p);
+            }
+            adapter(f).map_err(fault)?.aggregate(&input, cx)?
+        }
+        Combine::Keyed { combine: f, finish } => {
+            let f = adapter(f).map_err(fault)?;
+            let mut order: Vec<&[u8]> = Vec::new();
+            let mut accs: FxHashMap<&[u8], Vec<&[u8]>> = FxHashMap::default();
+            for p in parts {
+                let mut it = frames(p);
+                while let Some(k) = it.next() {
+                    let k = k.map_err(fault)?;
+                    let a = it.next().ok_or_else(|| fault("a key without its accumulator"))?.map_err(fault)?;
+                    accs.entry(k)
+                        .or_insert_with(|| {
+                            order.push(k);
+                            Vec::new()
+                        })
+                        .push(a);
+                }
+            }
+            let mut out = Vec::new();
+            if *finish {
+                put_varint(&mut out, order.len() as u64);
+            }
+            for k in order {
+                let a = &accs[k];
+                let merged = if a.len() == 1 { a[0].to_vec() } else { f.merge(a, cx)? };
+                if *finish {
+                    out.extend_from_slice(k);
+                    out.extend_from_slice(&merged);
+                } else {
+                    put_frame(&mut out, k);
+                    put_frame(&mut out, &merged);
+                }
+            }
+            out
+        }
+        Combine::Frequencies { finish } => {
+            let mut order: Vec<&[u8]> = Vec::new();
+            let mut counts: FxHashMap<&[u8], u64> = FxHashMap::default();
+            for p in parts {
+                let mut rest = *p;
+                while !rest.is_empty() {
+                    let (r, after) = get_frame(rest).map_err(fault)?;
+                    let (n, after) = get_varint(after).map_err(fault)?;
+                    rest = after;
+                    *counts.entry(r).or_insert_with(|| {
+                        order.push(r);
+                        0
+                    }) += n;
+                }
+            }
+            let mut out = Vec::new();
+            if *finish {
+                put_varint(&mut out, order.len() as u64);
+            }
+            for r in order {
+                if *finish {
+                    out.extend_from_slice(r);
+                } else {
+                    put_frame(&mut out, r);
+                }
+                put_varint(&mut out, counts[r]);
+            }
+            out
+        }
+        Combine::Distinct { finish, ty } => {
+            let mut seen: FxHashMap<&[u8], ()> = FxHashMap::default();
+            let mut order = Vec::new();
+            for p in parts {
+                for r in frames(p) {
+                    let r = r.map_err(fault)?;
+                    if seen.insert(r, ()).is_none() {
+                        order.push(r);
+                    }
+                }
+            }
+            if *finish {
+                let mut out = Vec::new();
+                put_varint(&mut out, order.len() as u64);
+                for r in order {
+                    out.extend_from_slice(r);
+                }
+                let o = ops_of(ty)?;
+                return Ok(Value::Typed(((o.from_postcard)(&out).map_err(fault)?, o)));
+            }
+            let mut out = Vec::new();
+            for r in order {
+                put_frame(&mut out, r);
+            }
+            out
+        }
+    }))
+}
+
+/// The fused word count: the words of a range's lines counted where they lie in the
+/// file's bytes, with no string made per word. Gives what `Words` then `Frequencies`
+/// would: each distinct word (postcard `String`) and its count.
+fn word_frequencies(r: &text::TextRange) -> Result<Vec<u8>, Fault> {
+    let (bytes, offset) = text::read_range(r).map_err(fault)?;
+    let text = text::text_of(r, &bytes, offset).map_err(fault)?;
+    let mut counts: FxHashMap<&str, u64> = FxHashMap::default();
+    let mut order: Vec<&str> = Vec::new();
+    let t: &str = &text;
+    let b = t.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        while i < b.len() && space(b[i]) {
+            i += 1;
+        }
+        let start = i;
+        let mut ascii = true;
+        while i < b.len() && !space(b[i]) {
+            ascii &= b[i] < 0x80;
+            i += 1;
+        }
+        if start == i {
+            continue;
+        }
+        let word = &t[start..i];
+        if ascii {
+            bump(&mut counts, &mut order, word);
+        } else {
+            // Unicode whitespace inside: split as str::split_whitespace does.
+            for w in word.split_whitespace() {
+                bump(&mut counts, &mut order, w);
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(order.len() * 16);
+    let mut rec = Vec::new();
+    for w in order {
+        rec.clear();
+        put_varint(&mut rec, w.len() as u64);
+        rec.extend_from_slice(w.as_bytes());
+        put_frame(&mut out, &rec);
+        put_varint(&mut out, counts[w]);
+    }
+    Ok(out)
+}
+
+/// The ASCII bytes `char::is_whitespace` holds to be white space.
+fn space(b: u8) -> bool {
+    b.is_ascii_whitespace() || b == 0x0b
+}
+
+fn bump<'a>(counts: &mut FxHashMap<&'a str, u64>, order: &mut Vec<&'a str>, w: &'a str) {
+    match counts.get_mut(w) {
+        Some(c) => *c += 1,
+        None => {
+            counts.insert(w, 1);
+            order.push(w);
+        }
+    }
+}
