@@ -542,63 +542,23 @@ fn combine(c: &Combine, parts: &[&[u8]], cx: Cx) -> Result<Value, Fault> {
     }))
 }
 
-/// The fused word count: the words of a range's lines counted where they lie in the
-/// file's bytes, with no string made per word. Gives what `Words` then `Frequencies`
-/// would: each distinct word (postcard `String`) and its count.
+/// The fused word count of a range (see [`crate::words`]): what `Words` then
+/// `Frequencies` would give. The worker thread keeps the read buffer for its next
+/// range, so that each range costs no fresh pages.
 fn word_frequencies(r: &text::TextRange) -> Result<Vec<u8>, Fault> {
-    let (bytes, offset) = text::read_range(r).map_err(fault)?;
-    let text = text::text_of(r, &bytes, offset).map_err(fault)?;
-    let mut counts: FxHashMap<&str, u64> = FxHashMap::default();
-    let mut order: Vec<&str> = Vec::new();
-    let t: &str = &text;
-    let b = t.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        while i < b.len() && space(b[i]) {
-            i += 1;
-        }
-        let start = i;
-        let mut ascii = true;
-        while i < b.len() && !space(b[i]) {
-            ascii &= b[i] < 0x80;
-            i += 1;
-        }
-        if start == i {
-            continue;
-        }
-        let word = &t[start..i];
-        if ascii {
-            bump(&mut counts, &mut order, word);
-        } else {
-            // Unicode whitespace inside: split as str::split_whitespace does.
-            for w in word.split_whitespace() {
-                bump(&mut counts, &mut order, w);
-            }
-        }
+    thread_local! {
+        static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
-    let mut out = Vec::with_capacity(order.len() * 16);
-    let mut rec = Vec::new();
-    for w in order {
-        rec.clear();
-        put_varint(&mut rec, w.len() as u64);
-        rec.extend_from_slice(w.as_bytes());
-        put_frame(&mut out, &rec);
-        put_varint(&mut out, counts[w]);
-    }
-    Ok(out)
-}
-
-/// The ASCII bytes `char::is_whitespace` holds to be white space.
-fn space(b: u8) -> bool {
-    b.is_ascii_whitespace() || b == 0x0b
-}
-
-fn bump<'a>(counts: &mut FxHashMap<&'a str, u64>, order: &mut Vec<&'a str>, w: &'a str) {
-    match counts.get_mut(w) {
-        Some(c) => *c += 1,
-        None => {
-            counts.insert(w, 1);
-            order.push(w);
+    BUF.with_borrow_mut(|buf| {
+        let offset = text::read_range_into(r, buf).map_err(fault)?;
+        let text = text::text_of(r, buf, offset).map_err(fault)?;
+        let mut counts = crate::words::WordCounts::new();
+        counts.count(&text);
+        let out = counts.frames();
+        drop(text);
+        if buf.capacity() > 256 << 20 {
+            *buf = Vec::new();
         }
-    }
+        Ok(out)
+    })
 }

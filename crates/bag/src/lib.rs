@@ -79,6 +79,7 @@ mod plan;
 mod reduce;
 mod registry;
 mod text;
+mod words;
 
 pub use bag::{from_futures, from_sequence, range, read_text, Bag, Pluck};
 pub use element::Element;

@@ -143,24 +143,31 @@ fn io<'a>(path: &'a str, what: &'a str) -> impl Fn(std::io::Error) -> String + '
 
 /// The bytes of a range's lines, and the file offset of the first (for errors).
 pub(crate) fn read_range(r: &TextRange) -> std::result::Result<(Vec<u8>, u64), String> {
+    let mut buf = Vec::new();
+    let first = read_range_into(r, &mut buf)?;
+    Ok((buf, first))
+}
+
+/// [`read_range`] into `buf`, whose memory a worker keeps from one range to the next.
+pub(crate) fn read_range_into(r: &TextRange, buf: &mut Vec<u8>) -> std::result::Result<u64, String> {
+    buf.clear();
     let file = File::open(&r.path).map_err(io(&r.path, "opening"))?;
     if r.compression != Compression::None {
-        let mut out = Vec::new();
         match r.compression {
-            Compression::Gzip => flate2::read::MultiGzDecoder::new(file).read_to_end(&mut out),
-            _ => zstd::stream::read::Decoder::new(file).and_then(|mut d| d.read_to_end(&mut out)),
+            Compression::Gzip => flate2::read::MultiGzDecoder::new(file).read_to_end(buf),
+            _ => zstd::stream::read::Decoder::new(file).and_then(|mut d| d.read_to_end(buf)),
         }
         .map_err(io(&r.path, "decompressing"))?;
-        return Ok((out, 0));
+        return Ok(0);
     }
     if r.end <= r.start {
-        return Ok((Vec::new(), r.start));
+        return Ok(r.start);
     }
     // The first line that starts in the range: at `start` when the byte before is a
     // line end, else after the first `\n` from `start`.
     let mut first = r.start;
-    let mut buf = vec![0u8; (r.end - r.start) as usize];
-    file.read_exact_at(&mut buf, r.start).map_err(io(&r.path, "reading"))?;
+    buf.resize((r.end - r.start) as usize, 0);
+    file.read_exact_at(buf, r.start).map_err(io(&r.path, "reading"))?;
     if r.start > 0 {
         let mut before = [0u8];
         file.read_exact_at(&mut before, r.start - 1).map_err(io(&r.path, "reading"))?;
@@ -171,7 +178,10 @@ pub(crate) fn read_range(r: &TextRange) -> std::result::Result<(Vec<u8>, u64), S
                     buf.drain(..=i);
                 }
                 // No line starts in this range.
-                _ => return Ok((Vec::new(), r.start)),
+                _ => {
+                    buf.clear();
+                    return Ok(r.start);
+                }
             }
         }
     }
@@ -192,7 +202,7 @@ pub(crate) fn read_range(r: &TextRange) -> std::result::Result<(Vec<u8>, u64), S
             at += n as u64;
         }
     }
-    Ok((buf, first))
+    Ok(first)
 }
 
 /// The text of a range, checked to be UTF-8 (or made so, when lossy).
