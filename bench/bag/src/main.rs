@@ -2,7 +2,7 @@
 //! the same data in the same run (`bench/bag/peers.py`, which uses the peers'
 //! `bench_wordcount.py`):
 //!
-//!     target/release/bench-bag [--reps 3] [--workers 2] [--only wordcount,sequence,groupby]
+//!     target/release/bench-bag [--reps 3] [--peer-reps 3] [--workers 2] [--only wordcount,sequence,groupby]
 //!         [--peers ~/.cache/chorus-peers] [--python PEERS/venv-array/bin/python] [--no-peers]
 //!         [--words PEERS/data/words_300mb.txt] [--n 5000000] [--pairs 10000000] [--keys 100000]
 //!
@@ -12,7 +12,8 @@
 //!   per word), beside Python's Counter, `multiprocessing` on 2 processes and dask.bag.
 //!   Every table is checked against Python's, word for word.
 //! - **sequence**: the seed's `db.from_sequence(nums).map(chr).compute()` on 5,000,000
-//!   integers below 100, 100 partitions as Dask makes them.
+//!   integers below 100, 100 partitions as Dask makes them. (dask.bag takes minutes per
+//!   repetition: `--peer-reps 1`.)
 //! - **groupby**: 10,000,000 `(i % 100000, i)` pairs made on the workers, grouped by key
 //!   through the shuffle, and the size of every group brought back, beside dask.bag's
 //!   `groupby(shuffle="tasks")` (one repetition: it takes minutes).
@@ -142,6 +143,7 @@ fn report(name: &str, times: &[f64], run: &Run) -> f64 {
 #[chorus::main]
 fn main() -> Result<()> {
     let reps = arg("--reps", 3);
+    let peer_reps = arg("--peer-reps", reps).to_string();
     let workers = arg("--workers", 2);
     let dir = arg_text("--peers").unwrap_or_else(|| format!("{}/.cache/chorus-peers", std::env::var("HOME").unwrap_or_default()));
     let python = arg_text("--python").unwrap_or_else(|| format!("{dir}/venv-array/bin/python"));
@@ -163,7 +165,7 @@ fn main() -> Result<()> {
         println!("\n== word count of {path} ({:.1} MB), {workers} workers", size as f64 / 1e6);
         let reference: Option<HashMap<String, u64>> = if with_peers {
             let dump = std::env::temp_dir().join(format!("bench-bag-words-{}.json", std::process::id()));
-            let p = peers(&python, &dir, &["wordcount", "--path", &path, "--reps", &reps.to_string(), "--dump", dump.to_str().unwrap_or_default()])?;
+            let p = peers(&python, &dir, &["wordcount", "--path", &path, "--reps", &peer_reps, "--dump", dump.to_str().unwrap_or_default()])?;
             let table: HashMap<String, u64> = serde_json::from_slice(&std::fs::read(&dump)?)?;
             let _ = std::fs::remove_file(&dump);
             for (name, t) in &p.times {
@@ -230,7 +232,7 @@ fn main() -> Result<()> {
         }
         let t = report("sequence_chorus", &times, &run);
         if with_peers {
-            let p = peers(&python, &dir, &["sequence", "--n", &n.to_string(), "--reps", &reps.to_string()])?;
+            let p = peers(&python, &dir, &["sequence", "--n", &n.to_string(), "--reps", &peer_reps])?;
             peaks.extend(p.peaks);
             for (name, v) in p.times {
                 rows.push(Row { workload: "from_sequence(5M).map(to_char)".into(), chorus: t, peer: name.trim_start_matches("sequence_").into(), peer_s: v });

@@ -57,6 +57,10 @@ pub struct ElementOps {
     pub(crate) truth: Option<TruthFn>,
     pub(crate) tuple: Option<TupleOps>,
     pub(crate) string: bool,
+    #[cfg(feature = "frame")]
+    pub(crate) to_parquet: fn(Part, &std::path::Path) -> Result<(), String>,
+    #[cfg(feature = "frame")]
+    pub(crate) from_parquet: fn(&std::path::Path) -> Result<Part, String>,
 }
 
 impl std::fmt::Debug for ElementOps {
@@ -83,6 +87,10 @@ impl ElementOps {
             truth: None,
             tuple: None,
             string: false,
+            #[cfg(feature = "frame")]
+            to_parquet: crate::frame::to_parquet::<T>,
+            #[cfg(feature = "frame")]
+            from_parquet: crate::frame::from_parquet::<T>,
         }
     }
 

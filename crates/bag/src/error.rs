@@ -55,6 +55,10 @@ pub enum Error {
         /// The element type.
         type_name: String,
     },
+    /// A DataFrame operation failed (`to_dataframe`, `from_dataframe`).
+    #[cfg(feature = "frame")]
+    #[error(transparent)]
+    Frame(#[from] chorus_frame::Error),
     /// A result from the workers could not be decoded: driver and workers are not the
     /// same build.
     #[error("decoding a result of the workers: {0}; are driver and workers the same build?")]

@@ -89,6 +89,10 @@ fn source<'a>(s: &Source, arg: &impl Fn(u32) -> Result<&'a [u8], Fault>, cx: Cx)
             let lines = text::lines(&text::text_of(r, &bytes, offset).map_err(fault)?);
             Value::Typed((Box::new(lines), ops_of(std::any::type_name::<String>())?))
         }
+        Source::Parquet { path, ty } => {
+            let o = ops_of(ty)?;
+            Value::Typed((parquet::read(o, std::path::Path::new(path))?, o))
+        }
         Source::Pieces { ty, pieces } => {
             let o = ops_of(ty)?;
             let mut parts = Vec::with_capacity(pieces.len());
@@ -293,6 +297,12 @@ fn sink(s: &Sink, value: Value, cx: Cx) -> Result<Vec<u8>, Fault> {
             }
             Ok(out)
         }
+        Sink::Parquet { dir } => {
+            std::fs::create_dir_all(dir).map_err(|e| fault(format!("to_dataframe: creating {dir}: {e}")))?;
+            let path = std::path::Path::new(dir).join(format!("part-{:05}.parquet", cx.partition));
+            parquet::write(o, part, &path)?;
+            enc(&path.to_string_lossy().into_owned())
+        }
         Sink::Text { dir } => {
             if !o.string {
                 return Err(fault(format!("to_textfiles writes bags of String, not of `{}`", o.name)));
@@ -308,6 +318,32 @@ fn sink(s: &Sink, value: Value, cx: Cx) -> Result<Vec<u8>, Fault> {
             std::fs::write(&path, text).map_err(|e| fault(format!("to_textfiles: writing {}: {e}", path.display())))?;
             enc(&path.to_string_lossy().into_owned())
         }
+    }
+}
+
+/// Parquet files, which the element ops read and write with the `frame` feature.
+mod parquet {
+    use super::{fault, ElementOps, Fault, Part};
+    use std::path::Path;
+
+    #[cfg(feature = "frame")]
+    pub(super) fn read(o: &ElementOps, path: &Path) -> Result<Part, Fault> {
+        (o.from_parquet)(path).map_err(fault)
+    }
+
+    #[cfg(feature = "frame")]
+    pub(super) fn write(o: &ElementOps, part: Part, path: &Path) -> Result<(), Fault> {
+        (o.to_parquet)(part, path).map_err(fault)
+    }
+
+    #[cfg(not(feature = "frame"))]
+    pub(super) fn read(o: &ElementOps, path: &Path) -> Result<Part, Fault> {
+        Err(fault(format!("reading {} as `{}` needs chorus-bag's `frame` feature in the workers' build", path.display(), o.name)))
+    }
+
+    #[cfg(not(feature = "frame"))]
+    pub(super) fn write(o: &ElementOps, _part: Part, path: &Path) -> Result<(), Fault> {
+        Err(fault(format!("writing {} as `{}` needs chorus-bag's `frame` feature in the workers' build", path.display(), o.name)))
     }
 }
 

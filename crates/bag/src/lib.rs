@@ -22,7 +22,9 @@
 //!   buckets straight from the others;
 //! - layout: [`zip`](Bag::zip), [`repartition`](Bag::repartition);
 //! - results: [`compute`](Bag::compute), [`take`](Bag::take), [`persist`](Bag::persist),
-//!   [`to_futures`](Bag::to_futures), [`to_textfiles`](Bag::to_textfiles).
+//!   [`to_futures`](Bag::to_futures), [`to_textfiles`](Bag::to_textfiles), and with
+//!   the `frame` feature `to_dataframe` and `from_dataframe` (through Parquet files the
+//!   workers write and read).
 //!
 //! # Functions
 //!
@@ -72,6 +74,8 @@ mod bag;
 mod element;
 mod error;
 mod exec;
+#[cfg(feature = "frame")]
+mod frame;
 mod func;
 mod graph;
 mod keyed;
@@ -84,6 +88,8 @@ mod words;
 pub use bag::{from_futures, from_sequence, range, read_text, Bag, Pluck};
 pub use element::Element;
 pub use error::{Error, Result};
+#[cfg(feature = "frame")]
+pub use frame::from_dataframe;
 pub use func::Func;
 pub use reduce::Number;
 pub use text::{ReadText, DEFAULT_BLOCKSIZE};

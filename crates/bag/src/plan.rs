@@ -24,6 +24,8 @@ pub(crate) enum Source {
     Range { start: u64, end: u64 },
     /// Lines of a file.
     Text(TextRange),
+    /// The rows of a Parquet file, as elements of the type named `ty`.
+    Parquet { path: String, ty: String },
     /// Pieces of partitions of `ty` put together: (argument, piece, number of pieces).
     Pieces { ty: String, pieces: Vec<(u32, u32, u32)> },
     /// Arguments 0 and 1 paired element by element.
@@ -73,6 +75,8 @@ pub(crate) enum Sink {
     Buckets { key: String, n: u32 },
     /// Lines written to `dir`, one file per partition.
     Text { dir: String },
+    /// Rows written to `dir` as Parquet, one file per partition.
+    Parquet { dir: String },
 }
 
 /// How a tree reduction combines partial results.

@@ -4,6 +4,8 @@
 
 mod bag_errors;
 mod bag_failures;
+#[cfg(feature = "frame")]
+mod bag_frame;
 mod bag_keyed;
 mod bag_ops;
 mod bag_text;
