@@ -6,7 +6,8 @@
       .frequencies() on a LocalCluster of 2 workers x 1 thread), from the peers'
       bench_wordcount.py; checks they agree and writes the python table as JSON.
   python peers.py sequence --n 5000000 --reps 3
-      the seed: db.from_sequence(nums).map(chr).compute() (nums: 0..99 from a seed).
+      the seed: db.from_sequence(nums).map(chr).compute(), nums the seed's integers
+      below 100 as a Python list (dask.bag is slower still on the numpy array).
   python peers.py groupby --n 10000000 --keys 100000 --npartitions 20 --reps 1
       db.range(n).map(lambda i: (i % keys, i)).groupby(key, shuffle="tasks")
       .map(lambda kv: (kv[0], len(kv[1]))).compute().
@@ -96,7 +97,9 @@ def sequence(a):
     import numpy as np
     import dask.bag as db
 
-    nums = np.random.default_rng(0).integers(0, 100, size=a.n).tolist()
+    # The seed's numpy array, as a list of Python ints: dask.bag takes minutes per
+    # repetition on it, and longer still on the array itself (numpy scalars).
+    nums = np.random.default_rng(0).integers(low=0, high=100, size=a.n).tolist()
     v, out = timed(a.reps, lambda: [chr(x) for x in nums])
     result("sequence_python", v)
     cluster, client = dask_cluster()
