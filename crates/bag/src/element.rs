@@ -48,10 +48,10 @@ pub struct ElementOps {
     /// Each element's postcard bytes, as one record each.
     pub(crate) records: fn(&Part, &mut Records) -> Result<(), String>,
     /// The elements whose flag is set.
-    pub(crate) select: fn(Part, &[bool]) -> Part,
-    pub(crate) concat: fn(Vec<Part>) -> Part,
+    pub(crate) select: fn(Part, &[bool]) -> Result<Part, String>,
+    pub(crate) concat: fn(Vec<Part>) -> Result<Part, String>,
     /// Piece `j` of `k` nearly equal consecutive pieces.
-    pub(crate) piece: fn(Part, usize, usize) -> Part,
+    pub(crate) piece: fn(Part, usize, usize) -> Result<Part, String>,
     pub(crate) ord: Option<TopFn>,
     pub(crate) num: Option<NumOps>,
     pub(crate) truth: Option<TruthFn>,
@@ -143,21 +143,20 @@ fn records<T: Element>(part: &Part, out: &mut Records) -> Result<(), String> {
     Ok(())
 }
 
-fn select<T: Element>(part: Part, keep: &[bool]) -> Part {
-    match take::<T>(part) {
-        Ok(v) => Box::new(v.into_iter().zip(keep).filter(|(_, k)| **k).map(|(x, _)| x).collect::<Vec<T>>()),
-        Err(_) => Box::new(Vec::<T>::new()),
+fn select<T: Element>(part: Part, keep: &[bool]) -> Result<Part, String> {
+    let v = take::<T>(part)?;
+    if v.len() != keep.len() {
+        return Err(format!("{} flags for {} elements", keep.len(), v.len()));
     }
+    Ok(Box::new(v.into_iter().zip(keep).filter(|(_, k)| **k).map(|(x, _)| x).collect::<Vec<T>>()))
 }
 
-fn concat<T: Element>(parts: Vec<Part>) -> Part {
+fn concat<T: Element>(parts: Vec<Part>) -> Result<Part, String> {
     let mut out: Vec<T> = Vec::new();
     for p in parts {
-        if let Ok(mut v) = take::<T>(p) {
-            out.append(&mut v);
-        }
+        out.append(&mut take::<T>(p)?);
     }
-    Box::new(out)
+    Ok(Box::new(out))
 }
 
 /// The bounds of piece `j` of `k` of `n` elements.
@@ -165,11 +164,11 @@ pub(crate) fn piece_bounds(n: usize, j: usize, k: usize) -> (usize, usize) {
     (n * j / k.max(1), n * (j + 1) / k.max(1))
 }
 
-fn piece<T: Element>(part: Part, j: usize, k: usize) -> Part {
-    let mut v = take::<T>(part).unwrap_or_default();
+fn piece<T: Element>(part: Part, j: usize, k: usize) -> Result<Part, String> {
+    let mut v = take::<T>(part)?;
     let (a, b) = piece_bounds(v.len(), j, k);
     v.truncate(b);
-    Box::new(v.split_off(a))
+    Ok(Box::new(v.split_off(a)))
 }
 
 /// The `k` largest (`largest`) or smallest elements of a partition by `Ord`, in order.

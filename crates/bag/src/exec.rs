@@ -1,6 +1,7 @@
 //! The one task every bag operation runs: `chorus_bag::run`, which reads its [`Plan`],
 //! makes its partition, runs the fused stages and gives what the sink asks for.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use chorus_tasks::registry::{encode_result, Encoded, Fault, FunctionEntry};
@@ -32,9 +33,10 @@ fn fault(message: impl Into<String>) -> Fault {
 }
 
 /// A task's partition between its steps.
-enum Value {
-    /// Encoded elements of the type named `ty` (the task encoding of a `Vec`).
-    Bytes { ty: String, bytes: Vec<u8> },
+enum Value<'a> {
+    /// Encoded elements of the type named `ty` (the task encoding of a `Vec`): an
+    /// argument where the worker holds it, or bytes a step made.
+    Bytes { ty: String, bytes: Cow<'a, [u8]> },
     Typed(Typed),
     /// Bytes that are not a partition (a bucket, a partial result).
     Raw(Vec<u8>),
@@ -44,7 +46,7 @@ fn ops_of(ty: &str) -> Result<&'static ElementOps, Fault> {
     ops(ty).ok_or_else(|| fault(format!("the element type `{ty}` is not registered in this worker's program; are driver and workers the same build?")))
 }
 
-impl Value {
+impl Value<'_> {
     fn typed(self) -> Result<Typed, Fault> {
         match self {
             Value::Typed(t) => Ok(t),
@@ -59,7 +61,8 @@ impl Value {
     fn bytes(self) -> Result<Vec<u8>, Fault> {
         match self {
             Value::Typed((p, o)) => (o.encode)(p).map_err(fault),
-            Value::Bytes { bytes, .. } | Value::Raw(bytes) => Ok(bytes),
+            Value::Bytes { bytes, .. } => Ok(bytes.into_owned()),
+            Value::Raw(bytes) => Ok(bytes),
         }
     }
 }
@@ -80,9 +83,9 @@ pub(crate) fn run(args: &[&[u8]]) -> Encoded {
     encode_result(sink(&plan.sink, value, cx)?)
 }
 
-fn source<'a>(s: &Source, arg: &impl Fn(u32) -> Result<&'a [u8], Fault>, cx: Cx) -> Result<Value, Fault> {
+fn source<'a>(s: &Source, arg: &impl Fn(u32) -> Result<&'a [u8], Fault>, cx: Cx) -> Result<Value<'a>, Fault> {
     Ok(match s {
-        Source::Arg { arg: i, ty } => Value::Bytes { ty: ty.clone(), bytes: arg(*i)?.to_vec() },
+        Source::Arg { arg: i, ty } => Value::Bytes { ty: ty.clone(), bytes: Cow::Borrowed(arg(*i)?) },
         Source::Range { start, end } => Value::Typed((Box::new((*start..*end).collect::<Vec<u64>>()), ops_of(std::any::type_name::<u64>())?)),
         Source::Text(r) => {
             let (bytes, offset) = text::read_range(r).map_err(fault)?;
@@ -98,12 +101,12 @@ fn source<'a>(s: &Source, arg: &impl Fn(u32) -> Result<&'a [u8], Fault>, cx: Cx)
             let mut parts = Vec::with_capacity(pieces.len());
             for &(i, j, k) in pieces {
                 let p = (o.decode)(arg(i)?).map_err(fault)?;
-                parts.push(if k == 1 { p } else { (o.piece)(p, j as usize, k as usize) });
+                parts.push(if k == 1 { p } else { (o.piece)(p, j as usize, k as usize).map_err(fault)? });
             }
-            Value::Typed(((o.concat)(parts), o))
+            Value::Typed(((o.concat)(parts).map_err(fault)?, o))
         }
-        Source::Zip { left, right, out } => Value::Bytes { ty: out.clone(), bytes: zip(ops_of(left)?, arg(0)?, ops_of(right)?, arg(1)?, cx)? },
-        Source::Groups { out } => Value::Bytes { ty: out.clone(), bytes: groups(arg, cx)? },
+        Source::Zip { left, right, out } => Value::Bytes { ty: out.clone(), bytes: zip(ops_of(left)?, arg(0)?, ops_of(right)?, arg(1)?, cx)?.into() },
+        Source::Groups { out } => Value::Bytes { ty: out.clone(), bytes: groups(arg, cx)?.into() },
         Source::Bucket { index } => Value::Raw(bucket_of(arg(0)?, *index as usize)?.to_vec()),
         Source::Combine { combine: c } => {
             let mut parts = Vec::new();
@@ -138,7 +141,7 @@ fn zip(lo: &'static ElementOps, left: &[u8], ro: &'static ElementOps, right: &[u
     Ok(out)
 }
 
-fn apply<'a>(stage: &Stage, value: Value, arg: &impl Fn(u32) -> Result<&'a [u8], Fault>, cx: Cx) -> Result<Value, Fault> {
+fn apply<'a>(stage: &Stage, value: Value<'a>, arg: &impl Fn(u32) -> Result<&'a [u8], Fault>, cx: Cx) -> Result<Value<'a>, Fault> {
     let (part, o) = value.typed()?;
     Ok(Value::Typed(match stage {
         Stage::Map(f) => adapter(f).map_err(fault)?.map(part, cx)?,
@@ -149,7 +152,7 @@ fn apply<'a>(stage: &Stage, value: Value, arg: &impl Fn(u32) -> Result<&'a [u8],
             let n = (o.len)(&part);
             let mut s = seed ^ (u64::from(cx.partition) + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
             let keep: Vec<bool> = (0..n).map(|_| ((splitmix(&mut s) >> 11) as f64 / (1u64 << 53) as f64) < *fraction).collect();
-            ((o.select)(part, &keep), o)
+            ((o.select)(part, &keep).map_err(fault)?, o)
         }
         Stage::Pluck(i) => {
             let t = o.tuple.ok_or_else(|| fault(format!("pluck: `{}` is not a registered tuple type", o.name)))?;
@@ -187,7 +190,7 @@ fn apply<'a>(stage: &Stage, value: Value, arg: &impl Fn(u32) -> Result<&'a [u8],
             let mut bytes = Vec::with_capacity(body.len() + 10);
             put_varint(&mut bytes, n);
             bytes.extend_from_slice(&body);
-            return Ok(Value::Bytes { ty: out.clone(), bytes });
+            return Ok(Value::Bytes { ty: out.clone(), bytes: bytes.into() });
         }
     }))
 }
@@ -212,7 +215,7 @@ fn need<T>(cap: Option<T>, what: &str, o: &ElementOps) -> Result<T, Fault> {
     cap.ok_or_else(|| fault(format!("{what} is not defined for elements of type `{}`", o.name)))
 }
 
-fn sink(s: &Sink, value: Value, cx: Cx) -> Result<Vec<u8>, Fault> {
+fn sink(s: &Sink, value: Value<'_>, cx: Cx) -> Result<Vec<u8>, Fault> {
     if let Sink::Encode = s {
         return value.bytes();
     }
@@ -430,7 +433,7 @@ fn groups<'a>(arg: &impl Fn(u32) -> Result<&'a [u8], Fault>, cx: Cx) -> Result<V
     Ok(out)
 }
 
-fn combine(c: &Combine, parts: &[&[u8]], cx: Cx) -> Result<Value, Fault> {
+fn combine(c: &Combine, parts: &[&[u8]], cx: Cx) -> Result<Value<'static>, Fault> {
     Ok(Value::Raw(match c {
         Combine::Count => {
             let mut n = 0u64;
@@ -470,7 +473,7 @@ fn combine(c: &Combine, parts: &[&[u8]], cx: Cx) -> Result<Value, Fault> {
             for p in parts {
                 all.push((o.decode)(p).map_err(fault)?);
             }
-            let joined = (o.concat)(all);
+            let joined = (o.concat)(all).map_err(fault)?;
             let top = match key {
                 Some(f) => adapter(f).map_err(fault)?.top(joined, *k as usize, *largest, cx)?,
                 None => need(o.ord, "an order", o)?(joined, *k as usize, *largest).map_err(fault)?,

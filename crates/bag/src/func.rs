@@ -228,10 +228,7 @@ where
     /// `map_partitions` of a closure that gives a `Vec`.
     pub fn partition_loop<U: Element>(&self, p: Part, cx: Cx) -> Result<Typed, Fault> {
         let Some(a) = p.downcast::<A>().ok() else { return Err(self.label.fault("a partition of another type".into())) };
-        let b = self.label.guard(cx, |_| (self.f)(*a)).map_err(|mut e| {
-            e.message = e.message.replace(&format!("element 0 of partition {}", cx.partition), &format!("partition {}", cx.partition));
-            e
-        })?;
+        let b = catch_unwind(AssertUnwindSafe(|| (self.f)(*a))).map_err(|p| self.label.panicked(cx, None, p))?;
         let v: Vec<U> = same(b).ok_or_else(|| self.label.wrong("map_partitions"))?;
         Ok((Box::new(v), crate::registry::ops_or_basic::<U>()))
     }

@@ -61,7 +61,7 @@
 //!
 //! # How it runs
 //!
-//! Operations build a lazy graph ([`graph`] internally). A result submits it: each
+//! Operations build a lazy graph. A result submits it: each
 //! partition that is needed becomes one task of the registered function
 //! `chorus_bag::run`, whose plan holds the partition's source, every fused stage and
 //! what to give back. Keys and records are handled as their serialized bytes, so
