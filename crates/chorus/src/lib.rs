@@ -5,8 +5,10 @@
 //!
 //! It provides the SPMD model of MPI and Bodo (every process runs the same program on its
 //! share of the data and talks through the collectives of a [`World`]), tasks and futures
-//! on a cluster of workers ([`LocalCluster`], [`Client`]), and distributed DataFrames and
-//! SQL ([`frame`]).
+//! on a cluster of workers ([`LocalCluster`], [`Client`]), and distributed collections,
+//! each behind a feature of its name: DataFrames and SQL (`frame`), chunked arrays
+//! (`array`), and bags with MapReduce (`bag`, with `chorus::func!` for the
+//! functions they apply).
 //!
 //! ```no_run
 //! use chorus::{Sum, WorldBuilder};
