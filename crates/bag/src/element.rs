@@ -35,7 +35,7 @@ pub type Typed = (Part, &'static ElementOps);
 /// Keeps the `k` largest (or smallest) elements of a partition, in that order.
 pub type TopFn = fn(Part, usize, bool) -> Result<Part, String>;
 
-/// The code of one element type `T`, as function pointers over [`Part`]s.
+/// The code of one element type `T`, as function pointers over partitions (`Part`).
 #[derive(Clone, Copy)]
 pub struct ElementOps {
     /// `std::any::type_name::<T>()`: the key the workers look the type up by.
@@ -165,6 +165,9 @@ pub(crate) fn piece_bounds(n: usize, j: usize, k: usize) -> (usize, usize) {
 }
 
 fn piece<T: Element>(part: Part, j: usize, k: usize) -> Result<Part, String> {
+    if j >= k {
+        return Err(format!("piece {j} of {k}"));
+    }
     let mut v = take::<T>(part)?;
     let (a, b) = piece_bounds(v.len(), j, k);
     v.truncate(b);

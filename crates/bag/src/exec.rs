@@ -366,18 +366,20 @@ fn bucket_of(bytes: &[u8], index: usize) -> Result<&[u8], Fault> {
     if index as u64 >= n {
         return Err(fault(format!("bucket {index} of {n}")));
     }
+    let beyond = || fault("a bucket beyond its map output");
     let mut offset = 0usize;
     let mut len = 0usize;
-    for b in 0..n as usize {
+    for b in 0..n {
         let (l, r) = get_varint(rest).map_err(fault)?;
         rest = r;
-        if b < index {
-            offset += l as usize;
-        } else if b == index {
-            len = l as usize;
+        let l = usize::try_from(l).map_err(|_| beyond())?;
+        if b < index as u64 {
+            offset = offset.checked_add(l).ok_or_else(beyond)?;
+        } else if b == index as u64 {
+            len = l;
         }
     }
-    rest.get(offset..offset + len).ok_or_else(|| fault("a bucket beyond its map output"))
+    rest.get(offset..offset.checked_add(len).ok_or_else(beyond)?).ok_or_else(beyond)
 }
 
 /// A `group_by` partition: its records grouped by key, in order of first appearance,
@@ -600,4 +602,21 @@ fn word_frequencies(r: &text::TextRange) -> Result<Vec<u8>, Fault> {
         }
         Ok(out)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn malformed_buckets_and_plans_are_errors_not_panics() {
+        assert!(bucket_of(&[0xff; 20], 0).is_err());
+        let mut out = Vec::new();
+        put_varint(&mut out, 2);
+        put_varint(&mut out, u64::MAX);
+        put_varint(&mut out, 3);
+        assert!(bucket_of(&out, 1).is_err());
+        assert!(run(&[b"\xff\xff\xff"]).is_err());
+        assert!(run(&[]).is_err());
+    }
 }
