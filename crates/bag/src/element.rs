@@ -174,19 +174,28 @@ fn piece<T: Element>(part: Part, j: usize, k: usize) -> Result<Part, String> {
     Ok(Box::new(v.split_off(a)))
 }
 
-/// The `k` largest (`largest`) or smallest elements of a partition by `Ord`, in order.
-pub(crate) fn top_by<T: 'static, K: Ord>(part: Part, k: usize, largest: bool, key: impl Fn(&T) -> K) -> Result<Vec<T>, String> {
-    let mut v = take::<T>(part)?;
-    let mut keyed: Vec<(K, usize)> = v.iter().enumerate().map(|(i, x)| (key(x), i)).collect();
-    // Stable on ties: the earlier element first.
-    if largest {
-        keyed.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-    } else {
-        keyed.sort();
+/// The `k` elements of `v` with the largest (`largest`) or smallest `keys`, in that
+/// order; ties keep the earlier element first. A selection, then a sort of the `k`.
+pub(crate) fn pick_top<T, K: Ord>(v: Vec<T>, keys: Vec<K>, k: usize, largest: bool) -> Vec<T> {
+    let mut keyed: Vec<(K, usize)> = keys.into_iter().zip(0..).collect();
+    let order = |a: &(K, usize), b: &(K, usize)| if largest { b.0.cmp(&a.0).then(a.1.cmp(&b.1)) } else { a.cmp(b) };
+    if k < keyed.len() {
+        if k == 0 {
+            return Vec::new();
+        }
+        keyed.select_nth_unstable_by(k - 1, order);
+        keyed.truncate(k);
     }
-    keyed.truncate(k);
-    let mut slots: Vec<Option<T>> = v.drain(..).map(Some).collect();
-    Ok(keyed.into_iter().filter_map(|(_, i)| slots[i].take()).collect())
+    keyed.sort_unstable_by(order);
+    let mut slots: Vec<Option<T>> = v.into_iter().map(Some).collect();
+    keyed.into_iter().filter_map(|(_, i)| slots.get_mut(i).and_then(Option::take)).collect()
+}
+
+/// The `k` largest (`largest`) or smallest elements of a partition by `key`, in order.
+pub(crate) fn top_by<T: 'static, K: Ord>(part: Part, k: usize, largest: bool, key: impl Fn(&T) -> K) -> Result<Vec<T>, String> {
+    let v = take::<T>(part)?;
+    let keys = v.iter().map(key).collect();
+    Ok(pick_top(v, keys, k, largest))
 }
 
 /// [`TopFn`] of a type with `Ord`.

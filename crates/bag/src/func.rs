@@ -305,32 +305,16 @@ where
     where
         K: Ord,
     {
-        let n = view::<A>(&p).map_err(|e| self.label.fault(e))?.len();
-        let keys: Vec<K> = {
-            let v = view::<A>(&p).map_err(|e| self.label.fault(e))?;
-            self.label.guard(cx, |i| {
-                let mut keys = Vec::with_capacity(n);
-                for x in v {
-                    keys.push((self.f)(x));
-                    *i += 1;
-                }
-                keys
-            })?
-        };
-        let mut it = keys.into_iter();
-        let mut indexed: Vec<(K, usize)> = Vec::with_capacity(n);
-        for i in 0..n {
-            indexed.push((it.next().expect("one key per element"), i));
-        }
-        if largest {
-            indexed.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-        } else {
-            indexed.sort();
-        }
-        indexed.truncate(k);
         let v = input::<A>(&self.label, p)?;
-        let mut slots: Vec<Option<A>> = v.into_iter().map(Some).collect();
-        Ok(Box::new(indexed.into_iter().filter_map(|(_, i)| slots[i].take()).collect::<Vec<A>>()))
+        let keys: Vec<K> = self.label.guard(cx, |i| {
+            let mut keys = Vec::with_capacity(v.len());
+            for x in &v {
+                keys.push((self.f)(x));
+                *i += 1;
+            }
+            keys
+        })?;
+        Ok(Box::new(crate::element::pick_top(v, keys, k, largest)))
     }
 }
 
