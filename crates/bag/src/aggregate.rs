@@ -128,7 +128,7 @@ impl<T: Element> Bag<T> {
         T: Eq + std::hash::Hash,
     {
         registered::<T>("frequencies")?;
-        let reduce = Reduce { sink: Sink::Frequencies, level: Combine::Frequencies { finish: false }, root: Combine::Frequencies { finish: true }, split_every: crate::graph::SPLIT_EVERY };
+        let reduce = Reduce::finishing(Sink::Frequencies, |finish| Combine::Frequencies { finish });
         Ok(self.derive_tree(reduce))
     }
 
@@ -158,8 +158,7 @@ impl<T: Element> Bag<T> {
         C: Fn(A, A) -> A,
     {
         let sink = Sink::FoldBy { key: key.name.into(), binop: binop.name.into(), init: encode(&init, "fold_by's initial value")? };
-        let c = combine.name.to_string();
-        let reduce = Reduce { sink, level: Combine::Keyed { combine: c.clone(), finish: false }, root: Combine::Keyed { combine: c, finish: true }, split_every: crate::graph::SPLIT_EVERY };
+        let reduce = Reduce::finishing(sink, |finish| Combine::Keyed { combine: combine.name.into(), finish });
         Ok(self.derive_tree(reduce))
     }
 
@@ -199,8 +198,7 @@ impl<K: Element + Eq + std::hash::Hash, V: Element> Bag<(K, V)> {
     /// partition, in order of first appearance.
     pub fn reduce_by_key<F: Fn(V, V) -> V>(&self, binop: Func<F>) -> Result<Bag<(K, V)>> {
         registered::<(K, V)>("reduce_by_key")?;
-        let c = binop.name.to_string();
-        let reduce = Reduce { sink: Sink::ReduceByKey { binop: c.clone() }, level: Combine::Keyed { combine: c.clone(), finish: false }, root: Combine::Keyed { combine: c, finish: true }, split_every: crate::graph::SPLIT_EVERY };
+        let reduce = Reduce::finishing(Sink::ReduceByKey { binop: binop.name.into() }, |finish| Combine::Keyed { combine: binop.name.into(), finish });
         Ok(self.derive_tree(reduce))
     }
 }

@@ -129,7 +129,7 @@ impl<T> Bag<T> {
     fn stage<U>(&self, stage: NodeStage) -> Bag<U> {
         // Consecutive stages share one node, so that they stay one task.
         let (input, mut stages) = match &self.node.kind {
-            Kind::Stages { input, stages } => (input.clone(), stages.iter().map(NodeStage::clone_stage).collect()),
+            Kind::Stages { input, stages } => (input.clone(), stages.clone()),
             _ => (self.node.clone(), Vec::new()),
         };
         stages.push(stage);
@@ -144,15 +144,6 @@ impl<T> Bag<T> {
     /// The client it runs on.
     pub fn client(&self) -> &Client {
         &self.client
-    }
-}
-
-impl NodeStage {
-    fn clone_stage(&self) -> NodeStage {
-        match self {
-            NodeStage::Plain(s) => NodeStage::Plain(s.clone()),
-            NodeStage::Join { key, out, map } => NodeStage::Join { key: key.clone(), out, map: map.clone() },
-        }
     }
 }
 
@@ -208,8 +199,8 @@ impl<T: Element> Bag<T> {
         T: Eq + std::hash::Hash,
     {
         registered::<T>("distinct")?;
-        let ty = self.node.ty.to_string();
-        let reduce = Reduce { sink: Sink::Distinct, level: Combine::Distinct { finish: false, ty: ty.clone() }, root: Combine::Distinct { finish: true, ty }, split_every: crate::graph::SPLIT_EVERY };
+        let ty = self.node.ty;
+        let reduce = Reduce::finishing(Sink::Distinct, |finish| Combine::Distinct { finish, ty: ty.to_string() });
         Ok(self.derive(Kind::Tree { input: self.node.clone(), reduce }, 1))
     }
 

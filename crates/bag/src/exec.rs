@@ -2,7 +2,6 @@
 //! makes its partition, runs the fused stages and gives what the sink asks for.
 
 use std::borrow::Cow;
-use std::fmt::Write as _;
 
 use chorus_tasks::registry::{encode_result, Encoded, Fault, FunctionEntry};
 use chorus_tasks::{FailureKind, RemoteFunction};
@@ -10,10 +9,10 @@ use rustc_hash::FxHashMap;
 
 use crate::element::{take, ElementOps, Part, Typed};
 use crate::func::Cx;
-use crate::keyed::{self, frames, get_frame, get_varint, group_ids, put_frame, put_varint, Records};
+use crate::keyed::{self, frames, get_frame, get_varint, group_ids, pairs, put_frame, put_varint, Ordered, Records};
 use crate::plan::{Combine, Plan, Sink, Source, Stage};
 use crate::reduce::{Moments, NumAcc};
-use crate::registry::{adapter, ops};
+use crate::registry::{adapter, ops, ops_or_basic};
 use crate::text;
 
 /// The registered task of chorus-bag.
@@ -72,25 +71,29 @@ pub(crate) fn run(args: &[&[u8]]) -> Encoded {
     let (plan, inputs) = args.split_first().ok_or_else(|| fault("a bag task without its plan"))?;
     let plan: Plan = postcard::from_bytes(plan).map_err(|e| fault(format!("the plan of a bag task could not be decoded: {e}")))?;
     let cx = Cx { partition: plan.partition };
-    let arg = |i: u32| inputs.get(i as usize).copied().ok_or_else(|| fault(format!("argument {i} of a bag task is missing")));
     if let (Source::Text(r), [Stage::Words], Sink::Frequencies) = (&plan.source, &plan.stages[..], &plan.sink) {
         return encode_result(word_frequencies(r)?);
     }
-    let mut value = source(&plan.source, &arg, cx)?;
+    let mut value = source(&plan.source, inputs, cx)?;
     for stage in &plan.stages {
-        value = apply(stage, value, &arg, cx)?;
+        value = apply(stage, value, inputs, cx)?;
     }
     encode_result(sink(&plan.sink, value, cx)?)
 }
 
-fn source<'a>(s: &Source, arg: &impl Fn(u32) -> Result<&'a [u8], Fault>, cx: Cx) -> Result<Value<'a>, Fault> {
+/// Argument `i` of the task's inputs.
+fn arg<'a>(inputs: &[&'a [u8]], i: u32) -> Result<&'a [u8], Fault> {
+    inputs.get(i as usize).copied().ok_or_else(|| fault(format!("argument {i} of a bag task is missing")))
+}
+
+fn source<'a>(s: &Source, inputs: &[&'a [u8]], cx: Cx) -> Result<Value<'a>, Fault> {
     Ok(match s {
-        Source::Arg { arg: i, ty } => Value::Bytes { ty: ty.clone(), bytes: Cow::Borrowed(arg(*i)?) },
-        Source::Range { start, end } => Value::Typed((Box::new((*start..*end).collect::<Vec<u64>>()), ops_of(std::any::type_name::<u64>())?)),
+        Source::Arg { arg: i, ty } => Value::Bytes { ty: ty.clone(), bytes: Cow::Borrowed(arg(inputs, *i)?) },
+        Source::Range { start, end } => Value::Typed((Box::new((*start..*end).collect::<Vec<u64>>()), ops_or_basic::<u64>())),
         Source::Text(r) => {
             let (bytes, offset) = text::read_range(r).map_err(fault)?;
-            let lines = text::lines(&text::text_of(r, &bytes, offset).map_err(fault)?);
-            Value::Typed((Box::new(lines), ops_of(std::any::type_name::<String>())?))
+            let lines: Vec<String> = text::text_of(r, &bytes, offset).map_err(fault)?.lines().map(str::to_string).collect();
+            Value::Typed((Box::new(lines), ops_or_basic::<String>()))
         }
         Source::Parquet { path, ty } => {
             let o = ops_of(ty)?;
@@ -100,23 +103,15 @@ fn source<'a>(s: &Source, arg: &impl Fn(u32) -> Result<&'a [u8], Fault>, cx: Cx)
             let o = ops_of(ty)?;
             let mut parts = Vec::with_capacity(pieces.len());
             for &(i, j, k) in pieces {
-                let p = (o.decode)(arg(i)?).map_err(fault)?;
+                let p = (o.decode)(arg(inputs, i)?).map_err(fault)?;
                 parts.push(if k == 1 { p } else { (o.piece)(p, j as usize, k as usize).map_err(fault)? });
             }
             Value::Typed(((o.concat)(parts).map_err(fault)?, o))
         }
-        Source::Zip { left, right, out } => Value::Bytes { ty: out.clone(), bytes: zip(ops_of(left)?, arg(0)?, ops_of(right)?, arg(1)?, cx)?.into() },
-        Source::Groups { out } => Value::Bytes { ty: out.clone(), bytes: groups(arg, cx)?.into() },
-        Source::Bucket { index } => Value::Raw(bucket_of(arg(0)?, *index as usize)?.to_vec()),
-        Source::Combine { combine: c } => {
-            let mut parts = Vec::new();
-            let mut i = 0;
-            while let Ok(a) = arg(i) {
-                parts.push(a);
-                i += 1;
-            }
-            combine(c, &parts, cx)?
-        }
+        Source::Zip { left, right, out } => Value::Bytes { ty: out.clone(), bytes: zip(ops_of(left)?, arg(inputs, 0)?, ops_of(right)?, arg(inputs, 1)?, cx)?.into() },
+        Source::Groups { out } => Value::Bytes { ty: out.clone(), bytes: groups(inputs, cx)?.into() },
+        Source::Bucket { index } => Value::Raw(bucket_of(arg(inputs, 0)?, *index as usize)?.to_vec()),
+        Source::Combine { combine: c } => combine(c, inputs, cx)?,
     })
 }
 
@@ -141,7 +136,7 @@ fn zip(lo: &'static ElementOps, left: &[u8], ro: &'static ElementOps, right: &[u
     Ok(out)
 }
 
-fn apply<'a>(stage: &Stage, value: Value<'a>, arg: &impl Fn(u32) -> Result<&'a [u8], Fault>, cx: Cx) -> Result<Value<'a>, Fault> {
+fn apply<'a>(stage: &Stage, value: Value<'a>, inputs: &[&'a [u8]], cx: Cx) -> Result<Value<'a>, Fault> {
     let (part, o) = value.typed()?;
     Ok(Value::Typed(match stage {
         Stage::Map(f) => adapter(f).map_err(fault)?.map(part, cx)?,
@@ -168,15 +163,7 @@ fn apply<'a>(stage: &Stage, value: Value<'a>, arg: &impl Fn(u32) -> Result<&'a [
             let mut keys = Records::new();
             adapter(key).map_err(fault)?.keys(&t.0, &mut keys, cx)?;
             let elements = records(&t)?;
-            let map_bytes = arg(*a)?;
-            let mut map: FxHashMap<&[u8], &[u8]> = FxHashMap::default();
-            let mut rest = map_bytes;
-            while !rest.is_empty() {
-                let (k, r) = get_frame(rest).map_err(fault)?;
-                let (v, r) = get_frame(r).map_err(fault)?;
-                map.insert(k, v);
-                rest = r;
-            }
+            let map: FxHashMap<&[u8], &[u8]> = pairs(arg(inputs, *a)?).collect::<Result<_, _>>().map_err(fault)?;
             let mut body = Vec::new();
             let mut n = 0u64;
             for (k, e) in keys.iter().zip(elements.iter()) {
@@ -384,51 +371,32 @@ fn bucket_of(bytes: &[u8], index: usize) -> Result<&[u8], Fault> {
 
 /// A `group_by` partition: its records grouped by key, in order of first appearance,
 /// as the postcard `Vec<(K, Vec<T>)>`.
-fn groups<'a>(arg: &impl Fn(u32) -> Result<&'a [u8], Fault>, cx: Cx) -> Result<Vec<u8>, Fault> {
-    let mut order: Vec<&[u8]> = Vec::new();
-    let mut members: FxHashMap<&[u8], Vec<&[u8]>> = FxHashMap::default();
+fn groups(pieces: &[&[u8]], cx: Cx) -> Result<Vec<u8>, Fault> {
+    let mut groups: Ordered<'_, Vec<&[u8]>> = Ordered::new();
     let mut size = 0usize;
-    let mut i = 0;
-    while let Ok(piece) = arg(i) {
-        i += 1;
-        let mut it = frames(piece);
-        while let Some(k) = it.next() {
-            let k = k.map_err(fault)?;
-            let e = it.next().ok_or_else(|| fault("a record without its element"))?.map_err(fault)?;
+    for piece in pieces {
+        for record in pairs(piece) {
+            let (k, e) = record.map_err(fault)?;
             size += e.len();
-            members
-                .entry(k)
-                .or_insert_with(|| {
-                    order.push(k);
-                    Vec::new()
-                })
-                .push(e);
+            groups.entry(k, Vec::new).1.push(e);
         }
     }
     let limit = chorus_tasks::settings::Limits::get().map_err(|e| fault(e.to_string()))?.max_object;
     if size as u64 > limit {
-        let biggest = members.values().map(|m| (m.len(), m.iter().map(|e| e.len()).sum::<usize>())).max_by_key(|m| m.1).unwrap_or_default();
-        let mut msg = String::new();
-        let _ = write!(
-            msg,
-            "group_by: partition {} would hold {} bytes of values ({} keys; the largest has {} values, {} bytes), over the {} bytes one result may take (CHORUS_MAX_OBJECT). \
+        let (count, bytes) = groups.entries.iter().map(|(_, m)| (m.len(), m.iter().map(|e| e.len()).sum::<usize>())).max_by_key(|m| m.1).unwrap_or_default();
+        return Err(fault(format!(
+            "group_by: partition {} would hold {size} bytes of values ({} keys; the largest has {count} values, {bytes} bytes), over the {limit} bytes one result may take (CHORUS_MAX_OBJECT). \
              Combine the values of each key as they come with fold_by or reduce_by_key instead of holding them, or group into more partitions",
             cx.partition,
-            size,
-            members.len(),
-            biggest.0,
-            biggest.1,
-            limit
-        );
-        return Err(fault(msg));
+            groups.entries.len(),
+        )));
     }
-    let mut out = Vec::with_capacity(size + order.len() * 8 + 10);
-    put_varint(&mut out, order.len() as u64);
-    for k in order {
-        let m = &members[k];
+    let mut out = Vec::with_capacity(size + groups.entries.len() * 8 + 10);
+    put_varint(&mut out, groups.entries.len() as u64);
+    for (k, members) in groups.entries {
         out.extend_from_slice(k);
-        put_varint(&mut out, m.len() as u64);
-        for e in m {
+        put_varint(&mut out, members.len() as u64);
+        for e in members {
             out.extend_from_slice(e);
         }
     }
@@ -493,28 +461,19 @@ fn combine(c: &Combine, parts: &[&[u8]], cx: Cx) -> Result<Value<'static>, Fault
         }
         Combine::Keyed { combine: f, finish } => {
             let f = adapter(f).map_err(fault)?;
-            let mut order: Vec<&[u8]> = Vec::new();
-            let mut accs: FxHashMap<&[u8], Vec<&[u8]>> = FxHashMap::default();
+            let mut accs: Ordered<'_, Vec<&[u8]>> = Ordered::new();
             for p in parts {
-                let mut it = frames(p);
-                while let Some(k) = it.next() {
-                    let k = k.map_err(fault)?;
-                    let a = it.next().ok_or_else(|| fault("a key without its accumulator"))?.map_err(fault)?;
-                    accs.entry(k)
-                        .or_insert_with(|| {
-                            order.push(k);
-                            Vec::new()
-                        })
-                        .push(a);
+                for record in pairs(p) {
+                    let (k, a) = record.map_err(fault)?;
+                    accs.entry(k, Vec::new).1.push(a);
                 }
             }
             let mut out = Vec::new();
             if *finish {
-                put_varint(&mut out, order.len() as u64);
+                put_varint(&mut out, accs.entries.len() as u64);
             }
-            for k in order {
-                let a = &accs[k];
-                let merged = if a.len() == 1 { a[0].to_vec() } else { f.merge(a, cx)? };
+            for (k, a) in accs.entries {
+                let merged = if a.len() == 1 { a[0].to_vec() } else { f.merge(&a, cx)? };
                 if *finish {
                     out.extend_from_slice(k);
                     out.extend_from_slice(&merged);
@@ -526,56 +485,48 @@ fn combine(c: &Combine, parts: &[&[u8]], cx: Cx) -> Result<Value<'static>, Fault
             out
         }
         Combine::Frequencies { finish } => {
-            let mut order: Vec<&[u8]> = Vec::new();
-            let mut counts: FxHashMap<&[u8], u64> = FxHashMap::default();
+            let mut counts: Ordered<'_, u64> = Ordered::new();
             for p in parts {
                 let mut rest = *p;
                 while !rest.is_empty() {
                     let (r, after) = get_frame(rest).map_err(fault)?;
                     let (n, after) = get_varint(after).map_err(fault)?;
                     rest = after;
-                    *counts.entry(r).or_insert_with(|| {
-                        order.push(r);
-                        0
-                    }) += n;
+                    *counts.entry(r, || 0).1 += n;
                 }
             }
             let mut out = Vec::new();
             if *finish {
-                put_varint(&mut out, order.len() as u64);
+                put_varint(&mut out, counts.entries.len() as u64);
             }
-            for r in order {
+            for (r, n) in counts.entries {
                 if *finish {
                     out.extend_from_slice(r);
                 } else {
                     put_frame(&mut out, r);
                 }
-                put_varint(&mut out, counts[r]);
+                put_varint(&mut out, n);
             }
             out
         }
         Combine::Distinct { finish, ty } => {
-            let mut seen: FxHashMap<&[u8], ()> = FxHashMap::default();
-            let mut order = Vec::new();
+            let mut seen: Ordered<'_, ()> = Ordered::new();
             for p in parts {
                 for r in frames(p) {
-                    let r = r.map_err(fault)?;
-                    if seen.insert(r, ()).is_none() {
-                        order.push(r);
-                    }
+                    seen.entry(r.map_err(fault)?, || ());
                 }
             }
+            let mut out = Vec::new();
             if *finish {
-                let mut out = Vec::new();
-                put_varint(&mut out, order.len() as u64);
-                for r in order {
+                // The postcard `Vec<T>`, in the task encoding of its type.
+                put_varint(&mut out, seen.entries.len() as u64);
+                for (r, ()) in seen.entries {
                     out.extend_from_slice(r);
                 }
                 let o = ops_of(ty)?;
                 return Ok(Value::Typed(((o.from_postcard)(&out).map_err(fault)?, o)));
             }
-            let mut out = Vec::new();
-            for r in order {
+            for (r, ()) in seen.entries {
                 put_frame(&mut out, r);
             }
             out

@@ -61,9 +61,16 @@ impl Reduce {
     pub(crate) fn new(sink: Sink, combine: Combine) -> Reduce {
         Reduce { sink, level: combine.clone(), root: combine, split_every: SPLIT_EVERY }
     }
+
+    /// A tree whose root finishes what its levels combine: `combine(true)` makes the
+    /// partition, `combine(false)` a partial result for the next level.
+    pub(crate) fn finishing(sink: Sink, combine: impl Fn(bool) -> Combine) -> Reduce {
+        Reduce { sink, level: combine(false), root: combine(true), split_every: SPLIT_EVERY }
+    }
 }
 
 /// A stage as the graph keeps it: a join holds the future of its map.
+#[derive(Clone)]
 pub(crate) enum NodeStage {
     Plain(Stage),
     Join { key: String, out: &'static str, map: Future<Vec<u8>> },

@@ -113,22 +113,46 @@ pub fn frames(mut bytes: &[u8]) -> impl Iterator<Item = Result<&[u8], String>> {
     })
 }
 
+/// Framed `(key, value)` records, one frame each, until `bytes` ends.
+pub fn pairs(bytes: &[u8]) -> impl Iterator<Item = Result<(&[u8], &[u8]), String>> {
+    let mut it = frames(bytes);
+    std::iter::from_fn(move || {
+        let k = it.next()?;
+        Some(k.and_then(|k| Ok((k, it.next().ok_or_else(|| "a key without its value".to_string())??))))
+    })
+}
+
+/// Values by key bytes, in order of each key's first appearance.
+pub struct Ordered<'a, V> {
+    index: FxHashMap<&'a [u8], usize>,
+    /// Each key and its value, in order of first appearance.
+    pub entries: Vec<(&'a [u8], V)>,
+}
+
+impl<'a, V> Ordered<'a, V> {
+    /// No keys.
+    pub fn new() -> Ordered<'a, V> {
+        Ordered { index: FxHashMap::default(), entries: Vec::new() }
+    }
+
+    /// The number of `key` (its rank of first appearance) and its value, made with
+    /// `new` when the key is new.
+    pub fn entry(&mut self, key: &'a [u8], new: impl FnOnce() -> V) -> (usize, &mut V) {
+        let entries = &mut self.entries;
+        let i = *self.index.entry(key).or_insert_with(|| {
+            entries.push((key, new()));
+            entries.len() - 1
+        });
+        (i, &mut self.entries[i].1)
+    }
+}
+
 /// Numbers each distinct key in order of first appearance: the group of every record,
 /// and the first record of each group.
 pub fn group_ids(keys: &Records) -> (Vec<u32>, Vec<usize>) {
-    let mut seen: FxHashMap<&[u8], u32> = FxHashMap::default();
-    let mut firsts = Vec::new();
-    let ids = keys
-        .iter()
-        .enumerate()
-        .map(|(i, k)| {
-            *seen.entry(k).or_insert_with(|| {
-                firsts.push(i);
-                (firsts.len() - 1) as u32
-            })
-        })
-        .collect();
-    (ids, firsts)
+    let mut groups: Ordered<'_, usize> = Ordered::new();
+    let ids = keys.iter().enumerate().map(|(i, k)| groups.entry(k, || i).0 as u32).collect();
+    (ids, groups.entries.into_iter().map(|(_, first)| first).collect())
 }
 
 /// The bucket of a key among `n`: a hash of its bytes that is the same in every process.

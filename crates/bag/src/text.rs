@@ -217,8 +217,3 @@ pub(crate) fn text_of<'a>(r: &TextRange, bytes: &'a [u8], offset: u64) -> std::r
         }
     }
 }
-
-/// The lines of a text, without their `\n` or `\r\n`.
-pub(crate) fn lines(text: &str) -> Vec<String> {
-    text.lines().map(str::to_string).collect()
-}

@@ -85,12 +85,12 @@ struct Slot {
 }
 
 impl Slot {
-    fn bytes(&self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(16);
-        v.extend_from_slice(&self.lo.to_le_bytes());
-        v.extend_from_slice(&self.hi.to_le_bytes());
-        v.truncate((self.len_count & 0xff) as usize);
-        v
+    /// The word's bytes, zero-padded to 16, and its length.
+    fn bytes(&self) -> ([u8; 16], usize) {
+        let mut b = [0u8; 16];
+        b[..8].copy_from_slice(&self.lo.to_le_bytes());
+        b[8..].copy_from_slice(&self.hi.to_le_bytes());
+        (b, (self.len_count & 0xff) as usize)
     }
 }
 
@@ -201,39 +201,41 @@ impl<'a> WordCounts<'a> {
     }
 
     /// Every word and its count, in order of first appearance.
-    fn ordered(self) -> Vec<(Vec<u8>, u64)> {
-        let mut out = Vec::with_capacity(self.order.len() + self.long_order.len());
+    fn for_each(&self, mut f: impl FnMut(&[u8], u64)) {
         let mut long = self.long_order.iter().peekable();
         for (k, &i) in self.order.iter().enumerate() {
             while let Some(w) = long.next_if(|w| self.long[*w].1 <= k) {
-                out.push((w.as_bytes().to_vec(), self.long[w].0));
+                f(w.as_bytes(), self.long[w].0);
             }
             let s = &self.slots[i as usize];
-            out.push((s.bytes(), s.len_count >> 8));
+            let (b, len) = s.bytes();
+            f(&b[..len], s.len_count >> 8);
         }
-        out.extend(long.map(|w| (w.as_bytes().to_vec(), self.long[w].0)));
-        out
+        for w in long {
+            f(w.as_bytes(), self.long[w].0);
+        }
     }
 
     /// Each word (as a postcard `String`, framed) and its count (a varint), in order
     /// of first appearance: the partial result of `frequencies`.
-    pub(crate) fn frames(self) -> Vec<u8> {
-        let all = self.ordered();
-        let mut out = Vec::with_capacity(all.len() * 16);
+    pub(crate) fn frames(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity((self.order.len() + self.long_order.len()) * 16);
         let mut record = Vec::new();
-        for (w, n) in all {
+        self.for_each(|w, n| {
             record.clear();
             put_varint(&mut record, w.len() as u64);
-            record.extend_from_slice(&w);
+            record.extend_from_slice(w);
             put_frame(&mut out, &record);
             put_varint(&mut out, n);
-        }
+        });
         out
     }
 
     #[cfg(test)]
-    fn table(self) -> Vec<(String, u64)> {
-        self.ordered().into_iter().map(|(w, n)| (String::from_utf8(w).unwrap(), n)).collect()
+    fn table(&self) -> Vec<(String, u64)> {
+        let mut out = Vec::new();
+        self.for_each(|w, n| out.push((String::from_utf8(w.to_vec()).unwrap(), n)));
+        out
     }
 }
 
