@@ -100,6 +100,7 @@ fn scheduler() -> Result<()> {
         heartbeat_timeout: Duration::from_secs(60),
         scheduler: SchedulerConfig::default(),
         limits: chorus::settings::Limits::get()?,
+        dashboard: None,
     })?;
     println!("ready {}", server.address());
     loop {

@@ -37,7 +37,7 @@ pub use chorus_launch::{init, WorldBuilder};
 
 pub use chorus_macros::{actor, main, remote, spmd};
 pub use chorus_tasks::{
-    Actor, Arg, AsCompleted, Client, ClusterFile, ErrorKind, FailureKind, Future, IntoArgs, LocalCluster, LocalClusterBuilder,
+    progress, Actor, Arg, AsCompleted, Client, ClusterFile, ErrorKind, FailureKind, Future, IntoArgs, LocalCluster, LocalClusterBuilder,
     PodVec, TaskError, TaskId, TaskOptions, WaitFor, WorkerId, WorkerInfo,
 };
 
@@ -103,6 +103,12 @@ pub mod settings {
 /// Launch-level building blocks (job specs, outcomes, environment detection).
 pub mod launch {
     pub use chorus_launch::*;
+}
+
+/// The web dashboard: its [`Bind`](dashboard::Bind) options and the [`model`](dashboard::model)
+/// of what it shows (what `LocalCluster::snapshot` returns).
+pub mod dashboard {
+    pub use chorus_dashboard::*;
 }
 
 /// Wire-level building blocks (frames, handshake, rendezvous), for tools built on chorus.

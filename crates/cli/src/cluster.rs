@@ -30,6 +30,7 @@ pub fn scheduler(
     cluster_file: Option<PathBuf>,
     heartbeat_timeout: u64,
     allowed_failures: u32,
+    dashboard: Option<chorus::dashboard::Bind>,
 ) -> anyhow::Result<ExitCode> {
     chorus::comm::diag::set_process_tag("scheduler");
     let secret = match Secret::from_env()? {
@@ -42,8 +43,9 @@ pub fn scheduler(
         secret: secret.clone(),
         program: ProgramPolicy::FirstToJoin,
         heartbeat_timeout: Duration::from_secs(heartbeat_timeout),
-        scheduler: SchedulerConfig { allowed_failures },
+        scheduler: SchedulerConfig { allowed_failures, ..SchedulerConfig::default() },
         limits: chorus::settings::Limits::get()?,
+        dashboard,
     })?;
     let path = match cluster_file {
         Some(p) => p,
@@ -55,6 +57,12 @@ pub fn scheduler(
     let _ = writeln!(out, "chorus scheduler at {}", server.address());
     let _ = writeln!(out, "cluster file (address and secret, owner-only): {}", path.display());
     let _ = writeln!(out, "start workers with: chorus worker --scheduler {} PROGRAM", server.address());
+    if let Some(d) = server.dashboard() {
+        if let Some(port) = d.displaced() {
+            let _ = writeln!(out, "port {port} is in use: the dashboard took the next free one");
+        }
+        let _ = writeln!(out, "Dashboard: {}", d.link());
+    }
     let _ = out.flush();
     drop(out);
     loop {

@@ -63,6 +63,14 @@ enum Command {
         /// Times a task may be on a worker that dies before it fails with "killed worker".
         #[arg(long, value_name = "N", default_value_t = 3)]
         allowed_failures: u32,
+        /// Where to serve the dashboard: HOST:PORT, :PORT or PORT (default 127.0.0.1:8787,
+        /// or the next free port). On an address other than loopback it asks for the
+        /// cluster's token: open the link printed at start.
+        #[arg(long, value_name = "ADDR", conflicts_with = "no_dashboard")]
+        dashboard: Option<String>,
+        /// Serve no dashboard.
+        #[arg(long)]
+        no_dashboard: bool,
     },
     /// Start worker processes of PROGRAM (whose main has #[chorus::main]) for a scheduler.
     ///
@@ -131,8 +139,15 @@ fn run() -> anyhow::Result<ExitCode> {
                 }
             })
         }
-        Command::Scheduler { listen, cluster_file, heartbeat_timeout, allowed_failures } => {
-            cluster::scheduler(&listen, cluster_file, heartbeat_timeout, allowed_failures)
+        Command::Scheduler { listen, cluster_file, heartbeat_timeout, allowed_failures, dashboard, no_dashboard } => {
+            let dashboard = match (dashboard, no_dashboard) {
+                (_, true) => None,
+                (Some(addr), false) => chorus::dashboard::Bind::from_setting(
+                    chorus::comm::settings::DashboardSetting::parse("--dashboard", &addr)?,
+                ),
+                (None, false) => Some(chorus::dashboard::Bind::Default),
+            };
+            cluster::scheduler(&listen, cluster_file, heartbeat_timeout, allowed_failures, dashboard)
         }
         Command::Worker { scheduler, nworkers, nthreads, memory_limit, resources, cluster_file, command } => {
             let (program, args) = command.split_first().context("no program given")?;

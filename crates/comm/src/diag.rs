@@ -36,6 +36,15 @@ fn tag() -> String {
     }
 }
 
+/// Says something a person starting the program wants to know (a dashboard's link).
+pub fn info(message: &str) {
+    if tracing::dispatcher::has_been_set() {
+        tracing::info!(target: "chorus", "{message}");
+    } else {
+        eprintln!("[{}] chorus: {message}", tag());
+    }
+}
+
 /// Emits a warning.
 pub fn warn(message: &str) {
     if tracing::dispatcher::has_been_set() {

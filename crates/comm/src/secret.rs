@@ -41,6 +41,16 @@ impl Secret {
         &self.0
     }
 
+    /// A token for `purpose` derived from the secret (HMAC-SHA256, 32 hex digits): it
+    /// proves knowledge of the secret without revealing it, e.g. the dashboard's
+    /// `?token=`.
+    pub fn derive_token(&self, purpose: &str) -> String {
+        use hmac::{Hmac, Mac};
+        let mut m = Hmac::<sha2::Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
+        m.update(purpose.as_bytes());
+        hex(&m.finalize().into_bytes()[..16])
+    }
+
     /// Hex form, as stored in `CHORUS_SECRET` and secret files.
     pub fn to_hex(&self) -> String {
         hex(&self.0)

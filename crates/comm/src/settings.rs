@@ -47,8 +47,43 @@ pub struct Settings {
     pub send_budget: Option<u64>,
     /// `CHORUS_FRAME_THREADS`: query threads per rank for DataFrames (at least 1).
     pub frame_threads: Option<usize>,
+    /// `CHORUS_DASHBOARD`: where a local cluster serves its dashboard.
+    pub dashboard: DashboardSetting,
     /// The `CHORUS_WORKER_*` variables a cluster starts its worker processes with.
     pub worker: WorkerSettings,
+}
+
+/// Where a cluster serves its dashboard (`CHORUS_DASHBOARD`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DashboardSetting {
+    /// `auto` (the default): `127.0.0.1:8787`, or the next free port.
+    #[default]
+    Default,
+    /// `off`: no dashboard.
+    Off,
+    /// `HOST:PORT`, `:PORT` or `PORT` (loopback): exactly there.
+    At(std::net::SocketAddr),
+}
+
+impl DashboardSetting {
+    /// Parses a `CHORUS_DASHBOARD` or `--dashboard` value.
+    pub fn parse(name: &str, value: &str) -> Result<DashboardSetting> {
+        let v = value.trim();
+        match v {
+            "auto" | "" => return Ok(DashboardSetting::Default),
+            "off" | "none" => return Ok(DashboardSetting::Off),
+            _ => {}
+        }
+        if let Ok(port) = v.trim_start_matches(':').parse::<u16>() {
+            return Ok(DashboardSetting::At(std::net::SocketAddr::from(([127, 0, 0, 1], port))));
+        }
+        use std::net::ToSocketAddrs;
+        v.to_socket_addrs()
+            .ok()
+            .and_then(|mut a| a.next())
+            .map(DashboardSetting::At)
+            .ok_or_else(|| invalid(name, value, "auto, off, HOST:PORT, :PORT or PORT"))
+    }
 }
 
 /// What a cluster tells the worker processes it starts.
@@ -81,6 +116,7 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("CHORUS_CONNECT_TIMEOUT", "seconds ranks wait for each other at start-up (60)"),
     ("CHORUS_WARN_AFTER", "seconds a call waits before it logs whom it waits for (60)"),
     ("CHORUS_SPIN_US", "microseconds a waiting call polls before it sleeps (50, or 200 when ranks share cores)"),
+    ("CHORUS_DASHBOARD", "where a local cluster serves its dashboard: `auto` (default: 127.0.0.1:8787 or the next free port), `off`, or `HOST:PORT`"),
     ("CHORUS_MAX_OBJECT", "the largest value (argument, result, scattered object) a process accepts; a size (half the memory)"),
     ("CHORUS_SEND_BUDGET", "bytes the scheduler queues for a peer that stops reading before it drops it; a size (256MiB)"),
     ("CHORUS_FRAME_THREADS", "DataFrame query threads per rank (the cores divided among the ranks)"),
@@ -156,6 +192,10 @@ impl Settings {
             max_object: size("CHORUS_MAX_OBJECT")?,
             send_budget: size("CHORUS_SEND_BUDGET")?,
             frame_threads: count("CHORUS_FRAME_THREADS")?,
+            dashboard: get("CHORUS_DASHBOARD")
+                .map(|v| DashboardSetting::parse("CHORUS_DASHBOARD", &v))
+                .transpose()?
+                .unwrap_or_default(),
             worker: WorkerSettings {
                 scheduler: get("CHORUS_WORKER_SCHEDULER"),
                 nthreads,
@@ -232,7 +272,8 @@ mod tests {
             ("CHORUS_PROCS", "4"),
             ("CHORUS_TLS", "off"),
             ("CHORUS_CONNECT_TIMEOUT", "2.5"),
-            ("CHORUS_MAX_OBJECT", "64MiB"),
+            ("CHORUS_DASHBOARD", "where a local cluster serves its dashboard: `auto` (default: 127.0.0.1:8787 or the next free port), `off`, or `HOST:PORT`"),
+    ("CHORUS_MAX_OBJECT", "64MiB"),
             ("CHORUS_TRANSPORT", "tcp"),
             ("CHORUS_SPIN_US", "0"),
         ])
@@ -260,6 +301,7 @@ mod tests {
             ("CHORUS_CONNECT_TIMEOUT", "-1", "seconds"),
             ("CHORUS_MAX_OBJECT", "12 parsecs", "64MiB"),
             ("CHORUS_MAX_OBJECT", "0", "a size"),
+            ("CHORUS_DASHBOARD", "everywhere", "auto, off, HOST:PORT"),
             ("CHORUS_SECRET", "abc", "64 hex digits"),
             ("CHORUS_FRAME_THREADS", "0", "positive whole number"),
             ("CHORUS_WORKER_MEMORY_LIMIT", "lots", "bytes"),

@@ -77,6 +77,8 @@ pub struct LocalClusterBuilder {
     heartbeat_timeout: Duration,
     max_object: Option<u64>,
     env: Vec<(OsString, OsString)>,
+    /// `None`: as `CHORUS_DASHBOARD` says; `Some(None)`: off.
+    dashboard: Option<Option<chorus_dashboard::Bind>>,
 }
 
 impl Default for LocalClusterBuilder {
@@ -93,6 +95,7 @@ impl Default for LocalClusterBuilder {
             heartbeat_timeout: Duration::from_secs(30),
             max_object: None,
             env: Vec::new(),
+            dashboard: None,
         }
     }
 }
@@ -161,6 +164,20 @@ impl LocalClusterBuilder {
         self
     }
 
+    /// Where to serve the dashboard: by default `127.0.0.1:8787`, or the next free port
+    /// (`CHORUS_DASHBOARD` sets the default); an explicit address that is taken is an
+    /// error at [`start`](Self::start).
+    pub fn dashboard(mut self, addr: std::net::SocketAddr) -> Self {
+        self.dashboard = Some(Some(chorus_dashboard::Bind::Explicit(addr)));
+        self
+    }
+
+    /// Serves no dashboard.
+    pub fn no_dashboard(mut self) -> Self {
+        self.dashboard = Some(None);
+        self
+    }
+
     /// How long to wait for the workers to join (default 30 s).
     pub fn timeout(mut self, t: Duration) -> Self {
         self.timeout = t;
@@ -178,7 +195,12 @@ impl LocalClusterBuilder {
         if let Some(max) = self.max_object {
             limits.max_object = max;
         }
+        let dashboard = match self.dashboard.clone() {
+            Some(d) => d,
+            None => chorus_dashboard::Bind::from_setting(chorus_comm::settings::settings()?.dashboard),
+        };
         let server = SchedulerServer::start(ServerConfig {
+            dashboard,
             listen: "127.0.0.1:0".into(),
             unix: true,
             secret: secret.clone(),
@@ -228,6 +250,12 @@ impl LocalClusterBuilder {
             Ok(())
         })?;
         cluster.started_in = t0.elapsed();
+        if let Some(d) = cluster.server.dashboard() {
+            match d.displaced() {
+                Some(port) => chorus_comm::diag::info(&format!("port {port} is in use; Dashboard: {}", d.link())),
+                None => chorus_comm::diag::info(&format!("Dashboard: {}", d.link())),
+            }
+        }
         Ok(cluster)
     }
 }
@@ -246,6 +274,17 @@ impl LocalCluster {
     /// A client of this cluster, talking to the scheduler in-process.
     pub fn client(&self) -> Client {
         Client::local(&self.server, self.secret.clone(), self.limits)
+    }
+
+    /// The dashboard's link, `http://127.0.0.1:8787/status` (or the port it took), if
+    /// it serves one.
+    pub fn dashboard_link(&self) -> Option<&str> {
+        self.server.dashboard_link()
+    }
+
+    /// What the dashboard shows now; see [`SchedulerServer::snapshot`].
+    pub fn snapshot(&self, query: chorus_dashboard::model::SnapshotQuery) -> Result<chorus_dashboard::model::Snapshot> {
+        self.server.snapshot(query)
     }
 
     /// The scheduler's TCP address, for [`Client::connect_with_secret`] from elsewhere.

@@ -71,6 +71,9 @@ pub enum Error {
         #[source]
         source: crate::proto::WireError,
     },
+    /// The dashboard could not start (its address is taken, say).
+    #[error(transparent)]
+    Dashboard(#[from] chorus_dashboard::Error),
     /// Moving an object over a data connection failed.
     #[error("{context}: {source}")]
     Data {
@@ -102,6 +105,8 @@ pub enum ErrorKind {
     Protocol,
     /// Moving an object between processes failed.
     Data,
+    /// The dashboard could not start.
+    Dashboard,
     /// A setting or the launch environment is invalid.
     Config,
     /// A process could not be started.
@@ -128,6 +133,7 @@ impl Error {
             Error::Serialization(_) => ErrorKind::Serialization,
             Error::Protocol { .. } => ErrorKind::Protocol,
             Error::Data { .. } => ErrorKind::Data,
+            Error::Dashboard(_) => ErrorKind::Dashboard,
         }
     }
 }

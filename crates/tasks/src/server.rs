@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 use chorus_comm::fingerprint::Fingerprint;
 use chorus_comm::handshake::{Hello, Role};
 use chorus_comm::{Refusal, Secret};
+use chorus_dashboard::model::{ClusterInfo, Snapshot, SnapshotQuery};
+use chorus_dashboard::{Bind, Dashboard, Source};
 
 use crate::settings::Limits;
 use crate::error::{FailureKind, TaskError};
@@ -57,6 +59,8 @@ impl ClientSink for RemoteSink {
 
 /// Answers a status request.
 pub(crate) type StatusReply = Box<dyn FnOnce(Status) + Send>;
+/// Answers a dashboard's request.
+pub(crate) type SnapshotReply = Box<dyn FnOnce(Snapshot) + Send>;
 
 pub(crate) enum Input {
     WorkerJoined(WorkerInfo, Outgoing),
@@ -66,6 +70,8 @@ pub(crate) enum Input {
     FromClient(ClientId, FromClient),
     ClientClosed(ClientId),
     Status(StatusReply),
+    /// A snapshot for the dashboard, reports and progress bars.
+    Observe(SnapshotQuery, SnapshotReply),
     /// Once a second: time to look for silent workers.
     Tick,
     Shutdown,
@@ -156,6 +162,8 @@ pub struct ServerConfig {
     pub scheduler: SchedulerConfig,
     /// Size limits (the send budget of each connection among them).
     pub limits: Limits,
+    /// Where to serve the dashboard; `None` serves none.
+    pub dashboard: Option<Bind>,
 }
 
 /// A running scheduler.
@@ -167,6 +175,7 @@ pub struct SchedulerServer {
     unix: Option<String>,
     next_client: Arc<AtomicU16>,
     workers: Arc<(Mutex<Vec<WorkerInfo>>, Condvar)>,
+    dashboard: Option<Dashboard>,
 }
 
 impl SchedulerServer {
@@ -192,6 +201,8 @@ impl SchedulerServer {
                 members: members.clone(),
                 program: program.clone(),
                 policy: config.program,
+                started_us: crate::worker::unix_micros(),
+                address: String::new(),
             }),
             budget: config.limits.send_budget,
         });
@@ -232,7 +243,35 @@ impl SchedulerServer {
             let ids = Ids { client: &next_client2, worker: &next_worker, members: &members, bytes_in: &counter };
             serve_conn(stream, kind, &conn_core, ids);
         })?;
-        Ok(SchedulerServer { core, _socket_dir: socket_dir, bytes_in, tcp, unix, next_client, workers })
+        core.core.lock().expect("core lock").address = tcp.clone();
+        let dashboard = match config.dashboard {
+            Some(bind) => {
+                let token = config.secret.derive_token(DASHBOARD_TOKEN);
+                let source = Arc::new(CoreSource(Arc::downgrade(&core)));
+                Some(Dashboard::serve(bind, token, source).map_err(crate::Error::Dashboard)?)
+            }
+            None => None,
+        };
+        Ok(SchedulerServer { core, _socket_dir: socket_dir, bytes_in, tcp, unix, next_client, workers, dashboard })
+    }
+
+    /// The dashboard's link (with its token when it listens beyond loopback), if one
+    /// is served.
+    pub fn dashboard_link(&self) -> Option<&str> {
+        self.dashboard.as_ref().map(Dashboard::link)
+    }
+
+    /// The dashboard, if one is served.
+    pub fn dashboard(&self) -> Option<&Dashboard> {
+        self.dashboard.as_ref()
+    }
+
+    /// What the dashboard shows now, with the task events from `query.events_since`
+    /// on: what progress bars, performance reports and traces read.
+    pub fn snapshot(&self, query: SnapshotQuery) -> Result<Snapshot> {
+        CoreSource(Arc::downgrade(&self.core))
+            .snapshot(query)
+            .ok_or_else(|| crate::Error::Timeout("the scheduler did not answer a snapshot request within 10 s".into()))
     }
 
     /// The TCP address (`ip:port`).
@@ -307,6 +346,31 @@ impl SchedulerServer {
 impl Drop for SchedulerServer {
     fn drop(&mut self) {
         self.shutdown();
+    }
+}
+
+/// What the dashboard's token is derived for (see [`Secret::derive_token`]).
+pub const DASHBOARD_TOKEN: &str = "chorus dashboard";
+
+/// The dashboard's view of the scheduler: requests go through the inbox like any other
+/// input, and are answered between batches.
+struct CoreSource(std::sync::Weak<CoreHandle>);
+
+impl Source for CoreSource {
+    fn snapshot(&self, query: SnapshotQuery) -> Option<Snapshot> {
+        let core = self.0.upgrade()?;
+        let (tx, rx) = mpsc::channel();
+        let sent = core.send(Input::Observe(
+            query,
+            Box::new(move |s| {
+                let _ = tx.send(s);
+            }),
+        ));
+        drop(core);
+        if !sent {
+            return None;
+        }
+        rx.recv_timeout(Duration::from_secs(10)).ok()
     }
 }
 
@@ -451,6 +515,8 @@ struct Core {
     members: Arc<AtomicU32>,
     program: Arc<Mutex<Option<Fingerprint>>>,
     policy: ProgramPolicy,
+    started_us: u64,
+    address: String,
 }
 
 impl Core {
@@ -465,6 +531,7 @@ impl Core {
         match input {
             Input::WorkerJoined(info, out) => {
                 self.workers.insert(info.id, (out, Instant::now()));
+                self.sched.handle(Event::Clock { now_us: crate::worker::unix_micros() });
                 self.sched.handle(Event::WorkerJoined(info));
                 self.publish_workers();
             }
@@ -478,12 +545,15 @@ impl Core {
                         Event::MissingInputs { worker, id, instance, missing }
                     }
                     FromWorker::Stolen(ids) => Event::Stolen { worker, ids },
-                    FromWorker::Heartbeat { stored, rss } => Event::Heartbeat { worker, stored, rss },
+                    FromWorker::Heartbeat(beat) => Event::Heartbeat { worker, beat, at_us: crate::worker::unix_micros() },
                     FromWorker::Register(_) => return true,
                 };
                 self.sched.handle(event);
             }
-            Input::WorkerClosed(w, reason) => self.lose_worker(w, reason),
+            Input::WorkerClosed(w, reason) => {
+                self.sched.handle(Event::Clock { now_us: crate::worker::unix_micros() });
+                self.lose_worker(w, reason);
+            }
             Input::ClientJoined(id, sink) => {
                 let welcome = vec![ToClient::Welcome { client: id, workers: self.sched.worker_infos() }];
                 if sink.deliver(welcome).is_ok() {
@@ -506,7 +576,21 @@ impl Core {
             }
             Input::ClientClosed(id) => self.drop_client(id),
             Input::Status(reply) => reply(self.sched.status(self.clients.len() as u64)),
-            Input::Tick => self.check_heartbeats(),
+            Input::Observe(query, reply) => {
+                let mut snap = self.sched.observe(query);
+                snap.now_us = crate::worker::unix_micros();
+                snap.cluster = ClusterInfo {
+                    kind: "scheduler".into(),
+                    address: self.address.clone(),
+                    started_us: self.started_us,
+                    clients: self.clients.len() as u64,
+                };
+                reply(snap);
+            }
+            Input::Tick => {
+                self.sched.handle(Event::Clock { now_us: crate::worker::unix_micros() });
+                self.check_heartbeats();
+            }
             Input::Shutdown => return false,
         }
         true
@@ -616,5 +700,5 @@ fn too_large_to_send(t: &crate::proto::ComputeTask) -> crate::proto::Failed {
         t.spec.kind.name(),
         format!("its description is larger than the protocol's frame limit of {} bytes", wire::MAX_FRAME),
     );
-    crate::proto::Failed { id: t.spec.id, instance: t.instance, error }
+    crate::proto::Failed { id: t.spec.id, instance: t.instance, error, timing: Default::default() }
 }

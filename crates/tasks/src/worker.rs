@@ -24,7 +24,7 @@ use crate::data::{self, DataPool, Fetched, ObjectStore};
 use crate::error::{FailureKind, TaskError};
 use crate::net::{self, Stream};
 use crate::proto::{
-    kind, wire, ArgSlot, ComputeTask, DataAddress, Failed, Finished, FromWorker, Resources, TaskId, TaskKind, ToWorker,
+    kind, wire, ArgSlot, ComputeTask, DataAddress, Failed, Finished, FromWorker, Heartbeat, Resources, TaskId, TaskKind, Timing, ToWorker,
     WireError, WorkerId, WorkerInfo, INLINE_MAX, MAX_ERROR_TEXT,
 };
 use crate::registry::{registry, Fault};
@@ -279,6 +279,16 @@ struct Worker {
     cancelled: Mutex<FxHashSet<TaskId>>,
     memory_limit: u64,
     limits: Limits,
+    nthreads: u32,
+    /// Bytes of inputs fetched from peers and drivers.
+    received: std::sync::atomic::AtomicU64,
+}
+
+/// What fetching a task's inputs took.
+#[derive(Default, Clone, Copy)]
+struct Fetch {
+    micros: u64,
+    bytes: u64,
 }
 
 /// A panic's message, location and backtrace.
@@ -290,6 +300,8 @@ type Outcome = Result<Option<Vec<u8>>, (Fault, Option<String>, Option<String>)>;
 thread_local! {
     static IN_TASK: Cell<bool> = const { Cell::new(false) };
     static LAST_PANIC: RefCell<Option<PanicDetails>> = const { RefCell::new(None) };
+    /// The executor thread's number, for [`Timing::thread`].
+    static THREAD: Cell<u32> = const { Cell::new(0) };
 }
 
 /// Panics inside tasks become errors on their futures; the default hook would print
@@ -391,10 +403,15 @@ pub fn run_worker(config: WorkerConfig) -> Result<()> {
         cancelled: Mutex::new(FxHashSet::default()),
         memory_limit: config.memory_limit,
         limits,
+        nthreads,
+        received: Default::default(),
     });
     for i in 0..nthreads {
         let w = worker.clone();
-        net::spawn(&format!("chorus-exec-{i}"), move || w.executor_loop())?;
+        net::spawn(&format!("chorus-exec-{i}"), move || {
+            THREAD.set(i);
+            w.executor_loop()
+        })?;
     }
     {
         let w = worker.clone();
@@ -417,7 +434,14 @@ pub fn run_worker(config: WorkerConfig) -> Result<()> {
                     w.wake.notify_all();
                 }
             }
-            w.reporter.send(FromWorker::Heartbeat { stored: w.store.bytes(), rss });
+            w.reporter.send(FromWorker::Heartbeat(Heartbeat {
+                stored: w.store.bytes(),
+                rss,
+                cpu_micros: cpu_micros(),
+                sent: w.store.served.load(std::sync::atomic::Ordering::Relaxed),
+                received: w.received.load(std::sync::atomic::Ordering::Relaxed),
+                ranks: chorus_comm::probe::ranks(),
+            }));
         })?;
     }
     loop {
@@ -478,7 +502,7 @@ impl Worker {
         let sent = self.actors.lock().expect("actors lock").get(&actor).map(|a| a.calls.send(task.clone()).is_ok());
         if sent != Some(true) {
             let e = self.error(&task, FailureKind::WorkerLost, "the actor is not on this worker (it was released or failed)".into());
-            self.reporter.send(FromWorker::Failed(vec![Failed { id: task.spec.id, instance: task.instance, error: e }]));
+            self.reporter.send(FromWorker::Failed(vec![Failed { id: task.spec.id, instance: task.instance, error: e, timing: Timing::default() }]));
         }
     }
 
@@ -517,7 +541,9 @@ impl Worker {
 
     /// Gets every input of `task`: inline, local, or fetched from the holders; and the
     /// large arguments its driver keeps, fetched from the driver.
-    fn inputs(&self, task: &ComputeTask) -> Result<FxHashMap<TaskId, Arc<Vec<u8>>>, Missing> {
+    fn inputs(&self, task: &ComputeTask) -> Result<(FxHashMap<TaskId, Arc<Vec<u8>>>, Fetch), Missing> {
+        let begun = Instant::now();
+        let mut fetched_bytes = 0u64;
         let mut have = FxHashMap::with_capacity_and_hasher(task.deps.len(), Default::default());
         let mut wanted: HashMap<WorkerId, Vec<TaskId>> = HashMap::new();
         for d in &task.deps {
@@ -535,6 +561,7 @@ impl Worker {
             for (id, fetched) in ids.iter().zip(got.into_iter().flatten()) {
                 match fetched {
                     Fetched::Object(b) => {
+                        fetched_bytes += b.len() as u64;
                         self.store.insert(*id, b.clone());
                         have.insert(*id, b);
                     }
@@ -559,6 +586,7 @@ impl Worker {
             });
             match fetched {
                 Ok(b) => {
+                    fetched_bytes += b.len() as u64;
                     have.insert(*id, b);
                 }
                 Err(why) => {
@@ -568,7 +596,13 @@ impl Worker {
                 }
             }
         }
-        Ok(have)
+        let fetch = if fetched_bytes == 0 {
+            Fetch::default()
+        } else {
+            self.received.fetch_add(fetched_bytes, std::sync::atomic::Ordering::Relaxed);
+            Fetch { micros: begun.elapsed().as_micros() as u64, bytes: fetched_bytes }
+        };
+        Ok((have, fetch))
     }
 
     fn run(self: &Arc<Self>, task: ComputeTask) {
@@ -576,7 +610,7 @@ impl Worker {
         if self.cancelled.lock().expect("cancel lock").remove(&id) {
             return;
         }
-        let inputs = match self.inputs(&task) {
+        let (inputs, fetch) = match self.inputs(&task) {
             Ok(i) => i,
             Err(missing) => return self.missing(&task, missing),
         };
@@ -606,7 +640,7 @@ impl Worker {
                             Ok(t) => t,
                             Err(e) => {
                                 let fault = Fault { kind: FailureKind::Error, message: e.to_string() };
-                                return self.report(&task, Err((fault, None, None)), started);
+                                return self.report(&task, Err((fault, None, None)), started, fetch);
                             }
                         },
                         connect_timeout: Duration::from_secs(60),
@@ -633,7 +667,7 @@ impl Worker {
             },
             TaskKind::ActorCall { .. } => unreachable!("actor calls run on the actor's thread"),
         };
-        self.report(&task, outcome, started);
+        self.report(&task, outcome, started, fetch);
     }
 
     fn report(
@@ -641,32 +675,40 @@ impl Worker {
         task: &ComputeTask,
         outcome: Outcome,
         started: Instant,
+        fetch: Fetch,
     ) {
         let id = task.spec.id;
         let micros = started.elapsed().as_micros() as u64;
+        let timing = Timing {
+            start_us: unix_micros().saturating_sub(micros),
+            micros,
+            fetch_micros: fetch.micros,
+            fetched: fetch.bytes,
+            thread: THREAD.get(),
+        };
         let instance = task.instance;
         match outcome {
             Ok(Some(bytes)) if bytes.len() as u64 > self.limits.max_object => {
                 let e = self.error(task, FailureKind::TooLarge, format!("its result: {}", self.limits.too_large(bytes.len() as u64)));
-                self.reporter.send(FromWorker::Failed(vec![Failed { id, instance, error: e }]));
+                self.reporter.send(FromWorker::Failed(vec![Failed { id, instance, error: e, timing }]));
             }
             Ok(Some(bytes)) => {
                 let size = bytes.len() as u64;
                 let bytes = Arc::new(bytes);
                 let inline = (bytes.len() <= INLINE_MAX).then(|| bytes.clone());
                 self.store.insert(id, bytes);
-                self.reporter.send(FromWorker::Finished(vec![Finished { id, instance, size, inline, micros }]));
+                self.reporter.send(FromWorker::Finished(vec![Finished { id, instance, size, inline, timing }]));
             }
             // An actor's creation: the object stays on its thread; its future's value is `()`.
             Ok(None) => {
                 let inline = Some(Arc::new(Vec::new()));
-                self.reporter.send(FromWorker::Finished(vec![Finished { id, instance, size: 0, inline, micros }]))
+                self.reporter.send(FromWorker::Finished(vec![Finished { id, instance, size: 0, inline, timing }]))
             }
             Err((fault, location, backtrace)) => {
                 let mut e = self.error(task, fault.kind, fault.message);
                 e.location = location;
                 e.backtrace = backtrace;
-                self.reporter.send(FromWorker::Failed(vec![Failed { id, instance, error: e }]));
+                self.reporter.send(FromWorker::Failed(vec![Failed { id, instance, error: e, timing }]));
             }
         }
     }
@@ -678,7 +720,7 @@ impl Worker {
             Missing::Inputs(missing) => self.reporter.send(FromWorker::MissingInputs { id, instance, missing }),
             Missing::Fault(kind, message) => {
                 let error = self.error(task, kind, message);
-                self.reporter.send(FromWorker::Failed(vec![Failed { id, instance, error }]));
+                self.reporter.send(FromWorker::Failed(vec![Failed { id, instance, error, timing: Timing::default() }]));
             }
         }
     }
@@ -688,11 +730,12 @@ impl Worker {
         self.actors.lock().expect("actors lock").insert(id, ActorCell { calls: tx });
         let w = self.clone();
         let started = net::spawn(&format!("chorus-actor-{:x}", id.0), move || {
+            THREAD.set(w.nthreads);
             // Ends when the actor is deleted (its sender dropped).
             for call in rx {
                 let TaskKind::ActorCall { method, .. } = &call.spec.kind else { continue };
                 let begun = Instant::now();
-                let inputs = match w.inputs(&call) {
+                let (inputs, fetch) = match w.inputs(&call) {
                     Ok(i) => i,
                     Err(missing) => {
                         w.missing(&call, missing);
@@ -704,7 +747,7 @@ impl Worker {
                     Some(entry) => run_user(|| (entry.call)(&mut *obj, &args)).map(Some),
                     None => Err((unknown(method, "actor method", "#[chorus::actor]"), None, None)),
                 };
-                w.report(&call, outcome, begun);
+                w.report(&call, outcome, begun, fetch);
             }
         });
         if started.is_err() {
@@ -744,6 +787,25 @@ fn unknown(name: &str, what: &str, attr: &str) -> Fault {
 
 pub(crate) fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "localhost".into())
+}
+
+/// Microseconds since the Unix epoch.
+pub(crate) fn unix_micros() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+}
+
+/// CPU time this process has used, user and system, in microseconds.
+fn cpu_micros() -> u64 {
+    // SAFETY: getrusage writes into the zeroed struct it is given and reads nothing else.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        if libc::getrusage(libc::RUSAGE_SELF, &mut usage) != 0 {
+            return 0;
+        }
+        usage
+    };
+    let micros = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+    micros(usage.ru_utime) + micros(usage.ru_stime)
 }
 
 /// Resident set size of this process.

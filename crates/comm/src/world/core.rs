@@ -62,6 +62,13 @@ enum Awaited<'a> {
 }
 
 impl Awaited<'_> {
+    fn seq(&self) -> Option<u64> {
+        match self {
+            Awaited::Collective(call) => Some(call.seq),
+            Awaited::Tagged(_) => None,
+        }
+    }
+
     fn describe(&self, peer: usize) -> String {
         match self {
             Awaited::Collective(call) => call.describe(),
@@ -146,6 +153,8 @@ impl Core {
         let spin_until = std::time::Instant::now() + self.spin.duration;
         let mut next_probe = started + PROBE_AFTER;
         let mut next_warning = started + self.warn_after;
+        // Set once the call sleeps, cleared when it returns (see `probe`).
+        let mut waiting: Option<WaitRecord<'_>> = None;
         loop {
             let notified = inbox.notify.notified();
             tokio::pin!(notified);
@@ -175,6 +184,9 @@ impl Core {
                 tokio::task::yield_now().await;
                 continue;
             }
+            if waiting.is_none() {
+                waiting = Some(WaitRecord::start(&self.shared, peer, awaited));
+            }
             if tokio::time::timeout_at(next_probe.min(next_warning), notified).await.is_ok() {
                 continue;
             }
@@ -201,17 +213,7 @@ impl Core {
     /// Where `peer` is, as far as its answers to our probes tell.
     fn whereabouts(&self, peer: usize, awaited: Awaited<'_>) -> String {
         let calls = self.shared.calls.lock().expect("calls lock");
-        match (awaited, calls.peers.get(&peer)) {
-            (Awaited::Collective(call), Some(reply)) if reply.probed == call.seq => match reply.latest {
-                Some(latest) if latest >= call.seq => "which is in it too, waiting for other ranks".into(),
-                Some(latest) => format!("which has not arrived there yet (it is at collective #{latest})"),
-                None => "which has not arrived there yet (it has not called any collective)".into(),
-            },
-            (Awaited::Collective(_), _) => {
-                "which has not arrived there yet (it does not answer: busy outside chorus calls, or stuck)".into()
-            }
-            (Awaited::Tagged(_), _) => "which has not sent that message yet".into(),
-        }
+        super::probe::whereabouts(&calls, peer, awaited.seq())
     }
 
     /// Receives the first chunk of this call's message from `peer`, checking that the
@@ -479,3 +481,24 @@ impl Core {
     }
 }
 
+
+/// A rank's wait, listed for [`super::probe::ranks`] while it lasts.
+struct WaitRecord<'a>(&'a Shared);
+
+impl<'a> WaitRecord<'a> {
+    fn start(shared: &'a Shared, peer: usize, awaited: Awaited<'_>) -> WaitRecord<'a> {
+        *shared.waiting.lock().expect("waiting lock") = Some(super::probe::Waiting {
+            since: std::time::Instant::now(),
+            peer,
+            call: awaited.describe(peer),
+            seq: awaited.seq(),
+        });
+        WaitRecord(shared)
+    }
+}
+
+impl Drop for WaitRecord<'_> {
+    fn drop(&mut self) {
+        *self.0.waiting.lock().expect("waiting lock") = None;
+    }
+}

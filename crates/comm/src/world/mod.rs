@@ -4,6 +4,7 @@ mod api;
 mod collectives;
 mod core;
 mod mesh;
+pub mod probe;
 mod received;
 mod shared;
 
@@ -226,6 +227,7 @@ impl World {
             let _guard = runtime.enter();
             Core::start(config.rank, links, config.warn_after, spin)
         };
+        probe::register(&config.coordinator, &core.shared);
         Ok(World { core, runtime: Some(runtime), finalized: false, on_finalized: std::sync::Mutex::new(None) })
     }
 

@@ -105,6 +105,8 @@ pub(crate) struct Shared {
     pub(crate) calls: Mutex<Calls>,
     poison: Mutex<Option<Poison>>,
     pub(crate) on_peer_lost: Mutex<Option<PeerLostHook>>,
+    /// The call this rank is blocked in, for [`super::probe::ranks`].
+    pub(crate) waiting: Mutex<Option<super::probe::Waiting>>,
     pool: Arc<BufferPool>,
 }
 
@@ -118,6 +120,7 @@ impl Shared {
             calls: Mutex::default(),
             poison: Mutex::new(None),
             on_peer_lost: Mutex::new(None),
+            waiting: Mutex::new(None),
             pool: Arc::default(),
         }
     }

@@ -40,6 +40,9 @@ use crate::{Error, Result};
 
 mod inner;
 mod mailbox;
+mod progress;
+
+pub use progress::progress;
 
 use inner::{Inner, Link};
 pub(crate) use mailbox::Mailbox;
@@ -509,6 +512,13 @@ impl Client {
         futs
     }
 
+    /// [`gather`](Self::gather) with a progress bar on stderr while the tasks run (none
+    /// when stderr is not a terminal): `progress: 42%|████      | 4200/10000 tasks [..]`.
+    pub fn gather_with_progress<T: DeserializeOwned + 'static>(&self, futures: &[Future<T>]) -> Result<Vec<T>> {
+        progress(futures);
+        self.gather(futures)
+    }
+
     /// Waits for all futures and brings their results to the driver, fetching from each
     /// worker in one request. The first failed task's error is returned.
     pub fn gather<T: DeserializeOwned + 'static>(&self, futures: &[Future<T>]) -> Result<Vec<T>> {
@@ -723,6 +733,7 @@ impl Client {
     {
         let workers = self.workers();
         let futs = self.submit_on_each(&workers, args.into_values(), |_| TaskKind::Call { func: F::NAME.into() })?;
+        ranks_progress(&futs);
         let results = self.gather(&futs)?;
         Ok(workers.into_iter().zip(results).collect())
     }
@@ -754,6 +765,7 @@ impl Client {
             size: size as u32,
             coordinator: coordinator.clone(),
         })?;
+        ranks_progress(&futs);
         self.gather(&futs)
     }
 
@@ -814,4 +826,14 @@ impl<T> Iterator for AsCompleted<T> {
         let i = *done.first()?;
         Some(self.pending.swap_remove(i))
     }
+}
+
+/// `%px: 50%|█████     | 1/2 ranks [..]` while one task per worker runs (on a terminal).
+fn ranks_progress<T>(futures: &[Future<T>]) {
+    if !progress::enabled() {
+        return;
+    }
+    let bar = progress::bar(futures.len() as u64, "%px", "ranks");
+    progress::wait_all(futures, |done| bar.set_position(done));
+    bar.finish();
 }

@@ -256,8 +256,25 @@ pub struct Finished {
     pub size: u64,
     /// The result itself when at most [`INLINE_MAX`] bytes.
     pub inline: Option<Arc<Vec<u8>>>,
+    /// When and where it ran.
+    pub timing: Timing,
+}
+
+/// When and where a task ran, as its worker measured it: what the dashboard's task
+/// stream, performance reports and traces draw.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timing {
+    /// When the function started, in microseconds since the Unix epoch (worker clock).
+    pub start_us: u64,
     /// How long the function ran, in microseconds.
     pub micros: u64,
+    /// How long fetching its inputs from other workers and the driver took, in
+    /// microseconds, just before it started (0 when every input was local).
+    pub fetch_micros: u64,
+    /// Bytes of inputs fetched from other workers and the driver.
+    pub fetched: u64,
+    /// The executor thread that ran it, `0..nthreads`; actors' calls are `nthreads`.
+    pub thread: u32,
 }
 
 /// How a worker can be reached for data.
@@ -306,6 +323,8 @@ pub struct Failed {
     pub instance: Instance,
     /// What happened (messages are cut to [`MAX_ERROR_TEXT`]).
     pub error: TaskError,
+    /// When and where it ran (zero when it never started).
+    pub timing: Timing,
 }
 
 /// The longest panic or error message carried across processes; longer ones are cut,
@@ -333,13 +352,25 @@ pub enum FromWorker {
     },
     /// Answer to [`ToWorker::Steal`]: these had not started and were dropped.
     Stolen(Vec<TaskId>),
-    /// The worker is alive; memory it uses.
-    Heartbeat {
-        /// Bytes held in its object store.
-        stored: u64,
-        /// Resident set size of the process.
-        rss: u64,
-    },
+    /// The worker is alive: what it uses, once a second.
+    Heartbeat(Heartbeat),
+}
+
+/// A worker's figures, sent once a second.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// Bytes held in its object store.
+    pub stored: u64,
+    /// Resident set size of the process.
+    pub rss: u64,
+    /// CPU time the process has used (user + system), in microseconds.
+    pub cpu_micros: u64,
+    /// Bytes of task data it has sent to peers and clients.
+    pub sent: u64,
+    /// Bytes of task data it has fetched from peers and drivers.
+    pub received: u64,
+    /// The SPMD ranks it runs now, and what each is blocked in.
+    pub ranks: Vec<chorus_comm::probe::RankState>,
 }
 
 impl Message for FromWorker {

@@ -2,7 +2,7 @@
 
 use crate::error::TaskError;
 use crate::proto::{
-    ClientId, ComputeTask, Done, Failed, Finished, Instance, TaskId, TaskSpec, ToClient, WorkerId, WorkerInfo,
+    ClientId, ComputeTask, Done, Failed, Finished, Heartbeat, Instance, TaskId, TaskSpec, ToClient, WorkerId, WorkerInfo,
 };
 
 /// Something that happened, as the server tells the scheduler.
@@ -83,14 +83,20 @@ pub enum Event {
         /// The tasks.
         ids: Vec<TaskId>,
     },
-    /// A worker's memory figures.
+    /// A worker's figures, once a second.
     Heartbeat {
         /// Which.
         worker: WorkerId,
-        /// Bytes in its object store.
-        stored: u64,
-        /// Its resident set size.
-        rss: u64,
+        /// What it sent.
+        beat: Heartbeat,
+        /// When it arrived, in microseconds since the Unix epoch.
+        at_us: u64,
+    },
+    /// The time now, in microseconds since the Unix epoch (the server's clock, once a
+    /// second): what the scheduler stamps joins and departures with.
+    Clock {
+        /// The time.
+        now_us: u64,
     },
 }
 
@@ -186,10 +192,13 @@ pub struct SchedulerConfig {
     /// How many times a task may be running on a worker that dies before it fails with a
     /// "killed worker" error (Dask's `allowed-failures`).
     pub allowed_failures: u32,
+    /// How many finished runs the task stream keeps (the dashboard, performance
+    /// reports and traces show at most these); 0 keeps none.
+    pub event_ring: usize,
 }
 
 impl Default for SchedulerConfig {
     fn default() -> Self {
-        SchedulerConfig { allowed_failures: 3 }
+        SchedulerConfig { allowed_failures: 3, event_ring: 100_000 }
     }
 }

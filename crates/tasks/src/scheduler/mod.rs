@@ -24,8 +24,15 @@
 //!   is the lineage used to recompute results lost with a worker;
 //! - **failures**: retries, errors passed on to dependents, tasks retried elsewhere when
 //!   their worker dies, and a "killed worker" error for tasks that keep killing workers.
+//!
+//! Beside its decisions it keeps what people look at (`observe`): tasks by function and
+//! state, a bounded ring of finished runs, workers' figures, SPMD jobs rank by rank.
+//! [`Scheduler::observe`] returns it as the dashboard's [`Snapshot`].
+//!
+//! [`Snapshot`]: chorus_dashboard::model::Snapshot
 
 mod events;
+mod observe;
 mod state;
 #[cfg(test)]
 mod tests;

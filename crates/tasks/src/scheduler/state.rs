@@ -16,7 +16,10 @@ mod placement;
 
 use placement::{Order, ReadyEntry};
 
+use super::observe::{Observer, Slot};
+
 use super::events::{Command, Event, Note, SchedulerConfig};
+use chorus_dashboard::model::{Snapshot, SnapshotQuery, WorkerRow};
 
 #[derive(Debug, Clone, PartialEq)]
 enum State {
@@ -36,6 +39,17 @@ enum State {
 }
 
 impl State {
+    fn slot(&self) -> Slot {
+        match self {
+            State::Waiting { .. } => Slot::Waiting,
+            State::Ready => Slot::Queued,
+            State::Assigned(_) => Slot::Processing,
+            State::Memory => Slot::Memory,
+            State::Released => Slot::Released,
+            State::Erred(_) => Slot::Erred,
+        }
+    }
+
     fn is_active(&self) -> bool {
         matches!(self, State::Waiting { .. } | State::Ready | State::Assigned(_))
     }
@@ -65,6 +79,15 @@ struct Record {
     order: Order,
     /// Counts assignments, so that reports about an earlier one are recognized.
     instance: Instance,
+    /// Its function's group, for the [`Observer`].
+    group: u32,
+}
+
+/// Moves `r` to state `to`, counting it in its group.
+#[inline]
+fn set_state(obs: &mut Observer, r: &mut Record, to: State) {
+    obs.moved(r.group, Some(r.state.slot()), to.slot());
+    r.state = to;
 }
 
 impl Record {
@@ -120,13 +143,14 @@ pub struct Scheduler {
     /// Moving average of task run time.
     avg_micros: f64,
     out: Outbox,
+    obs: Observer,
 }
 
 impl Scheduler {
     /// An empty cluster.
     pub fn new(config: SchedulerConfig) -> Scheduler {
         Scheduler {
-            config,
+            config: config.clone(),
             tasks: FxHashMap::default(),
             workers: BTreeMap::new(),
             ready: BinaryHeap::new(),
@@ -137,6 +161,7 @@ impl Scheduler {
             submitted: 0,
             avg_micros: INITIAL_TASK_MICROS,
             out: Outbox::default(),
+            obs: Observer::new(config.event_ring),
         }
     }
 
@@ -184,11 +209,16 @@ impl Scheduler {
                     }
                 }
             }
-            Event::Heartbeat { worker, stored, rss } => {
+            Event::Heartbeat { worker, beat, at_us } => {
                 if let Some(w) = self.workers.get_mut(&worker) {
-                    w.stored = stored;
-                    w.rss = rss;
+                    w.stored = beat.stored;
+                    w.rss = beat.rss;
                 }
+                self.obs.heartbeat(worker, beat, at_us);
+                return;
+            }
+            Event::Clock { now_us } => {
+                self.obs.clock(now_us);
                 return;
             }
         }
@@ -245,6 +275,59 @@ impl Scheduler {
         }
     }
 
+    /// What the dashboard shows, as far as the state machine knows it (the server adds
+    /// the cluster's address and clients).
+    pub fn observe(&self, query: SnapshotQuery) -> Snapshot {
+        let (events, next_event) = self.obs.events(query.events_since);
+        let workers = self
+            .workers
+            .values()
+            .map(|w| {
+                let (beat, cpu_percent, joined_us, last_heartbeat_us) =
+                    self.obs.figures(w.info.id).map(|(b, c, j, l)| (b.clone(), c, j, l)).unwrap_or_default();
+                WorkerRow {
+                    id: w.info.id.0,
+                    host: w.info.host.clone(),
+                    pid: w.info.pid,
+                    nthreads: w.info.nthreads,
+                    resources: w.info.resources.custom.clone(),
+                    memory_limit: w.info.memory_limit,
+                    rss: w.rss,
+                    stored: w.has.iter().filter_map(|id| self.tasks.get(id)).map(|r| r.size).sum(),
+                    objects: w.has.len() as u64,
+                    sent: beat.sent,
+                    received: beat.received,
+                    processing: w.processing.len() as u64,
+                    cpu_percent,
+                    joined_us,
+                    last_heartbeat_us,
+                }
+            })
+            .collect();
+        let spmd = self.obs.jobs(
+            |id| {
+                self.tasks.get(&id).map(|r| match r.state {
+                    State::Waiting { .. } | State::Ready => ("waiting", None),
+                    State::Assigned(w) => ("running", Some(w)),
+                    State::Memory | State::Released => ("finished", None),
+                    State::Erred(_) => ("failed", None),
+                })
+            },
+            |w| self.workers.get(&w).map(|w| (w.info.host.clone(), w.info.pid)),
+        );
+        Snapshot {
+            workers,
+            departed: self.obs.departed(),
+            groups: self.obs.groups(),
+            events,
+            next_event,
+            totals: self.obs.totals(self.tasks.len() as u64),
+            spmd,
+            memory: query.memory_since_us.map(|t| self.obs.memory(t)).unwrap_or_default(),
+            ..Snapshot::default()
+        }
+    }
+
     /// How many task records the scheduler holds (for memory tests).
     pub fn task_count(&self) -> usize {
         self.tasks.len()
@@ -254,6 +337,7 @@ impl Scheduler {
 
     fn worker_joined(&mut self, info: WorkerInfo) {
         let id = info.id;
+        self.obs.worker_joined(id);
         self.workers.insert(
             id,
             WorkerState {
@@ -288,9 +372,14 @@ impl Scheduler {
             let id = spec.id;
             let deps = spec.dependencies();
             let retries = spec.options.retries;
-            if let TaskKind::ActorCall { actor, .. } = spec.kind {
-                self.actor_queues.entry(actor).or_default().push_back(id);
+            match &spec.kind {
+                TaskKind::ActorCall { actor, .. } => self.actor_queues.entry(*actor).or_default().push_back(id),
+                TaskKind::Spmd { func, rank, size, coordinator } => {
+                    self.obs.rank_submitted(coordinator, func, *rank, *size, id);
+                }
+                _ => {}
             }
+            let group = self.obs.group(spec.kind.name());
             self.submitted += 1;
             let seq = self.submitted;
             let anchor = deps
@@ -316,6 +405,7 @@ impl Scheduler {
                 ready_seq: 0,
                 order: Order { anchor, seq },
                 instance: Instance::default(),
+                group,
             };
             if let Some(missing) = deps.iter().find(|d| !self.tasks.contains_key(d)) {
                 // The client holds a future for every id it names, so this is a bug or a
@@ -330,6 +420,7 @@ impl Scheduler {
                 );
                 record.deps.clear();
                 record.state = State::Erred(Box::new(e.clone()));
+                self.obs.moved(group, None, Slot::Erred);
                 self.tasks.insert(id, record);
                 self.notify_erred(id, e);
                 continue;
@@ -337,6 +428,7 @@ impl Scheduler {
             for d in &deps {
                 self.tasks.get_mut(d).expect("checked above").dependents.insert(id);
             }
+            self.obs.moved(group, None, Slot::Released);
             self.tasks.insert(id, record);
             self.recompute(id);
         }
@@ -411,9 +503,11 @@ impl Scheduler {
                 ready_seq: 0,
                 order: Order::default(),
                 instance: Instance::default(),
+                group: self.obs.group("scattered data"),
             };
             if alive {
                 self.workers.get_mut(&worker).expect("alive").has.insert(id);
+                self.obs.moved(r.group, None, Slot::Memory);
                 self.tasks.insert(id, r);
             } else {
                 let e = TaskError::new(
@@ -423,6 +517,7 @@ impl Scheduler {
                 );
                 r.state = State::Erred(Box::new(e.clone()));
                 r.who_has.clear();
+                self.obs.moved(r.group, None, Slot::Erred);
                 self.tasks.insert(id, r);
                 self.notify_erred(id, e);
             }
@@ -456,9 +551,13 @@ impl Scheduler {
             }
         }
         self.unassign(id, worker);
-        self.avg_micros = 0.9 * self.avg_micros + 0.1 * (f.micros as f64).max(1.0);
+        self.avg_micros = 0.9 * self.avg_micros + 0.1 * (f.timing.micros as f64).max(1.0);
         let r = self.tasks.get_mut(&id).expect("present");
-        r.state = State::Memory;
+        self.obs.ran(r.group, id, worker, &f.timing, f.size, false);
+        if let Some(TaskKind::Spmd { rank, coordinator, .. }) = r.spec.as_ref().map(|s| &s.kind) {
+            self.obs.rank_ended(coordinator, *rank, None);
+        }
+        set_state(&mut self.obs, r, State::Memory);
         r.who_has = smallvec::smallvec![worker];
         r.size = f.size;
         r.inline = f.inline;
@@ -494,12 +593,13 @@ impl Scheduler {
     }
 
     fn failed(&mut self, worker: WorkerId, f: Failed) {
-        let Failed { id, instance, error } = f;
+        let Failed { id, instance, error, timing } = f;
         if !self.is_current(id, worker, instance) {
             return;
         }
         self.unassign(id, worker);
         let r = self.tasks.get_mut(&id).expect("present");
+        self.obs.ran(r.group, id, worker, &timing, 0, true);
         let retryable = matches!(error.kind, FailureKind::Panic | FailureKind::Error);
         if retryable && r.retries_left > 0 {
             r.retries_left -= 1;
@@ -533,6 +633,7 @@ impl Scheduler {
 
     fn worker_lost(&mut self, worker: WorkerId, reason: &str) {
         let Some(ws) = self.workers.remove(&worker) else { return };
+        self.obs.worker_left(&ws.info, reason);
         self.out.compute.remove(&worker);
         self.out.delete.remove(&worker);
         self.out.other.retain(|c| !matches!(c,
@@ -633,7 +734,8 @@ impl Scheduler {
         if missing == 0 {
             self.make_ready(id);
         } else {
-            self.tasks.get_mut(&id).expect("present").state = State::Waiting { missing };
+            let r = self.tasks.get_mut(&id).expect("present");
+            set_state(&mut self.obs, r, State::Waiting { missing });
         }
     }
 
@@ -641,7 +743,7 @@ impl Scheduler {
         self.seq += 1;
         let seq = self.seq;
         let r = self.tasks.get_mut(&id).expect("present");
-        r.state = State::Ready;
+        set_state(&mut self.obs, r, State::Ready);
         r.ready_seq = seq;
         let order = r.order;
         let spec = r.spec.clone().expect("only tasks become ready");
@@ -688,7 +790,10 @@ impl Scheduler {
 
     fn assign(&mut self, id: TaskId, worker: WorkerId) {
         let r = self.tasks.get_mut(&id).expect("present");
-        r.state = State::Assigned(worker);
+        set_state(&mut self.obs, r, State::Assigned(worker));
+        if let Some(TaskKind::Spmd { rank, coordinator, .. }) = r.spec.as_ref().map(|s| &s.kind) {
+            self.obs.rank_assigned(coordinator, *rank, worker);
+        }
         r.instance.0 = r.instance.0.wrapping_add(1);
         let instance = r.instance;
         let spec = r.spec.clone().expect("only tasks are assigned");
@@ -741,7 +846,10 @@ impl Scheduler {
                 self.out.other.push(Command::Cancel { worker: w, ids: vec![id] });
             }
             let r = self.tasks.get_mut(&id).expect("present");
-            r.state = State::Erred(Box::new(e.clone()));
+            if let Some(TaskKind::Spmd { rank, coordinator, .. }) = r.spec.as_ref().map(|s| &s.kind) {
+                self.obs.rank_ended(coordinator, *rank, Some(e.to_string()));
+            }
+            set_state(&mut self.obs, r, State::Erred(Box::new(e.clone())));
             let dependents: Vec<TaskId> = r.dependents.iter().copied().collect();
             let refs = r.client_refs;
             let actor = match r.spec.as_ref().map(|s| &s.kind) {
@@ -771,17 +879,17 @@ impl Scheduler {
     fn data_lost(&mut self, id: TaskId, why: &str) {
         let r = self.tasks.get_mut(&id).expect("present");
         r.who_has.clear();
-        r.state = State::Released;
+        set_state(&mut self.obs, r, State::Released);
         let wanted = r.client_refs > 0 || r.waiters > 0;
         let is_actor = matches!(r.spec.as_ref().map(|s| &s.kind), Some(TaskKind::ActorNew { .. }));
         let dependents: Vec<TaskId> = r.dependents.iter().copied().collect();
         let name = r.name().to_string();
         for d in dependents {
             let dr = self.tasks.get_mut(&d).expect("live");
-            match &mut dr.state {
-                State::Waiting { missing } => *missing += 1,
-                State::Ready => dr.state = State::Waiting { missing: 1 },
-                _ => {}
+            if let State::Waiting { missing } = &mut dr.state {
+                *missing += 1;
+            } else if dr.state == State::Ready {
+                set_state(&mut self.obs, dr, State::Waiting { missing: 1 });
             }
         }
         if !wanted {
@@ -803,7 +911,7 @@ impl Scheduler {
             return;
         }
         if r.state == State::Memory {
-            r.state = State::Released;
+            set_state(&mut self.obs, r, State::Released);
             r.inline = None;
             let holders = std::mem::take(&mut r.who_has);
             for w in holders {
@@ -829,6 +937,7 @@ impl Scheduler {
                 continue;
             }
             let r = self.tasks.remove(&id).expect("present");
+            self.obs.forgotten(r.group, r.state.slot());
             if r.spec.as_ref().is_some_and(|s| s.has_stored_args()) {
                 // Its driver keeps large arguments for it until now.
                 self.out.clients.entry(r.owner).or_default().push(Note::Forgotten(id));

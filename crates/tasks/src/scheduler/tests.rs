@@ -5,7 +5,7 @@ use rustc_hash::FxHashMap;
 use super::*;
 use crate::error::FailureKind;
 use crate::proto::{
-    ArgSlot, ClientId, DataAddress, Failed, Finished, Instance, Resources, TaskId, TaskKind, TaskOptions, TaskSpec,
+    ArgSlot, ClientId, DataAddress, Failed, Finished, Instance, Resources, TaskId, TaskKind, TaskOptions, TaskSpec, Timing,
     ToClient, WorkerId, WorkerInfo,
 };
 
@@ -34,12 +34,17 @@ fn task(id: u64, deps: &[u64]) -> TaskSpec {
     TaskSpec { id: TaskId(id), kind: TaskKind::Call { func: "f".into() }, args, options: TaskOptions::default() }
 }
 
+/// A run of `micros` that started at 1 s past the epoch.
+fn timing(micros: u64) -> Timing {
+    Timing { start_us: 1_000_000, micros, ..Timing::default() }
+}
+
 fn done(id: u64, size: u64) -> Finished {
-    Finished { id: TaskId(id), instance: Instance(1), size, inline: None, micros: 10 }
+    Finished { id: TaskId(id), instance: Instance(1), size, inline: None, timing: timing(10) }
 }
 
 fn failed(id: u64, instance: Instance, error: &crate::error::TaskError) -> Vec<Failed> {
-    vec![Failed { id: TaskId(id), instance, error: error.clone() }]
+    vec![Failed { id: TaskId(id), instance, error: error.clone(), timing: timing(10) }]
 }
 
 /// Commands split by kind: (computes per worker, deletes per worker, client notes).
@@ -184,7 +189,7 @@ fn a_lost_worker_is_recomputed_from_lineage() {
 
 #[test]
 fn a_task_that_keeps_killing_workers_fails() {
-    let mut s = Scheduler::new(SchedulerConfig { allowed_failures: 1 });
+    let mut s = Scheduler::new(SchedulerConfig { allowed_failures: 1, ..SchedulerConfig::default() });
     for w in 1..=3 {
         s.handle(Event::WorkerJoined(worker(w, 1)));
     }
@@ -347,7 +352,7 @@ fn most_results_held_by_a_tree_reduction(roots: u64) -> usize {
         let id = queue.pop_front().expect("work remains until the final result");
         held += 1;
         most = most.max(held);
-        let f = Finished { id: TaskId(id), instance: Instance(1), size: 1 << 20, inline: None, micros: 100_000 };
+        let f = Finished { id: TaskId(id), instance: Instance(1), size: 1 << 20, inline: None, timing: timing(100_000) };
         s.handle(Event::Finished { worker: WorkerId(1), results: vec![f] });
     }
 }
@@ -381,4 +386,68 @@ fn a_task_follows_its_latest_input_still_to_compute_and_inputs_in_memory_do_not_
     let o = out(&mut s);
     // 4 comes right after its input 2, before 6 and 3 which were submitted after 2.
     assert_eq!(o.compute, vec![(1, 4)], "{o:?}");
+}
+
+/// The counts a group shows: (waiting, queued, processing, memory, released, erred, forgotten).
+fn counts(s: &Scheduler, name: &str) -> (u64, u64, u64, u64, u64, u64, u64) {
+    let snap = s.observe(Default::default());
+    let g = snap.groups.iter().find(|g| g.name == name).expect("group");
+    (g.waiting, g.queued, g.processing, g.memory, g.released, g.erred, g.forgotten)
+}
+
+#[test]
+fn the_observer_counts_tasks_by_function_and_state_through_their_lives() {
+    let mut s = two_workers();
+    s.handle(Event::Submit { client: C, tasks: vec![task(1, &[]), task(2, &[1]), task(3, &[])] });
+    let o = out(&mut s);
+    assert_eq!(o.compute.len(), 2, "1 and 3 run; 2 waits");
+    assert_eq!(counts(&s, "f"), (1, 0, 2, 0, 0, 0, 0));
+    let on = |id: u64| WorkerId(o.compute.iter().find(|(_, t)| *t == id).expect("assigned").0);
+    s.handle(Event::Finished { worker: on(1), results: vec![done(1, 100)] });
+    out(&mut s);
+    assert_eq!(counts(&s, "f"), (0, 0, 2, 1, 0, 0, 0), "2 was assigned as soon as 1 finished");
+    let err = crate::error::TaskError::new(FailureKind::Panic, "f", "boom");
+    s.handle(Event::Failed { worker: on(3), failures: failed(3, Instance(1), &err) });
+    out(&mut s);
+    assert_eq!(counts(&s, "f"), (0, 0, 1, 1, 0, 1, 0));
+    s.handle(Event::Release { client: C, ids: ids(&[1, 3]) });
+    out(&mut s);
+    // 1 stays as lineage of 2 (released); 3 is forgotten.
+    let snap = s.observe(Default::default());
+    let g = &snap.groups[0];
+    assert_eq!((g.released, g.erred, g.forgotten_erred, g.processing), (0, 0, 1, 1));
+    assert_eq!(g.memory, 1, "1 is still needed by 2");
+    assert_eq!(snap.events.len(), 2);
+    assert_eq!((snap.events[0].task, snap.events[0].erred, snap.events[0].micros), (1, false, 10));
+    assert!(snap.events[1].erred);
+    assert_eq!((snap.totals.finished, snap.totals.failed), (1, 1));
+}
+
+#[test]
+fn the_task_stream_keeps_only_the_latest_runs_and_counts_on() {
+    let mut s = Scheduler::new(SchedulerConfig { event_ring: 2, ..SchedulerConfig::default() });
+    s.handle(Event::WorkerJoined(worker(1, 8)));
+    s.handle(Event::ClientJoined(C));
+    s.handle(Event::Submit { client: C, tasks: (1..=5).map(|i| task(i, &[])).collect() });
+    out(&mut s);
+    s.handle(Event::Finished { worker: WorkerId(1), results: (1..=5).map(|i| done(i, 1)).collect() });
+    let snap = s.observe(Default::default());
+    assert_eq!(snap.events.iter().map(|e| e.task).collect::<Vec<_>>(), vec![4, 5]);
+    assert_eq!(snap.next_event, 5);
+    let later = s.observe(chorus_dashboard::model::SnapshotQuery { events_since: 5, memory_since_us: None });
+    assert!(later.events.is_empty(), "nothing new since 5");
+    assert_eq!(snap.totals.finished, 5);
+    let le_100us = snap.totals.duration_buckets.iter().find(|(le, _)| (*le - 1e-4).abs() < 1e-12).expect("bucket");
+    assert_eq!(le_100us.1, 5, "every run took 10 µs");
+}
+
+#[test]
+fn departed_workers_are_listed_with_their_reason() {
+    let mut s = two_workers();
+    s.handle(Event::Clock { now_us: 42 });
+    s.handle(Event::WorkerLost { worker: WorkerId(2), reason: "closed its connection".into() });
+    let snap = s.observe(Default::default());
+    assert_eq!(snap.workers.len(), 1);
+    assert_eq!(snap.departed.len(), 1);
+    assert_eq!((snap.departed[0].id, snap.departed[0].reason.as_str(), snap.departed[0].left_us), (2, "closed its connection", 42));
 }

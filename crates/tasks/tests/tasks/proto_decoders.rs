@@ -152,7 +152,7 @@ proptest! {
                 instance: Instance(1),
                 size: *n as u64,
                 inline: Some(std::sync::Arc::new(vec![i as u8; *n])),
-                micros: 1,
+                timing: Default::default(),
             })
             .collect();
         let mut out = Vec::new();

@@ -1,0 +1,69 @@
+//! Files for later: a performance report (one self-contained HTML page, like Dask's
+//! `performance_report`) and the task stream as a Chrome trace (which Perfetto and
+//! `chrome://tracing` open).
+
+use serde_json::{json, Value};
+
+use crate::assets;
+use crate::model::Snapshot;
+
+/// A performance report of what `snap` holds: its task events and memory samples are
+/// the period's. The page carries its data and the dashboard's script, so it opens
+/// anywhere, offline, with no server.
+pub fn html(title: &str, snap: &Snapshot) -> String {
+    let data = serde_json::to_string(snap).unwrap_or_else(|_| "{}".into());
+    // The data sits in a script element: nothing in it may close that element.
+    let data = data.replace("</", "<\\/");
+    let title = escape(title);
+    format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title>\n<style>{css}</style></head>\n\
+         <body data-mode=\"report\" data-title=\"{title}\">\n<script id=\"chorus-data\" type=\"application/json\">{data}</script>\n\
+         <script>{js}</script>\n</body></html>\n",
+        css = assets::CSS,
+        js = assets::JS,
+    )
+}
+
+/// The task events of `snap` in the Chrome trace-event format: one process per worker,
+/// one thread per executor thread, a complete event per run (and one per input fetch
+/// before it).
+pub fn chrome_trace(snap: &Snapshot) -> Value {
+    let name = |g: u32| snap.groups.get(g as usize).map_or("task", |g| g.name.as_str());
+    let mut events: Vec<Value> = Vec::with_capacity(snap.events.len() + snap.workers.len() * 4);
+    let mut workers: Vec<(u32, String)> =
+        snap.workers.iter().map(|w| (w.id, format!("worker {} (pid {} on {})", w.id, w.pid, w.host))).collect();
+    workers.extend(snap.departed.iter().map(|w| (w.id, format!("worker {} (pid {} on {}, left)", w.id, w.pid, w.host))));
+    let mut threads: Vec<(u32, u32)> = snap.events.iter().map(|e| (e.worker, e.thread)).collect();
+    threads.sort_unstable();
+    threads.dedup();
+    for (w, label) in &workers {
+        events.push(json!({ "ph": "M", "name": "process_name", "pid": w, "tid": 0, "args": { "name": label } }));
+    }
+    for (w, t) in &threads {
+        events.push(json!({ "ph": "M", "name": "thread_name", "pid": w, "tid": t, "args": { "name": format!("thread {t}") } }));
+    }
+    for e in &snap.events {
+        if e.fetch_micros > 0 {
+            events.push(json!({
+                "ph": "X", "cat": "transfer", "name": format!("fetch inputs of {}", name(e.group)),
+                "pid": e.worker, "tid": e.thread, "ts": e.start_us.saturating_sub(e.fetch_micros), "dur": e.fetch_micros,
+                "args": { "task": e.task, "bytes": e.fetched },
+            }));
+        }
+        events.push(json!({
+            "ph": "X", "cat": if e.erred { "error" } else { "task" }, "name": name(e.group),
+            "pid": e.worker, "tid": e.thread, "ts": e.start_us, "dur": e.micros.max(1),
+            "args": { "task": e.task, "result_bytes": e.size, "failed": e.erred },
+        }));
+    }
+    json!({ "traceEvents": events, "displayTimeUnit": "ms" })
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// This host's name, for links on a wildcard bind.
+pub(crate) fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "localhost".into())
+}
