@@ -398,18 +398,50 @@ impl ClusterFile {
 
 /// Asks the scheduler at `address` for the cluster's state (what `chorus status` prints).
 pub fn remote_status(address: &str, secret: &Secret) -> Result<crate::proto::Status> {
+    use crate::proto::{FromObserver, ToObserver};
+    match observe(address, secret, FromObserver::Status, "its status")? {
+        ToObserver::Status(st) => Ok(st),
+        other => Err(unexpected(address, &other)),
+    }
+}
+
+/// Asks the scheduler at `address` for what its dashboard shows.
+pub fn remote_snapshot(
+    address: &str,
+    secret: &Secret,
+    query: chorus_dashboard::model::SnapshotQuery,
+) -> Result<chorus_dashboard::model::Snapshot> {
+    use crate::proto::{FromObserver, ToObserver};
+    match observe(address, secret, FromObserver::Snapshot(query), "a snapshot")? {
+        ToObserver::Snapshot(s) => Ok(*s),
+        other => Err(unexpected(address, &other)),
+    }
+}
+
+/// Asks the scheduler at `address` for the graph behind `roots`.
+pub(crate) fn remote_graph(address: &str, secret: &Secret, roots: Vec<crate::proto::TaskId>) -> Result<Vec<crate::proto::GraphNode>> {
+    use crate::proto::{FromObserver, ToObserver};
+    match observe(address, secret, FromObserver::Graph(roots), "a task graph")? {
+        ToObserver::Graph(g) => Ok(g),
+        other => Err(unexpected(address, &other)),
+    }
+}
+
+fn unexpected(address: &str, m: &crate::proto::ToObserver) -> Error {
+    Error::Config(format!("the scheduler at {address} answered with the wrong message ({m:?})"))
+}
+
+/// One request over an observer connection, and its answer.
+fn observe(address: &str, secret: &Secret, ask: crate::proto::FromObserver, what: &str) -> Result<crate::proto::ToObserver> {
     use crate::net;
     use crate::proto::{kind, wire, FromObserver, ToObserver};
     use std::io::Write;
     let check = net::same_build_check(false, |_| false);
     let (mut s, _) = net::connect(address, secret, kind::OBSERVER, &check, Duration::from_secs(10))?;
-    let io = |source| Error::Io { context: format!("asking {address} for its status"), source };
+    let io = |source| Error::Io { context: format!("asking {address} for {what}"), source };
     let mut request = wire::encode(&FromObserver::Register);
-    wire::encode_into(&FromObserver::Status, &mut request);
+    wire::encode_into(&ask, &mut request);
     s.write_all(&request).map_err(io)?;
     let mut buf = Vec::new();
-    match wire::read::<ToObserver>(&mut s, &mut buf) {
-        Ok(ToObserver::Status(st)) => Ok(st),
-        Err(source) => Err(Error::Protocol { peer: format!("the scheduler at {address}"), source }),
-    }
+    wire::read::<ToObserver>(&mut s, &mut buf).map_err(|source| Error::Protocol { peer: format!("the scheduler at {address}"), source })
 }

@@ -72,6 +72,8 @@ pub(crate) enum Input {
     Status(StatusReply),
     /// A snapshot for the dashboard, reports and progress bars.
     Observe(SnapshotQuery, SnapshotReply),
+    /// The graph behind some tasks, for `visualize`.
+    Graph(Vec<crate::proto::TaskId>, Box<dyn FnOnce(Vec<crate::proto::GraphNode>) + Send>),
     /// Once a second: time to look for silent workers.
     Tick,
     Shutdown,
@@ -349,6 +351,9 @@ impl Drop for SchedulerServer {
     }
 }
 
+/// The most tasks a graph answer carries.
+pub const GRAPH_LIMIT: usize = 1_000_000;
+
 /// What the dashboard's token is derived for (see [`Secret::derive_token`]).
 pub const DASHBOARD_TOKEN: &str = "chorus dashboard";
 
@@ -491,6 +496,24 @@ fn serve_conn(stream: Stream, kind: u8, core: &CoreHandle, ids: Ids<'_>) {
                         return;
                     }
                 }
+                Ok(FromObserver::Snapshot(query)) => {
+                    let out = out.clone();
+                    let reply = Box::new(move |s: Snapshot| {
+                        let _ = out.send(wire::encode(&ToObserver::Snapshot(Box::new(s))));
+                    });
+                    if !core.send(Input::Observe(query, reply)) {
+                        return;
+                    }
+                }
+                Ok(FromObserver::Graph(roots)) => {
+                    let out = out.clone();
+                    let reply = Box::new(move |g| {
+                        let _ = out.send(wire::encode(&ToObserver::Graph(g)));
+                    });
+                    if !core.send(Input::Graph(roots, reply)) {
+                        return;
+                    }
+                }
                 Err(e) => {
                     closed_reason("an observer", &e);
                     return;
@@ -587,6 +610,7 @@ impl Core {
                 };
                 reply(snap);
             }
+            Input::Graph(roots, reply) => reply(self.sched.graph(&roots, GRAPH_LIMIT)),
             Input::Tick => {
                 self.sched.handle(Event::Clock { now_us: crate::worker::unix_micros() });
                 self.check_heartbeats();

@@ -1,12 +1,15 @@
 //! Process-level tests of the task layer: a local cluster whose workers are this test
 //! binary, started with `--exact worker_process --ignored` so they run the worker loop.
 
+mod dashboard_api;
+mod dashboard_browser;
 mod support;
 mod tasks_actors;
 mod tasks_api;
 mod tasks_bulk;
 mod tasks_failures;
 mod tasks_scheduling;
+mod web;
 
 /// Not a test: the entry point of the worker processes the tests start.
 #[test]

@@ -39,3 +39,22 @@ pub fn sleep_ms(ms: u64) -> u32 {
     std::thread::sleep(Duration::from_millis(ms));
     std::process::id()
 }
+
+/// Spins for `us` microseconds (a task that keeps a thread busy without sleeping).
+#[chorus::remote]
+pub fn busy_us(us: u64) -> u64 {
+    let until = std::time::Instant::now() + Duration::from_micros(us);
+    let mut n = 0u64;
+    while std::time::Instant::now() < until {
+        n = n.wrapping_add(1);
+    }
+    n
+}
+
+/// Peak resident set size of this process, in bytes.
+pub fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()))
+        .map_or(0, |pages| pages * 4096)
+}

@@ -38,11 +38,22 @@ pub(crate) struct Inner {
     pub(super) warned: std::sync::atomic::AtomicBool,
     /// Futures dropped since the last release message (see [`RELEASE_BATCH`]).
     pub(super) releases: Mutex<Vec<TaskId>>,
+    /// The scheduler's address, for observer requests (empty for an in-process one).
+    pub(super) address: String,
 }
 
 impl Inner {
-    pub(super) fn new(id: ClientId, link: Link, mail: Arc<Mailbox>, secret: Secret, bind_ip: String, limits: Limits) -> Inner {
+    pub(super) fn new(
+        id: ClientId,
+        link: Link,
+        mail: Arc<Mailbox>,
+        secret: Secret,
+        bind_ip: String,
+        limits: Limits,
+        address: String,
+    ) -> Inner {
         Inner {
+            address,
             id,
             next: AtomicU64::new(1),
             link,

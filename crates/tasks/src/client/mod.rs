@@ -40,7 +40,10 @@ use crate::{Error, Result};
 
 mod inner;
 mod mailbox;
+mod observe;
 mod progress;
+
+pub use observe::PerformanceReport;
 
 pub use progress::progress;
 
@@ -255,7 +258,7 @@ impl Client {
     pub(crate) fn local(server: &crate::server::SchedulerServer, secret: Secret, limits: Limits) -> Client {
         let mail = Arc::new(Mailbox::default());
         let (id, core) = server.local_client(mail.clone());
-        let inner = Arc::new(Inner::new(id, Link::Local(core), mail, secret, "127.0.0.1".into(), limits));
+        let inner = Arc::new(Inner::new(id, Link::Local(core), mail, secret, "127.0.0.1".into(), limits, String::new()));
         // The welcome brings the worker list; the local id is known already.
         let _ = inner.mail.wait_welcome();
         // Without the thread releases wait for the next message, which is still correct.
@@ -309,7 +312,7 @@ impl Client {
         }
         // Task ids carry the client's number, which arrives with the welcome.
         let id = mail.wait_welcome()?;
-        let inner = Arc::new(Inner::new(id, Link::Remote(Mutex::new(writer)), mail, secret, bind_ip, limits));
+        let inner = Arc::new(Inner::new(id, Link::Remote(Mutex::new(writer)), mail, secret, bind_ip, limits, address.to_string()));
         Inner::start_release_timer(&inner)?;
         Ok(Client { inner })
     }

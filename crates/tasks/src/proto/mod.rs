@@ -476,6 +476,10 @@ pub enum FromObserver {
     Register,
     /// Asks for the cluster's state.
     Status,
+    /// Asks for what the dashboard shows.
+    Snapshot(chorus_dashboard::model::SnapshotQuery),
+    /// Asks for the task graph behind these tasks (for `visualize`).
+    Graph(Vec<TaskId>),
 }
 
 impl Message for FromObserver {
@@ -488,6 +492,23 @@ impl Message for FromObserver {
 pub enum ToObserver {
     /// The cluster's state.
     Status(Status),
+    /// What the dashboard shows.
+    Snapshot(Box<chorus_dashboard::model::Snapshot>),
+    /// A task graph.
+    Graph(Vec<GraphNode>),
+}
+
+/// One task of a graph, as `visualize` draws it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GraphNode {
+    /// The task.
+    pub id: TaskId,
+    /// Its function.
+    pub name: String,
+    /// The tasks whose results it takes.
+    pub deps: Vec<TaskId>,
+    /// `waiting`, `queued`, `processing`, `memory`, `released` or `erred`.
+    pub state: String,
 }
 
 impl Message for ToObserver {

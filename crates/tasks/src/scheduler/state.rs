@@ -8,7 +8,7 @@ use smallvec::SmallVec;
 
 use crate::error::{FailureKind, TaskError};
 use crate::proto::{
-    ClientId, ComputeTask, DepSource, Done, Failed, Finished, Instance, Status, TaskId, TaskKind, TaskSpec, WorkerId,
+    ClientId, ComputeTask, DepSource, Done, Failed, Finished, GraphNode, Instance, Status, TaskId, TaskKind, TaskSpec, WorkerId,
     WorkerInfo, WorkerStatus,
 };
 
@@ -326,6 +326,31 @@ impl Scheduler {
             memory: query.memory_since_us.map(|t| self.obs.memory(t)).unwrap_or_default(),
             ..Snapshot::default()
         }
+    }
+
+    /// The tasks behind `roots`, each once, with their dependencies (lineage the
+    /// scheduler still keeps): what `visualize` draws. At most `limit` tasks.
+    pub fn graph(&self, roots: &[TaskId], limit: usize) -> Vec<GraphNode> {
+        let mut seen = FxHashSet::default();
+        let mut stack: Vec<TaskId> = roots.to_vec();
+        let mut out = Vec::new();
+        while let Some(id) = stack.pop() {
+            if out.len() >= limit || !seen.insert(id) {
+                continue;
+            }
+            let Some(r) = self.tasks.get(&id) else { continue };
+            stack.extend(r.deps.iter().copied());
+            let state = match r.state.slot() {
+                Slot::Waiting => "waiting",
+                Slot::Queued => "queued",
+                Slot::Processing => "processing",
+                Slot::Memory => "memory",
+                Slot::Released => "released",
+                Slot::Erred => "erred",
+            };
+            out.push(GraphNode { id, name: r.name().to_string(), deps: r.deps.clone(), state: state.to_string() });
+        }
+        out
     }
 
     /// How many task records the scheduler holds (for memory tests).
