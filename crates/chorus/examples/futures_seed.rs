@@ -1,6 +1,6 @@
 //! The futures workflow of the Dask tutorial (seed 001), on a local cluster: a map of a
 //! sleeping function that reports its worker's process id, three different functions
-//! submitted and gathered, and a chain of futures.
+//! submitted and gathered, a chain of futures, and a map of 20,000 with a progress bar.
 //!
 //!     cargo run --release --example futures_seed
 
@@ -52,5 +52,11 @@ fn main() -> Result<()> {
     let b = client.submit(f2, (&a,));
     let c = client.submit(f3, (b,));
     println!("f3(f2(f1(1))) = {}", c.result()?);
+
+    // Many futures, with a progress bar on stderr (like Dask's `progress`) when it is a
+    // terminal; the dashboard whose link the cluster printed shows the same run.
+    let many = client.map(f1, 0..20_000i64);
+    let total: i64 = client.gather_with_progress(&many)?.iter().sum();
+    println!("sum of f1 over 0..20000 = {total}");
     Ok(())
 }

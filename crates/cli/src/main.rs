@@ -42,6 +42,13 @@ enum Command {
         /// Address the rendezvous listens on (ranks connect to it once, at start-up).
         #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:0")]
         coordinator: String,
+        /// Serve a dashboard of the job's ranks (the collective each is in, whom it waits
+        /// for) while it runs: at ADDR, or 127.0.0.1:8787 / the next free port.
+        #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "auto")]
+        dashboard: Option<String>,
+        /// Draw a bar of the ranks as they start and join (on a terminal).
+        #[arg(long)]
+        progress: bool,
         /// The program to run, then its arguments.
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "PROGRAM [ARGS]...")]
         command: Vec<OsString>,
@@ -121,14 +128,20 @@ fn main() -> ExitCode {
 
 fn run() -> anyhow::Result<ExitCode> {
     match Cli::parse().command {
-        Command::Run { procs, no_prefix, coordinator, command } => {
+        Command::Run { procs, no_prefix, coordinator, dashboard, progress, command } => {
             let (program, args) = command.split_first().context("no program given")?;
+            let dashboard = match dashboard {
+                Some(addr) => chorus::dashboard::Bind::from_setting(chorus::comm::settings::DashboardSetting::parse("--dashboard", &addr)?),
+                None => None,
+            };
             let options = chorus::launch::RunOptions {
                 procs,
                 program: resolve(program)?,
                 args: args.to_vec(),
                 prefix: !no_prefix,
                 coordinator_bind: coordinator,
+                dashboard,
+                progress,
             };
             let outcome = chorus::launch::run_job(&options)?;
             Ok(match outcome {

@@ -36,9 +36,10 @@ fn tag() -> String {
     }
 }
 
-/// Says something a person starting the program wants to know (a dashboard's link).
+/// Says something a person starting the program wants to know (a dashboard's link):
+/// through the log when it shows `info` messages, else on stderr.
 pub fn info(message: &str) {
-    if tracing::dispatcher::has_been_set() {
+    if tracing::dispatcher::has_been_set() && tracing::enabled!(target: "chorus", tracing::Level::INFO) {
         tracing::info!(target: "chorus", "{message}");
     } else {
         eprintln!("[{}] chorus: {message}", tag());

@@ -49,6 +49,9 @@ pub struct Settings {
     pub frame_threads: Option<usize>,
     /// `CHORUS_DASHBOARD`: where a local cluster serves its dashboard.
     pub dashboard: DashboardSetting,
+    /// `CHORUS_RANK_STATE_DIR`: where each rank writes what it is doing, for the
+    /// launcher's dashboard and progress bar (set by `chorus run`).
+    pub rank_state_dir: Option<PathBuf>,
     /// The `CHORUS_WORKER_*` variables a cluster starts its worker processes with.
     pub worker: WorkerSettings,
 }
@@ -117,6 +120,7 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("CHORUS_WARN_AFTER", "seconds a call waits before it logs whom it waits for (60)"),
     ("CHORUS_SPIN_US", "microseconds a waiting call polls before it sleeps (50, or 200 when ranks share cores)"),
     ("CHORUS_DASHBOARD", "where a local cluster serves its dashboard: `auto` (default: 127.0.0.1:8787 or the next free port), `off`, or `HOST:PORT`"),
+    ("CHORUS_RANK_STATE_DIR", "where each rank writes what it is doing, for `chorus run --dashboard`/`--progress` (set by `chorus run`)"),
     ("CHORUS_MAX_OBJECT", "the largest value (argument, result, scattered object) a process accepts; a size (half the memory)"),
     ("CHORUS_SEND_BUDGET", "bytes the scheduler queues for a peer that stops reading before it drops it; a size (256MiB)"),
     ("CHORUS_FRAME_THREADS", "DataFrame query threads per rank (the cores divided among the ranks)"),
@@ -192,6 +196,7 @@ impl Settings {
             max_object: size("CHORUS_MAX_OBJECT")?,
             send_budget: size("CHORUS_SEND_BUDGET")?,
             frame_threads: count("CHORUS_FRAME_THREADS")?,
+            rank_state_dir: get("CHORUS_RANK_STATE_DIR").map(PathBuf::from),
             dashboard: get("CHORUS_DASHBOARD")
                 .map(|v| DashboardSetting::parse("CHORUS_DASHBOARD", &v))
                 .transpose()?

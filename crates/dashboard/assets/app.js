@@ -260,6 +260,12 @@
       });
       g.stroke();
       g.fillStyle = color('worker ' + w);
+      for (const s of list) {
+        const x = left + (s.at_us - t0) / (t1 - t0) * (width - left - 4);
+        const y = (height - bottom) - s.rss / top * (height - bottom - 16);
+        g.fillRect(x - 2, y - 2, 4, 4);
+      }
+      g.fillStyle = color('worker ' + w);
       g.fillText('worker ' + w, 2, 28 + 14 * w);
     }
     return c;

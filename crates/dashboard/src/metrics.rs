@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use crate::model::Snapshot;
+use crate::model::{Snapshot, WorkerRow};
 
 /// Escapes a label value.
 fn label(s: &str) -> String {
@@ -12,6 +12,9 @@ fn label(s: &str) -> String {
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
+
+/// A per-worker metric: name, type, help, and how to read it off a worker's row.
+type PerWorker = (&'static str, &'static str, &'static str, fn(&WorkerRow) -> f64);
 
 /// The metrics of `s`.
 pub(crate) fn render(s: &Snapshot) -> String {
@@ -54,7 +57,7 @@ pub(crate) fn render(s: &Snapshot) -> String {
     let _ = writeln!(out, "chorus_transfers_total {}", s.totals.transfers);
     family(&mut out, "chorus_transfer_bytes_total", "counter", "Bytes those fetches moved.");
     let _ = writeln!(out, "chorus_transfer_bytes_total {}", s.totals.transfer_bytes);
-    let per_worker: [(&str, &str, &str, fn(&crate::model::WorkerRow) -> f64); 7] = [
+    let per_worker: [PerWorker; 8] = [
         ("chorus_worker_stored_bytes", "gauge", "Bytes of results a worker holds.", |w| w.stored as f64),
         ("chorus_worker_objects", "gauge", "Results a worker holds.", |w| w.objects as f64),
         ("chorus_worker_rss_bytes", "gauge", "Resident set size of a worker process.", |w| w.rss as f64),
@@ -62,16 +65,13 @@ pub(crate) fn render(s: &Snapshot) -> String {
         ("chorus_worker_processing", "gauge", "Tasks assigned to a worker and not finished.", |w| w.processing as f64),
         ("chorus_worker_cpu_percent", "gauge", "A worker's CPU use, in percent of one core.", |w| w.cpu_percent),
         ("chorus_worker_sent_bytes_total", "counter", "Bytes of task data a worker sent.", |w| w.sent as f64),
+        ("chorus_worker_received_bytes_total", "counter", "Bytes of task data a worker fetched.", |w| w.received as f64),
     ];
     for (name, kind, help, value) in per_worker {
         family(&mut out, name, kind, help);
         for w in &s.workers {
             let _ = writeln!(out, "{name}{{worker=\"{}\",host=\"{}\"}} {}", w.id, label(&w.host), value(w));
         }
-    }
-    family(&mut out, "chorus_worker_received_bytes_total", "counter", "Bytes of task data a worker fetched.");
-    for w in &s.workers {
-        let _ = writeln!(out, "chorus_worker_received_bytes_total{{worker=\"{}\",host=\"{}\"}} {}", w.id, label(&w.host), w.received);
     }
     family(&mut out, "chorus_workers_departed", "gauge", "Workers that left (the latest 100).");
     let _ = writeln!(out, "chorus_workers_departed {}", s.departed.len());

@@ -288,7 +288,7 @@ impl Context {
     /// Plans a SQL query. Statements that create or drop tables take effect at once.
     pub fn sql(&self, sql: &str) -> Result<DataFrame> {
         let df = self.engine.runtime.block_on(self.session.sql(sql)).map_err(Error::plan)?;
-        Ok(DataFrame::new(self.clone(), df))
+        Ok(DataFrame::new(self.clone(), df).with_label(sql))
     }
 
     /// Figures of the last query's exchanges on this rank.

@@ -32,17 +32,35 @@ use crate::{Error, Result};
 pub struct DataFrame {
     ctx: Context,
     df: datafusion::dataframe::DataFrame,
+    /// What the dashboard calls it: its SQL, when it came from [`Context::sql`].
+    label: Option<Arc<str>>,
 }
 
 type Df = datafusion::dataframe::DataFrame;
 
 impl DataFrame {
     pub(crate) fn new(ctx: Context, df: Df) -> DataFrame {
-        DataFrame { ctx, df }
+        DataFrame { ctx, df, label: None }
+    }
+
+    pub(crate) fn with_label(mut self, label: &str) -> DataFrame {
+        self.label = Some(label.trim().into());
+        self
+    }
+
+    /// What the dashboard's Queries page calls it: its SQL, or the top of its plan.
+    pub(crate) fn label(&self) -> String {
+        match &self.label {
+            Some(l) => l.to_string(),
+            None => {
+                let plan = self.df.logical_plan().display_indent().to_string();
+                plan.lines().next().unwrap_or("DataFrame").trim().to_string()
+            }
+        }
     }
 
     fn then(&self, f: impl FnOnce(Df) -> datafusion::error::Result<Df>) -> Result<DataFrame> {
-        Ok(DataFrame { ctx: self.ctx.clone(), df: f(self.df.clone()).map_err(Error::plan)? })
+        Ok(DataFrame::new(self.ctx.clone(), f(self.df.clone()).map_err(Error::plan)?))
     }
 
     /// The DataFusion DataFrame underneath, for methods not wrapped here; turn the result

@@ -7,6 +7,9 @@
 
 use std::io::Cursor;
 use std::sync::Arc;
+use std::time::Instant;
+
+use chorus_dashboard::model::{ExchangeRecord, QueryRecord, StageRecord};
 
 use chorus_comm::World;
 use chorus_tasks::registry::{decode_arg, encode_result, Encoded, Fault, SpmdEntry, SpmdFunction};
@@ -57,9 +60,18 @@ pub(crate) enum Reply {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RunPlan;
 
+/// What a rank did for a query, for the dashboard's Queries page.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct RankFigures {
+    /// How long the rank took, in microseconds.
+    micros: u64,
+    /// Each exchange with what this rank sent through it.
+    exchanges: Vec<ExchangeRecord>,
+}
+
 impl SpmdFunction for RunPlan {
     type Args = (PlanRequest,);
-    type Output = Reply;
+    type Output = (Reply, RankFigures);
     const NAME: &'static str = "chorus_frame::run_plan";
 }
 
@@ -76,6 +88,7 @@ fn run_plan(world: &Arc<World>, args: &[&[u8]]) -> Encoded {
         batch_size: request.batch_size,
     };
     let ctx = Context::with_options(Arc::clone(world), options).map_err(fault)?;
+    let started = Instant::now();
     let reply = (|| -> Result<Reply> {
         {
             let state = ctx.session().state_ref();
@@ -98,8 +111,9 @@ fn run_plan(world: &Arc<World>, args: &[&[u8]]) -> Encoded {
         }
     })()
     .map_err(fault)?;
+    let figures = RankFigures { micros: started.elapsed().as_micros() as u64, exchanges: ctx.engine().last_exchanges() };
     drop(ctx);
-    encode_result(reply)
+    encode_result((reply, figures))
 }
 
 fn paths(written: Vec<std::path::PathBuf>) -> Vec<String> {
@@ -123,8 +137,54 @@ fn decode_batches(bytes: &[u8]) -> Result<Vec<RecordBatch>> {
     StreamReader::try_new(Cursor::new(bytes), None).map_err(failed)?.map(|b| b.map_err(failed)).collect()
 }
 
-/// Sends `df`'s plan to the workers and runs `action` there.
-pub(crate) fn run(client: &Client, options: &FrameOptions, threads: usize, df: &DataFrame, action: Action) -> Result<Vec<Reply>> {
+/// Sends `df`'s plan to the workers and runs `action` there. The query's record for the
+/// dashboard (the plan, time per stage, what each exchange moved between ranks) comes
+/// back for the caller to complete and report with [`Client::record_query`]; a query
+/// that fails is reported here.
+fn run(client: &Client, options: &FrameOptions, threads: usize, df: &DataFrame, action: Action) -> Result<(Vec<Reply>, QueryRecord)> {
+    let started = Instant::now();
+    let started_us = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64);
+    let mut record = QueryRecord { label: df.label(), started_us, ..QueryRecord::default() };
+    record.plan = df.explain().unwrap_or_else(|e| format!("(no plan: {e})"));
+    let planned = started.elapsed();
+    let outcome = send_and_run(client, options, threads, df, action);
+    let ran = started.elapsed();
+    match &outcome {
+        Ok(replies) => {
+            let slowest = replies.iter().map(|(_, f)| f.micros).max().unwrap_or(0);
+            record.stages = vec![
+                StageRecord { name: "plan on the driver".into(), micros: planned.as_micros() as u64 },
+                StageRecord { name: format!("run on {} ranks (the slowest)", replies.len()), micros: slowest },
+                StageRecord { name: "send the plan and bring back the result".into(), micros: (ran - planned).as_micros().saturating_sub(u128::from(slowest)) as u64 },
+            ];
+            // The same exchanges on every rank, in plan order: sum what each sent.
+            let mut exchanges: Vec<ExchangeRecord> = Vec::new();
+            for (_, f) in replies {
+                for (i, e) in f.exchanges.iter().enumerate() {
+                    match exchanges.get_mut(i) {
+                        Some(sum) => {
+                            sum.rows += e.rows;
+                            sum.bytes += e.bytes;
+                        }
+                        None => exchanges.push(e.clone()),
+                    }
+                }
+            }
+            record.exchanges = exchanges;
+        }
+        Err(e) => record.error = Some(e.to_string()),
+    }
+    record.micros = ran.as_micros() as u64;
+    match outcome {
+        Ok(replies) => Ok((replies.into_iter().map(|(reply, _)| reply).collect(), record)),
+        Err(e) => {
+            client.record_query(record);
+            Err(e)
+        }
+    }
+}
+
+fn send_and_run(client: &Client, options: &FrameOptions, threads: usize, df: &DataFrame, action: Action) -> Result<Vec<(Reply, RankFigures)>> {
     let plan = datafusion_proto::bytes::logical_plan_to_bytes(df.inner().logical_plan())
         .map_err(|e| Error::Plan(format!("this query cannot be sent to the workers: {e}")))?
         .to_vec();
@@ -155,16 +215,23 @@ pub(crate) fn run(client: &Client, options: &FrameOptions, threads: usize, df: &
 
 /// The whole result of `df`, computed by the workers.
 pub(crate) fn collect(client: &Client, options: &FrameOptions, threads: usize, df: &DataFrame, _on: ResultOn) -> Result<Vec<RecordBatch>> {
-    let replies = run(client, options, threads, df, Action::Collect)?;
-    match replies.first() {
+    let (replies, mut record) = run(client, options, threads, df, Action::Collect)?;
+    let batches = match replies.first() {
         Some(Reply::Batches(bytes)) => decode_batches(bytes),
         _ => Err(Error::NoResult("rank 0 of the query job sent no result".into())),
+    };
+    match &batches {
+        Ok(b) => record.rows = b.iter().map(|b| b.num_rows() as u64).sum(),
+        Err(e) => record.error = Some(e.to_string()),
     }
+    client.record_query(record);
+    batches
 }
 
 /// Runs a write on the workers; returns every file written.
 pub(crate) fn write(client: &Client, options: &FrameOptions, threads: usize, df: &DataFrame, action: Action) -> Result<Vec<std::path::PathBuf>> {
-    let replies = run(client, options, threads, df, action)?;
+    let (replies, record) = run(client, options, threads, df, action)?;
+    client.record_query(record);
     Ok(replies
         .into_iter()
         .flat_map(|r| match r {

@@ -40,6 +40,7 @@ pub(crate) struct Engine {
     pub(crate) threads: usize,
     queries: AtomicU64,
     last_stats: Mutex<ExchangeStats>,
+    last_exchanges: Mutex<Vec<chorus_dashboard::model::ExchangeRecord>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -50,7 +51,7 @@ impl std::fmt::Debug for Engine {
 
 impl Engine {
     pub(crate) fn new(backend: Backend, runtime: tokio::runtime::Runtime, options: FrameOptions, threads: usize) -> Engine {
-        Engine { backend, runtime, options, threads, queries: AtomicU64::new(0), last_stats: Mutex::default() }
+        Engine { backend, runtime, options, threads, queries: AtomicU64::new(0), last_stats: Mutex::default(), last_exchanges: Mutex::default() }
     }
 
     /// This process's rank (0 for a driver).
@@ -78,6 +79,11 @@ impl Engine {
 
     pub(crate) fn last_stats(&self) -> ExchangeStats {
         *self.last_stats.lock().expect("stats lock")
+    }
+
+    /// The last query's exchanges on this rank, with what this rank sent through each.
+    pub(crate) fn last_exchanges(&self) -> Vec<chorus_dashboard::model::ExchangeRecord> {
+        self.last_exchanges.lock().expect("stats lock").clone()
     }
 
     /// Places `plan` on the ranks. Only a plan that runs takes a query number, so that
@@ -188,6 +194,7 @@ impl Engine {
         run.close_inboxes();
         run.join_threads();
         *self.last_stats.lock().expect("stats lock") = run.stats();
+        *self.last_exchanges.lock().expect("stats lock") = run.exchange_figures();
         let results = outcome?;
         // A rank that finished its share may not have heard of another's failure yet:
         // agree that the query succeeded everywhere (a failed rank aborts instead).

@@ -133,6 +133,11 @@ impl Job {
         Ok(Job { events, pids })
     }
 
+    /// Each rank's process id.
+    pub fn pids(&self) -> &[(usize, u32)] {
+        &self.pids
+    }
+
     /// Waits for every rank. On the first failure the others are stopped and the failure
     /// that caused the others is reported.
     pub fn wait(self) -> Outcome {

@@ -26,11 +26,12 @@
 pub mod env;
 mod error;
 pub mod job;
+mod watch;
 
 pub use error::{Error, Result};
 
 use std::net::SocketAddr;
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use chorus_comm::{Secret, TransportPreference, World, WorldConfig};
@@ -279,6 +280,10 @@ pub struct RunOptions {
     pub prefix: bool,
     /// Where the rendezvous listens (`127.0.0.1:0` for a job on this host).
     pub coordinator_bind: String,
+    /// Serve a dashboard of the job's ranks here (`chorus run --dashboard`).
+    pub dashboard: Option<chorus_dashboard::Bind>,
+    /// Draw a start-up bar of the ranks as they join (`chorus run --progress`).
+    pub progress: bool,
 }
 
 /// Runs a whole job, as `chorus run` does: serves the rendezvous, starts every rank,
@@ -289,13 +294,47 @@ pub fn run_job(options: &RunOptions) -> Result<Outcome> {
     }
     let timeout = chorus_comm::settings::settings()?.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
     let rendezvous = Rendezvous::start(&options.coordinator_bind, options.procs, timeout)?;
+    let mut env = rendezvous.rank_env();
+    let watched = options.dashboard.is_some() || options.progress;
+    let dir = std::env::temp_dir().join(format!("chorus-run-{}", std::process::id()));
+    if watched {
+        std::fs::create_dir_all(&dir).map_err(|source| Error::Io { context: format!("creating {}", dir.display()), source })?;
+        env.push(("CHORUS_RANK_STATE_DIR".into(), dir.display().to_string()));
+    }
     let spec = JobSpec {
         program: options.program.clone(),
         args: options.args.clone(),
-        env: rendezvous.rank_env(),
+        env,
         ranks: 0..options.procs,
         size: options.procs,
         prefix: options.prefix,
     };
-    Ok(Job::spawn(&spec)?.wait())
+    if !watched {
+        return Ok(Job::spawn(&spec)?.wait());
+    }
+    let name = options.program.file_name().unwrap_or_default().to_string_lossy().into_owned();
+    let view = Arc::new(watch::JobView::new(dir.clone(), rendezvous.coordinator.clone(), name, options.procs));
+    // Before any rank starts: a dashboard address that is taken ends the job here.
+    let dashboard = match &options.dashboard {
+        Some(bind) => {
+            let token = rendezvous.secret.derive_token("chorus dashboard");
+            let d = chorus_dashboard::Dashboard::serve(bind.clone(), token, view.clone()).map_err(|e| {
+                let _ = std::fs::remove_dir_all(&dir);
+                Error::Config(e.to_string())
+            })?;
+            chorus_comm::diag::info(&format!("Dashboard: {}", d.link()));
+            Some(d)
+        }
+        None => None,
+    };
+    let job = Job::spawn(&spec)?;
+    *view.pids.lock().expect("pids lock") = job.pids().to_vec();
+    if options.progress {
+        watch::startup_bar(view.clone());
+    }
+    let outcome = job.wait();
+    *view.outcome.lock().expect("outcome lock") = Some(outcome.clone());
+    drop(dashboard);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(outcome)
 }

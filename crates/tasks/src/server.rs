@@ -593,6 +593,7 @@ impl Core {
                     FromClient::Release(ids) => Event::Release { client, ids },
                     FromClient::Cancel(ids) => Event::Cancel { client, ids },
                     FromClient::Scattered { worker, objects } => Event::Scattered { client, worker, objects },
+                    FromClient::Query(record) => Event::Query(record),
                     FromClient::Register => return true,
                 };
                 self.sched.handle(event);

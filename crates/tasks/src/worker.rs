@@ -284,6 +284,9 @@ struct Worker {
     received: std::sync::atomic::AtomicU64,
 }
 
+/// A task's inputs by id.
+type Inputs = FxHashMap<TaskId, Arc<Vec<u8>>>;
+
 /// What fetching a task's inputs took.
 #[derive(Default, Clone, Copy)]
 struct Fetch {
@@ -541,7 +544,7 @@ impl Worker {
 
     /// Gets every input of `task`: inline, local, or fetched from the holders; and the
     /// large arguments its driver keeps, fetched from the driver.
-    fn inputs(&self, task: &ComputeTask) -> Result<(FxHashMap<TaskId, Arc<Vec<u8>>>, Fetch), Missing> {
+    fn inputs(&self, task: &ComputeTask) -> Result<(Inputs, Fetch), Missing> {
         let begun = Instant::now();
         let mut fetched_bytes = 0u64;
         let mut have = FxHashMap::with_capacity_and_hasher(task.deps.len(), Default::default());

@@ -9,6 +9,7 @@ mod tasks_api;
 mod tasks_bulk;
 mod tasks_failures;
 mod tasks_scheduling;
+mod tasks_visualize;
 mod web;
 
 /// Not a test: the entry point of the worker processes the tests start.

@@ -5,13 +5,16 @@
 //! `rank_program --exact --ignored`, and `rank_program` runs the scenario named by
 //! `CHORUS_TEST_SCENARIO`. In an ordinary test run it is listed as ignored.
 
+mod dashboard_token;
 mod scenarios;
 mod spmd_collectives;
+mod spmd_dashboard;
 mod spmd_examples;
 mod spmd_failures;
 mod spmd_launchers;
 mod spmd_security;
 mod support;
+mod tasks_progress;
 mod tasks_protocol;
 mod tasks_scale;
 mod tasks_standing;

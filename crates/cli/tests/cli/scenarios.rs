@@ -48,7 +48,7 @@ fn scenario(name: &str) -> Result<(), Box<dyn std::error::Error>> {
         }
         "late" => {
             if r == 1 {
-                std::thread::sleep(std::time::Duration::from_millis(1500));
+                std::thread::sleep(std::time::Duration::from_millis(arg.parse().unwrap_or(1500)));
             }
             world.barrier()?;
             println!("rank {r} passed the barrier");

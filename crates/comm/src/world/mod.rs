@@ -228,6 +228,9 @@ impl World {
             Core::start(config.rank, links, config.warn_after, spin)
         };
         probe::register(&config.coordinator, &core.shared);
+        if let Some(dir) = crate::settings::settings()?.rank_state_dir.clone() {
+            probe::publish(dir, config.coordinator.clone(), &core.shared);
+        }
         Ok(World { core, runtime: Some(runtime), finalized: false, on_finalized: std::sync::Mutex::new(None) })
     }
 

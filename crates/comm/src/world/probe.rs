@@ -65,6 +65,61 @@ pub(crate) fn register(job: &str, shared: &Arc<Shared>) {
     worlds.push(Entry { job: job.to_string(), shared: Arc::downgrade(shared) });
 }
 
+/// How often a rank rewrites its state file.
+const PUBLISH_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// The state file of `rank` in `dir`.
+pub fn state_file(dir: &std::path::Path, rank: usize) -> std::path::PathBuf {
+    dir.join(format!("rank-{rank}.state"))
+}
+
+/// Reads a state file that [`publish`] wrote; `None` while there is none (or it is
+/// being replaced).
+pub fn read_state_file(path: &std::path::Path) -> Option<RankState> {
+    let bytes = std::fs::read(path).ok()?;
+    postcard::from_bytes(&bytes).ok()
+}
+
+/// Writes this rank's state to its file in `dir` now and every 250 ms while the world
+/// lives, for a launcher that has no other way to ask (`chorus run --dashboard`).
+pub(crate) fn publish(dir: std::path::PathBuf, job: String, shared: &Arc<Shared>) {
+    let weak = Arc::downgrade(shared);
+    let path = state_file(&dir, shared.rank);
+    let tmp = dir.join(format!(".rank-{}.tmp", shared.rank));
+    let write = move |shared: &Shared| {
+        let state = state_of(job.clone(), shared);
+        if let Ok(bytes) = postcard::to_allocvec(&state) {
+            // Renamed into place, so a reader never sees half a file.
+            if std::fs::write(&tmp, bytes).is_ok() {
+                let _ = std::fs::rename(&tmp, &path);
+            }
+        }
+    };
+    write(shared);
+    let spawned = std::thread::Builder::new().name("chorus-rank-state".into()).spawn(move || loop {
+        std::thread::sleep(PUBLISH_EVERY);
+        match weak.upgrade() {
+            Some(shared) => write(&shared),
+            None => return,
+        }
+    });
+    if let Err(e) = spawned {
+        crate::diag::warn(&format!("not publishing this rank's state for the launcher: {e}"));
+    }
+}
+
+fn state_of(job: String, shared: &Shared) -> RankState {
+    let calls = shared.calls.lock().expect("calls lock");
+    let collectives = calls.history.back().map_or(0, |c| c.seq + 1);
+    let wait = shared.waiting.lock().expect("waiting lock").as_ref().map(|w| RankWait {
+        call: w.call.clone(),
+        peer: w.peer as u32,
+        waited_ms: w.since.elapsed().as_millis() as u64,
+        peer_state: whereabouts(&calls, w.peer, w.seq),
+    });
+    RankState { job, rank: shared.rank as u32, size: shared.size as u32, collectives, wait }
+}
+
 /// The state of every rank of this process that is in a live job.
 pub fn ranks() -> Vec<RankState> {
     let worlds: Vec<(String, Arc<Shared>)> = {
@@ -72,21 +127,7 @@ pub fn ranks() -> Vec<RankState> {
         worlds.retain(|e| e.shared.strong_count() > 0);
         worlds.iter().filter_map(|e| Some((e.job.clone(), e.shared.upgrade()?))).collect()
     };
-    worlds
-        .into_iter()
-        .map(|(job, shared)| {
-            let calls = shared.calls.lock().expect("calls lock");
-            let collectives = calls.history.back().map_or(0, |c| c.seq + 1);
-            let wait = shared.waiting.lock().expect("waiting lock").as_ref().map(|w| RankWait {
-                call: w.call.clone(),
-                peer: w.peer as u32,
-                waited_ms: w.since.elapsed().as_millis() as u64,
-                peer_state: whereabouts(&calls, w.peer, w.seq),
-            });
-            drop(calls);
-            RankState { job, rank: shared.rank as u32, size: shared.size as u32, collectives, wait }
-        })
-        .collect()
+    worlds.into_iter().map(|(job, shared)| state_of(job, &shared)).collect()
 }
 
 /// Where `peer` is, as far as its answers to this rank's probes tell, for a wait in

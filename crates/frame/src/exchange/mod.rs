@@ -177,8 +177,9 @@ impl ExchangeExec {
 
 }
 
-impl DisplayAs for ExchangeExec {
-    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl ExchangeExec {
+    /// What it does, as plans show it: `ExchangeExec: shuffle into 4 partitions over 2 ranks`.
+    pub(crate) fn describe(&self) -> String {
         let how = match &self.route {
             Route::Hash(_, n) => format!("shuffle into {n} partitions"),
             Route::RoundRobin(n) => format!("deal batches into {n} partitions"),
@@ -187,7 +188,13 @@ impl DisplayAs for ExchangeExec {
             Route::Move(targets) if targets.iter().all(|t| *t == Loc::Rank(0)) => "gather to rank 0".into(),
             Route::Move(_) => "move partitions".into(),
         };
-        write!(f, "ExchangeExec: {how} over {} ranks", self.ranks)
+        format!("ExchangeExec: {how} over {} ranks", self.ranks)
+    }
+}
+
+impl DisplayAs for ExchangeExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.describe())
     }
 }
 

@@ -61,6 +61,8 @@ pub(crate) struct QueryRun {
     peak_in_flight: AtomicUsize,
     bytes_sent: AtomicUsize,
     batches_sent: AtomicUsize,
+    /// Per exchange: rows and bytes this rank sent to other ranks.
+    moved: Mutex<Vec<(u64, u64)>>,
 }
 
 pub(super) struct Inbox {
@@ -91,6 +93,7 @@ impl QueryRun {
             peak_in_flight: AtomicUsize::new(0),
             bytes_sent: AtomicUsize::new(0),
             batches_sent: AtomicUsize::new(0),
+            moved: Mutex::new(Vec::new()),
         })
     }
 
@@ -107,7 +110,21 @@ impl QueryRun {
         for (id, exchange) in exchanges.iter().enumerate() {
             exchange.id.store(id, Ordering::Relaxed);
         }
+        *self.moved.lock().expect("moved lock") = vec![(0, 0); exchanges.len()];
         *self.exchanges.lock().expect("exchanges lock") = exchanges;
+    }
+
+    /// Each exchange of the plan with the rows and bytes this rank sent through it to
+    /// other ranks.
+    pub(crate) fn exchange_figures(&self) -> Vec<chorus_dashboard::model::ExchangeRecord> {
+        let moved = self.moved.lock().expect("moved lock");
+        self.exchanges
+            .lock()
+            .expect("exchanges lock")
+            .iter()
+            .zip(moved.iter())
+            .map(|(e, (rows, bytes))| chorus_dashboard::model::ExchangeRecord { name: e.describe(), rows: *rows, bytes: *bytes })
+            .collect()
     }
 
     pub(crate) fn stats(&self) -> ExchangeStats {
@@ -423,9 +440,13 @@ impl QueryRun {
                 self.record_comm_failure(e);
                 return;
             }
-            if batch.is_some() {
+            if let Some(batch) = &batch {
                 self.bytes_sent.fetch_add(message.len(), Ordering::Relaxed);
                 self.batches_sent.fetch_add(1, Ordering::Relaxed);
+                if let Some(m) = self.moved.lock().expect("moved lock").get_mut(id) {
+                    m.0 += batch.num_rows() as u64;
+                    m.1 += message.len() as u64;
+                }
             }
         }
     }

@@ -62,3 +62,31 @@ fn driver_mode_and_spmd_mode_give_the_same_answers() {
     assert!(err.contains(&format!("{}:3", bad.display())), "{err}");
     assert_eq!(df.count().unwrap(), 10_000);
 }
+
+#[test]
+fn a_driver_query_is_reported_to_the_dashboard_with_its_plan_and_exchanges() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = purchases_file(dir.path(), 5_000);
+    let cluster = cluster(2);
+    let client = cluster.client();
+    let ctx = Context::on_cluster(&client).unwrap();
+    let df = ctx.read_csv(&path, CsvOptions::default()).unwrap();
+    ctx.register("purchases", &df).unwrap();
+    let sql = "SELECT Product, count(*) AS n FROM purchases GROUP BY Product ORDER BY Product";
+    let rows_back: usize = ctx.sql(sql).unwrap().collect().unwrap().iter().map(|b| b.num_rows()).sum();
+    let snap = client.snapshot(Default::default()).unwrap();
+    let q = snap.queries.iter().find(|q| q.label == sql).unwrap_or_else(|| panic!("the query is not on the dashboard: {:?}", snap.queries));
+    assert_eq!(q.rows, rows_back as u64);
+    assert!(q.error.is_none() && q.micros > 0);
+    assert!(q.plan.contains("ExchangeExec") && q.plan.contains("Hash("), "the plan with its distribution: {}", q.plan);
+    assert_eq!(q.stages.len(), 3);
+    assert!(q.stages[1].name.contains("2 ranks") && q.stages[1].micros > 0, "{:?}", q.stages);
+    let shuffle = q.exchanges.iter().find(|e| e.name.contains("shuffle")).unwrap_or_else(|| panic!("{:?}", q.exchanges));
+    assert!(shuffle.rows > 0 && shuffle.bytes > 0, "the shuffle moved rows between the 2 ranks: {shuffle:?}");
+
+    // A query that fails is shown with its error.
+    assert!(ctx.sql("SELECT CAST(Product AS INT) FROM purchases").unwrap().collect().is_err());
+    let snap = client.snapshot(Default::default()).unwrap();
+    let failed = snap.queries.last().unwrap();
+    assert!(failed.label.contains("CAST") && failed.error.as_deref().is_some_and(|e| !e.is_empty()), "{failed:?}");
+}

@@ -837,6 +837,5 @@ fn ranks_progress<T>(futures: &[Future<T>]) {
         return;
     }
     let bar = progress::bar(futures.len() as u64, "%px", "ranks");
-    progress::wait_all(futures, |done| bar.set_position(done));
-    bar.finish();
+    progress::follow(&bar, futures, "ranks");
 }

@@ -52,6 +52,12 @@ impl Client {
         }
     }
 
+    /// Reports a DataFrame query this client ran, for the dashboard's Queries page
+    /// (the scheduler keeps the latest 50).
+    pub fn record_query(&self, record: chorus_dashboard::model::QueryRecord) {
+        self.inner.send(crate::proto::FromClient::Query(Box::new(record)));
+    }
+
     /// The tasks behind `roots` with their dependencies, as far as the scheduler keeps
     /// them.
     pub fn graph(&self, roots: &[TaskId]) -> Result<Vec<GraphNode>> {
@@ -201,9 +207,9 @@ pub(crate) fn to_dot(graph: &[GraphNode]) -> String {
         }
     } else {
         let depth = depths(graph);
-        // (name, depth) -> (count, done)
-        let mut groups: BTreeMap<(u32, String), (u64, u64)> = BTreeMap::new();
-        let mut edges: BTreeMap<((u32, String), (u32, String)), u64> = BTreeMap::new();
+        // (depth, name) -> (count, done)
+        let mut groups: BTreeMap<GroupKey, (u64, u64)> = BTreeMap::new();
+        let mut edges: BTreeMap<(GroupKey, GroupKey), u64> = BTreeMap::new();
         let key = |n: &GraphNode| (depth[&n.id], short(&n.name).to_string());
         let by_id: std::collections::HashMap<TaskId, &GraphNode> = graph.iter().map(|n| (n.id, n)).collect();
         for n in graph {
@@ -214,7 +220,7 @@ pub(crate) fn to_dot(graph: &[GraphNode]) -> String {
                 *edges.entry((key(d), key(n))).or_default() += 1;
             }
         }
-        let ids: BTreeMap<&(u32, String), usize> = groups.keys().enumerate().map(|(i, k)| (k, i)).collect();
+        let ids: BTreeMap<&GroupKey, usize> = groups.keys().enumerate().map(|(i, k)| (k, i)).collect();
         for (k, (count, done)) in &groups {
             let state = if done == count { "memory" } else { "waiting" };
             let label = format!("{} × {count}\n{done} done", k.1);
@@ -227,6 +233,9 @@ pub(crate) fn to_dot(graph: &[GraphNode]) -> String {
     out.push_str("}\n");
     out
 }
+
+/// A group of a large graph: the depth of its tasks and their function.
+type GroupKey = (u32, String);
 
 /// The function's last path segment: `inc` for `my_crate::inc`.
 fn short(name: &str) -> &str {

@@ -26,7 +26,7 @@ pub(crate) fn bar(len: u64, prefix: &str, unit: &str) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr_with_hz(10));
-    let template = format!("{{prefix}}: {{percent:>3}}%|{{wide_bar}}| {{pos}}/{{len}} {unit} [{{elapsed}}<{{eta}}, {{per_sec}}]");
+    let template = format!("{{prefix}}: {{percent:>3}}%|{{wide_bar}}| {{pos}}/{{len}} {unit} [{{elapsed}}<{{eta}}, {{msg}}]");
     if let Ok(style) = ProgressStyle::with_template(&template) {
         bar.set_style(style.progress_chars("█▉▊▋▌▍▎▏ "));
     }
@@ -48,13 +48,26 @@ pub(crate) fn bar(len: u64, prefix: &str, unit: &str) -> ProgressBar {
 /// ```
 pub fn progress<T>(futures: &[Future<T>]) {
     let bar = bar(futures.len() as u64, "progress", "tasks");
-    wait_all(futures, |done| bar.set_position(done));
+    follow(&bar, futures, "tasks");
+}
+
+/// Moves `bar` as `futures` end, with their rate, and ends its line.
+pub(crate) fn follow<T>(bar: &ProgressBar, futures: &[Future<T>], unit: &str) {
+    let started = Instant::now();
+    wait_all(futures, |done| {
+        let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-3);
+        bar.set_message(format!("{rate:.0} {unit}/s"));
+        bar.set_position(done);
+    });
     bar.finish();
+    if !bar.is_hidden() {
+        eprintln!();
+    }
 }
 
 /// Waits until all of `futures` ended, telling `step` how many have, at most every
 /// [`TICK`].
-pub(crate) fn wait_all<T>(futures: &[Future<T>], mut step: impl FnMut(u64)) {
+fn wait_all<T>(futures: &[Future<T>], mut step: impl FnMut(u64)) {
     let Some(first) = futures.first() else { return };
     let client = first.handle.client.clone();
     let mut pending: Vec<usize> = (0..futures.len()).collect();

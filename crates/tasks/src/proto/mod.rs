@@ -420,6 +420,8 @@ pub enum FromClient {
         /// What.
         objects: Vec<(TaskId, u64)>,
     },
+    /// A DataFrame query the client ran, for the dashboard's Queries page.
+    Query(Box<chorus_dashboard::model::QueryRecord>),
 }
 
 impl Message for FromClient {

@@ -92,6 +92,8 @@ pub enum Event {
         /// When it arrived, in microseconds since the Unix epoch.
         at_us: u64,
     },
+    /// A client ran a DataFrame query (its plan, exchanges and timing).
+    Query(Box<chorus_dashboard::model::QueryRecord>),
     /// The time now, in microseconds since the Unix epoch (the server's clock, once a
     /// second): what the scheduler stamps joins and departures with.
     Clock {

@@ -10,7 +10,8 @@
 //!   the task stream (older runs drop off the front);
 //! - each worker's latest figures and a bounded history of its memory and CPU;
 //! - workers that left, and why;
-//! - SPMD jobs, rank by rank.
+//! - SPMD jobs, rank by rank;
+//! - the DataFrame queries clients report (plans, exchanges, timing).
 //!
 //! Time comes in with the events (heartbeats and clock ticks carry it), so the state
 //! machine still reads no clock.
@@ -18,7 +19,8 @@
 use std::collections::VecDeque;
 
 use chorus_dashboard::model::{
-    DepartedWorker, GroupRow, MemorySample, RankRow, RankState, SpmdJob, TaskEvent, Totals, DEPARTED_KEPT, JOBS_KEPT,
+    DepartedWorker, GroupRow, MemorySample, QueryRecord, RankRow, RankState, SpmdJob, TaskEvent, Totals, DEPARTED_KEPT,
+    JOBS_KEPT, QUERIES_KEPT,
 };
 use rustc_hash::FxHashMap;
 
@@ -91,6 +93,8 @@ pub(super) struct Observer {
     memory: VecDeque<MemorySample>,
     departed: VecDeque<DepartedWorker>,
     jobs: VecDeque<Job>,
+    queries: VecDeque<QueryRecord>,
+    next_query: u64,
     /// The latest time an event brought, in microseconds since the Unix epoch.
     clock: u64,
 }
@@ -110,6 +114,8 @@ impl Observer {
             memory: VecDeque::new(),
             departed: VecDeque::new(),
             jobs: VecDeque::new(),
+            queries: VecDeque::new(),
+            next_query: 0,
             clock: 0,
         }
     }
@@ -214,8 +220,9 @@ impl Observer {
     pub(super) fn heartbeat(&mut self, worker: WorkerId, beat: Heartbeat, at_us: u64) {
         self.clock(at_us);
         let Some(f) = self.figures.get_mut(&worker) else { return };
+        // The first heartbeat counts from the join (the process's start-up CPU with it).
         let wall = at_us.saturating_sub(f.last_us);
-        if wall > 0 && f.beat.cpu_micros > 0 {
+        if wall > 0 {
             f.cpu_percent = beat.cpu_micros.saturating_sub(f.beat.cpu_micros) as f64 * 100.0 / wall as f64;
         }
         f.last_us = at_us;
@@ -274,6 +281,20 @@ impl Observer {
                 *job_error = error.map(|e| format!("rank {rank}: {e}"));
             }
         }
+    }
+
+    /// A client's DataFrame query; it gets the next number.
+    pub(super) fn query(&mut self, mut record: QueryRecord) {
+        record.id = self.next_query;
+        self.next_query += 1;
+        if self.queries.len() == QUERIES_KEPT {
+            self.queries.pop_front();
+        }
+        self.queries.push_back(record);
+    }
+
+    pub(super) fn queries(&self) -> Vec<QueryRecord> {
+        self.queries.iter().cloned().collect()
     }
 
     pub(super) fn groups(&self) -> Vec<GroupRow> {

@@ -221,6 +221,10 @@ impl Scheduler {
                 self.obs.clock(now_us);
                 return;
             }
+            Event::Query(record) => {
+                self.obs.query(*record);
+                return;
+            }
         }
         self.schedule();
     }
@@ -323,6 +327,7 @@ impl Scheduler {
             next_event,
             totals: self.obs.totals(self.tasks.len() as u64),
             spmd,
+            queries: self.obs.queries(),
             memory: query.memory_since_us.map(|t| self.obs.memory(t)).unwrap_or_default(),
             ..Snapshot::default()
         }
