@@ -136,6 +136,14 @@ impl<T> Bag<T> {
         self.derive(Kind::Stages { input, stages }, self.node.parts)
     }
 
+    /// Draws this bag's graph to `path` — where its partitions come from, the stages
+    /// fused into each task, shuffles and reductions, one box per step with its
+    /// partition count and element type — as DOT (`.dot`, `.gv`) or SVG (`.svg`, drawn
+    /// by Graphviz's `dot`). Nothing runs.
+    pub fn visualize(&self, path: impl AsRef<std::path::Path>) -> Result<()> {
+        Ok(chorus_tasks::write_dot(&crate::visualize::to_dot(&self.node), path.as_ref())?)
+    }
+
     /// How many partitions it has.
     pub fn npartitions(&self) -> usize {
         self.node.parts

@@ -83,6 +83,7 @@ mod plan;
 mod reduce;
 mod registry;
 mod text;
+mod visualize;
 mod words;
 
 pub use bag::{from_futures, from_sequence, range, read_text, Bag, Pluck};

@@ -49,6 +49,9 @@ pub struct Settings {
     pub frame_threads: Option<usize>,
     /// `CHORUS_DASHBOARD`: where a local cluster serves its dashboard.
     pub dashboard: DashboardSetting,
+    /// `CHORUS_TRACE`: a file a local cluster writes its task stream to, as a Chrome
+    /// trace, when it stops.
+    pub trace: Option<PathBuf>,
     /// `CHORUS_RANK_STATE_DIR`: where each rank writes what it is doing, for the
     /// launcher's dashboard and progress bar (set by `chorus run`).
     pub rank_state_dir: Option<PathBuf>,
@@ -120,6 +123,7 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("CHORUS_WARN_AFTER", "seconds a call waits before it logs whom it waits for (60)"),
     ("CHORUS_SPIN_US", "microseconds a waiting call polls before it sleeps (50, or 200 when ranks share cores)"),
     ("CHORUS_DASHBOARD", "where a local cluster serves its dashboard: `auto` (default: 127.0.0.1:8787 or the next free port), `off`, or `HOST:PORT`"),
+    ("CHORUS_TRACE", "a file a local cluster writes its task stream to when it stops, as a Chrome trace (Perfetto opens it)"),
     ("CHORUS_RANK_STATE_DIR", "where each rank writes what it is doing, for `chorus run --dashboard`/`--progress` (set by `chorus run`)"),
     ("CHORUS_MAX_OBJECT", "the largest value (argument, result, scattered object) a process accepts; a size (half the memory)"),
     ("CHORUS_SEND_BUDGET", "bytes the scheduler queues for a peer that stops reading before it drops it; a size (256MiB)"),
@@ -197,6 +201,7 @@ impl Settings {
             send_budget: size("CHORUS_SEND_BUDGET")?,
             frame_threads: count("CHORUS_FRAME_THREADS")?,
             rank_state_dir: get("CHORUS_RANK_STATE_DIR").map(PathBuf::from),
+            trace: get("CHORUS_TRACE").map(PathBuf::from),
             dashboard: get("CHORUS_DASHBOARD")
                 .map(|v| DashboardSetting::parse("CHORUS_DASHBOARD", &v))
                 .transpose()?

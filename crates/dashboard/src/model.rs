@@ -100,7 +100,7 @@ pub struct WorkerRow {
     pub memory_limit: u64,
     /// Resident set size of the process, in bytes, at its last heartbeat.
     pub rss: u64,
-    /// Bytes of results it holds, as the scheduler counts them.
+    /// Bytes of results it holds, as it reported at its last heartbeat.
     pub stored: u64,
     /// Results it holds.
     pub objects: u64,

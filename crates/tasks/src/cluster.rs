@@ -282,6 +282,15 @@ impl LocalCluster {
         self.server.dashboard_link()
     }
 
+    /// Writes the task stream the scheduler keeps as a Chrome trace (see
+    /// [`Client::export_trace`]); a cluster does this itself when it stops if
+    /// `CHORUS_TRACE=FILE` is set.
+    pub fn write_trace(&self, path: &Path) -> Result<()> {
+        let snap = self.server.snapshot(chorus_dashboard::model::SnapshotQuery::default())?;
+        let trace = chorus_dashboard::report::chrome_trace(&snap);
+        std::fs::write(path, trace.to_string()).map_err(|source| Error::Io { context: format!("writing the trace {}", path.display()), source })
+    }
+
     /// What the dashboard shows now; see [`SchedulerServer::snapshot`].
     pub fn snapshot(&self, query: chorus_dashboard::model::SnapshotQuery) -> Result<chorus_dashboard::model::Snapshot> {
         self.server.snapshot(query)
@@ -321,6 +330,11 @@ impl LocalCluster {
 
 impl Drop for LocalCluster {
     fn drop(&mut self) {
+        if let Ok(Some(path)) = chorus_comm::settings::settings().map(|s| s.trace.clone()) {
+            if let Err(e) = self.write_trace(&path) {
+                chorus_comm::diag::warn(&format!("the trace {} was not written: {e}", path.display()));
+            }
+        }
         self.server.shutdown();
         let deadline = Instant::now() + Duration::from_secs(2);
         for c in &mut self.children {

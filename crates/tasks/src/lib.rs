@@ -39,7 +39,7 @@ mod worker;
 pub use args::{Arg, ArgValue, IntoArgs};
 pub use crate_error::{panic_message, Error, ErrorKind, Result};
 pub use codec::PodVec;
-pub use client::{progress, Actor, AsCompleted, Client, Future, PerformanceReport, WaitFor};
+pub use client::{progress, write_dot, Actor, AsCompleted, Client, Future, PerformanceReport, WaitFor};
 pub use cluster::{remote_snapshot, remote_status, worker_entry, ClusterFile, LocalCluster, LocalClusterBuilder};
 pub use error::{FailureKind, TaskError};
 pub use proto::{ClientId, Resources, Status, TaskId, TaskOptions, WorkerId, WorkerInfo, WorkerStatus};

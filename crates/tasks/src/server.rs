@@ -351,8 +351,8 @@ impl Drop for SchedulerServer {
     }
 }
 
-/// The most tasks a graph answer carries.
-pub const GRAPH_LIMIT: usize = 1_000_000;
+/// The most tasks a graph answer carries (`visualize` of more draws the first these).
+pub const GRAPH_LIMIT: usize = 200_000;
 
 /// What the dashboard's token is derived for (see [`Secret::derive_token`]).
 pub const DASHBOARD_TOKEN: &str = "chorus dashboard";

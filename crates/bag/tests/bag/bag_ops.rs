@@ -160,3 +160,28 @@ fn sources_made_on_the_workers_and_from_futures() {
     let back = bag.map(func!(|x: i64| x + 1)).to_futures().unwrap();
     assert_eq!(client.gather(&back).unwrap(), vec![vec![2i64, 3], vec![], vec![4]]);
 }
+
+#[test]
+fn visualize_draws_one_box_per_step_and_runs_nothing() {
+    let cluster = cluster(1);
+    let client = cluster.client();
+    let words = db::range(&client, 1000, 10)
+        .unwrap()
+        .map(func!(|x: u64| x % 7))
+        .filter(func!(|x: &u64| *x > 0))
+        .group_by(func!(|x: &u64| *x));
+    let dir = std::env::temp_dir().join(format!("chorus-bag-visualize-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("bag.dot");
+    words.visualize(&path).unwrap();
+    let dot = std::fs::read_to_string(&path).unwrap();
+    assert!(dot.starts_with("digraph bag"), "{dot}");
+    assert!(dot.contains("read or generate × 10"), "{dot}");
+    assert!(dot.contains("map bag_ops.rs:") && dot.contains(" → filter bag_ops.rs:"), "the fused stages, by where their closures are: {dot}");
+    assert!(dot.contains("group_by shuffle × 10"), "{dot}");
+    assert_eq!(dot.matches(" -> ").count(), 2, "{dot}");
+    assert_eq!(client.snapshot(Default::default()).unwrap().totals.finished, 0, "visualize runs nothing");
+    let e = words.visualize(dir.join("bag.pdf")).unwrap_err();
+    assert!(e.to_string().contains(".svg"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

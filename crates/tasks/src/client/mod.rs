@@ -43,7 +43,7 @@ mod mailbox;
 mod observe;
 mod progress;
 
-pub use observe::PerformanceReport;
+pub use observe::{write_dot, PerformanceReport};
 
 pub use progress::progress;
 

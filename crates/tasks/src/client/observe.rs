@@ -113,7 +113,7 @@ impl Client {
     pub fn visualize<T>(&self, futures: &[Future<T>], path: impl AsRef<Path>) -> Result<()> {
         let roots: Vec<TaskId> = futures.iter().map(|f| f.id()).collect();
         let graph = self.graph(&roots)?;
-        write_graph(&graph, path.as_ref())
+        write_dot(&to_dot(&graph), path.as_ref())
     }
 }
 
@@ -153,9 +153,10 @@ impl Drop for PerformanceReport {
     }
 }
 
-/// Writes `graph` as DOT, or SVG through `dot`, by `path`'s extension.
-pub(crate) fn write_graph(graph: &[GraphNode], path: &Path) -> Result<()> {
-    let dot = to_dot(graph);
+/// Writes a Graphviz graph to `path`: the DOT text for `.dot`/`.gv`, an SVG drawn by
+/// Graphviz's `dot` for `.svg` (what [`Client::visualize`] and the collections'
+/// `visualize` write).
+pub fn write_dot(dot: &str, path: &Path) -> Result<()> {
     match path.extension().and_then(|e| e.to_str()) {
         Some("dot" | "gv") => std::fs::write(path, dot).map_err(io(format!("writing {}", path.display()))),
         Some("svg") => {

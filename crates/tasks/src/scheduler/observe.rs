@@ -132,11 +132,13 @@ impl Observer {
     }
 
     /// A task of `group` entered state `to` (from `from`, `None` for a new record).
+    /// Counts saturate: a miscount would show on the dashboard, never stop the
+    /// scheduler.
     #[inline]
     pub(super) fn moved(&mut self, group: u32, from: Option<Slot>, to: Slot) {
         let c = &mut self.groups[group as usize].counts;
         if let Some(f) = from {
-            c[f as usize] -= 1;
+            c[f as usize] = c[f as usize].saturating_sub(1);
         }
         c[to as usize] += 1;
     }
@@ -144,7 +146,7 @@ impl Observer {
     /// A record of `group` in state `last` was dropped.
     pub(super) fn forgotten(&mut self, group: u32, last: Slot) {
         let g = &mut self.groups[group as usize];
-        g.counts[last as usize] -= 1;
+        g.counts[last as usize] = g.counts[last as usize].saturating_sub(1);
         if last == Slot::Erred {
             g.forgotten_erred += 1;
         } else {
