@@ -665,6 +665,19 @@ pub fn where_<'a, 'b, T: Element>(cond: &Array<bool>, a: impl Into<Operand<'a, T
     cond.select(a, b)
 }
 
+impl<T: Element> Array<T> {
+    /// Draws this array's graph to `path` — each fused expression with its operations,
+    /// shape and block grid, and every input it reads (generated blocks, files, stored
+    /// blocks, reductions, products, joins, rechunks) — as DOT (`.dot`, `.gv`) or SVG
+    /// (`.svg`, drawn by Graphviz's `dot`). Nothing runs.
+    ///
+    /// For `(x + x.T).sum()` that is three boxes: the random blocks of `x`, the fused
+    /// `add` that reads them twice (once transposed), and the tree of sums.
+    pub fn visualize(&self, path: impl AsRef<std::path::Path>) -> Result<()> {
+        Ok(chorus_tasks::write_dot(&crate::graph::visualize::to_dot(&self.data), path.as_ref())?)
+    }
+}
+
 impl<T: Element> std::fmt::Display for Array<T> {
     /// A table like Dask's: shape, chunks, element type, sizes and tasks.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -83,7 +83,7 @@ pub(crate) fn to_dot(root: &Arc<Node>) -> String {
         }
         let id = ids.len();
         ids.insert(key, id);
-        let text = label(&node).replace('\\', "\\\\").replace('"', "\\\"");
+        let text = label(&node).replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
         let _ = writeln!(out, "  n{id} [label=\"{text}\"];");
         for input in inputs(&node) {
             edges.push((Arc::as_ptr(input), id));

@@ -282,13 +282,16 @@ mod tests {
             ("CHORUS_PROCS", "4"),
             ("CHORUS_TLS", "off"),
             ("CHORUS_CONNECT_TIMEOUT", "2.5"),
-            ("CHORUS_DASHBOARD", "where a local cluster serves its dashboard: `auto` (default: 127.0.0.1:8787 or the next free port), `off`, or `HOST:PORT`"),
-    ("CHORUS_MAX_OBJECT", "64MiB"),
+            ("CHORUS_DASHBOARD", ":9999"),
+            ("CHORUS_MAX_OBJECT", "64MiB"),
             ("CHORUS_TRANSPORT", "tcp"),
             ("CHORUS_SPIN_US", "0"),
         ])
         .unwrap();
         assert_eq!(s.procs, Some(4));
+        assert_eq!(s.dashboard, DashboardSetting::At(std::net::SocketAddr::from(([127, 0, 0, 1], 9999))));
+        assert_eq!(with(&[("CHORUS_DASHBOARD", "off")]).unwrap().dashboard, DashboardSetting::Off);
+        assert_eq!(with(&[]).unwrap().dashboard, DashboardSetting::Default);
         assert_eq!(s.connect_timeout, Some(Duration::from_millis(2500)));
         assert_eq!(s.max_object, Some(64 << 20));
         assert_eq!(s.transport, TransportPreference::Tcp);

@@ -20,6 +20,7 @@ use crate::kernel::{self, BinaryOp, BlockPlan, Crop, EvalBlock, Piece, Expr, Gen
 use crate::{Error, Result};
 
 mod nodes;
+pub(crate) mod visualize;
 
 pub(crate) use nodes::{overlaps, submit, Build, Concat, Dot, Mapped, Reduction, Reshape, Slot};
 

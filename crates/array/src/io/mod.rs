@@ -33,6 +33,15 @@ pub(crate) enum FileArray {
 }
 
 impl FileArray {
+    /// The file (and dataset), for people.
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            FileArray::Npy { path, .. } | FileArray::Zarr { path, .. } => path.display().to_string(),
+            #[cfg(feature = "hdf5")]
+            FileArray::Hdf5 { path, dataset, .. } => format!("{}:{dataset}", path.display()),
+        }
+    }
+
     /// Reads block `index` (at `offset`, of `shape`); errors name the file and the block.
     pub(crate) fn read_block(&self, index: &[usize], offset: &[usize], shape: &[usize]) -> Result<Block, String> {
         match self {

@@ -70,3 +70,23 @@ fn display_shows_shape_chunks_sizes_and_tasks() {
     assert!(shown.contains("18.63 GiB") && shown.contains("190.73 MiB"), "{shown}");
     assert!(shown.contains("100 to compute"), "{shown}");
 }
+
+#[test]
+fn visualize_draws_the_seeds_sum_as_its_inputs_fused_expression_and_tree() {
+    let c = cluster(1);
+    let client = c.client();
+    let x = da::random::uniform(&client, &[50_000, 50_000], &[5_000, 5_000], 0).unwrap();
+    let total = (&x + &x.t()).sum().unwrap();
+    let dir = std::env::temp_dir().join(format!("chorus-array-visualize-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("sum.dot");
+    total.visualize(&path).unwrap();
+    let dot = std::fs::read_to_string(&path).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(dot.starts_with("digraph array"), "{dot}");
+    assert!(dot.contains("add\\nf64 50000×50000, 100 blocks (10×10)"), "the fused expression: {dot}");
+    assert!(dot.contains("uniform\\nf64 50000×50000, 100 blocks"), "its random input: {dot}");
+    assert!(dot.contains("[label=\"transposed\"]"), "read a second time, transposed: {dot}");
+    assert!(dot.contains("sum over axes"), "the tree of sums: {dot}");
+    assert_eq!(client.snapshot(Default::default()).unwrap().totals.finished, 0, "visualize runs nothing");
+}

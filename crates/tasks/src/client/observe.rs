@@ -181,7 +181,7 @@ pub fn write_dot(dot: &str, path: &Path) -> Result<()> {
 }
 
 fn quote(s: &str) -> String {
-    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n"))
 }
 
 fn fill(state: &str) -> &'static str {
