@@ -72,7 +72,7 @@ impl Client {
     /// one self-contained HTML page (task stream, per-function statistics, transfers,
     /// worker memory over the period), like Dask's `performance_report`.
     ///
-    /// ```no_run
+    /// ```ignore
     /// # #[chorus::remote] fn inc(x: i64) -> i64 { x + 1 }
     /// # fn main() -> chorus::Result<()> {
     /// # let cluster = chorus::LocalCluster::new()?;

@@ -37,7 +37,7 @@ pub(crate) fn bar(len: u64, prefix: &str, unit: &str) -> ProgressBar {
 /// Draws a bar until every one of `futures` has ended (well or not), then leaves it
 /// at 100%. Nothing is drawn when stderr is not a terminal, but it still waits.
 ///
-/// ```no_run
+/// ```ignore
 /// # #[chorus::remote] fn inc(x: i64) -> i64 { x + 1 }
 /// # fn main() -> chorus::Result<()> {
 /// let cluster = chorus::LocalCluster::new()?;
