@@ -12,6 +12,17 @@ use std::sync::RwLock;
 
 static TAG: RwLock<String> = RwLock::new(String::new());
 
+/// This host's name, for people (`localhost` when it cannot be read).
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "localhost".into())
+}
+
+/// The time now, in microseconds since the Unix epoch: what task timings, dashboards
+/// and traces are stamped with.
+pub fn unix_micros() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+}
+
 /// Names this process in its log lines ("rank 2", "worker 3", "scheduler"…). The
 /// latest call wins.
 pub fn set_process_tag(tag: impl Into<String>) {

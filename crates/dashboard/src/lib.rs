@@ -51,6 +51,12 @@ use model::{Snapshot, SnapshotQuery};
 
 pub use server::Dashboard;
 
+/// The token a dashboard of the cluster with `secret` asks for beyond loopback: derived
+/// from the secret, so everyone who holds it (scheduler, launcher, user) agrees.
+pub fn token(secret: &chorus_comm::Secret) -> String {
+    secret.derive_token("chorus dashboard")
+}
+
 /// What the dashboard shows: implemented by whoever runs the cluster.
 pub trait Source: Send + Sync + 'static {
     /// The cluster now, with the task events and memory history `query` asks for;

@@ -59,11 +59,11 @@ pub fn chrome_trace(snap: &Snapshot) -> Value {
     json!({ "traceEvents": events, "displayTimeUnit": "ms" })
 }
 
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+/// Writes [`chrome_trace`] of `snap` to `path`.
+pub fn write_chrome_trace(snap: &Snapshot, path: &std::path::Path) -> std::io::Result<()> {
+    std::fs::write(path, chrome_trace(snap).to_string())
 }
 
-/// This host's name, for links on a wildcard bind.
-pub(crate) fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "localhost".into())
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }

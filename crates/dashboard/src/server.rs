@@ -63,7 +63,7 @@ impl Dashboard {
         let (listener, displaced) = listen(&bind)?;
         let addr = listener.local_addr().map_err(|source| Error::Bind { addr: bind_addr(&bind), source })?;
         let guard = auth::Guard::new(addr.ip(), token);
-        let host = if addr.ip().is_unspecified() { crate::report::hostname() } else { addr.ip().to_string() };
+        let host = if addr.ip().is_unspecified() { chorus_comm::diag::hostname() } else { addr.ip().to_string() };
         let link = match guard.link_query() {
             Some(q) => format!("http://{host}:{}/status?{q}", addr.port()),
             None => format!("http://{host}:{}/status", addr.port()),

@@ -317,7 +317,7 @@ pub fn run_job(options: &RunOptions) -> Result<Outcome> {
     // Before any rank starts: a dashboard address that is taken ends the job here.
     let dashboard = match &options.dashboard {
         Some(bind) => {
-            let token = rendezvous.secret.derive_token("chorus dashboard");
+            let token = chorus_dashboard::token(&rendezvous.secret);
             let d = chorus_dashboard::Dashboard::serve(bind.clone(), token, view.clone()).map_err(|e| {
                 let _ = std::fs::remove_dir_all(&dir);
                 Error::Config(e.to_string())

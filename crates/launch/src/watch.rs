@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use chorus_comm::diag::{hostname, unix_micros};
 use chorus_comm::probe::{read_state_file, state_file};
 use chorus_dashboard::model::{ClusterInfo, RankRow, Snapshot, SnapshotQuery, SpmdJob};
 use chorus_dashboard::Source;
@@ -27,13 +28,6 @@ pub(crate) struct JobView {
     pub(crate) outcome: Mutex<Option<Outcome>>,
 }
 
-fn unix_micros() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "localhost".into())
-}
 
 impl JobView {
     /// Ranks that have joined the job (written their first state).

@@ -287,8 +287,7 @@ impl LocalCluster {
     /// `CHORUS_TRACE=FILE` is set.
     pub fn write_trace(&self, path: &Path) -> Result<()> {
         let snap = self.server.snapshot(chorus_dashboard::model::SnapshotQuery::default())?;
-        let trace = chorus_dashboard::report::chrome_trace(&snap);
-        std::fs::write(path, trace.to_string()).map_err(|source| Error::Io { context: format!("writing the trace {}", path.display()), source })
+        chorus_dashboard::report::write_chrome_trace(&snap, path).map_err(|source| Error::Io { context: format!("writing the trace {}", path.display()), source })
     }
 
     /// What the dashboard shows now; see [`SchedulerServer::snapshot`].

@@ -203,7 +203,7 @@ impl SchedulerServer {
                 members: members.clone(),
                 program: program.clone(),
                 policy: config.program,
-                started_us: crate::worker::unix_micros(),
+                started_us: chorus_comm::diag::unix_micros(),
                 address: String::new(),
             }),
             budget: config.limits.send_budget,
@@ -248,7 +248,7 @@ impl SchedulerServer {
         core.core.lock().expect("core lock").address = tcp.clone();
         let dashboard = match config.dashboard {
             Some(bind) => {
-                let token = config.secret.derive_token(DASHBOARD_TOKEN);
+                let token = chorus_dashboard::token(&config.secret);
                 let source = Arc::new(CoreSource(Arc::downgrade(&core)));
                 Some(Dashboard::serve(bind, token, source).map_err(crate::Error::Dashboard)?)
             }
@@ -353,9 +353,6 @@ impl Drop for SchedulerServer {
 
 /// The most tasks a graph answer carries (`visualize` of more draws the first these).
 pub const GRAPH_LIMIT: usize = 200_000;
-
-/// What the dashboard's token is derived for (see [`Secret::derive_token`]).
-pub const DASHBOARD_TOKEN: &str = "chorus dashboard";
 
 /// The dashboard's view of the scheduler: requests go through the inbox like any other
 /// input, and are answered between batches.
@@ -554,7 +551,7 @@ impl Core {
         match input {
             Input::WorkerJoined(info, out) => {
                 self.workers.insert(info.id, (out, Instant::now()));
-                self.sched.handle(Event::Clock { now_us: crate::worker::unix_micros() });
+                self.sched.handle(Event::Clock { now_us: chorus_comm::diag::unix_micros() });
                 self.sched.handle(Event::WorkerJoined(info));
                 self.publish_workers();
             }
@@ -568,13 +565,13 @@ impl Core {
                         Event::MissingInputs { worker, id, instance, missing }
                     }
                     FromWorker::Stolen(ids) => Event::Stolen { worker, ids },
-                    FromWorker::Heartbeat(beat) => Event::Heartbeat { worker, beat, at_us: crate::worker::unix_micros() },
+                    FromWorker::Heartbeat(beat) => Event::Heartbeat { worker, beat, at_us: chorus_comm::diag::unix_micros() },
                     FromWorker::Register(_) => return true,
                 };
                 self.sched.handle(event);
             }
             Input::WorkerClosed(w, reason) => {
-                self.sched.handle(Event::Clock { now_us: crate::worker::unix_micros() });
+                self.sched.handle(Event::Clock { now_us: chorus_comm::diag::unix_micros() });
                 self.lose_worker(w, reason);
             }
             Input::ClientJoined(id, sink) => {
@@ -602,7 +599,7 @@ impl Core {
             Input::Status(reply) => reply(self.sched.status(self.clients.len() as u64)),
             Input::Observe(query, reply) => {
                 let mut snap = self.sched.observe(query);
-                snap.now_us = crate::worker::unix_micros();
+                snap.now_us = chorus_comm::diag::unix_micros();
                 snap.cluster = ClusterInfo {
                     kind: "scheduler".into(),
                     address: self.address.clone(),
@@ -613,7 +610,7 @@ impl Core {
             }
             Input::Graph(roots, reply) => reply(self.sched.graph(&roots, GRAPH_LIMIT)),
             Input::Tick => {
-                self.sched.handle(Event::Clock { now_us: crate::worker::unix_micros() });
+                self.sched.handle(Event::Clock { now_us: chorus_comm::diag::unix_micros() });
                 self.check_heartbeats();
             }
             Input::Shutdown => return false,

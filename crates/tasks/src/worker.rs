@@ -363,7 +363,7 @@ pub fn run_worker(config: WorkerConfig) -> Result<()> {
         resources: Resources { cpus: nthreads, custom: config.resources.clone() },
         memory_limit: config.memory_limit,
         data,
-        host: hostname(),
+        host: chorus_comm::diag::hostname(),
         pid: std::process::id(),
     };
     let mut writer = stream.try_clone().map_err(|source| Error::Io { context: "socket".into(), source })?;
@@ -683,7 +683,7 @@ impl Worker {
         let id = task.spec.id;
         let micros = started.elapsed().as_micros() as u64;
         let timing = Timing {
-            start_us: unix_micros().saturating_sub(micros),
+            start_us: chorus_comm::diag::unix_micros().saturating_sub(micros),
             micros,
             fetch_micros: fetch.micros,
             fetched: fetch.bytes,
@@ -788,14 +788,7 @@ fn unknown(name: &str, what: &str, attr: &str) -> Fault {
     }
 }
 
-pub(crate) fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "localhost".into())
-}
 
-/// Microseconds since the Unix epoch.
-pub(crate) fn unix_micros() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
-}
 
 /// CPU time this process has used, user and system, in microseconds.
 fn cpu_micros() -> u64 {

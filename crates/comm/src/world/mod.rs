@@ -203,7 +203,7 @@ impl World {
                     unix: listeners.unix.as_ref().map(|(_, d)| d.socket().display().to_string()),
                     host_key: host_key.clone(),
                 },
-                hostname: hostname(),
+                hostname: crate::diag::hostname(),
             };
             let table = coordinator.register(registration).await?;
             if table.len() != config.size {
@@ -361,6 +361,3 @@ impl Drop for World {
     }
 }
 
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "?".into())
-}

@@ -43,11 +43,7 @@ impl Client {
     /// on and the memory samples `query` asks for.
     pub fn snapshot(&self, query: SnapshotQuery) -> Result<Snapshot> {
         match &self.inner.link {
-            Link::Local(_) => {
-                let mut snap = ask(self, "a snapshot", |reply| Input::Observe(query, reply))?;
-                snap.events.retain(|e| e.seq >= query.events_since);
-                Ok(snap)
-            }
+            Link::Local(_) => ask(self, "a snapshot", |reply| Input::Observe(query, reply)),
             Link::Remote(_) => crate::cluster::remote_snapshot(&self.inner.address, &self.inner.secret, query),
         }
     }
@@ -101,8 +97,7 @@ impl Client {
     pub fn export_trace(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
         let snap = self.snapshot(SnapshotQuery { events_since: 0, memory_since_us: None })?;
-        let trace = chorus_dashboard::report::chrome_trace(&snap);
-        std::fs::write(path, trace.to_string()).map_err(io(format!("writing the trace {}", path.display())))
+        chorus_dashboard::report::write_chrome_trace(&snap, path).map_err(io(format!("writing the trace {}", path.display())))
     }
 
     /// Draws the task graph behind `futures` (their tasks and the lineage the scheduler
