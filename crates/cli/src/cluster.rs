@@ -31,8 +31,12 @@ pub fn scheduler(
     heartbeat_timeout: u64,
     allowed_failures: u32,
     dashboard: Option<chorus::dashboard::Bind>,
+    trace: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
     chorus::comm::diag::set_process_tag("scheduler");
+    // Before any thread starts, so that every thread inherits the mask: SIGINT and
+    // SIGTERM are then taken only by `sigtimedwait` below, which writes the trace.
+    let stop_signals = trace.as_ref().map(|_| block_stop_signals()).transpose()?;
     let secret = match Secret::from_env()? {
         Some(s) => s,
         None => Secret::generate()?,
@@ -63,11 +67,57 @@ pub fn scheduler(
         }
         let _ = writeln!(out, "Dashboard: {}", d.link());
     }
+    if let Some(path) = &trace {
+        let _ = writeln!(out, "task stream trace (Chrome trace-event JSON, every {} s and at exit): {}", TRACE_EVERY.as_secs(), path.display());
+    }
     let _ = out.flush();
     drop(out);
+    let (Some(path), Some(signals)) = (trace, stop_signals) else {
+        loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        }
+    };
+    let mut written = None;
     loop {
-        std::thread::sleep(Duration::from_secs(3600));
+        let signal = wait_for_signal(&signals, TRACE_EVERY);
+        // Only when tasks have run since the last write.
+        let next = server.snapshot(chorus::dashboard::model::SnapshotQuery { events_since: u64::MAX, memory_since_us: None })?.next_event;
+        if written != Some(next) || signal.is_some() {
+            let snap = server.snapshot(chorus::dashboard::model::SnapshotQuery::default())?;
+            chorus::dashboard::report::write_chrome_trace(&snap, &path).with_context(|| format!("writing the trace {}", path.display()))?;
+            written = Some(next);
+        }
+        if let Some(signal) = signal {
+            eprintln!("chorus scheduler: stopped by signal {signal}; trace written to {}", path.display());
+            return Ok(ExitCode::from(128 + signal as u8));
+        }
     }
+}
+
+/// How often `chorus scheduler --trace` rewrites its trace file.
+const TRACE_EVERY: Duration = Duration::from_secs(5);
+
+/// Blocks SIGINT and SIGTERM in this thread (and every thread it starts from now on).
+fn block_stop_signals() -> anyhow::Result<libc::sigset_t> {
+    // SAFETY: the set is initialised by sigemptyset before use; pthread_sigmask only
+    // changes this thread's mask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        let rc = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        anyhow::ensure!(rc == 0, "blocking SIGINT and SIGTERM: {}", std::io::Error::from_raw_os_error(rc));
+        Ok(set)
+    }
+}
+
+/// Waits up to `timeout` for one of `signals` (blocked beforehand); the signal's number.
+fn wait_for_signal(signals: &libc::sigset_t, timeout: Duration) -> Option<i32> {
+    let ts = libc::timespec { tv_sec: timeout.as_secs() as libc::time_t, tv_nsec: timeout.subsec_nanos() as _ };
+    // SAFETY: `signals` is a valid set and the info pointer may be null.
+    let n = unsafe { libc::sigtimedwait(signals, std::ptr::null_mut(), &ts) };
+    (n > 0).then_some(n)
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -78,6 +78,11 @@ enum Command {
         /// Serve no dashboard.
         #[arg(long)]
         no_dashboard: bool,
+        /// Write the task stream to FILE as a Chrome trace-event JSON file (Perfetto opens
+        /// it): rewritten every 5 s while tasks run, and a last time when the scheduler is
+        /// stopped with SIGINT or SIGTERM.
+        #[arg(long, value_name = "FILE")]
+        trace: Option<PathBuf>,
     },
     /// Start worker processes of PROGRAM (whose main has #[chorus::main]) for a scheduler.
     ///
@@ -152,7 +157,7 @@ fn run() -> anyhow::Result<ExitCode> {
                 }
             })
         }
-        Command::Scheduler { listen, cluster_file, heartbeat_timeout, allowed_failures, dashboard, no_dashboard } => {
+        Command::Scheduler { listen, cluster_file, heartbeat_timeout, allowed_failures, dashboard, no_dashboard, trace } => {
             let dashboard = match (dashboard, no_dashboard) {
                 (_, true) => None,
                 (Some(addr), false) => chorus::dashboard::Bind::from_setting(
@@ -160,7 +165,7 @@ fn run() -> anyhow::Result<ExitCode> {
                 ),
                 (None, false) => Some(chorus::dashboard::Bind::Default),
             };
-            cluster::scheduler(&listen, cluster_file, heartbeat_timeout, allowed_failures, dashboard)
+            cluster::scheduler(&listen, cluster_file, heartbeat_timeout, allowed_failures, dashboard, trace)
         }
         Command::Worker { scheduler, nworkers, nthreads, memory_limit, resources, cluster_file, command } => {
             let (program, args) = command.split_first().context("no program given")?;

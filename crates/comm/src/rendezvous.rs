@@ -80,6 +80,18 @@ async fn read_msg<T: for<'de> Deserialize<'de>>(s: &mut Secured) -> std::io::Res
 /// registered rank is told why, when ranks disagree on the binary, register twice, or do
 /// not all arrive within `timeout`.
 pub async fn serve(listener: TcpListener, size: usize, secret: Secret, timeout: Duration) -> Result<()> {
+    serve_counting(listener, size, secret, timeout, Default::default()).await
+}
+
+/// [`serve`], counting in `joined` the ranks that have registered so far: what a
+/// launcher's start-up bar shows while it waits for the last rank.
+pub async fn serve_counting(
+    listener: TcpListener,
+    size: usize,
+    secret: Secret,
+    timeout: Duration,
+    joined_count: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> Result<()> {
     let deadline = Instant::now() + timeout;
     let (tx, mut rx) = mpsc::unbounded_channel::<(Secured, Registration)>();
     let accept = async {
@@ -127,6 +139,7 @@ pub async fn serve(listener: TcpListener, size: usize, secret: Secret, timeout: 
                         break;
                     }
                     joined.insert(reg.rank, (stream, reg));
+                    joined_count.store(joined.len(), std::sync::atomic::Ordering::Relaxed);
                 }
                 Ok(None) => unreachable!("the accept loop holds a sender"),
                 Err(_) => {

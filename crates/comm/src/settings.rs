@@ -52,8 +52,11 @@ pub struct Settings {
     /// `CHORUS_TRACE`: a file a local cluster writes its task stream to, as a Chrome
     /// trace, when it stops.
     pub trace: Option<PathBuf>,
+    /// `CHORUS_PROGRESS`: draw a start-up bar of the ranks as they join a self-spawned
+    /// job (`1`/`on`), as `chorus run --progress` does; only on a terminal.
+    pub progress: bool,
     /// `CHORUS_RANK_STATE_DIR`: where each rank writes what it is doing, for the
-    /// launcher's dashboard and progress bar (set by `chorus run`).
+    /// launcher's dashboard (set by `chorus run --dashboard`).
     pub rank_state_dir: Option<PathBuf>,
     /// The `CHORUS_WORKER_*` variables a cluster starts its worker processes with.
     pub worker: WorkerSettings,
@@ -124,7 +127,8 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("CHORUS_SPIN_US", "microseconds a waiting call polls before it sleeps (50, or 200 when ranks share cores)"),
     ("CHORUS_DASHBOARD", "where a local cluster serves its dashboard: `auto` (default: 127.0.0.1:8787 or the next free port), `off`, or `HOST:PORT`"),
     ("CHORUS_TRACE", "a file a local cluster writes its task stream to when it stops, as a Chrome trace (Perfetto opens it)"),
-    ("CHORUS_RANK_STATE_DIR", "where each rank writes what it is doing, for `chorus run --dashboard`/`--progress` (set by `chorus run`)"),
+    ("CHORUS_PROGRESS", "`1` or `on`: a program that starts its own ranks draws `ranks started: N/M` on a terminal (`0`/`off`, the default: none)"),
+    ("CHORUS_RANK_STATE_DIR", "where each rank writes what it is doing, for `chorus run --dashboard` (set by `chorus run`)"),
     ("CHORUS_MAX_OBJECT", "the largest value (argument, result, scattered object) a process accepts; a size (half the memory)"),
     ("CHORUS_SEND_BUDGET", "bytes the scheduler queues for a peer that stops reading before it drops it; a size (256MiB)"),
     ("CHORUS_FRAME_THREADS", "DataFrame query threads per rank (the cores divided among the ranks)"),
@@ -200,6 +204,11 @@ impl Settings {
             max_object: size("CHORUS_MAX_OBJECT")?,
             send_budget: size("CHORUS_SEND_BUDGET")?,
             frame_threads: count("CHORUS_FRAME_THREADS")?,
+            progress: match get("CHORUS_PROGRESS").as_deref().map(str::trim) {
+                None | Some("0" | "off" | "false" | "no") => false,
+                Some("1" | "on" | "true" | "yes") => true,
+                Some(other) => return Err(invalid("CHORUS_PROGRESS", other, "1, on, 0 or off")),
+            },
             rank_state_dir: get("CHORUS_RANK_STATE_DIR").map(PathBuf::from),
             trace: get("CHORUS_TRACE").map(PathBuf::from),
             dashboard: get("CHORUS_DASHBOARD")

@@ -59,9 +59,18 @@ pub fn chrome_trace(snap: &Snapshot) -> Value {
     json!({ "traceEvents": events, "displayTimeUnit": "ms" })
 }
 
-/// Writes [`chrome_trace`] of `snap` to `path`.
+/// Writes [`chrome_trace`] of `snap` to `path`, through a temporary file renamed into
+/// place, so a reader (or a trace rewritten while it runs) never sees half a file.
 pub fn write_chrome_trace(snap: &Snapshot, path: &std::path::Path) -> std::io::Result<()> {
-    std::fs::write(path, chrome_trace(snap).to_string())
+    let name = path.file_name().ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "the trace path names no file"))?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".{}.tmp", std::process::id()));
+    let tmp = path.with_file_name(tmp_name);
+    std::fs::write(&tmp, chrome_trace(snap).to_string())?;
+    std::fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
 }
 
 fn escape(s: &str) -> String {

@@ -31,6 +31,7 @@ mod watch;
 pub use error::{Error, Result};
 
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicUsize;
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
@@ -56,6 +57,7 @@ pub struct WorldBuilder {
     prefix_output: bool,
     connect_timeout: Option<Duration>,
     warn_after: Option<Duration>,
+    progress: bool,
 }
 
 impl Default for WorldBuilder {
@@ -67,7 +69,7 @@ impl Default for WorldBuilder {
 impl WorldBuilder {
     /// Default options: one process unless a launcher or `CHORUS_PROCS` says otherwise.
     pub fn new() -> Self {
-        WorldBuilder { procs: None, prefix_output: true, connect_timeout: None, warn_after: None }
+        WorldBuilder { procs: None, prefix_output: true, connect_timeout: None, warn_after: None, progress: false }
     }
 
     /// When the program was started directly, run the job on `n` processes: this one
@@ -87,6 +89,14 @@ impl WorldBuilder {
     /// Prefix the spawned ranks' output lines with `[rank] ` (default: on).
     pub fn prefix_output(mut self, on: bool) -> Self {
         self.prefix_output = on;
+        self
+    }
+
+    /// When this process starts the other ranks, draw `ranks started: N/M` on stderr while
+    /// they join (a terminal only), as `chorus run --progress` does. `CHORUS_PROGRESS=1`
+    /// turns it on too.
+    pub fn progress(mut self, on: bool) -> Self {
+        self.progress = on;
         self
     }
 
@@ -156,7 +166,8 @@ impl WorldBuilder {
         if size == 1 {
             return Ok(World::single());
         }
-        self_spawn(size, self.prefix_output, connect_timeout, config)
+        let progress = self.progress || settings.progress;
+        self_spawn(size, self.prefix_output, progress, connect_timeout, config)
     }
 }
 
@@ -173,6 +184,13 @@ fn bind_coordinator(addr: &str) -> Result<std::net::TcpListener> {
 /// of its own, and returns the address ranks should use; failures reach the ranks as
 /// refusals. The task layer's `Client::spmd` serves its jobs' rendezvous this way.
 pub fn serve_rendezvous_in_background(addr: &str, size: usize, secret: Secret, timeout: Duration) -> Result<SocketAddr> {
+    Ok(serve_rendezvous_counting(addr, size, secret, timeout)?.0)
+}
+
+/// [`serve_rendezvous_in_background`], with the count of ranks registered so far.
+fn serve_rendezvous_counting(addr: &str, size: usize, secret: Secret, timeout: Duration) -> Result<(SocketAddr, Arc<AtomicUsize>)> {
+    let joined = Arc::new(AtomicUsize::new(0));
+    let counter = joined.clone();
     let listener = bind_coordinator(addr)?;
     let local = listener.local_addr().map_err(|source| Error::Io { context: "reading the rendezvous address".into(), source })?;
     std::thread::Builder::new()
@@ -181,26 +199,28 @@ pub fn serve_rendezvous_in_background(addr: &str, size: usize, secret: Secret, t
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rendezvous runtime");
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).expect("registering the rendezvous listener");
-                if let Err(e) = chorus_comm::rendezvous::serve(listener, size, secret, timeout).await {
+                if let Err(e) = chorus_comm::rendezvous::serve_counting(listener, size, secret, timeout, counter).await {
                     chorus_comm::diag::warn(&e.to_string());
                 }
             });
         })
         .map_err(|source| Error::Io { context: "starting the rendezvous thread".into(), source })?;
-    Ok(local)
+    Ok((local, joined))
 }
 
 /// A fresh job secret and a rendezvous serving it, as chorus's own launchers start them.
 struct Rendezvous {
     coordinator: String,
     secret: Secret,
+    /// Ranks registered so far.
+    joined: Arc<AtomicUsize>,
 }
 
 impl Rendezvous {
     fn start(bind: &str, size: usize, timeout: Duration) -> Result<Rendezvous> {
         let secret = Secret::generate()?;
-        let coordinator = serve_rendezvous_in_background(bind, size, secret.clone(), timeout)?.to_string();
-        Ok(Rendezvous { coordinator, secret })
+        let (coordinator, joined) = serve_rendezvous_counting(bind, size, secret.clone(), timeout)?;
+        Ok(Rendezvous { coordinator: coordinator.to_string(), secret, joined })
     }
 
     /// What every rank started for this job needs in its environment.
@@ -215,6 +235,7 @@ impl Rendezvous {
 fn self_spawn(
     size: usize,
     prefix: bool,
+    progress: bool,
     connect_timeout: Duration,
     config: impl Fn(usize, usize, String, Secret) -> WorldConfig,
 ) -> Result<World> {
@@ -258,7 +279,10 @@ fn self_spawn(
         })
         .map_err(|source| Error::Io { context: "starting the rank monitor thread".into(), source })?;
     started_rx.recv().expect("the monitor reports the start")?;
-    let mut world = World::connect(config(0, size, rendezvous.coordinator, rendezvous.secret))?;
+    let bar = if progress { watch::StartupBar::start(size, rendezvous.joined.clone()) } else { None };
+    let world = World::connect(config(0, size, rendezvous.coordinator, rendezvous.secret));
+    drop(bar);
+    let mut world = world?;
     // A lost rank is a failed rank: give the monitor time to report it and end the job.
     world.set_peer_lost_hook(std::sync::Arc::new(|_| std::thread::sleep(Duration::from_secs(3))));
     world.set_finalized_hook(Box::new(move || {
@@ -295,9 +319,9 @@ pub fn run_job(options: &RunOptions) -> Result<Outcome> {
     let timeout = chorus_comm::settings::settings()?.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
     let rendezvous = Rendezvous::start(&options.coordinator_bind, options.procs, timeout)?;
     let mut env = rendezvous.rank_env();
-    let watched = options.dashboard.is_some() || options.progress;
+    // With a dashboard, the ranks write their states where it reads them.
     let dir = std::env::temp_dir().join(format!("chorus-run-{}", std::process::id()));
-    if watched {
+    if options.dashboard.is_some() {
         std::fs::create_dir_all(&dir).map_err(|source| Error::Io { context: format!("creating {}", dir.display()), source })?;
         env.push(("CHORUS_RANK_STATE_DIR".into(), dir.display().to_string()));
     }
@@ -309,9 +333,6 @@ pub fn run_job(options: &RunOptions) -> Result<Outcome> {
         size: options.procs,
         prefix: options.prefix,
     };
-    if !watched {
-        return Ok(Job::spawn(&spec)?.wait());
-    }
     let name = options.program.file_name().unwrap_or_default().to_string_lossy().into_owned();
     let view = Arc::new(watch::JobView::new(dir.clone(), rendezvous.coordinator.clone(), name, options.procs));
     // Before any rank starts: a dashboard address that is taken ends the job here.
@@ -329,12 +350,13 @@ pub fn run_job(options: &RunOptions) -> Result<Outcome> {
     };
     let job = Job::spawn(&spec)?;
     *view.pids.lock().expect("pids lock") = job.pids().to_vec();
-    if options.progress {
-        watch::startup_bar(view.clone());
-    }
+    let bar = if options.progress { watch::StartupBar::start(options.procs, rendezvous.joined.clone()) } else { None };
     let outcome = job.wait();
+    drop(bar);
     *view.outcome.lock().expect("outcome lock") = Some(outcome.clone());
     drop(dashboard);
-    let _ = std::fs::remove_dir_all(&dir);
+    if options.dashboard.is_some() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     Ok(outcome)
 }

@@ -1,12 +1,15 @@
-//! What `chorus run --dashboard` and `--progress` show of a job that has no scheduler.
+//! What `chorus run --dashboard` and `--progress`, and a self-spawned job's start-up
+//! bar, show of a job that has no scheduler.
 //!
 //! Each rank writes its state (the collective it is in, for whom it waits) to a file
 //! in a directory of the launcher's (`CHORUS_RANK_STATE_DIR`, see
 //! [`chorus_comm::probe::publish`]); the launcher reads those files for its dashboard's
-//! SPMD page and counts them for the start-up bar.
+//! SPMD page. The start-up bar (`--progress`, or `CHORUS_PROGRESS=1` for a self-spawned
+//! job) counts the ranks the job's rendezvous has registered.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -28,13 +31,7 @@ pub(crate) struct JobView {
     pub(crate) outcome: Mutex<Option<Outcome>>,
 }
 
-
 impl JobView {
-    /// Ranks that have joined the job (written their first state).
-    fn joined(&self) -> usize {
-        (0..self.size).filter(|r| state_file(&self.dir, *r).exists()).count()
-    }
-
     fn job(&self) -> SpmdJob {
         let outcome = self.outcome.lock().expect("outcome lock").clone();
         let host = hostname();
@@ -90,26 +87,53 @@ impl Source for JobView {
     }
 }
 
-/// Draws `ranks started: N/M` on stderr (a terminal only) until every rank joined or
-/// the job ended.
-pub(crate) fn startup_bar(view: Arc<JobView>) {
-    if !std::io::stderr().is_terminal() || view.size < 2 {
-        return;
+/// The start-up bar of a job: `ranks started: N/M` on stderr while the rendezvous waits
+/// for its ranks. It stops when every rank has joined or when it is dropped.
+pub(crate) struct StartupBar {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl StartupBar {
+    /// Starts drawing, counting ranks in `joined` (the rendezvous's count); `None` when
+    /// stderr is not a terminal or the job has one rank.
+    pub(crate) fn start(size: usize, joined: Arc<AtomicUsize>) -> Option<StartupBar> {
+        if !std::io::stderr().is_terminal() || size < 2 {
+            return None;
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("chorus-startup-bar".into())
+            .spawn(move || {
+                let target = indicatif::ProgressDrawTarget::stderr_with_hz(10);
+                let bar = indicatif::ProgressBar::with_draw_target(Some(size as u64), target);
+                if let Ok(style) =
+                    indicatif::ProgressStyle::with_template("ranks started: {percent:>3}%|{wide_bar}| {pos}/{len} ranks [{elapsed}]")
+                {
+                    bar.set_style(style.progress_chars("█▉▊▋▌▍▎▏ "));
+                }
+                loop {
+                    let n = joined.load(Ordering::Relaxed).min(size);
+                    bar.set_position(n as u64);
+                    if n == size || stopped.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                bar.finish();
+                eprintln!();
+            })
+            .ok()?;
+        Some(StartupBar { stop, thread: Some(thread) })
     }
-    std::thread::spawn(move || {
-        let bar = indicatif::ProgressBar::with_draw_target(Some(view.size as u64), indicatif::ProgressDrawTarget::stderr_with_hz(10));
-        if let Ok(style) = indicatif::ProgressStyle::with_template("ranks started: {percent:>3}%|{wide_bar}| {pos}/{len} ranks [{elapsed}]") {
-            bar.set_style(style.progress_chars("█▉▊▋▌▍▎▏ "));
+}
+
+impl Drop for StartupBar {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
         }
-        loop {
-            let joined = view.joined();
-            bar.set_position(joined as u64);
-            if joined == view.size || view.outcome.lock().expect("outcome lock").is_some() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        bar.finish();
-        eprintln!();
-    });
+    }
 }

@@ -12,6 +12,7 @@ mod spmd_dashboard;
 mod spmd_examples;
 mod spmd_failures;
 mod spmd_launchers;
+mod spmd_progress;
 mod spmd_security;
 mod support;
 mod tasks_progress;

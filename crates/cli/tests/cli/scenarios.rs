@@ -20,10 +20,18 @@ pub fn run(name: &str) {
 
 fn scenario(name: &str) -> Result<(), Box<dyn std::error::Error>> {
     let (name, arg) = name.split_once(':').unwrap_or((name, ""));
+    if name == "slow-start" {
+        // The last rank starts `arg` ms late, so a start-up bar shows the others waiting.
+        let rank: Option<usize> = std::env::var("CHORUS_RANK").ok().and_then(|r| r.parse().ok());
+        let size: Option<usize> = std::env::var("CHORUS_SIZE").ok().and_then(|r| r.parse().ok());
+        if rank.is_some() && rank == size.map(|s| s - 1) {
+            std::thread::sleep(std::time::Duration::from_millis(arg.parse()?));
+        }
+    }
     let world = chorus::init()?;
     let (r, p) = (world.rank(), world.size());
     match name {
-        "hello" => println!("rank {r} of {p}"),
+        "hello" | "slow-start" => println!("rank {r} of {p}"),
         "collectives" => collectives(&world, arg.parse()?),
         "panic" => {
             world.barrier()?;

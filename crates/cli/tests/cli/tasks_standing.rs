@@ -44,6 +44,11 @@ pub fn collect(r: impl Read + Send + 'static, log: &Arc<Mutex<String>>) {
 impl Standing {
     /// A cluster of `workers` workers; `env` goes to the scheduler and the workers.
     pub fn start(name: &str, workers: usize, env: &[(&str, &str)]) -> Standing {
+        Standing::start_with(name, workers, env, &[])
+    }
+
+    /// [`Standing::start`], with more arguments for `chorus scheduler`.
+    pub fn start_with(name: &str, workers: usize, env: &[(&str, &str)], scheduler_args: &[&str]) -> Standing {
         let dir = std::env::temp_dir().join(format!("chorus-standing-{name}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("cluster");
@@ -51,6 +56,7 @@ impl Standing {
         let mut scheduler = Command::new(chorus_bin())
             .args(["scheduler", "--listen", "127.0.0.1:0", "--cluster-file"])
             .arg(&file)
+            .args(scheduler_args)
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -97,6 +103,20 @@ impl Standing {
                 return log;
             }
             assert!(t.elapsed() < limit, "nothing printed {needle:?} within {limit:?}; the cluster printed:\n{log}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends `signal` to the scheduler and waits (up to `limit`) for it to exit.
+    pub fn stop_scheduler(&mut self, signal: i32, limit: Duration) -> std::process::ExitStatus {
+        // SAFETY: a plain kill(2) of the child this test started.
+        assert_eq!(unsafe { libc::kill(self.procs[0].id() as i32, signal) }, 0);
+        let t = Instant::now();
+        loop {
+            if let Some(status) = self.procs[0].try_wait().unwrap() {
+                return status;
+            }
+            assert!(t.elapsed() < limit, "the scheduler did not stop within {limit:?} of signal {signal}");
             std::thread::sleep(Duration::from_millis(20));
         }
     }
