@@ -120,12 +120,22 @@ fn wait_for_signal(signals: &libc::sigset_t, timeout: Duration) -> Option<i32> {
     (n > 0).then_some(n)
 }
 
+/// `chorus worker`'s memory flags.
+pub struct MemoryFlags {
+    /// Bytes per worker (0: none).
+    pub limit: u64,
+    /// Where workers spill.
+    pub spill_dir: Option<PathBuf>,
+    /// Bytes each may spill at most.
+    pub max_spill: Option<u64>,
+}
+
 #[allow(clippy::too_many_arguments)]
 pub fn worker(
     scheduler: &str,
     nworkers: usize,
     nthreads: u32,
-    memory_limit: u64,
+    memory: MemoryFlags,
     resources: &str,
     cluster_file: Option<PathBuf>,
     program: PathBuf,
@@ -138,8 +148,10 @@ pub fn worker(
         secret,
         nthreads,
         resources: parse_resources(resources)?,
-        memory_limit,
+        memory_limit: memory.limit,
         listen: None,
+        spill_dir: memory.spill_dir,
+        max_spill: memory.max_spill,
     };
     let mut children = Vec::new();
     for i in 0..nworkers {
@@ -150,11 +162,13 @@ pub fn worker(
         children.push(child);
     }
     eprintln!("chorus: {nworkers} worker(s) of {} joining {scheduler}", program.display());
+    // This process is the workers' nanny: one that exceeds its memory limit is replaced.
+    let args = args.to_vec();
+    let nanny = chorus::tasks::Nanny::start(children, move |_| config.command(&program, &args).spawn());
     let mut worst = 0u8;
-    for mut c in children {
-        let status = c.wait()?;
+    for status in nanny.wait() {
         if !status.success() {
-            eprintln!("chorus: worker pid {} ended: {status}", c.id());
+            eprintln!("chorus: a worker ended: {status}");
             worst = worst.max(status.code().unwrap_or(1).clamp(1, 255) as u8);
         }
     }
@@ -165,10 +179,13 @@ pub fn status(address: &str, cluster_file: Option<PathBuf>) -> anyhow::Result<Ex
     let secret = secret(cluster_file.as_ref())?;
     let st = remote_status(address, &secret)?;
     println!("scheduler {address}: {} workers, {} clients, {} tasks ({} waiting)", st.workers.len(), st.clients, st.tasks, st.waiting);
-    println!("{:>6} {:>8} {:<16} {:>7} {:>10} {:>8} {:>10} {:>10}", "worker", "pid", "host", "threads", "processing", "objects", "stored MB", "rss MB");
+    println!(
+        "{:>6} {:>8} {:<16} {:>7} {:>10} {:>8} {:>10} {:>10} {:>11} {:>7}",
+        "worker", "pid", "host", "threads", "processing", "objects", "stored MB", "rss MB", "spilled MB", "spills"
+    );
     for w in &st.workers {
         println!(
-            "{:>6} {:>8} {:<16} {:>7} {:>10} {:>8} {:>10.1} {:>10.1}",
+            "{:>6} {:>8} {:<16} {:>7} {:>10} {:>8} {:>10.1} {:>10.1} {:>11.1} {:>7}",
             w.info.id,
             w.info.pid,
             w.info.host,
@@ -176,7 +193,9 @@ pub fn status(address: &str, cluster_file: Option<PathBuf>) -> anyhow::Result<Ex
             w.processing,
             w.objects,
             w.stored as f64 / 1e6,
-            w.rss as f64 / 1e6
+            w.rss as f64 / 1e6,
+            w.spilled as f64 / 1e6,
+            w.spills
         );
     }
     Ok(ExitCode::SUCCESS)

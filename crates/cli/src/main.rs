@@ -97,9 +97,19 @@ enum Command {
         /// Threads per worker.
         #[arg(long, default_value_t = 1)]
         nthreads: u32,
-        /// Bytes; a worker above 80% of it starts no new task until it drops (0 = none).
-        #[arg(long, default_value_t = 0)]
-        memory_limit: u64,
+        /// Memory limit of each worker: a size (4GiB, 512MB, 1e9), 0 for none, or auto
+        /// (the machine's memory divided among the workers). At 60% of it in stored
+        /// results a worker spills to disk, at 80% of process memory it starts no new
+        /// task, at 95% it is restarted.
+        #[arg(long, value_name = "SIZE", default_value = "auto")]
+        memory_limit: String,
+        /// Where workers spill results to disk (a `worker-PID` directory each, removed
+        /// when it exits; default: chorus-spill in the system's temporary directory).
+        #[arg(long, value_name = "DIR")]
+        spill_dir: Option<PathBuf>,
+        /// Bytes each worker may spill at most, a size (default: no cap but the disk's).
+        #[arg(long, value_name = "SIZE")]
+        max_spill: Option<String>,
         /// Custom resources each worker offers, e.g. GPU=1,MEM=4.
         #[arg(long, default_value = "")]
         resources: String,
@@ -167,9 +177,17 @@ fn run() -> anyhow::Result<ExitCode> {
             };
             cluster::scheduler(&listen, cluster_file, heartbeat_timeout, allowed_failures, dashboard, trace)
         }
-        Command::Worker { scheduler, nworkers, nthreads, memory_limit, resources, cluster_file, command } => {
+        Command::Worker { scheduler, nworkers, nthreads, memory_limit, spill_dir, max_spill, resources, cluster_file, command } => {
             let (program, args) = command.split_first().context("no program given")?;
-            cluster::worker(&scheduler, nworkers, nthreads, memory_limit, &resources, cluster_file, resolve(program)?, args)
+            let memory = cluster::MemoryFlags {
+                limit: match memory_limit.trim() {
+                    "auto" => chorus::tasks::memory::default_limit(nworkers),
+                    size => chorus::comm::settings::parse_size("--memory-limit", size)?,
+                },
+                spill_dir,
+                max_spill: max_spill.map(|s| chorus::comm::settings::parse_size("--max-spill", &s)).transpose()?,
+            };
+            cluster::worker(&scheduler, nworkers, nthreads, memory, &resources, cluster_file, resolve(program)?, args)
         }
         Command::Status { address, cluster_file } => cluster::status(&address, cluster_file),
     }

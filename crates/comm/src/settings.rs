@@ -110,6 +110,10 @@ pub struct WorkerSettings {
     pub resources: Option<String>,
     /// `CHORUS_WORKER_LISTEN`: the IP address the worker's data server binds.
     pub listen: Option<String>,
+    /// `CHORUS_WORKER_SPILL_DIR`: where the worker makes its spill directory.
+    pub spill_dir: Option<PathBuf>,
+    /// `CHORUS_WORKER_MAX_SPILL`: bytes the worker may spill at most.
+    pub max_spill: Option<u64>,
 }
 
 /// Every variable: its name and what it sets.
@@ -137,6 +141,8 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("CHORUS_WORKER_MEMORY_LIMIT", "set by clusters for their workers: memory limit in bytes"),
     ("CHORUS_WORKER_RESOURCES", "set by clusters for their workers: `NAME=AMOUNT,…`"),
     ("CHORUS_WORKER_LISTEN", "set by clusters for their workers: the IP their data server binds"),
+    ("CHORUS_WORKER_SPILL_DIR", "set by clusters for their workers: where each makes its spill directory (`worker-PID`)"),
+    ("CHORUS_WORKER_MAX_SPILL", "set by clusters for their workers: bytes each may spill to disk at most"),
 ];
 
 /// The settings of this process, read from the environment the first time.
@@ -221,6 +227,8 @@ impl Settings {
                 memory_limit,
                 resources: get("CHORUS_WORKER_RESOURCES"),
                 listen: get("CHORUS_WORKER_LISTEN"),
+                spill_dir: get("CHORUS_WORKER_SPILL_DIR").map(PathBuf::from),
+                max_spill: size("CHORUS_WORKER_MAX_SPILL")?,
             },
         })
     }

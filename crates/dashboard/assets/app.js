@@ -146,13 +146,13 @@
     const top = Math.max(1, ...snap.workers.map(w => w.memory_limit || w.rss * 1.25));
     const rows = snap.workers.map(w => {
       const limit = w.memory_limit || top;
-      return h('div', { class: 'row memory-row', 'data-worker': w.id, 'data-rss': w.rss, 'data-stored': w.stored },
+      return h('div', { class: 'row memory-row', 'data-worker': w.id, 'data-rss': w.rss, 'data-stored': w.stored, 'data-spilled': w.spilled },
         h('div', { class: 'name', text: 'worker ' + w.id }),
         h('div', { class: 'bar' }, h('span', { class: 'stored', style: 'width:' + Math.min(100, 100 * w.stored / limit) + '%' }),
           h('span', { class: 'rss', style: 'width:' + Math.max(0, Math.min(100, 100 * (w.rss - w.stored) / limit)) + '%' })),
-        h('div', { class: 'num', text: 'RSS ' + bytes(w.rss) + (w.memory_limit ? ' of ' + bytes(w.memory_limit) : '') + ' · stored ' + bytes(w.stored) }));
+        h('div', { class: 'num', text: 'RSS ' + bytes(w.rss) + (w.memory_limit ? ' of ' + bytes(w.memory_limit) : '') + ' · stored ' + bytes(w.stored) + (w.spilled || w.spills ? ' · spilled ' + bytes(w.spilled) + ' (' + w.spills + ' out, ' + w.unspills + ' back)' : '') }));
     });
-    return section('Memory per worker', 'stored results · process RSS' + (snap.workers.some(w => w.memory_limit) ? ' · against its limit' : ''),
+    return section('Memory per worker', 'stored results · process RSS · spilled to disk' + (snap.workers.some(w => w.memory_limit) ? ' · against its limit' : ''),
       rows.length ? rows : h('div', { class: 'muted', text: 'No workers.' }));
   }
 
@@ -178,10 +178,10 @@
   }
 
   function workersView(snap, main) {
-    const head = ['worker', 'host', 'pid', 'threads', 'resources', 'memory limit', 'RSS', 'stored', 'objects', 'sent', 'received', 'running', 'CPU', 'last heartbeat'];
+    const head = ['worker', 'host', 'pid', 'threads', 'resources', 'memory limit', 'RSS', 'stored', 'spilled', 'objects', 'sent', 'received', 'running', 'CPU', 'last heartbeat'];
     const rows = snap.workers.map(w => h('tr', { class: 'worker-row', 'data-worker': w.id },
       [w.id, w.host, w.pid, w.nthreads, w.resources.map(r => r[0] + '=' + r[1]).join(', ') || '—', w.memory_limit ? bytes(w.memory_limit) : 'none',
-        bytes(w.rss), bytes(w.stored), w.objects, bytes(w.sent), bytes(w.received), w.processing, w.cpu_percent.toFixed(0) + '%',
+        bytes(w.rss), bytes(w.stored), bytes(w.spilled), w.objects, bytes(w.sent), bytes(w.received), w.processing, w.cpu_percent.toFixed(0) + '%',
         ago(snap.now_us, w.last_heartbeat_us)].map(v => h('td', { text: v }))));
     main.append(section('Workers', snap.workers.length + ' connected',
       h('table', {}, h('thead', {}, h('tr', {}, head.map(x => h('th', { text: x })))), h('tbody', {}, rows))));

@@ -57,8 +57,10 @@ pub struct MemorySample {
     pub worker: u32,
     /// Its resident set size, in bytes.
     pub rss: u64,
-    /// Bytes in its object store.
+    /// Bytes of its stored results in memory.
     pub stored: u64,
+    /// Bytes of its stored results on disk only.
+    pub spilled: u64,
     /// Its CPU use since the previous sample, in percent of one core.
     pub cpu_percent: f64,
 }
@@ -100,8 +102,14 @@ pub struct WorkerRow {
     pub memory_limit: u64,
     /// Resident set size of the process, in bytes, at its last heartbeat.
     pub rss: u64,
-    /// Bytes of results it holds, as it reported at its last heartbeat.
+    /// Bytes of results it holds in memory, as it reported at its last heartbeat.
     pub stored: u64,
+    /// Bytes of results it holds only on disk (spilled), at its last heartbeat.
+    pub spilled: u64,
+    /// Results it has written to disk so far.
+    pub spills: u64,
+    /// Spilled results it has read back so far.
+    pub unspills: u64,
     /// Results it holds.
     pub objects: u64,
     /// Bytes of task data it has sent to peers and clients.

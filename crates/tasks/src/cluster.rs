@@ -12,6 +12,7 @@ use crate::settings::Limits;
 use crate::client::Client;
 use crate::scheduler::SchedulerConfig;
 use crate::server::{ProgramPolicy, SchedulerServer, ServerConfig};
+use crate::nanny::Nanny;
 use crate::worker::{self, WorkerConfig};
 use crate::{Error, Result};
 
@@ -60,7 +61,7 @@ pub struct LocalCluster {
     server: SchedulerServer,
     secret: Secret,
     limits: Limits,
-    children: Vec<Child>,
+    nanny: Nanny,
     started_in: Duration,
 }
 
@@ -69,7 +70,10 @@ pub struct LocalCluster {
 pub struct LocalClusterBuilder {
     workers: usize,
     threads: u32,
-    memory_limit: u64,
+    /// `None`: the machine's memory divided among the workers.
+    memory_limit: Option<u64>,
+    spill_dir: Option<PathBuf>,
+    max_spill: Option<u64>,
     resources: Vec<(String, f64)>,
     program: Option<(PathBuf, Vec<OsString>)>,
     timeout: Duration,
@@ -87,7 +91,9 @@ impl Default for LocalClusterBuilder {
         LocalClusterBuilder {
             workers: cores,
             threads: 1,
-            memory_limit: 0,
+            memory_limit: None,
+            spill_dir: None,
+            max_spill: None,
             resources: Vec::new(),
             program: None,
             timeout: Duration::from_secs(30),
@@ -113,10 +119,26 @@ impl LocalClusterBuilder {
         self
     }
 
-    /// Memory limit per worker in bytes: a worker above 80% of it starts no new task
-    /// until it drops (default: none).
+    /// Memory limit per worker in bytes (default: the machine's memory divided among
+    /// the workers; 0 for none). At 60% of it in stored results a worker spills the
+    /// least recently used to disk, at 70% of process memory it spills more, at 80% it
+    /// starts no new task, and at 95% it is restarted (see [`crate::memory`]).
     pub fn memory_limit(mut self, bytes: u64) -> Self {
-        self.memory_limit = bytes;
+        self.memory_limit = Some(bytes);
+        self
+    }
+
+    /// Where workers spill (each in a `worker-PID` directory of its own, removed when
+    /// it exits; default: `chorus-spill` in the system's temporary directory).
+    pub fn spill_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.spill_dir = Some(dir.into());
+        self
+    }
+
+    /// Bytes each worker may spill to disk at most (default: no cap but the disk's).
+    /// A worker at its cap keeps new results in memory.
+    pub fn max_spill(mut self, bytes: u64) -> Self {
+        self.max_spill = Some(bytes);
         self
     }
 
@@ -210,8 +232,8 @@ impl LocalClusterBuilder {
             limits,
         })?;
         let address = server.local_address().unwrap_or_else(|| server.address().to_string());
-        let (program, args) = match &self.program {
-            Some(p) => p.clone(),
+        let (program, args) = match self.program.clone() {
+            Some(p) => p,
             None => (
                 std::env::current_exe()
                     .map_err(|source| Error::Io { context: "finding this program's executable".into(), source })?,
@@ -223,23 +245,33 @@ impl LocalClusterBuilder {
             secret: secret.clone(),
             nthreads: self.threads,
             resources: self.resources.clone(),
-            memory_limit: self.memory_limit,
+            memory_limit: self.memory_limit.unwrap_or_else(|| crate::memory::default_limit(self.workers)),
             listen: None,
+            spill_dir: self.spill_dir.clone(),
+            max_spill: self.max_spill,
+        };
+        let program_name = program.display().to_string();
+        let env = self.env.clone();
+        let max_object = limits.max_object;
+        let spawn = move |_: usize| {
+            config
+                .command(&program, &args)
+                .env(crate::settings::MAX_OBJECT_ENV, max_object.to_string())
+                .envs(env.iter().map(|(k, v)| (k, v)))
+                .spawn()
         };
         let mut children = Vec::with_capacity(self.workers);
-        for _ in 0..self.workers {
-            let child = config
-                .command(&program, &args)
-                .env(crate::settings::MAX_OBJECT_ENV, limits.max_object.to_string())
-                .envs(self.env.iter().map(|(k, v)| (k, v)))
-                .spawn()
-                .map_err(|source| Error::Spawn { rank: children.len(), program: program.display().to_string(), source })?;
+        for i in 0..self.workers {
+            let child = spawn(i).map_err(|source| Error::Spawn { rank: i, program: program_name.clone(), source })?;
             children.push(child);
         }
-        let mut cluster = LocalCluster { server, secret, limits, children, started_in: Duration::ZERO };
-        let program_name = program.display().to_string();
-        let children = &mut cluster.children;
-        cluster.server.wait_for_workers(self.workers, self.timeout, || {
+        let kill_all = |children: &mut Vec<Child>| {
+            for c in children {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        };
+        let joined = server.wait_for_workers(self.workers, self.timeout, || {
             for c in children.iter_mut() {
                 if let Ok(Some(status)) = c.try_wait() {
                     return Err(Error::WorkersDidNotJoin(format!(
@@ -248,8 +280,13 @@ impl LocalClusterBuilder {
                 }
             }
             Ok(())
-        })?;
-        cluster.started_in = t0.elapsed();
+        });
+        if let Err(e) = joined {
+            kill_all(&mut children);
+            return Err(e);
+        }
+        let nanny = Nanny::start(children, spawn);
+        let cluster = LocalCluster { server, secret, limits, nanny, started_in: t0.elapsed() };
         if let Some(d) = cluster.server.dashboard() {
             match d.displaced() {
                 Some(port) => chorus_comm::diag::info(&format!("port {port} is in use; Dashboard: {}", d.link())),
@@ -323,7 +360,12 @@ impl LocalCluster {
 
     /// Process ids of the workers (to watch or, in tests, to kill them).
     pub fn worker_pids(&self) -> Vec<u32> {
-        self.children.iter().map(Child::id).collect()
+        self.nanny.pids()
+    }
+
+    /// Workers started in place of ones that exceeded their memory limit.
+    pub fn worker_restarts(&self) -> u64 {
+        self.nanny.restarts()
     }
 }
 
@@ -336,7 +378,7 @@ impl Drop for LocalCluster {
         }
         self.server.shutdown();
         let deadline = Instant::now() + Duration::from_secs(2);
-        for c in &mut self.children {
+        self.nanny.stop(|children| for c in children {
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = c.try_wait() {
                     break;
@@ -347,7 +389,7 @@ impl Drop for LocalCluster {
                 let _ = c.kill();
                 let _ = c.wait();
             }
-        }
+        });
     }
 }
 

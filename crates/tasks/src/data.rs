@@ -1,7 +1,8 @@
 //! Objects on workers (and large arguments on drivers), and moving them between
 //! processes.
 //!
-//! Each worker keeps its results in an [`ObjectStore`] and serves them on a data
+//! Each worker keeps its results in an [`ObjectStore`] (spilled to disk past its
+//! memory target) and serves them on a data
 //! listener of its own; a driver that submits large arguments serves them the same way.
 //! Peers fetch task inputs from there directly and clients gather results and scatter
 //! data there, so object bytes never pass through the scheduler.
@@ -14,7 +15,6 @@
 //! ([`Limits::max_object`]) is refused without allocating: the bytes are read and
 //! dropped, and the connection stays usable.
 
-use rustc_hash::FxHashMap;
 use std::collections::HashMap;
 use std::io::{self, BufReader, Read, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,46 +24,11 @@ use std::time::Duration;
 use chorus_comm::Secret;
 
 use crate::settings::Limits;
+pub(crate) use crate::store::ObjectStore;
+use crate::store::Body;
 use crate::net::{self, Stream};
 use crate::proto::{self, wire, DataAddress, DataReply, DataRequest, TaskId, WireError};
 use crate::{Error, Result};
-
-/// The objects a process holds.
-#[derive(Default)]
-pub(crate) struct ObjectStore {
-    objects: Mutex<FxHashMap<TaskId, Arc<Vec<u8>>>>,
-    bytes: AtomicU64,
-    /// Bytes served to other processes (for tests of where data flows).
-    pub served: AtomicU64,
-}
-
-impl ObjectStore {
-    pub(crate) fn get(&self, id: TaskId) -> Option<Arc<Vec<u8>>> {
-        self.objects.lock().expect("store lock").get(&id).cloned()
-    }
-
-    pub(crate) fn insert(&self, id: TaskId, bytes: Arc<Vec<u8>>) {
-        let n = bytes.len() as u64;
-        if let Some(old) = self.objects.lock().expect("store lock").insert(id, bytes) {
-            self.bytes.fetch_sub(old.len() as u64, Ordering::Relaxed);
-        }
-        self.bytes.fetch_add(n, Ordering::Relaxed);
-    }
-
-    pub(crate) fn remove(&self, id: TaskId) {
-        if let Some(old) = self.objects.lock().expect("store lock").remove(&id) {
-            self.bytes.fetch_sub(old.len() as u64, Ordering::Relaxed);
-        }
-    }
-
-    pub(crate) fn bytes(&self) -> u64 {
-        self.bytes.load(Ordering::Relaxed)
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.objects.lock().expect("store lock").len()
-    }
-}
 
 /// Objects no larger than this are written in one call with their header.
 const SMALL_OBJECT: usize = 64 << 10;
@@ -132,11 +97,21 @@ fn serve_conn(stream: Stream, store: &ObjectStore, limits: Limits) -> std::resul
         match request {
             DataRequest::Fetch(ids) => {
                 for id in ids {
-                    match store.get(id) {
-                        Some(bytes) => {
+                    match store.body(id) {
+                        Some(Body::Memory(bytes)) => {
                             store.served.fetch_add(bytes.len() as u64, Ordering::Relaxed);
                             let head = wire::encode(&DataReply::Object { id, size: bytes.len() as u64 });
                             write_with_body(&mut writer, head, &bytes)?;
+                        }
+                        Some(Body::File(file, size)) => {
+                            // Straight from the spill file; the announced size is sent
+                            // whatever happens, so a short file ends the connection.
+                            writer.write_all(&wire::encode(&DataReply::Object { id, size }))?;
+                            let sent = io::copy(&mut io::Read::take(file, size), &mut writer)?;
+                            if sent < size {
+                                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("the spill file of {id} is shorter than its object")).into());
+                            }
+                            store.served.fetch_add(size, Ordering::Relaxed);
                         }
                         None => writer.write_all(&wire::encode(&DataReply::Missing(id)))?,
                     }

@@ -15,6 +15,9 @@ pub enum FailureKind {
     UnknownFunction,
     /// The task was running when its worker died, too many times.
     KilledWorker,
+    /// The task was running when its worker went past 95% of its memory limit and was
+    /// restarted, more times than `allowed_failures`; the message names the limit.
+    MemoryLimit,
     /// The worker the task was bound to (actor, `run_on_all`, SPMD rank) left.
     WorkerLost,
     /// A result only one worker held was lost with it and cannot be recomputed (scattered
@@ -77,6 +80,7 @@ impl TaskError {
             FailureKind::Serialization => format!("task `{f}`{at}: {}", self.message),
             FailureKind::UnknownFunction => format!("task `{f}`{at}: {}", self.message),
             FailureKind::KilledWorker => format!("task `{f}` killed its worker: {}", self.message),
+            FailureKind::MemoryLimit => format!("task `{f}` exceeded its worker's memory limit: {}", self.message),
             FailureKind::WorkerLost => format!("task `{f}` lost its worker: {}", self.message),
             FailureKind::DataLost => format!("result of `{f}` was lost: {}", self.message),
             FailureKind::Cancelled => format!("task `{f}` was cancelled{}", if self.message.is_empty() { String::new() } else { format!(": {}", self.message) }),

@@ -32,7 +32,10 @@ mod outgoing;
 pub mod proto;
 pub mod registry;
 pub mod scheduler;
+pub mod memory;
+mod nanny;
 mod server;
+mod store;
 pub mod settings;
 mod worker;
 
@@ -43,6 +46,7 @@ pub use client::{progress, write_dot, Actor, AsCompleted, Client, Future, Perfor
 pub use cluster::{remote_snapshot, remote_status, worker_entry, ClusterFile, LocalCluster, LocalClusterBuilder};
 pub use error::{FailureKind, TaskError};
 pub use proto::{ClientId, Resources, Status, TaskId, TaskOptions, WorkerId, WorkerInfo, WorkerStatus};
+pub use nanny::Nanny;
 pub use registry::{ActorClass, RemoteFunction, SpmdFunction};
 pub use server::{ProgramPolicy, SchedulerServer, ServerConfig};
 pub use scheduler::SchedulerConfig;

@@ -567,12 +567,18 @@ impl Core {
                     FromWorker::Stolen(ids) => Event::Stolen { worker, ids },
                     FromWorker::Heartbeat(beat) => Event::Heartbeat { worker, beat, at_us: chorus_comm::diag::unix_micros() },
                     FromWorker::Register(_) => return true,
+                    FromWorker::Leaving(reason) => {
+                        // Its tasks go elsewhere now, not when its connection closes.
+                        self.sched.handle(Event::Clock { now_us: chorus_comm::diag::unix_micros() });
+                        self.lose_worker(worker, reason, true);
+                        return true;
+                    }
                 };
                 self.sched.handle(event);
             }
             Input::WorkerClosed(w, reason) => {
                 self.sched.handle(Event::Clock { now_us: chorus_comm::diag::unix_micros() });
-                self.lose_worker(w, reason);
+                self.lose_worker(w, reason, false);
             }
             Input::ClientJoined(id, sink) => {
                 let welcome = vec![ToClient::Welcome { client: id, workers: self.sched.worker_infos() }];
@@ -626,11 +632,11 @@ impl Core {
         }
     }
 
-    fn lose_worker(&mut self, w: WorkerId, reason: String) {
+    fn lose_worker(&mut self, w: WorkerId, reason: String, memory: bool) {
         if let Some((out, _)) = self.workers.remove(&w) {
             out.close(&reason);
             self.members.fetch_sub(1, Ordering::Relaxed);
-            self.sched.handle(Event::WorkerLost { worker: w, reason });
+            self.sched.handle(Event::WorkerLost { worker: w, reason, memory });
             self.publish_workers();
             self.maybe_forget_program();
         }
@@ -657,7 +663,7 @@ impl Core {
             .collect();
         for w in silent {
             let reason = format!("sent nothing for {:?} (heartbeat timeout)", self.heartbeat_timeout);
-            self.lose_worker(w, reason);
+            self.lose_worker(w, reason, false);
         }
     }
 
@@ -701,7 +707,7 @@ impl Core {
                 }
             }
             for (w, reason) in failed {
-                self.lose_worker(w, reason);
+                self.lose_worker(w, reason, false);
             }
             for (c, why) in dropped_clients {
                 protocol_warning(&format!("dropped {c}, which"), &why);

@@ -75,7 +75,7 @@ pub fn human_with(bytes: u64, decimals: usize) -> String {
 }
 
 /// The machine's memory, from /proc/meminfo (16 GiB when it cannot be read).
-fn total_memory() -> u64 {
+pub(crate) fn total_memory() -> u64 {
     std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|s| {

@@ -21,6 +21,9 @@ use chorus_comm::Secret;
 
 use crate::settings::Limits;
 use crate::data::{self, DataPool, Fetched, ObjectStore};
+use crate::memory;
+use crate::settings::human;
+use crate::store::{SpillConfig, SpillDir};
 use crate::error::{FailureKind, TaskError};
 use crate::net::{self, Stream};
 use crate::proto::{
@@ -43,6 +46,10 @@ pub mod env {
     /// The address the worker's data server binds (default: the address used to reach
     /// the scheduler, port 0).
     pub const LISTEN: &str = "CHORUS_WORKER_LISTEN";
+    /// Where the worker makes its spill directory.
+    pub const SPILL_DIR: &str = "CHORUS_WORKER_SPILL_DIR";
+    /// Bytes the worker may spill at most.
+    pub const MAX_SPILL: &str = "CHORUS_WORKER_MAX_SPILL";
 }
 
 /// How a worker is set up.
@@ -56,10 +63,16 @@ pub struct WorkerConfig {
     pub nthreads: u32,
     /// Named custom resources it offers.
     pub resources: Vec<(String, f64)>,
-    /// Stop starting tasks while the process's memory is above 80% of this (0 = no limit).
+    /// The worker's memory limit in bytes (0: none, and no spilling); see
+    /// [`crate::memory`] for what happens at 60, 70, 80 and 95% of it.
     pub memory_limit: u64,
     /// IP for the data server; `None` picks the one that reaches the scheduler.
     pub listen: Option<String>,
+    /// Where the worker makes its spill directory (`worker-PID` inside it); `None`: the
+    /// system's temporary directory, `chorus-spill` in it.
+    pub spill_dir: Option<std::path::PathBuf>,
+    /// Bytes the worker may spill to disk at most (`None`: as much as the disk holds).
+    pub max_spill: Option<u64>,
 }
 
 impl WorkerConfig {
@@ -82,6 +95,8 @@ impl WorkerConfig {
             resources,
             memory_limit: w.memory_limit.unwrap_or(0),
             listen: w.listen.clone(),
+            spill_dir: w.spill_dir.clone(),
+            max_spill: w.max_spill,
         }))
     }
 }
@@ -104,6 +119,12 @@ impl WorkerConfig {
             .stdin(std::process::Stdio::null());
         if let Some(ip) = &self.listen {
             cmd.env(env::LISTEN, ip);
+        }
+        if let Some(dir) = &self.spill_dir {
+            cmd.env(env::SPILL_DIR, dir);
+        }
+        if let Some(max) = self.max_spill {
+            cmd.env(env::MAX_SPILL, max.to_string());
         }
         cmd
     }
@@ -278,6 +299,10 @@ struct Worker {
     actors: Mutex<FxHashMap<TaskId, ActorCell>>,
     cancelled: Mutex<FxHashSet<TaskId>>,
     memory_limit: u64,
+    /// It is leaving for memory (see `leave_for_memory`).
+    leaving: std::sync::atomic::AtomicBool,
+    /// Where it spills (removed when `run_worker` returns, or before a memory exit).
+    spill_dir: Option<std::path::PathBuf>,
     limits: Limits,
     nthreads: u32,
     /// Bytes of inputs fetched from peers and drivers.
@@ -384,7 +409,20 @@ pub fn run_worker(config: WorkerConfig) -> Result<()> {
         }
         Err(e) => return Err(protocol(e)),
     };
-    let store = Arc::new(ObjectStore::default());
+    let spill_dir = if config.memory_limit > 0 {
+        let base = config.spill_dir.clone().unwrap_or_else(|| std::env::temp_dir().join("chorus-spill"));
+        Some(SpillDir::create(&base)?)
+    } else {
+        None
+    };
+    let store = Arc::new(match &spill_dir {
+        Some(dir) => ObjectStore::spilling(SpillConfig {
+            dir: dir.path().to_path_buf(),
+            target: memory::target(config.memory_limit),
+            max_spill: config.max_spill.unwrap_or(u64::MAX),
+        }),
+        None => ObjectStore::default(),
+    });
     let _socket_dir = data::serve(listeners, config.secret.clone(), store.clone(), limits)?;
     let worker = Arc::new(Worker {
         id,
@@ -405,6 +443,8 @@ pub fn run_worker(config: WorkerConfig) -> Result<()> {
         actors: Mutex::new(FxHashMap::default()),
         cancelled: Mutex::new(FxHashSet::default()),
         memory_limit: config.memory_limit,
+        leaving: Default::default(),
+        spill_dir: spill_dir.as_ref().map(|d| d.path().to_path_buf()),
         limits,
         nthreads,
         received: Default::default(),
@@ -418,39 +458,17 @@ pub fn run_worker(config: WorkerConfig) -> Result<()> {
     }
     {
         let w = worker.clone();
-        net::spawn("chorus-heartbeat", move || loop {
-            std::thread::sleep(Duration::from_secs(1));
-            let rss = rss_bytes();
-            if w.memory_limit > 0 {
-                let over = rss > w.memory_limit / 10 * 8;
-                let mut q = w.queue.lock().expect("queue lock");
-                if q.paused != over {
-                    q.paused = over;
-                    if over {
-                        chorus_comm::diag::warn(&format!(
-                            "{}: memory use {} MB is above 80% of the limit of {} MB; not starting tasks until it drops",
-                            w.describe,
-                            rss >> 20,
-                            w.memory_limit >> 20
-                        ));
-                    }
-                    w.wake.notify_all();
-                }
-            }
-            w.reporter.send(FromWorker::Heartbeat(Heartbeat {
-                stored: w.store.bytes(),
-                rss,
-                cpu_micros: cpu_micros(),
-                sent: w.store.served.load(std::sync::atomic::Ordering::Relaxed),
-                received: w.received.load(std::sync::atomic::Ordering::Relaxed),
-                ranks: chorus_comm::probe::ranks(),
-            }));
-        })?;
+        net::spawn("chorus-memory", move || w.monitor())?;
     }
     loop {
         let msg = match wire::read::<ToWorker>(&mut reader, &mut buf) {
             Ok(m) => m,
             // The scheduler is gone: a worker has nothing left to do.
+            // Leaving for memory: the scheduler closed the connection on being told, and
+            // the monitor ends the process with the status the nanny looks for.
+            Err(_) if worker.leaving.load(std::sync::atomic::Ordering::SeqCst) => loop {
+                std::thread::park();
+            },
             Err(WireError::Closed) => return Ok(()),
             Err(WireError::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => return Ok(()),
             Err(e) => return Err(protocol(e)),
@@ -484,6 +502,78 @@ pub fn run_worker(config: WorkerConfig) -> Result<()> {
 }
 
 impl Worker {
+    /// Watches the process's memory every 100 ms and acts on it (see [`crate::memory`]),
+    /// and sends a heartbeat every second.
+    fn monitor(&self) {
+        let beats_every = (Duration::from_secs(1).as_millis() / memory::MONITOR_EVERY.as_millis()) as u32;
+        for reading in 1u32.. {
+            std::thread::sleep(memory::MONITOR_EVERY);
+            let mut rss = memory::rss_bytes();
+            let mut step = memory::assess(self.memory_limit, rss);
+            if step.terminate {
+                self.leave_for_memory(rss);
+            }
+            if step.spill > 0 && self.store.spill_bytes(step.spill) > 0 {
+                memory::trim();
+                rss = memory::rss_bytes();
+                step = memory::assess(self.memory_limit, rss);
+            }
+            self.pause(step.pause, rss);
+            if reading % beats_every == 0 {
+                let figures = self.store.figures();
+                self.reporter.send(FromWorker::Heartbeat(Heartbeat {
+                    stored: figures.memory,
+                    spilled: figures.spilled,
+                    spills: figures.spills,
+                    unspills: figures.unspills,
+                    rss,
+                    cpu_micros: cpu_micros(),
+                    sent: self.store.served.load(std::sync::atomic::Ordering::Relaxed),
+                    received: self.received.load(std::sync::atomic::Ordering::Relaxed),
+                    ranks: chorus_comm::probe::ranks(),
+                }));
+            }
+        }
+    }
+
+    /// Starts or stops new tasks as memory crosses 80% of the limit.
+    fn pause(&self, over: bool, rss: u64) {
+        let mut q = self.queue.lock().expect("queue lock");
+        if q.paused == over {
+            return;
+        }
+        q.paused = over;
+        if over {
+            chorus_comm::diag::warn(&format!(
+                "{}: memory use {} is above {}% of the limit of {}; not starting tasks until it drops",
+                self.describe,
+                human(rss),
+                memory::PAUSE,
+                human(self.memory_limit)
+            ));
+        }
+        self.wake.notify_all();
+    }
+
+    /// Past 95% of the limit: tells the scheduler why, removes the spill directory and
+    /// exits for the nanny to start a new worker.
+    fn leave_for_memory(&self, rss: u64) -> ! {
+        let reason = format!(
+            "exceeded its memory limit: it used {} of {} (over {}%) and was restarted",
+            human(rss),
+            human(self.memory_limit),
+            memory::TERMINATE
+        );
+        chorus_comm::diag::error(&format!("{} {reason}", self.describe));
+        self.leaving.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.reporter.send(FromWorker::Leaving(reason));
+        self.reporter.flush();
+        if let Some(dir) = &self.spill_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        std::process::exit(memory::MEMORY_EXIT_CODE);
+    }
+
     fn accept(self: &Arc<Self>, tasks: Vec<ComputeTask>) {
         let mut q = self.queue.lock().expect("queue lock");
         for task in tasks {
@@ -697,6 +787,15 @@ impl Worker {
             }
             Ok(Some(bytes)) => {
                 let size = bytes.len() as u64;
+                if self.memory_limit > 0 && size > self.memory_limit {
+                    chorus_comm::diag::warn(&format!(
+                        "{}: the result of task `{}` ({id}) is {}, more than the memory limit of {}; it is kept, and spilled when it is not in use",
+                        self.describe,
+                        task.spec.kind.name(),
+                        human(size),
+                        human(self.memory_limit)
+                    ));
+                }
                 let bytes = Arc::new(bytes);
                 let inline = (bytes.len() <= INLINE_MAX).then(|| bytes.clone());
                 self.store.insert(id, bytes);
@@ -802,13 +901,4 @@ fn cpu_micros() -> u64 {
     };
     let micros = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
     micros(usage.ru_utime) + micros(usage.ru_stime)
-}
-
-/// Resident set size of this process.
-pub(crate) fn rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()))
-        .map(|pages| pages * 4096)
-        .unwrap_or(0)
 }

@@ -8,6 +8,7 @@ mod tasks_actors;
 mod tasks_api;
 mod tasks_bulk;
 mod tasks_failures;
+mod tasks_memory;
 mod tasks_scheduling;
 mod tasks_visualize;
 mod web;

@@ -354,13 +354,22 @@ pub enum FromWorker {
     Stolen(Vec<TaskId>),
     /// The worker is alive: what it uses, once a second.
     Heartbeat(Heartbeat),
+    /// The worker is about to exit, and why: its last message. It went past 95% of its
+    /// memory limit; its parent (the nanny) starts a new one.
+    Leaving(String),
 }
 
 /// A worker's figures, sent once a second.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Heartbeat {
-    /// Bytes held in its object store.
+    /// Bytes of stored objects in memory.
     pub stored: u64,
+    /// Bytes of stored objects whose only copy is on disk.
+    pub spilled: u64,
+    /// Objects written to disk so far, and read back.
+    pub spills: u64,
+    /// Objects read back from disk so far.
+    pub unspills: u64,
     /// Resident set size of the process.
     pub rss: u64,
     /// CPU time the process has used (user + system), in microseconds.
@@ -531,6 +540,10 @@ pub struct WorkerStatus {
     pub stored: u64,
     /// Its resident set size at the last heartbeat.
     pub rss: u64,
+    /// Bytes of its results only on disk (spilled), at the last heartbeat.
+    pub spilled: u64,
+    /// Results it has spilled to disk so far.
+    pub spills: u64,
 }
 
 /// The cluster as the scheduler sees it.

@@ -16,6 +16,9 @@ pub enum Event {
         worker: WorkerId,
         /// Why, for error messages.
         reason: String,
+        /// It went past its memory limit (and was restarted), rather than dying or
+        /// losing its connection.
+        memory: bool,
     },
     /// A client submitted tasks.
     Submit {

@@ -237,6 +237,7 @@ impl Observer {
             worker: worker.0,
             rss: f.beat.rss,
             stored: f.beat.stored,
+            spilled: f.beat.spilled,
             cpu_percent: f.cpu_percent,
         });
     }

@@ -171,7 +171,7 @@ impl Scheduler {
     pub fn handle(&mut self, event: Event) {
         match event {
             Event::WorkerJoined(info) => self.worker_joined(info),
-            Event::WorkerLost { worker, reason } => self.worker_lost(worker, &reason),
+            Event::WorkerLost { worker, reason, memory } => self.worker_lost(worker, &reason, memory),
             Event::Submit { client, tasks } => self.submit(client, tasks),
             Event::Release { client: _, ids } => {
                 for id in ids {
@@ -270,6 +270,8 @@ impl Scheduler {
                     objects: w.has.len() as u64,
                     stored: w.has.iter().filter_map(|id| self.tasks.get(id)).map(|r| r.size).sum(),
                     rss: w.rss,
+                    spilled: self.obs.figures(w.info.id).map_or(0, |f| f.0.spilled),
+                    spills: self.obs.figures(w.info.id).map_or(0, |f| f.0.spills),
                 })
                 .collect(),
             tasks: self.tasks.len() as u64,
@@ -300,6 +302,9 @@ impl Scheduler {
                     // The worker's own count at its last heartbeat: summing the sizes of
                     // what it holds would cost a lookup per object on every snapshot.
                     stored: w.stored,
+                    spilled: beat.spilled,
+                    spills: beat.spills,
+                    unspills: beat.unspills,
                     objects: w.has.len() as u64,
                     sent: beat.sent,
                     received: beat.received,
@@ -663,7 +668,7 @@ impl Scheduler {
         self.set_waiting_or_ready(id);
     }
 
-    fn worker_lost(&mut self, worker: WorkerId, reason: &str) {
+    fn worker_lost(&mut self, worker: WorkerId, reason: &str, memory: bool) {
         let Some(ws) = self.workers.remove(&worker) else { return };
         self.obs.worker_left(&ws.info, reason);
         self.out.compute.remove(&worker);
@@ -689,6 +694,16 @@ impl Scheduler {
             let name = r.name().to_string();
             if r.bound_to_worker() {
                 let e = TaskError::new(FailureKind::WorkerLost, name, who.clone());
+                self.fail_for_good(t, e);
+            } else if r.suspicious > self.config.allowed_failures && memory {
+                let e = TaskError::new(
+                    FailureKind::MemoryLimit,
+                    name,
+                    format!(
+                        "it was running on {} workers that died or were restarted, the last being {who}; the limit is {} (SchedulerConfig::allowed_failures). Give the workers more memory (--memory-limit, LocalClusterBuilder::memory_limit) or make the task use less",
+                        r.suspicious, self.config.allowed_failures
+                    ),
+                );
                 self.fail_for_good(t, e);
             } else if r.suspicious > self.config.allowed_failures {
                 let e = TaskError::new(

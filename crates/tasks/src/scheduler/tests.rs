@@ -177,7 +177,7 @@ fn a_lost_worker_is_recomputed_from_lineage() {
     s.handle(Event::Release { client: C, ids: ids(&[1]) });
     let o = out(&mut s);
     assert_eq!(o.compute, vec![(w, 2)]);
-    s.handle(Event::WorkerLost { worker: WorkerId(w), reason: "killed".into() });
+    s.handle(Event::WorkerLost { worker: WorkerId(w), reason: "killed".into(), memory: false });
     let o = out(&mut s);
     let other = if w == 1 { 2 } else { 1 };
     assert_eq!(o.compute, vec![(other, 1)], "task 1 is run again, its result being lost: {o:?}");
@@ -196,9 +196,9 @@ fn a_task_that_keeps_killing_workers_fails() {
     s.handle(Event::ClientJoined(C));
     s.handle(Event::Submit { client: C, tasks: vec![task(1, &[])] });
     let w = out(&mut s).compute[0].0;
-    s.handle(Event::WorkerLost { worker: WorkerId(w), reason: "killed".into() });
+    s.handle(Event::WorkerLost { worker: WorkerId(w), reason: "killed".into(), memory: false });
     let w2 = out(&mut s).compute[0].0;
-    s.handle(Event::WorkerLost { worker: WorkerId(w2), reason: "killed".into() });
+    s.handle(Event::WorkerLost { worker: WorkerId(w2), reason: "killed".into(), memory: false });
     let o = out(&mut s);
     assert_eq!(o.erred, vec![(1, FailureKind::KilledWorker)]);
 }
@@ -308,7 +308,7 @@ fn regression_a_running_task_whose_input_is_lost_for_good_fails_instead_of_waiti
     let o = out(&mut s);
     assert_eq!(o.compute, vec![(2, 2)], "{o:?}");
     let instance = o.instance[&2];
-    s.handle(Event::WorkerLost { worker: WorkerId(1), reason: "was killed".into() });
+    s.handle(Event::WorkerLost { worker: WorkerId(1), reason: "was killed".into(), memory: false });
     let lost = out(&mut s);
     assert!(lost.erred.contains(&(1, FailureKind::DataLost)), "{lost:?}");
     s.handle(Event::MissingInputs { worker: WorkerId(2), id: TaskId(2), instance, missing: ids(&[1]) });
@@ -445,7 +445,7 @@ fn the_task_stream_keeps_only_the_latest_runs_and_counts_on() {
 fn departed_workers_are_listed_with_their_reason() {
     let mut s = two_workers();
     s.handle(Event::Clock { now_us: 42 });
-    s.handle(Event::WorkerLost { worker: WorkerId(2), reason: "closed its connection".into() });
+    s.handle(Event::WorkerLost { worker: WorkerId(2), reason: "closed its connection".into(), memory: false });
     let snap = s.observe(Default::default());
     assert_eq!(snap.workers.len(), 1);
     assert_eq!(snap.departed.len(), 1);

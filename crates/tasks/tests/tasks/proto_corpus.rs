@@ -45,7 +45,8 @@ pub fn from_worker() -> Vec<FromWorker> {
         FromWorker::Failed(vec![Failed { id: TaskId(7), instance: Instance(1), error: error(), timing: Timing::default() }]),
         FromWorker::MissingInputs { id: TaskId(8), instance: Instance(1), missing: vec![TaskId(5)] },
         FromWorker::Stolen(vec![TaskId(1), TaskId(2)]),
-        FromWorker::Heartbeat(Heartbeat { stored: 10, rss: 20, cpu_micros: 30, sent: 40, received: 50, ranks: Vec::new() }),
+        FromWorker::Heartbeat(Heartbeat { stored: 10, spilled: 11, spills: 12, unspills: 13, rss: 20, cpu_micros: 30, sent: 40, received: 50, ranks: Vec::new() }),
+        FromWorker::Leaving("exceeded its memory limit".into()),
     ]
 }
 
@@ -93,7 +94,7 @@ pub fn to_client() -> Vec<ToClient> {
 
 pub fn observer() -> (Vec<FromObserver>, Vec<ToObserver>) {
     let status = Status {
-        workers: vec![WorkerStatus { info: worker(), processing: 1, objects: 2, stored: 3, rss: 4 }],
+        workers: vec![WorkerStatus { info: worker(), processing: 1, objects: 2, stored: 3, rss: 4, spilled: 5, spills: 6 }],
         tasks: 5,
         waiting: 6,
         clients: 1,

@@ -1,0 +1,118 @@
+//! Workers under a memory limit: results spill to disk and come back, a worker past 95%
+//! is restarted by its nanny, and a disk that cannot take the spill costs nothing but
+//! retries.
+
+use std::time::{Duration, Instant};
+
+use chorus::tasks::PodVec;
+use chorus::FailureKind;
+
+use crate::support::{builder, inc};
+
+const MB: u64 = 1 << 20;
+
+/// `mb` MiB of u64s that depend on `seed`.
+#[chorus::remote]
+pub fn block(seed: u64, mb: u64) -> PodVec<u64> {
+    let n = (mb * MB / 8) as usize;
+    PodVec((0..n as u64).map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ seed).collect())
+}
+
+/// What [`block`] makes, summed.
+#[chorus::remote]
+pub fn checksum(v: PodVec<u64>) -> u64 {
+    v.0.iter().fold(0u64, |a, x| a.wrapping_add(*x))
+}
+
+fn expected_checksum(seed: u64, mb: u64) -> u64 {
+    let n = mb * MB / 8;
+    (0..n).fold(0u64, |a, i| a.wrapping_add(i.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ seed))
+}
+
+/// Allocates `mb` MiB, 8 MiB at a time, touching every page.
+#[chorus::remote]
+pub fn hog(mb: u64) -> u64 {
+    let mut held: Vec<Vec<u8>> = Vec::new();
+    for _ in 0..mb / 8 {
+        held.push(vec![1u8; (8 * MB) as usize]);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    held.iter().map(|v| v.len() as u64).sum()
+}
+
+/// Peak resident set size of a process (`VmHWM`), in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+#[test]
+fn results_three_times_the_clusters_memory_spill_to_disk_and_come_back_correct() {
+    let limit = 256 * MB;
+    let spill = tempfile::tempdir().unwrap();
+    let cluster = builder(2).memory_limit(limit).spill_dir(spill.path()).start().unwrap();
+    let client = cluster.client();
+    // 1.5 GiB of results on 2 workers of 256 MiB: 3× their combined limit.
+    let (blocks, mb) = (96u64, 16u64);
+    let futures = client.map_args(block, (0..blocks).map(|s| (s, mb)));
+    let (done, _) = client.wait(&futures, chorus::tasks::WaitFor::AllCompleted, None);
+    assert_eq!(done.len(), futures.len());
+    let status = cluster.status().unwrap();
+    let spilled: u64 = status.workers.iter().map(|w| w.spilled).sum();
+    let held: u64 = status.workers.iter().map(|w| w.stored).sum();
+    assert!(held >= blocks * mb * MB, "the scheduler counts every result, in memory or not: {held}");
+    // Heartbeats carry the spill figures once a second.
+    let t = Instant::now();
+    let spilled = loop {
+        let s: u64 = cluster.status().unwrap().workers.iter().map(|w| w.spilled).sum();
+        if s >= blocks * mb * MB / 2 || t.elapsed() > Duration::from_secs(10) {
+            break s.max(spilled);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(spilled >= blocks * mb * MB / 2, "most results are on disk: {spilled} bytes spilled");
+    // Every result comes back right, read from disk where it was spilled (by its own
+    // worker, or fetched from the other one's disk).
+    let sums = client.map(checksum, futures.iter().cloned());
+    let got = client.gather(&sums).unwrap();
+    for (seed, sum) in got.iter().enumerate() {
+        assert_eq!(*sum, expected_checksum(seed as u64, mb), "block {seed}");
+    }
+    let figures = cluster.snapshot(Default::default()).unwrap();
+    let spills: u64 = figures.workers.iter().map(|w| w.spills).sum();
+    assert!(spills as f64 >= blocks as f64 * 0.5, "{spills} spills");
+    for pid in cluster.worker_pids() {
+        let peak = peak_rss(pid);
+        assert!(peak < limit + limit / 5, "worker {pid} peaked at {} MiB, above the limit of {} MiB + 20%", peak / MB, limit / MB);
+    }
+    drop(sums);
+    drop(futures);
+    drop(client);
+    drop(cluster);
+    let left: Vec<_> = std::fs::read_dir(spill.path()).unwrap().flatten().map(|e| e.path()).collect();
+    assert!(left.is_empty(), "the workers removed their spill directories: {left:?}");
+}
+
+#[test]
+fn a_task_past_95_percent_restarts_its_worker_and_fails_with_the_memory_reason() {
+    let cluster = builder(2).memory_limit(192 * MB).allowed_failures(1).start().unwrap();
+    let client = cluster.client();
+    let before = cluster.worker_pids();
+    let e = client.submit(hog, (400,)).result().unwrap_err();
+    let chorus::Error::Task(task) = &e else { panic!("a task error: {e}") };
+    assert_eq!(task.kind, FailureKind::MemoryLimit, "{e}");
+    assert!(e.to_string().contains("exceeded its memory limit"), "{e}");
+    assert!(e.to_string().contains("of 192"), "names the limit: {e}");
+    // Both workers it ran on were replaced, and the cluster still serves.
+    client.wait_for_workers(2, Duration::from_secs(30)).unwrap();
+    assert!(cluster.worker_restarts() >= 2, "{} restarts", cluster.worker_restarts());
+    let after = cluster.worker_pids();
+    assert!(after.iter().all(|p| !before.contains(p)) || cluster.worker_restarts() >= 2, "{before:?} -> {after:?}");
+    assert_eq!(client.submit(inc, (41,)).result().unwrap(), 42);
+    let departed = cluster.snapshot(Default::default()).unwrap().departed;
+    assert!(departed.iter().any(|d| d.reason.contains("exceeded its memory limit")), "{departed:?}");
+}
