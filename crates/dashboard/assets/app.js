@@ -150,7 +150,7 @@
         h('div', { class: 'name', text: 'worker ' + w.id }),
         h('div', { class: 'bar' }, h('span', { class: 'stored', style: 'width:' + Math.min(100, 100 * w.stored / limit) + '%' }),
           h('span', { class: 'rss', style: 'width:' + Math.max(0, Math.min(100, 100 * (w.rss - w.stored) / limit)) + '%' })),
-        h('div', { class: 'num', text: 'RSS ' + bytes(w.rss) + (w.memory_limit ? ' of ' + bytes(w.memory_limit) : '') + ' · stored ' + bytes(w.stored) + (w.spilled || w.spills ? ' · spilled ' + bytes(w.spilled) + ' (' + w.spills + ' out, ' + w.unspills + ' back)' : '') }));
+        h('div', { class: 'num', text: 'RSS ' + bytes(w.rss) + (w.memory_limit ? ' of ' + bytes(w.memory_limit) : '') + ' · stored ' + bytes(w.stored) + (w.spilled || w.spills ? ' · spilled ' + bytes(w.spilled) + ' (' + w.spills + ' out, ' + w.unspills + ' back)' : '') + (w.spill_error ? ' · cannot spill: ' + w.spill_error : '') }));
     });
     return section('Memory per worker', 'stored results · process RSS · spilled to disk' + (snap.workers.some(w => w.memory_limit) ? ' · against its limit' : ''),
       rows.length ? rows : h('div', { class: 'muted', text: 'No workers.' }));

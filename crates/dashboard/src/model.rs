@@ -110,6 +110,8 @@ pub struct WorkerRow {
     pub spills: u64,
     /// Spilled results it has read back so far.
     pub unspills: u64,
+    /// Why it stopped spilling, if it did (a full or unwritable disk).
+    pub spill_error: Option<String>,
     /// Results it holds.
     pub objects: u64,
     /// Bytes of task data it has sent to peers and clients.

@@ -212,6 +212,11 @@ impl LocalClusterBuilder {
         if self.workers == 0 {
             return Err(Error::Config("a local cluster needs at least one worker".into()));
         }
+        let memory_limit = self.memory_limit.unwrap_or_else(|| crate::memory::default_limit(self.workers));
+        if memory_limit > 0 {
+            // Here rather than in each worker, so that the error reaches the caller.
+            crate::store::check_base(&self.spill_dir.clone().unwrap_or_else(crate::store::default_base))?;
+        }
         let secret = Secret::generate()?;
         let mut limits = Limits::get()?;
         if let Some(max) = self.max_object {
@@ -245,7 +250,7 @@ impl LocalClusterBuilder {
             secret: secret.clone(),
             nthreads: self.threads,
             resources: self.resources.clone(),
-            memory_limit: self.memory_limit.unwrap_or_else(|| crate::memory::default_limit(self.workers)),
+            memory_limit,
             listen: None,
             spill_dir: self.spill_dir.clone(),
             max_spill: self.max_spill,

@@ -125,6 +125,8 @@ pub(crate) struct ObjectStore {
     spill_broken: AtomicBool,
     /// The `--max-spill` cap was met (said once).
     cap_reported: AtomicBool,
+    /// Why spilling stopped for good, for heartbeats.
+    spill_error: Mutex<Option<String>>,
 }
 
 impl ObjectStore {
@@ -390,11 +392,20 @@ impl ObjectStore {
             return;
         }
         let then = if for_good { "this worker spills no more" } else { "it spills again when spilled objects are released" };
-        chorus_comm::diag::error(&format!(
+        let message = format!(
             "could not spill {id} ({}) to {}: {why}; {then}, and keeps its results in memory meanwhile (it pauses at 80% of its memory limit and restarts at 95%)",
             crate::settings::human(len),
             config.dir.display()
-        ));
+        );
+        chorus_comm::diag::error(&message);
+        if for_good {
+            *self.spill_error.lock().expect("spill error lock") = Some(message);
+        }
+    }
+
+    /// Why spilling stopped for good, if it did.
+    pub(crate) fn spill_error(&self) -> Option<String> {
+        self.spill_error.lock().expect("spill error lock").clone()
     }
 }
 
@@ -403,6 +414,18 @@ impl ObjectStore {
 /// theirs (their process is gone, or the pid now belongs to another process).
 pub(crate) struct SpillDir {
     path: PathBuf,
+}
+
+/// The base of spill directories when none is given: `chorus-spill` in the system's
+/// temporary directory.
+pub(crate) fn default_base() -> PathBuf {
+    std::env::temp_dir().join("chorus-spill")
+}
+
+/// Checks that spill directories can be made under `base`, as a cluster does before it
+/// starts workers there; the error names the directory.
+pub(crate) fn check_base(base: &Path) -> crate::Result<()> {
+    SpillDir::create(base).map(drop)
 }
 
 /// The file in a spill directory that names its owner: pid and process start time.

@@ -410,7 +410,7 @@ pub fn run_worker(config: WorkerConfig) -> Result<()> {
         Err(e) => return Err(protocol(e)),
     };
     let spill_dir = if config.memory_limit > 0 {
-        let base = config.spill_dir.clone().unwrap_or_else(|| std::env::temp_dir().join("chorus-spill"));
+        let base = config.spill_dir.clone().unwrap_or_else(crate::store::default_base);
         Some(SpillDir::create(&base)?)
     } else {
         None
@@ -526,6 +526,7 @@ impl Worker {
                     spilled: figures.spilled,
                     spills: figures.spills,
                     unspills: figures.unspills,
+                    spill_error: self.store.spill_error(),
                     rss,
                     cpu_micros: cpu_micros(),
                     sent: self.store.served.load(std::sync::atomic::Ordering::Relaxed),

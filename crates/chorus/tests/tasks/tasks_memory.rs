@@ -116,3 +116,72 @@ fn a_task_past_95_percent_restarts_its_worker_and_fails_with_the_memory_reason()
     let departed = cluster.snapshot(Default::default()).unwrap().departed;
     assert!(departed.iter().any(|d| d.reason.contains("exceeded its memory limit")), "{departed:?}");
 }
+
+/// A 16 MiB tmpfs at a fresh directory, unmounted when dropped; `None` (after saying
+/// why) where mounting needs a privilege this run lacks, unless `CHORUS_REQUIRE_TMPFS=1`.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount() -> Option<SmallDisk> {
+        let dir = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"])
+            .arg(dir.path())
+            .output();
+        match out {
+            Ok(o) if o.status.success() => Some(SmallDisk { dir }),
+            other => {
+                let why = format!("SKIPPED: cannot mount a small tmpfs: {other:?}");
+                assert!(std::env::var("CHORUS_REQUIRE_TMPFS").map_or(true, |v| v != "1"), "{why}");
+                eprintln!("{why}");
+                None
+            }
+        }
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+#[test]
+fn a_full_spill_disk_is_reported_naming_it_and_the_results_stay_correct() {
+    let Some(disk) = SmallDisk::mount() else { return };
+    let cluster = builder(2).memory_limit(160 * MB).spill_dir(disk.dir.path()).start().unwrap();
+    let client = cluster.client();
+    // 10 × 20 MiB: past each worker's 96 MiB target, and no 20 MiB file fits the disk.
+    let futures = client.map_args(block, (0..10u64).map(|s| (s, 20u64)));
+    let sums = client.map(checksum, futures.iter().cloned());
+    let got = client.gather(&sums).unwrap();
+    for (seed, sum) in got.iter().enumerate() {
+        assert_eq!(*sum, expected_checksum(seed as u64, 20), "block {seed}");
+    }
+    let t = Instant::now();
+    let errors: Vec<String> = loop {
+        let snap = cluster.snapshot(Default::default()).unwrap();
+        let errors: Vec<String> = snap.workers.iter().filter_map(|w| w.spill_error.clone()).collect();
+        if !errors.is_empty() || t.elapsed() > Duration::from_secs(10) {
+            break errors;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(!errors.is_empty(), "a worker reported that it could not spill");
+    let dir = disk.dir.path().display().to_string();
+    assert!(errors.iter().all(|e| e.contains(&dir) && e.contains("No space left")), "{errors:?}");
+    // The cluster still serves.
+    assert_eq!(client.submit(inc, (1,)).result().unwrap(), 2);
+}
+
+#[test]
+fn an_unwritable_spill_directory_is_an_error_naming_it_before_any_worker_starts() {
+    let base = tempfile::tempdir().unwrap();
+    let file = base.path().join("not-a-directory");
+    std::fs::write(&file, b"").unwrap();
+    let e = builder(1).memory_limit(64 * MB).spill_dir(&file).timeout(Duration::from_secs(20)).start().err().expect("no worker can start");
+    assert_eq!(e.kind(), chorus::ErrorKind::Io, "{e}");
+    assert!(e.to_string().contains(&file.display().to_string()) && e.to_string().contains("spill directory"), "{e}");
+}

@@ -370,6 +370,8 @@ pub struct Heartbeat {
     pub spills: u64,
     /// Objects read back from disk so far.
     pub unspills: u64,
+    /// Why it stopped spilling, if it did (a full or unwritable disk).
+    pub spill_error: Option<String>,
     /// Resident set size of the process.
     pub rss: u64,
     /// CPU time the process has used (user + system), in microseconds.

@@ -305,6 +305,7 @@ impl Scheduler {
                     spilled: beat.spilled,
                     spills: beat.spills,
                     unspills: beat.unspills,
+                    spill_error: beat.spill_error.clone(),
                     objects: w.has.len() as u64,
                     sent: beat.sent,
                     received: beat.received,
