@@ -32,12 +32,51 @@ pub struct FrameOptions {
     pub exchange_window: usize,
     /// Rows per batch inside DataFusion (default 8192).
     pub batch_size: usize,
+    /// Bytes of memory each rank's query operators may hold (DataFusion's memory
+    /// pool). Sorts and aggregates past it spill to [`spill_dir`](Self::spill_dir); an
+    /// operator that cannot spill (the build side of a hash join) fails with an error
+    /// naming it and the limit. Default (`None`): half the rank's share of memory — half
+    /// the worker's memory limit on a cluster, half of the machine's memory divided
+    /// among the ranks otherwise.
+    pub memory_limit: Option<u64>,
+    /// Where queries spill (default: the system's temporary directory).
+    pub spill_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for FrameOptions {
     fn default() -> Self {
-        FrameOptions { threads_per_rank: None, exchange_window: DEFAULT_EXCHANGE_WINDOW, batch_size: 8192 }
+        FrameOptions {
+            threads_per_rank: None,
+            exchange_window: DEFAULT_EXCHANGE_WINDOW,
+            batch_size: 8192,
+            memory_limit: None,
+            spill_dir: None,
+        }
     }
+}
+
+/// A rank's memory pool when [`FrameOptions::memory_limit`] is not given.
+fn default_pool(ranks: usize) -> u64 {
+    let share = match chorus_comm::settings::settings().ok().and_then(|s| s.worker.memory_limit) {
+        Some(limit) if limit > 0 => limit,
+        _ => chorus_tasks::memory::default_limit(ranks),
+    };
+    share / 2
+}
+
+/// DataFusion's runtime for a rank: a fair, spilling memory pool of `limit` bytes that
+/// names its largest consumers when it is exhausted, and temporary files in `dir`.
+fn runtime_env(limit: u64, dir: Option<&std::path::Path>) -> Result<Arc<datafusion::execution::runtime_env::RuntimeEnv>> {
+    use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
+    let pool = TrackConsumersPool::new(FairSpillPool::new(limit as usize), std::num::NonZeroUsize::new(5).expect("5 > 0"));
+    let mut builder = datafusion::execution::runtime_env::RuntimeEnvBuilder::new().with_memory_pool(Arc::new(pool));
+    if let Some(dir) = dir {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            Error::InvalidArgument(format!("cannot create the query spill directory {}: {e}", dir.display()))
+        })?;
+        builder = builder.with_temp_file_path(dir);
+    }
+    builder.build_arc().map_err(Error::plan)
 }
 
 /// Options for [`Context::read_csv`].
@@ -187,7 +226,12 @@ impl Context {
         optimizer.enable_join_dynamic_filter_pushdown = false;
         optimizer.enable_topk_dynamic_filter_pushdown = false;
         optimizer.enable_aggregate_dynamic_filter_pushdown = false;
-        let session = SessionContext::new_with_config(config);
+        let pool = options.memory_limit.unwrap_or_else(|| default_pool(size));
+        // What each sort keeps back for merging its spill files (DataFusion's 10 MB by
+        // default) must leave room for every partition's sorts in a small pool.
+        let execution = &mut config.options_mut().execution;
+        execution.sort_spill_reservation_bytes = execution.sort_spill_reservation_bytes.min((pool / (8 * threads as u64)) as usize);
+        let session = SessionContext::new_with_config_rt(config, runtime_env(pool, options.spill_dir.as_deref())?);
         let options = FrameOptions { threads_per_rank: Some(threads), exchange_window: options.exchange_window.max(1), ..options };
         let engine = Arc::new(Engine::new(backend, runtime, options, threads));
         Ok(Context { session, engine })

@@ -42,6 +42,8 @@ pub(crate) struct PlanRequest {
     threads_per_rank: usize,
     exchange_window: usize,
     batch_size: usize,
+    memory_limit: Option<u64>,
+    spill_dir: Option<std::path::PathBuf>,
     /// The driver session's settings (`SET …`), applied on every worker.
     settings: Vec<(String, String)>,
     action: Action,
@@ -86,6 +88,8 @@ fn run_plan(world: &Arc<World>, args: &[&[u8]]) -> Encoded {
         threads_per_rank: Some(request.threads_per_rank),
         exchange_window: request.exchange_window,
         batch_size: request.batch_size,
+        memory_limit: request.memory_limit,
+        spill_dir: request.spill_dir,
     };
     let ctx = Context::with_options(Arc::clone(world), options).map_err(fault)?;
     let started = Instant::now();
@@ -207,6 +211,8 @@ fn send_and_run(client: &Client, options: &FrameOptions, threads: usize, df: &Da
         threads_per_rank: threads,
         exchange_window: options.exchange_window,
         batch_size: options.batch_size,
+        memory_limit: options.memory_limit,
+        spill_dir: options.spill_dir.clone(),
         settings,
         action,
     };

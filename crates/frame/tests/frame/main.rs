@@ -4,6 +4,7 @@
 mod frame_driver;
 mod frame_errors;
 mod frame_exchange;
+mod frame_memory;
 mod frame_ops;
 mod frame_purchases;
 mod frame_tpch;

@@ -357,6 +357,71 @@ fn most_results_held_by_a_tree_reduction(roots: u64) -> usize {
     }
 }
 
+/// The most intermediate results held at once while one worker runs `roots` loads, a
+/// map of each, and a tree reduction of the maps (a bag's `map(...).sum()`), the client
+/// keeping only the final result.
+fn most_results_held_by_a_pipeline(roots: u64) -> usize {
+    let mut s = Scheduler::new(SchedulerConfig::default());
+    s.handle(Event::WorkerJoined(worker(1, 1)));
+    s.handle(Event::ClientJoined(C));
+    out(&mut s);
+    let mut tasks: Vec<TaskSpec> = (1..=roots).map(|i| task(i, &[])).collect();
+    tasks.extend((1..=roots).map(|i| task(roots + i, &[i])));
+    let (mut level, mut next) = ((roots + 1..=2 * roots).collect::<Vec<u64>>(), 2 * roots + 1);
+    while level.len() > 1 {
+        level = level
+            .chunks(4)
+            .map(|c| {
+                tasks.push(task(next, c));
+                next += 1;
+                next - 1
+            })
+            .collect();
+    }
+    let last = level[0];
+    s.handle(Event::Submit { client: C, tasks });
+    s.handle(Event::Release { client: C, ids: ids(&(1..last).collect::<Vec<_>>()) });
+    let (mut queue, mut held, mut most) = (std::collections::VecDeque::new(), 0usize, 0usize);
+    loop {
+        let o = out(&mut s);
+        held -= o.delete.len();
+        queue.extend(o.compute.iter().map(|(_, id)| *id));
+        if o.done.contains(&last) {
+            return most;
+        }
+        let id = queue.pop_front().expect("work remains until the final result");
+        held += 1;
+        most = most.max(held);
+        let f = Finished { id: TaskId(id), instance: Instance(1), size: 1 << 20, inline: None, timing: timing(100_000) };
+        s.handle(Event::Finished { worker: WorkerId(1), results: vec![f] });
+    }
+}
+
+#[test]
+fn a_load_map_reduce_pipeline_holds_a_bounded_number_of_results_whatever_its_length() {
+    let small = most_results_held_by_a_pipeline(64);
+    let large = most_results_held_by_a_pipeline(2048);
+    assert!(large <= small + 4, "held results grow with the input: {small} for 64 inputs, {large} for 2048");
+    assert!(large <= 24, "a 2048-input pipeline held {large} results at once");
+}
+
+#[test]
+fn a_task_whose_workers_keep_exceeding_their_memory_fails_with_the_memory_kind() {
+    let mut s = Scheduler::new(SchedulerConfig { allowed_failures: 1, ..SchedulerConfig::default() });
+    for w in 1..=3 {
+        s.handle(Event::WorkerJoined(worker(w, 1)));
+    }
+    s.handle(Event::ClientJoined(C));
+    s.handle(Event::Submit { client: C, tasks: vec![task(1, &[])] });
+    let w = out(&mut s).compute[0].0;
+    s.handle(Event::WorkerLost { worker: WorkerId(w), reason: "exceeded its memory limit".into(), memory: true });
+    let w2 = out(&mut s).compute[0].0;
+    assert_ne!(w, w2, "retried elsewhere");
+    s.handle(Event::WorkerLost { worker: WorkerId(w2), reason: "exceeded its memory limit".into(), memory: true });
+    let o = out(&mut s);
+    assert_eq!(o.erred, vec![(1, FailureKind::MemoryLimit)]);
+}
+
 #[test]
 fn a_tree_reduction_combines_results_as_they_come_instead_of_running_every_root_first() {
     // Ready tasks used to go out in the order they became ready, so all 512 roots ran

@@ -1,0 +1,74 @@
+//! Queries over data several times their memory pool spill and give the same answers.
+
+use chorus_frame::FrameOptions;
+
+use crate::support::{on_ranks_with, rows};
+
+const MB: u64 = 1 << 20;
+
+/// A CSV of `n` rows: `id`, a key with `n / 2` distinct values, and a 40-byte payload.
+fn write_table(path: &std::path::Path, n: u64) -> u64 {
+    let mut text = String::from("id,k,payload\n");
+    for i in 0..n {
+        text.push_str(&format!("{i},{},p{:0>39}\n", (i * 7919) % (n / 2), i));
+    }
+    std::fs::write(path, &text).unwrap();
+    text.len() as u64
+}
+
+fn run(path: &std::path::Path, options: FrameOptions, sql: &str) -> Vec<String> {
+    let out = on_ranks_with(2, options, |ctx| {
+        ctx.register_csv("t", path, chorus_frame::CsvOptions::default()).unwrap();
+        ctx.sql("SET datafusion.optimizer.hash_join_single_partition_threshold = 0").unwrap();
+        ctx.sql("SET datafusion.optimizer.hash_join_single_partition_threshold_rows = 0").unwrap();
+        rows(&ctx.sql(sql).unwrap().collect().unwrap(), false)
+    });
+    out.into_iter().next().unwrap()
+}
+
+#[test]
+fn a_group_by_and_a_join_over_four_times_the_pool_spill_and_match_the_unlimited_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.csv");
+    let bytes = write_table(&path, 1_600_000);
+    let pool = bytes / 4;
+    let spill = dir.path().join("spill");
+    let limited = FrameOptions {
+        threads_per_rank: Some(2),
+        memory_limit: Some(pool),
+        spill_dir: Some(spill.clone()),
+        ..FrameOptions::default()
+    };
+    let free = FrameOptions { threads_per_rank: Some(2), ..FrameOptions::default() };
+    let queries = [
+        // 800,000 groups with their payloads: the aggregate's state is past the pool.
+        "SELECT k, count(*) AS n, max(payload) AS p, sum(id) AS s FROM t GROUP BY k",
+        // A hash join's build side cannot spill: it is a quarter of the rows, and its two
+        // columns; the probe side streams the whole table and the aggregate after spills.
+        "SELECT a.k, count(*) AS n, sum(a.id + b.id) AS s, max(a.payload) AS p FROM (SELECT k, id FROM t WHERE id % 4 = 0) b JOIN t a ON a.k = b.k GROUP BY a.k",
+    ];
+    for sql in queries {
+        let want = run(&path, free.clone(), sql);
+        let got = run(&path, limited.clone(), sql);
+        assert_eq!(got.len(), want.len(), "{sql}");
+        assert!(got == want, "{sql}: the answers differ under a memory limit of {} MiB", pool / MB);
+    }
+}
+
+#[test]
+fn an_operator_that_cannot_spill_fails_naming_itself_and_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.csv");
+    write_table(&path, 200_000);
+    // A hash join's build side cannot spill.
+    let options = FrameOptions { threads_per_rank: Some(1), memory_limit: Some(MB), ..FrameOptions::default() };
+    let errors = on_ranks_with(2, options, |ctx| {
+        ctx.register_csv("t", &path, chorus_frame::CsvOptions::default()).unwrap();
+        ctx.sql("SET datafusion.optimizer.hash_join_single_partition_threshold = 0").unwrap();
+        ctx.sql("SET datafusion.optimizer.hash_join_single_partition_threshold_rows = 0").unwrap();
+        ctx.sql("SELECT count(*) FROM t a JOIN t b ON a.k = b.k").unwrap().collect().err().map(|e| e.to_string())
+    });
+    let e = errors.into_iter().flatten().next().expect("the query fails");
+    assert!(e.contains("HashJoin") && e.contains("Resources exhausted"), "{e}");
+    assert!(e.contains("1048576") || e.contains("1.0 MB") || e.contains("1024.0 KB"), "names the limit: {e}");
+}
