@@ -112,6 +112,10 @@ pub struct WorkerRow {
     pub unspills: u64,
     /// Why it stopped spilling, if it did (a full or unwritable disk).
     pub spill_error: Option<String>,
+    /// Bytes written to spill files so far, and the microseconds the writes took.
+    pub spill_io: (u64, u64),
+    /// Bytes read back from spill files so far, and the microseconds the reads took.
+    pub unspill_io: (u64, u64),
     /// Results it holds.
     pub objects: u64,
     /// Bytes of task data it has sent to peers and clients.

@@ -422,10 +422,27 @@ pub(crate) fn default_base() -> PathBuf {
     std::env::temp_dir().join("chorus-spill")
 }
 
+/// The error of a spill directory that cannot be made or written.
+fn spill_dir_error(what: &str, path: &Path, source: io::Error) -> crate::Error {
+    crate::Error::Io {
+        context: format!(
+            "{what} the spill directory {}; give the workers a writable one (chorus worker --spill-dir, LocalClusterBuilder::spill_dir)",
+            path.display()
+        ),
+        source,
+    }
+}
+
 /// Checks that spill directories can be made under `base`, as a cluster does before it
-/// starts workers there; the error names the directory.
+/// starts workers there (with a probe file of its own, since clusters of one process
+/// may start side by side); the error names the directory.
 pub(crate) fn check_base(base: &Path) -> crate::Result<()> {
-    SpillDir::create(base).map(drop)
+    static PROBES: AtomicU64 = AtomicU64::new(0);
+    std::fs::create_dir_all(base).map_err(|e| spill_dir_error("creating", base, e))?;
+    let probe = base.join(format!(".probe-{}-{}", std::process::id(), PROBES.fetch_add(1, Ordering::Relaxed)));
+    std::fs::write(&probe, b"").map_err(|e| spill_dir_error("writing in", base, e))?;
+    let _ = std::fs::remove_file(probe);
+    Ok(())
 }
 
 /// The file in a spill directory that names its owner: pid and process start time.
@@ -434,13 +451,7 @@ const OWNER_FILE: &str = "owner";
 impl SpillDir {
     /// Creates this process's directory under `base`, checking that it can be written.
     pub(crate) fn create(base: &Path) -> crate::Result<SpillDir> {
-        let failed = |what: &str, path: &Path, source: io::Error| crate::Error::Io {
-            context: format!(
-                "{what} the spill directory {}; give the worker a writable one (--spill-dir or CHORUS_SPILL_DIR)",
-                path.display()
-            ),
-            source,
-        };
+        let failed = spill_dir_error;
         std::fs::create_dir_all(base).map_err(|e| failed("creating", base, e))?;
         remove_stale(base);
         let pid = std::process::id();

@@ -463,12 +463,12 @@ pub fn run_worker(config: WorkerConfig) -> Result<()> {
     loop {
         let msg = match wire::read::<ToWorker>(&mut reader, &mut buf) {
             Ok(m) => m,
-            // The scheduler is gone: a worker has nothing left to do.
             // Leaving for memory: the scheduler closed the connection on being told, and
             // the monitor ends the process with the status the nanny looks for.
             Err(_) if worker.leaving.load(std::sync::atomic::Ordering::SeqCst) => loop {
                 std::thread::park();
             },
+            // The scheduler is gone: a worker has nothing left to do.
             Err(WireError::Closed) => return Ok(()),
             Err(WireError::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => return Ok(()),
             Err(e) => return Err(protocol(e)),
@@ -527,6 +527,8 @@ impl Worker {
                     spills: figures.spills,
                     unspills: figures.unspills,
                     spill_error: self.store.spill_error(),
+                    spill_io: (figures.spill_bytes, figures.spill_micros),
+                    unspill_io: (figures.unspill_bytes, figures.unspill_micros),
                     rss,
                     cpu_micros: cpu_micros(),
                     sent: self.store.served.load(std::sync::atomic::Ordering::Relaxed),

@@ -85,6 +85,19 @@ fn results_three_times_the_clusters_memory_spill_to_disk_and_come_back_correct()
     let figures = cluster.snapshot(Default::default()).unwrap();
     let spills: u64 = figures.workers.iter().map(|w| w.spills).sum();
     assert!(spills as f64 >= blocks as f64 * 0.5, "{spills} spills");
+    let rate = |(bytes, micros): (u64, u64)| if micros == 0 { 0.0 } else { bytes as f64 / micros as f64 };
+    for w in &figures.workers {
+        // Figures for the record (MB/s is bytes per µs).
+        eprintln!(
+            "worker {}: spilled {} MiB at {:.0} MB/s, read back {} MiB at {:.0} MB/s, peak RSS {} MiB",
+            w.id,
+            w.spill_io.0 / MB,
+            rate(w.spill_io),
+            w.unspill_io.0 / MB,
+            rate(w.unspill_io),
+            peak_rss(w.pid) / MB
+        );
+    }
     for pid in cluster.worker_pids() {
         let peak = peak_rss(pid);
         assert!(peak < limit + limit / 5, "worker {pid} peaked at {} MiB, above the limit of {} MiB + 20%", peak / MB, limit / MB);
@@ -184,4 +197,19 @@ fn an_unwritable_spill_directory_is_an_error_naming_it_before_any_worker_starts(
     let e = builder(1).memory_limit(64 * MB).spill_dir(&file).timeout(Duration::from_secs(20)).start().err().expect("no worker can start");
     assert_eq!(e.kind(), chorus::ErrorKind::Io, "{e}");
     assert!(e.to_string().contains(&file.display().to_string()) && e.to_string().contains("spill directory"), "{e}");
+}
+
+/// A bug fixed: clusters started side by side in one process checked their spill
+/// directory with the same pid-named directory, and one removed it under the other.
+#[test]
+fn regression_clusters_started_at_once_in_one_process_all_pass_the_spill_directory_check() {
+    let spill = tempfile::tempdir().unwrap();
+    std::thread::scope(|s| {
+        let starts: Vec<_> = (0..4)
+            .map(|_| s.spawn(|| builder(1).memory_limit(64 * MB).spill_dir(spill.path()).no_dashboard().start().map(drop)))
+            .collect();
+        for start in starts {
+            start.join().unwrap().unwrap();
+        }
+    });
 }

@@ -372,6 +372,10 @@ pub struct Heartbeat {
     pub unspills: u64,
     /// Why it stopped spilling, if it did (a full or unwritable disk).
     pub spill_error: Option<String>,
+    /// Bytes written to spill files so far, and the microseconds the writes took.
+    pub spill_io: (u64, u64),
+    /// Bytes read back from spill files so far, and the microseconds the reads took.
+    pub unspill_io: (u64, u64),
     /// Resident set size of the process.
     pub rss: u64,
     /// CPU time the process has used (user + system), in microseconds.

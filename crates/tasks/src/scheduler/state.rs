@@ -306,6 +306,8 @@ impl Scheduler {
                     spills: beat.spills,
                     unspills: beat.unspills,
                     spill_error: beat.spill_error.clone(),
+                    spill_io: beat.spill_io,
+                    unspill_io: beat.unspill_io,
                     objects: w.has.len() as u64,
                     sent: beat.sent,
                     received: beat.received,
@@ -696,26 +698,17 @@ impl Scheduler {
             if r.bound_to_worker() {
                 let e = TaskError::new(FailureKind::WorkerLost, name, who.clone());
                 self.fail_for_good(t, e);
-            } else if r.suspicious > self.config.allowed_failures && memory {
-                let e = TaskError::new(
-                    FailureKind::MemoryLimit,
-                    name,
-                    format!(
-                        "it was running on {} workers that died or were restarted, the last being {who}; the limit is {} (SchedulerConfig::allowed_failures). Give the workers more memory (--memory-limit, LocalClusterBuilder::memory_limit) or make the task use less",
-                        r.suspicious, self.config.allowed_failures
-                    ),
-                );
-                self.fail_for_good(t, e);
             } else if r.suspicious > self.config.allowed_failures {
-                let e = TaskError::new(
-                    FailureKind::KilledWorker,
-                    name,
-                    format!(
-                        "it was running on {} workers that died, the last being {who}; the limit is {} (SchedulerConfig::allowed_failures)",
-                        r.suspicious, self.config.allowed_failures
-                    ),
+                let (kind, advice) = if memory {
+                    (FailureKind::MemoryLimit, ". Give the workers more memory (--memory-limit, LocalClusterBuilder::memory_limit) or make the task use less")
+                } else {
+                    (FailureKind::KilledWorker, "")
+                };
+                let message = format!(
+                    "it was running on {} workers that died or were restarted, the last being {who}; the limit is {} (SchedulerConfig::allowed_failures){advice}",
+                    r.suspicious, self.config.allowed_failures
                 );
-                self.fail_for_good(t, e);
+                self.fail_for_good(t, TaskError::new(kind, name, message));
             } else {
                 self.set_waiting_or_ready(t);
             }

@@ -45,7 +45,7 @@ pub fn from_worker() -> Vec<FromWorker> {
         FromWorker::Failed(vec![Failed { id: TaskId(7), instance: Instance(1), error: error(), timing: Timing::default() }]),
         FromWorker::MissingInputs { id: TaskId(8), instance: Instance(1), missing: vec![TaskId(5)] },
         FromWorker::Stolen(vec![TaskId(1), TaskId(2)]),
-        FromWorker::Heartbeat(Heartbeat { stored: 10, spilled: 11, spills: 12, unspills: 13, spill_error: Some("disk full".into()), rss: 20, cpu_micros: 30, sent: 40, received: 50, ranks: Vec::new() }),
+        FromWorker::Heartbeat(Heartbeat { stored: 10, spilled: 11, spills: 12, unspills: 13, spill_error: Some("disk full".into()), spill_io: (14, 15), unspill_io: (16, 17), rss: 20, cpu_micros: 30, sent: 40, received: 50, ranks: Vec::new() }),
         FromWorker::Leaving("exceeded its memory limit".into()),
     ]
 }
