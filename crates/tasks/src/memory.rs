@@ -8,7 +8,7 @@
 //! |---|---|---|
 //! | 60% | stored results in memory | spills the least recently used ones to its spill directory |
 //! | 70% | process RSS | spills until RSS is back under 60% |
-//! | 80% | process RSS | starts no new task until RSS drops (running ones go on) |
+//! | 80% | process RSS | starts no new task until RSS drops while others run (running ones go on; with none running it runs one at a time, so results it cannot spill never stop it) |
 //! | 95% | process RSS | tells the scheduler it exceeded its limit and exits with [`MEMORY_EXIT_CODE`]; its parent (the nanny: `chorus worker` or the local cluster) starts a new one, and the tasks it ran are retried elsewhere, failing with [`FailureKind::MemoryLimit`] after `allowed_failures` |
 //!
 //! The monitor reads RSS every 100 ms. After a spill it asks glibc to return freed

@@ -170,6 +170,8 @@ impl PartialOrd for Queued {
 
 struct Queue {
     heap: BinaryHeap<Queued>,
+    /// CPUs of the worker, and those no running task holds.
+    cpus: u32,
     free_cpus: u32,
     free_custom: Vec<(String, f64)>,
     seq: u64,
@@ -202,7 +204,9 @@ impl Queue {
 
     /// The highest-priority task that fits now.
     fn pop_fitting(&mut self) -> Option<ComputeTask> {
-        if self.paused {
+        // Paused, a worker starts nothing while tasks run; with none running it runs one
+        // at a time, so that results it cannot spill never stop it for good.
+        if self.paused && self.free_cpus < self.cpus {
             return None;
         }
         let mut skipped = Vec::new();
@@ -430,6 +434,7 @@ pub fn run_worker(config: WorkerConfig) -> Result<()> {
         secret: config.secret.clone(),
         queue: Mutex::new(Queue {
             heap: BinaryHeap::new(),
+            cpus: nthreads,
             free_cpus: nthreads,
             free_custom: config.resources.clone(),
             seq: 0,
