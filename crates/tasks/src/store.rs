@@ -146,7 +146,10 @@ impl ObjectStore {
             let e = st.objects.get(&id)?;
             if let Some(bytes) = &e.mem {
                 let bytes = bytes.clone();
-                st.touch(id);
+                // Only a store that spills needs the order of use.
+                if self.spill.is_some() {
+                    st.touch(id);
+                }
                 return Some(bytes);
             }
             (self.file(id, e.generation)?, e.len, e.generation)
@@ -220,7 +223,9 @@ impl ObjectStore {
             let mut st = self.state.lock().expect("store lock");
             st.clock += 1;
             let clock = st.clock;
-            st.lru.insert(clock, id);
+            if self.spill.is_some() {
+                st.lru.insert(clock, id);
+            }
             let entry = Entry { mem: Some(bytes), len, generation: clock, on_disk: false, spilling: false, tick: clock };
             let old = st.objects.insert(id, entry);
             if let Some(old) = &old {

@@ -339,16 +339,19 @@ fn most_held_until(s: &mut Scheduler, last: u64) -> usize {
     }
 }
 
-fn most_results_held_by_a_tree_reduction(roots: u64) -> usize {
+/// Submits `tasks` and a tree reduction of `leaves` with `fan` inputs per combine, the
+/// client keeping only the final result's future (as an array's or a bag's reduction
+/// does); the most results held at once while one worker runs them.
+fn most_held_by_a_reduction(mut tasks: Vec<TaskSpec>, leaves: Vec<u64>, fan: usize) -> usize {
     let mut s = Scheduler::new(SchedulerConfig::default());
     s.handle(Event::WorkerJoined(worker(1, 1)));
     s.handle(Event::ClientJoined(C));
     out(&mut s);
-    let mut tasks: Vec<TaskSpec> = (1..=roots).map(|i| task(i, &[])).collect();
-    let (mut level, mut next) = ((1..=roots).collect::<Vec<u64>>(), roots + 1);
+    let mut next = tasks.iter().map(|t| t.id.0).max().unwrap_or(0) + 1;
+    let mut level = leaves;
     while level.len() > 1 {
         level = level
-            .chunks(8)
+            .chunks(fan)
             .map(|c| {
                 tasks.push(task(next, c));
                 next += 1;
@@ -358,36 +361,20 @@ fn most_results_held_by_a_tree_reduction(roots: u64) -> usize {
     }
     let last = level[0];
     s.handle(Event::Submit { client: C, tasks });
-    // The client keeps only the final result's future, as an array's reduction does.
     s.handle(Event::Release { client: C, ids: ids(&(1..last).collect::<Vec<_>>()) });
     most_held_until(&mut s, last)
 }
 
-/// The most intermediate results held at once while one worker runs `roots` loads, a
-/// map of each, and a tree reduction of the maps (a bag's `map(...).sum()`), the client
-/// keeping only the final result.
+fn most_results_held_by_a_tree_reduction(roots: u64) -> usize {
+    most_held_by_a_reduction((1..=roots).map(|i| task(i, &[])).collect(), (1..=roots).collect(), 8)
+}
+
+/// `roots` loads, a map of each, and a tree reduction of the maps (a bag's
+/// `map(...).sum()`).
 fn most_results_held_by_a_pipeline(roots: u64) -> usize {
-    let mut s = Scheduler::new(SchedulerConfig::default());
-    s.handle(Event::WorkerJoined(worker(1, 1)));
-    s.handle(Event::ClientJoined(C));
-    out(&mut s);
-    let mut tasks: Vec<TaskSpec> = (1..=roots).map(|i| task(i, &[])).collect();
-    tasks.extend((1..=roots).map(|i| task(roots + i, &[i])));
-    let (mut level, mut next) = ((roots + 1..=2 * roots).collect::<Vec<u64>>(), 2 * roots + 1);
-    while level.len() > 1 {
-        level = level
-            .chunks(4)
-            .map(|c| {
-                tasks.push(task(next, c));
-                next += 1;
-                next - 1
-            })
-            .collect();
-    }
-    let last = level[0];
-    s.handle(Event::Submit { client: C, tasks });
-    s.handle(Event::Release { client: C, ids: ids(&(1..last).collect::<Vec<_>>()) });
-    most_held_until(&mut s, last)
+    let loads = (1..=roots).map(|i| task(i, &[]));
+    let maps = (1..=roots).map(|i| task(roots + i, &[i]));
+    most_held_by_a_reduction(loads.chain(maps).collect(), (roots + 1..=2 * roots).collect(), 4)
 }
 
 #[test]
