@@ -25,6 +25,8 @@ cd "$ROOT" && cargo build -q --release -p bench-tasks
 BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/bench-tasks
 # Maps of 10k to 10M tasks: the cost per task should stay flat (10M takes about 8 GB).
 "$BIN" --map 10000,100000,1000000,10000000 --reps 3 | tee -a "$OUT"
+# Spilling: 1.5 GiB of results on 2 workers of 256 MiB, beside dd in the same directory.
+"$BIN" --spill 1536 | tee -a "$OUT"
 # The Dask script reads distributed's configuration before importing it, which fails
 # unless distributed is imported first.
 (cd "$W" && $PY -c "import distributed, runpy, sys; sys.argv[0] = 'bench_dask_tasks.py'; runpy.run_path('bench_dask_tasks.py', run_name='__main__')" \
@@ -52,7 +54,9 @@ for peer in ("dask", "ray"):
     row(f"tree 8192 leaves vs {peer}", "chorus_tree_8192", tree, False)
 for k in ("chorus_map_tput_100000", "chorus_map_tput_1000000", "chorus_map_tput_10000000",
           "chorus_scatter_gather_100MB", "chorus_scatter_100MB", "chorus_gather_100MB",
-          "chorus_start_2w", "chorus_start_4w"):
+          "chorus_start_2w", "chorus_start_4w", "chorus_spill_write", "dd_write_cached",
+          "dd_write_fdatasync", "chorus_spill_read", "dd_read_cached",
+          "chorus_spill_worker0_peak_rss", "chorus_spill_worker1_peak_rss"):
     if k in r:
         print(f"| {k} | {r[k][0]:,.6g} {r[k][1]} | | |")
 PY

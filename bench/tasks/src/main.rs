@@ -12,6 +12,12 @@
 //!
 //!     cargo run --release -p bench-tasks -- [--workers 2] [--reps 3] [--map 10000,100000,1000000]
 //!
+//! With `--spill TOTAL_MB` it instead runs the spill benchmark of [`spill`]
+//! (`--memory-limit-mb 256`, `--spill-dir DIR`, default under the system's temporary
+//! directory):
+//!
+//!     cargo run --release -p bench-tasks -- --spill 1536
+//!
 //! With `--rounds N` it instead runs N rounds of a 4-task map + gather and prints the
 //! resident memory of the driver (which embeds the scheduler) and of each worker ten
 //! times along the way: the check that memory stays flat over a million rounds.
@@ -20,6 +26,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use chorus::{Client, LocalCluster};
+
+mod spill;
 
 #[chorus::remote]
 fn inc(x: i64) -> i64 {
@@ -111,6 +119,10 @@ fn main() -> Result<()> {
     let leaves = arg("--leaves", 8192) as i64;
     let mb = arg("--scatter-mb", 100);
 
+    let spill_mb = arg("--spill", 0);
+    if spill_mb > 0 {
+        return spill::run(spill_mb as u64, arg("--memory-limit-mb", 256) as u64, arg_text("--spill-dir").as_deref());
+    }
     let n_rounds = arg("--rounds", 0);
     if n_rounds > 0 {
         let cluster = LocalCluster::builder().workers(workers).threads_per_worker(1).start()?;

@@ -71,7 +71,10 @@
 
   // ---- the task stream ------------------------------------------------------------
   // One row per worker thread, a bar per run coloured by function, its input fetch in
-  // red before it, failures in black.
+  // red and its read of spilled inputs in orange before it, failures in black; a row
+  // per worker that spilled, with its writes to disk in orange.
+  const SPILL_LANE = 4294967295;
+  const isRun = (e) => e.kind !== 'spill';
   function streamCanvas(snap, events, t0, t1, width) {
     const rows = [];
     const threads = new Map();
@@ -87,7 +90,7 @@
     const g = c.getContext('2d');
     g.font = '11px system-ui, sans-serif';
     g.fillStyle = '#6b7280';
-    rows.forEach((r, i) => g.fillText('worker ' + r[0] + ' · ' + r[1], 4, top + i * rowH + 11));
+    rows.forEach((r, i) => g.fillText('worker ' + r[0] + ' · ' + (r[1] === SPILL_LANE ? 'disk' : r[1]), 4, top + i * rowH + 11));
     const span = Math.max(1, t1 - t0);
     const x = (t) => left + (t - t0) / span * (width - left - 4);
     let drawn = 0;
@@ -96,6 +99,18 @@
       if (end < t0 || e.start_us > t1) continue;
       const i = index.get(e.worker + ':' + e.thread);
       const y = top + i * rowH + 2;
+      if (!isRun(e)) {
+        g.fillStyle = '#f59e0b';
+        const sx = x(e.start_us);
+        g.fillRect(sx, y, Math.max(1, x(end) - sx), rowH - 4);
+        drawn++;
+        continue;
+      }
+      if (e.unspill_micros > 0) {
+        g.fillStyle = '#f59e0b';
+        const ux = x(e.start_us - e.fetch_micros - e.unspill_micros);
+        g.fillRect(ux, y, Math.max(1, x(e.start_us - e.fetch_micros) - ux), rowH - 4);
+      }
       if (e.fetch_micros > 0) {
         g.fillStyle = '#ef4444';
         const fx = x(e.start_us - e.fetch_micros);
@@ -122,6 +137,7 @@
     return h('div', { class: 'legend' }, groups.filter(g => groupTotal(g) > 0).slice(0, 20).map(g =>
       h('span', {}, h('i', { style: 'background:' + color(g.name) }), g.name)),
       h('span', {}, h('i', { style: 'background:#ef4444' }), 'input transfer'),
+      h('span', {}, h('i', { style: 'background:#f59e0b' }), 'disk (spill, read back)'),
       h('span', {}, h('i', { style: 'background:#111827' }), 'failed'));
   }
 
@@ -170,7 +186,7 @@
     const width = Math.max(400, main.clientWidth - 30);
     const recent = state.events.filter(e => e.start_us + e.micros >= t0);
     const t = snap.totals;
-    main.append(section('Task stream', recent.length + ' runs in the last 10 s · ' + t.finished + ' finished, ' + t.failed + ' failed, ' +
+    main.append(section('Task stream', recent.filter(isRun).length + ' runs in the last 10 s · ' + t.finished + ' finished, ' + t.failed + ' failed, ' +
         t.transfers + ' transfers (' + bytes(t.transfer_bytes) + ') in all',
       streamCanvas(snap, recent, t0, t1, width), legend(snap.groups)));
     main.append(progress(snap.groups));
@@ -272,18 +288,21 @@
   }
 
   function reportView(snap, main) {
-    const ev = snap.events;
-    const t0 = ev.reduce((m, e) => Math.min(m, e.start_us - e.fetch_micros), Infinity);
-    const t1 = ev.reduce((m, e) => Math.max(m, e.start_us + e.micros), 0);
+    const all = snap.events;
+    const ev = all.filter(isRun);
+    const t0 = all.reduce((m, e) => Math.min(m, e.start_us - e.fetch_micros - (e.unspill_micros || 0)), Infinity);
+    const t1 = all.reduce((m, e) => Math.max(m, e.start_us + e.micros), 0);
     const period = ev.length ? t1 - t0 : 0;
     const t = snap.totals;
     main.append(section(document.body.dataset.title || 'chorus performance report', 'written ' + new Date(snap.now_us / 1000).toLocaleString(),
       h('table', {}, h('tbody', {},
         [['runs', ev.length], ['period', dur(period)], ['failed', ev.filter(e => e.erred).length],
           ['transfers', ev.filter(e => e.fetched > 0).length + ' (' + bytes(ev.reduce((s, e) => s + e.fetched, 0)) + ')'],
+          ['spilled', bytes(all.filter(e => !isRun(e)).reduce((s, e) => s + e.size, 0)) + ' written, ' +
+            bytes(ev.reduce((s, e) => s + (e.unspilled || 0), 0)) + ' read back'],
           ['workers', snap.workers.length], ['scheduler', snap.cluster.address || '—']]
           .map(([k, v]) => h('tr', {}, h('th', { text: k }), h('td', { text: v })))))));
-    main.append(section('Task stream', ev.length + ' runs', streamCanvas(snap, ev, t0, t1, Math.max(600, main.clientWidth - 30)), legend(snap.groups)));
+    main.append(section('Task stream', ev.length + ' runs', streamCanvas(snap, all, t0, t1, Math.max(600, main.clientWidth - 30)), legend(snap.groups)));
     const per = new Map();
     for (const e of ev) {
       const name = (snap.groups[e.group] || { name: 'task' }).name;

@@ -190,11 +190,31 @@ impl GroupRow {
     }
 }
 
-/// A task run that ended, for the task stream.
+/// The lane of a worker's disk writes in the task stream: [`TaskEvent::thread`] of a
+/// [`EventKind::Spill`].
+pub const SPILL_LANE: u32 = u32::MAX;
+
+/// What a [`TaskEvent`] records.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventKind {
+    /// A task run.
+    #[default]
+    Run,
+    /// A worker writing results to its spill directory: `size` bytes over `micros`,
+    /// the writes since its previous heartbeat drawn as one bar that ends at it, in the
+    /// lane [`SPILL_LANE`]; `group` and `task` mean nothing.
+    Spill,
+}
+
+/// A task run that ended, or a worker's spill to disk, for the task stream.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskEvent {
     /// Its place in the stream, counting from 0.
     pub seq: u64,
+    /// A run or a spill.
+    #[serde(default)]
+    pub kind: EventKind,
     /// Its function's [`GroupRow::id`].
     pub group: u32,
     /// The task's id.
@@ -211,7 +231,14 @@ pub struct TaskEvent {
     pub fetch_micros: u64,
     /// Bytes of inputs it fetched.
     pub fetched: u64,
-    /// Bytes of its result.
+    /// How long reading its spilled inputs back from the worker's disk took, in
+    /// microseconds, just before the fetch.
+    #[serde(default)]
+    pub unspill_micros: u64,
+    /// Bytes of inputs read back from disk.
+    #[serde(default)]
+    pub unspilled: u64,
+    /// Bytes of its result (of a spill: bytes written).
     pub size: u64,
     /// Whether it failed.
     pub erred: bool,

@@ -5,7 +5,7 @@
 use serde_json::{json, Value};
 
 use crate::assets;
-use crate::model::Snapshot;
+use crate::model::{EventKind, Snapshot, SPILL_LANE};
 
 /// A performance report of what `snap` holds: its task events and memory samples are
 /// the period's. The page carries its data and the dashboard's script, so it opens
@@ -40,9 +40,25 @@ pub fn chrome_trace(snap: &Snapshot) -> Value {
         events.push(json!({ "ph": "M", "name": "process_name", "pid": w, "tid": 0, "args": { "name": label } }));
     }
     for (w, t) in &threads {
-        events.push(json!({ "ph": "M", "name": "thread_name", "pid": w, "tid": t, "args": { "name": format!("thread {t}") } }));
+        let label = if *t == SPILL_LANE { "spill to disk".to_string() } else { format!("thread {t}") };
+        events.push(json!({ "ph": "M", "name": "thread_name", "pid": w, "tid": t, "args": { "name": label } }));
     }
     for e in &snap.events {
+        if e.kind == EventKind::Spill {
+            events.push(json!({
+                "ph": "X", "cat": "disk", "name": "spill to disk",
+                "pid": e.worker, "tid": e.thread, "ts": e.start_us, "dur": e.micros.max(1),
+                "args": { "bytes": e.size },
+            }));
+            continue;
+        }
+        if e.unspill_micros > 0 {
+            events.push(json!({
+                "ph": "X", "cat": "disk", "name": format!("read spilled inputs of {}", name(e.group)),
+                "pid": e.worker, "tid": e.thread, "ts": e.start_us.saturating_sub(e.fetch_micros + e.unspill_micros),
+                "dur": e.unspill_micros, "args": { "task": e.task, "bytes": e.unspilled },
+            }));
+        }
         if e.fetch_micros > 0 {
             events.push(json!({
                 "ph": "X", "cat": "transfer", "name": format!("fetch inputs of {}", name(e.group)),

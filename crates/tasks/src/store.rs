@@ -140,7 +140,14 @@ impl ObjectStore {
     }
 
     /// The object for local use: read back from disk if it was spilled.
+    #[cfg(test)]
     pub(crate) fn get(&self, id: TaskId) -> Option<Arc<Vec<u8>>> {
+        self.get_read(id).map(|(bytes, _)| bytes)
+    }
+
+    /// [`get`](Self::get), with the microseconds spent reading it back from its spill
+    /// file (0 when it was in memory).
+    pub(crate) fn get_read(&self, id: TaskId) -> Option<(Arc<Vec<u8>>, u64)> {
         let (path, len, generation) = {
             let mut st = self.state.lock().expect("store lock");
             let e = st.objects.get(&id)?;
@@ -150,7 +157,7 @@ impl ObjectStore {
                 if self.spill.is_some() {
                     st.touch(id);
                 }
-                return Some(bytes);
+                return Some((bytes, 0));
             }
             (self.file(id, e.generation)?, e.len, e.generation)
         };
@@ -194,7 +201,7 @@ impl ObjectStore {
             }
         };
         self.spill_to_target();
-        Some(kept)
+        Some((kept, micros.max(1)))
     }
 
     fn warn_read(&self, path: &Path, why: &str) {

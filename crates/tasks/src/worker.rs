@@ -321,6 +321,9 @@ type Inputs = FxHashMap<TaskId, Arc<Vec<u8>>>;
 struct Fetch {
     micros: u64,
     bytes: u64,
+    /// Reading spilled inputs back from this worker's disk.
+    unspill_micros: u64,
+    unspilled: u64,
 }
 
 /// A panic's message, location and backtrace.
@@ -645,12 +648,17 @@ impl Worker {
     fn inputs(&self, task: &ComputeTask) -> Result<(Inputs, Fetch), Missing> {
         let begun = Instant::now();
         let mut fetched_bytes = 0u64;
+        let (mut unspill_micros, mut unspilled) = (0u64, 0u64);
         let mut have = FxHashMap::with_capacity_and_hasher(task.deps.len(), Default::default());
         let mut wanted: HashMap<WorkerId, Vec<TaskId>> = HashMap::new();
         for d in &task.deps {
             if let Some(b) = &d.inline {
                 have.insert(d.id, b.clone());
-            } else if let Some(b) = self.store.get(d.id) {
+            } else if let Some((b, read_micros)) = self.store.get_read(d.id) {
+                if read_micros > 0 {
+                    unspill_micros += read_micros;
+                    unspilled += b.len() as u64;
+                }
                 have.insert(d.id, b);
             } else if let Some(h) = d.holders.iter().find(|h| **h != self.id) {
                 wanted.entry(*h).or_default().push(d.id);
@@ -698,10 +706,11 @@ impl Worker {
             }
         }
         let fetch = if fetched_bytes == 0 {
-            Fetch::default()
+            Fetch { unspill_micros, unspilled, ..Fetch::default() }
         } else {
             self.received.fetch_add(fetched_bytes, std::sync::atomic::Ordering::Relaxed);
-            Fetch { micros: begun.elapsed().as_micros() as u64, bytes: fetched_bytes }
+            let micros = (begun.elapsed().as_micros() as u64).saturating_sub(unspill_micros);
+            Fetch { micros, bytes: fetched_bytes, unspill_micros, unspilled }
         };
         Ok((have, fetch))
     }
@@ -785,6 +794,8 @@ impl Worker {
             micros,
             fetch_micros: fetch.micros,
             fetched: fetch.bytes,
+            unspill_micros: fetch.unspill_micros,
+            unspilled: fetch.unspilled,
             thread: THREAD.get(),
         };
         let instance = task.instance;

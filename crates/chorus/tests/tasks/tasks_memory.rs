@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use chorus::dashboard::model::{EventKind, SPILL_LANE};
 use chorus::tasks::PodVec;
 use chorus::FailureKind;
 
@@ -85,6 +86,13 @@ fn results_three_times_the_clusters_memory_spill_to_disk_and_come_back_correct()
     let figures = cluster.snapshot(Default::default()).unwrap();
     let spills: u64 = figures.workers.iter().map(|w| w.spills).sum();
     assert!(spills as f64 >= blocks as f64 * 0.5, "{spills} spills");
+    // The task stream shows the writes to disk, in each worker's disk lane, and the runs
+    // that read their input back.
+    let written: u64 = figures.events.iter().filter(|e| e.kind == EventKind::Spill).map(|e| e.size).sum();
+    assert!(written >= blocks * mb * MB / 2, "spill events in the task stream: {written} bytes");
+    assert!(figures.events.iter().filter(|e| e.kind == EventKind::Spill).all(|e| e.thread == SPILL_LANE));
+    let read_back = figures.events.iter().filter(|e| e.unspilled > 0 && e.unspill_micros > 0).count();
+    assert!(read_back as u64 >= blocks / 4, "{read_back} runs read a spilled input back");
     let rate = |(bytes, micros): (u64, u64)| if micros == 0 { 0.0 } else { bytes as f64 / micros as f64 };
     for w in &figures.workers {
         // Figures for the record (MB/s is bytes per µs).

@@ -273,6 +273,11 @@ pub struct Timing {
     pub fetch_micros: u64,
     /// Bytes of inputs fetched from other workers and the driver.
     pub fetched: u64,
+    /// How long reading its spilled inputs back from this worker's spill directory took,
+    /// in microseconds, just before the fetch (0 when every input was in memory).
+    pub unspill_micros: u64,
+    /// Bytes of inputs read back from the spill directory.
+    pub unspilled: u64,
     /// The executor thread that ran it, `0..nthreads`; actors' calls are `nthreads`.
     pub thread: u32,
 }

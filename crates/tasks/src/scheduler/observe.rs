@@ -19,8 +19,8 @@
 use std::collections::VecDeque;
 
 use chorus_dashboard::model::{
-    DepartedWorker, GroupRow, MemorySample, QueryRecord, RankRow, RankState, SpmdJob, TaskEvent, Totals, DEPARTED_KEPT,
-    JOBS_KEPT, QUERIES_KEPT,
+    DepartedWorker, EventKind, GroupRow, MemorySample, QueryRecord, RankRow, RankState, SpmdJob, TaskEvent, Totals,
+    DEPARTED_KEPT, JOBS_KEPT, QUERIES_KEPT, SPILL_LANE,
 };
 use rustc_hash::FxHashMap;
 
@@ -175,14 +175,7 @@ impl Observer {
             self.totals.transfers += 1;
             self.totals.transfer_bytes += timing.fetched;
         }
-        if self.capacity == 0 {
-            return;
-        }
-        if self.events.len() == self.capacity {
-            self.events.pop_front();
-        }
-        self.events.push_back(TaskEvent {
-            seq: self.next_seq,
+        self.push_event(TaskEvent {
             group,
             task: task.0,
             worker: worker.0,
@@ -191,9 +184,23 @@ impl Observer {
             micros: timing.micros,
             fetch_micros: timing.fetch_micros,
             fetched: timing.fetched,
+            unspill_micros: timing.unspill_micros,
+            unspilled: timing.unspilled,
             size,
             erred,
+            ..TaskEvent::default()
         });
+    }
+
+    /// Adds `event` to the stream's ring with the next sequence number.
+    fn push_event(&mut self, event: TaskEvent) {
+        if self.capacity == 0 {
+            return;
+        }
+        if self.events.len() == self.capacity {
+            self.events.pop_front();
+        }
+        self.events.push_back(TaskEvent { seq: self.next_seq, ..event });
         self.next_seq += 1;
     }
 
@@ -228,18 +235,35 @@ impl Observer {
             f.cpu_percent = beat.cpu_micros.saturating_sub(f.beat.cpu_micros) as f64 * 100.0 / wall as f64;
         }
         f.last_us = at_us;
+        // What it wrote to disk since the previous beat, as one bar ending now.
+        let (bytes, micros) = (
+            beat.spill_io.0.saturating_sub(f.beat.spill_io.0),
+            beat.spill_io.1.saturating_sub(f.beat.spill_io.1),
+        );
+        let sample = MemorySample {
+            at_us,
+            worker: worker.0,
+            rss: beat.rss,
+            stored: beat.stored,
+            spilled: beat.spilled,
+            cpu_percent: f.cpu_percent,
+        };
         f.beat = beat;
         if self.memory.len() == MEMORY_KEPT {
             self.memory.pop_front();
         }
-        self.memory.push_back(MemorySample {
-            at_us,
-            worker: worker.0,
-            rss: f.beat.rss,
-            stored: f.beat.stored,
-            spilled: f.beat.spilled,
-            cpu_percent: f.cpu_percent,
-        });
+        self.memory.push_back(sample);
+        if bytes > 0 {
+            self.push_event(TaskEvent {
+                kind: EventKind::Spill,
+                worker: worker.0,
+                thread: SPILL_LANE,
+                start_us: at_us.saturating_sub(micros),
+                micros,
+                size: bytes,
+                ..TaskEvent::default()
+            });
+        }
     }
 
     /// An SPMD rank was submitted.

@@ -489,6 +489,23 @@ fn the_task_stream_keeps_only_the_latest_runs_and_counts_on() {
 }
 
 #[test]
+fn a_workers_writes_to_disk_between_heartbeats_are_one_spill_event_in_its_disk_lane() {
+    use chorus_dashboard::model::{EventKind, SPILL_LANE};
+    let mut s = two_workers();
+    let beat = |bytes: u64, micros: u64| crate::proto::Heartbeat { spill_io: (bytes, micros), ..Default::default() };
+    s.handle(Event::Heartbeat { worker: WorkerId(1), beat: beat(0, 0), at_us: 1_000_000 });
+    s.handle(Event::Heartbeat { worker: WorkerId(1), beat: beat(64 << 20, 300_000), at_us: 2_000_000 });
+    // Nothing written since: no event.
+    s.handle(Event::Heartbeat { worker: WorkerId(1), beat: beat(64 << 20, 300_000), at_us: 3_000_000 });
+    let snap = s.observe(Default::default());
+    let spills: Vec<_> = snap.events.iter().filter(|e| e.kind == EventKind::Spill).collect();
+    assert_eq!(spills.len(), 1, "{:?}", snap.events);
+    let e = spills[0];
+    assert_eq!((e.worker, e.thread, e.size, e.micros, e.start_us), (1, SPILL_LANE, 64 << 20, 300_000, 1_700_000));
+    assert_eq!(snap.totals.finished, 0, "a spill is not a run");
+}
+
+#[test]
 fn departed_workers_are_listed_with_their_reason() {
     let mut s = two_workers();
     s.handle(Event::Clock { now_us: 42 });

@@ -41,7 +41,7 @@ fn error() -> TaskError {
 pub fn from_worker() -> Vec<FromWorker> {
     vec![
         FromWorker::Register(worker()),
-        FromWorker::Finished(vec![Finished { id: TaskId(7), instance: Instance(2), size: 3, inline: Some(Arc::new(vec![1, 2, 3])), timing: Timing { start_us: 5, micros: 10, fetch_micros: 2, fetched: 100, thread: 1 } }]),
+        FromWorker::Finished(vec![Finished { id: TaskId(7), instance: Instance(2), size: 3, inline: Some(Arc::new(vec![1, 2, 3])), timing: Timing { start_us: 5, micros: 10, fetch_micros: 2, fetched: 100, unspill_micros: 3, unspilled: 50, thread: 1 } }]),
         FromWorker::Failed(vec![Failed { id: TaskId(7), instance: Instance(1), error: error(), timing: Timing::default() }]),
         FromWorker::MissingInputs { id: TaskId(8), instance: Instance(1), missing: vec![TaskId(5)] },
         FromWorker::Stolen(vec![TaskId(1), TaskId(2)]),
