@@ -32,7 +32,8 @@ for size in ${SIZES//,/ }; do ln -sf "$ROOT/data/purchases_$size.csv" "$W/data/p
 (cd "$W" && venv-frame/bin/python bench_dataframes.py --sizes "$SIZES" --reps "$REPS" \
     --engines polars,duckdb,pandas,dask_cluster) | tee -a "$OUT" || echo "peer benchmark failed"
 if [ "$SF" != 0 ]; then
-  "$BIN" --tpch "$SF" --ranks 1,2 | tee -a "$OUT"
+  # Its own table: each query in DataFusion alone and on 1 and 2 ranks, answers checked.
+  "$BIN" --tpch "$SF" --ranks 1,2 --reference | tee -a "$OUT"
 fi
 python3 - "$OUT" "$SIZES" <<'PY'
 import re, sys
@@ -51,10 +52,5 @@ for size in sys.argv[2].split(","):
         f = lambda v: "–" if v is None else f"{v:.3f} s"
         ratio = "–" if not (c2 and peers[0]) else f"{peers[0] / c2:.2f}× {'faster' if peers[0] > c2 else 'slower'}"
         print(f"| {size} | {q} | {f(c1)} | {f(c2)} | {'–' if mem is None else f'{mem:.0f}'} | " + " | ".join(f(p) for p in peers) + f" | {ratio} |")
-tp = sorted((k, v) for k, v in r.items() if k.startswith("tpch_"))
-if tp:
-    print("\nTPC-H (seconds, median of 3):")
-    for k, v in tp:
-        print(f"  {k} = {v:.3f}")
 PY
 rm -f "$OUT"

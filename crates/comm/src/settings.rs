@@ -47,6 +47,9 @@ pub struct Settings {
     pub send_budget: Option<u64>,
     /// `CHORUS_FRAME_THREADS`: query threads per rank for DataFrames (at least 1).
     pub frame_threads: Option<usize>,
+    /// `CHORUS_FRAME_MEMORY_LIMIT`: bytes each rank's DataFrame queries may hold (a
+    /// size, or `none` for no limit, kept as `u64::MAX`).
+    pub frame_memory_limit: Option<u64>,
     /// `CHORUS_DASHBOARD`: where a local cluster serves its dashboard.
     pub dashboard: DashboardSetting,
     /// `CHORUS_TRACE`: a file a local cluster writes its task stream to, as a Chrome
@@ -136,6 +139,7 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("CHORUS_MAX_OBJECT", "the largest value (argument, result, scattered object) a process accepts; a size (half the memory)"),
     ("CHORUS_SEND_BUDGET", "bytes the scheduler queues for a peer that stops reading before it drops it; a size (256MiB)"),
     ("CHORUS_FRAME_THREADS", "DataFrame query threads per rank (the cores divided among the ranks)"),
+    ("CHORUS_FRAME_MEMORY_LIMIT", "bytes each rank's DataFrame queries may hold before they spill; a size, or `none` (half the rank's share of memory)"),
     ("CHORUS_WORKER_SCHEDULER", "set by clusters for their workers: the scheduler's address"),
     ("CHORUS_WORKER_NTHREADS", "set by clusters for their workers: threads that run tasks"),
     ("CHORUS_WORKER_MEMORY_LIMIT", "set by clusters for their workers: memory limit in bytes"),
@@ -210,6 +214,10 @@ impl Settings {
             max_object: size("CHORUS_MAX_OBJECT")?,
             send_budget: size("CHORUS_SEND_BUDGET")?,
             frame_threads: count("CHORUS_FRAME_THREADS")?,
+            frame_memory_limit: match get("CHORUS_FRAME_MEMORY_LIMIT") {
+                Some(v) if v.trim() == "none" => Some(u64::MAX),
+                other => other.map(|v| parse_size("CHORUS_FRAME_MEMORY_LIMIT", &v)).transpose()?,
+            },
             progress: match get("CHORUS_PROGRESS").as_deref().map(str::trim) {
                 None | Some("0" | "off" | "false" | "no") => false,
                 Some("1" | "on" | "true" | "yes") => true,
@@ -303,6 +311,7 @@ mod tests {
             ("CHORUS_MAX_OBJECT", "64MiB"),
             ("CHORUS_TRANSPORT", "tcp"),
             ("CHORUS_SPIN_US", "0"),
+            ("CHORUS_FRAME_MEMORY_LIMIT", "2GiB"),
         ])
         .unwrap();
         assert_eq!(s.procs, Some(4));
@@ -314,6 +323,8 @@ mod tests {
         assert_eq!(s.transport, TransportPreference::Tcp);
         assert_eq!(s.tls, TlsMode::Off);
         assert_eq!(s.spin_us, Some(0));
+        assert_eq!(s.frame_memory_limit, Some(2 << 30));
+        assert_eq!(with(&[("CHORUS_FRAME_MEMORY_LIMIT", "none")]).unwrap().frame_memory_limit, Some(u64::MAX));
         assert!(s.send_budget.is_none() && s.coordinator.is_none() && s.worker.scheduler.is_none());
         assert_eq!(parse_size("X", "1.5GB").unwrap(), 1_500_000_000);
         assert_eq!(parse_size("X", " 2 GiB ").unwrap(), 2 << 30);
@@ -334,6 +345,7 @@ mod tests {
             ("CHORUS_DASHBOARD", "everywhere", "auto, off, HOST:PORT"),
             ("CHORUS_SECRET", "abc", "64 hex digits"),
             ("CHORUS_FRAME_THREADS", "0", "positive whole number"),
+            ("CHORUS_FRAME_MEMORY_LIMIT", "lots", "2GiB"),
             ("CHORUS_WORKER_MEMORY_LIMIT", "lots", "bytes"),
         ] {
             let e = with(&[(name, value)]).unwrap_err().to_string();

@@ -10,7 +10,9 @@ use tpchgen::generators::{
     CustomerGenerator, LineItemGenerator, NationGenerator, OrderGenerator, PartGenerator, PartSuppGenerator,
     RegionGenerator, SupplierGenerator,
 };
-use tpchgen_arrow::arrow::array::RecordBatch;
+use tpchgen_arrow::arrow::array::{Array, Float32Array, Float64Array, RecordBatch};
+use tpchgen_arrow::arrow::datatypes::DataType;
+use tpchgen_arrow::arrow::util::display::{ArrayFormatter, FormatOptions};
 use tpchgen_arrow::arrow::error::ArrowError;
 use tpchgen_arrow::{
     CustomerArrow, LineItemArrow, NationArrow, OrderArrow, PartArrow, PartSuppArrow, RegionArrow, SupplierArrow,
@@ -20,20 +22,76 @@ use tpchgen_arrow::{
 pub const TABLES: [&str; 8] = ["region", "nation", "part", "supplier", "partsupp", "customer", "orders", "lineitem"];
 
 /// Writes every table at `scale_factor` into `dir/<table>/part-<i>.parquet`, the larger
-/// tables (all but region and nation) in `parts` files each.
+/// tables (all but region and nation) in `parts` files each, generated in parallel on
+/// the machine's cores.
 pub fn write_tables(dir: &Path, scale_factor: f64, parts: usize) -> io::Result<()> {
     let parts = parts.max(1) as i32;
+    let mut files = Vec::new();
     for table in TABLES {
-        let files = if matches!(table, "region" | "nation") { 1 } else { parts };
+        let count = if matches!(table, "region" | "nation") { 1 } else { parts };
         let table_dir = dir.join(table);
         std::fs::create_dir_all(&table_dir)?;
-        for part in 1..=files {
-            let path = table_dir.join(format!("part-{part}.parquet"));
-            let batches = generate(table, scale_factor, part, files);
-            write_parquet(&path, batches).map_err(|e| io::Error::other(format!("writing {}: {e}", path.display())))?;
+        files.extend((1..=count).map(|part| (table, part, count, table_dir.join(format!("part-{part}.parquet")))));
+    }
+    // Largest first, so the cores finish together.
+    files.reverse();
+    let next = std::sync::Mutex::new(files.into_iter());
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..cores)
+            .map(|_| {
+                s.spawn(|| loop {
+                    let Some((table, part, count, path)) = next.lock().unwrap_or_else(|e| e.into_inner()).next() else {
+                        return Ok(());
+                    };
+                    write_parquet(&path, generate(table, scale_factor, part, count))
+                        .map_err(|e| io::Error::other(format!("writing {}: {e}", path.display())))?;
+                })
+            })
+            .collect();
+        workers.into_iter().try_for_each(|w| w.join().unwrap_or_else(|_| Err(io::Error::other("a generator thread panicked"))))
+    })
+}
+
+/// TPC-H answers in the form they are compared in: one string per row, cells joined by
+/// ` | `, nulls as `NULL`, floating-point values to 9 significant digits (the order of a
+/// parallel sum changes the last bits); sorted unless `ordered` (the query orders all its
+/// rows), so that two engines' answers are equal exactly when their rows are.
+pub fn answer(batches: &[RecordBatch], ordered: bool) -> Vec<String> {
+    let options = FormatOptions::default().with_null("NULL");
+    let mut out = Vec::new();
+    for batch in batches {
+        let formatters: Vec<_> = batch
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).expect("every Arrow type has a display"))
+            .collect();
+        for row in 0..batch.num_rows() {
+            let cells: Vec<String> = batch
+                .columns()
+                .iter()
+                .zip(&formatters)
+                .map(|(column, f)| float_cell(column.as_ref(), row).unwrap_or_else(|| f.value(row).to_string()))
+                .collect();
+            out.push(cells.join(" | "));
         }
     }
-    Ok(())
+    if !ordered {
+        out.sort();
+    }
+    out
+}
+
+fn float_cell(column: &dyn Array, row: usize) -> Option<String> {
+    if column.is_null(row) {
+        return None;
+    }
+    let v = match column.data_type() {
+        DataType::Float64 => column.as_any().downcast_ref::<Float64Array>()?.value(row),
+        DataType::Float32 => f64::from(column.as_any().downcast_ref::<Float32Array>()?.value(row)),
+        _ => return None,
+    };
+    Some(if v == 0.0 { "0".into() } else { format!("{v:.8e}") })
 }
 
 type Batches = Box<dyn Iterator<Item = Result<RecordBatch, ArrowError>>>;

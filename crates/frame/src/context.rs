@@ -37,7 +37,8 @@ pub struct FrameOptions {
     /// operator that cannot spill (the build side of a hash join) fails with an error
     /// naming it and the limit. Default (`None`): half the rank's share of memory — half
     /// the worker's memory limit on a cluster, half of the machine's memory divided
-    /// among the ranks otherwise.
+    /// among the ranks otherwise; `CHORUS_FRAME_MEMORY_LIMIT` (a size, or `none` for no
+    /// limit) overrides that default.
     pub memory_limit: Option<u64>,
     /// Where queries spill (default: the system's temporary directory).
     pub spill_dir: Option<std::path::PathBuf>,
@@ -56,12 +57,16 @@ impl Default for FrameOptions {
 }
 
 /// A rank's memory pool when [`FrameOptions::memory_limit`] is not given.
-fn default_pool(ranks: usize) -> u64 {
-    let share = match chorus_comm::settings::settings().ok().and_then(|s| s.worker.memory_limit) {
+fn default_pool(ranks: usize) -> Result<u64> {
+    let settings = chorus_comm::settings::settings().map_err(|e| Error::InvalidArgument(e.to_string()))?;
+    if let Some(limit) = settings.frame_memory_limit {
+        return Ok(limit);
+    }
+    let share = match settings.worker.memory_limit {
         Some(limit) if limit > 0 => limit,
         _ => chorus_tasks::memory::default_limit(ranks),
     };
-    share / 2
+    Ok(share / 2)
 }
 
 /// DataFusion's runtime for a rank: a fair, spilling memory pool of `limit` bytes that
@@ -226,7 +231,10 @@ impl Context {
         optimizer.enable_join_dynamic_filter_pushdown = false;
         optimizer.enable_topk_dynamic_filter_pushdown = false;
         optimizer.enable_aggregate_dynamic_filter_pushdown = false;
-        let pool = options.memory_limit.unwrap_or_else(|| default_pool(size));
+        let pool = match options.memory_limit {
+            Some(limit) => limit,
+            None => default_pool(size)?,
+        };
         // What each sort keeps back for merging its spill files (DataFusion's 10 MB by
         // default) must leave room for every partition's sorts in a small pool.
         let execution = &mut config.options_mut().execution;

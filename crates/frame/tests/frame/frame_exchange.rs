@@ -91,3 +91,34 @@ fn batches_without_columns_keep_their_rows_across_ranks() {
         assert_eq!((all, limited), (&vec!["60".to_string()], &vec!["5".to_string()]), "rank {rank}");
     }
 }
+
+/// Sort-merge joins (`prefer_hash_join = false`) read two shuffles per partition, each
+/// larger than the window, in the order of their keys.
+#[test]
+fn sort_merge_joins_over_shuffles_larger_than_the_window_complete() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wide.csv");
+    let mut text = String::from("id,k,payload\n");
+    for i in 0..200_000u64 {
+        text.push_str(&format!("{i},{},p{:0>59}\n", (i * 7919) % 100_000, i));
+    }
+    std::fs::write(&path, text).unwrap();
+    let window = 1 << 20;
+    let options = FrameOptions {
+        threads_per_rank: Some(2),
+        exchange_window: window,
+        spill_dir: Some(dir.path().join("spill")),
+        ..FrameOptions::default()
+    };
+    let results = on_ranks_with(2, options, |ctx| {
+        ctx.register_csv("w", &path, chorus_frame::CsvOptions::default()).unwrap();
+        ctx.sql("SET datafusion.optimizer.prefer_hash_join = false").unwrap();
+        let joined = ctx
+            .sql("SELECT count(*) AS n, sum(length(a.payload) + length(b.payload)) AS bytes FROM w a JOIN w b ON a.k = b.k AND a.id <> b.id")
+            .unwrap();
+        let plan = joined.explain().unwrap();
+        (rows(&joined.collect().unwrap(), false), plan)
+    });
+    assert!(results[0].1.contains("SortMergeJoin"), "the plan joins by sort-merge:\n{}", results[0].1);
+    assert_eq!(results[0].0, vec!["200000 | 24000000".to_string()]);
+}

@@ -55,6 +55,29 @@ fn a_group_by_and_a_join_over_four_times_the_pool_spill_and_match_the_unlimited_
     }
 }
 
+/// Collected to rank 0, a sort of four times the pool spills on every rank and is
+/// merged on rank 0, in order.
+#[test]
+fn a_sort_over_four_times_the_pool_spills_and_comes_back_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.csv");
+    let bytes = write_table(&path, 1_600_000);
+    let limited = FrameOptions {
+        threads_per_rank: Some(1),
+        memory_limit: Some(bytes / 4),
+        spill_dir: Some(dir.path().join("spill")),
+        ..FrameOptions::default()
+    };
+    let sorted = on_ranks_with(2, limited, |ctx| {
+        ctx.register_csv("t", &path, chorus_frame::CsvOptions::default()).unwrap();
+        rows(&ctx.sql("SELECT payload, id FROM t ORDER BY payload DESC").unwrap().collect().unwrap(), true)
+    });
+    let got = &sorted[0];
+    assert_eq!(got.len(), 1_600_000);
+    let want: Vec<String> = (0..1_600_000u64).rev().map(|i| format!("p{i:0>39} | {i}")).collect();
+    assert!(*got == want, "the sorted rows differ: first {:?}", got.iter().zip(&want).find(|(a, b)| a != b));
+}
+
 #[test]
 fn an_operator_that_cannot_spill_fails_naming_itself_and_the_limit() {
     let dir = tempfile::tempdir().unwrap();

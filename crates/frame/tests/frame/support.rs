@@ -4,9 +4,7 @@
 use std::sync::Arc;
 
 use chorus_comm::World;
-use chorus_frame::datafusion::arrow::array::{Array, Float32Array, Float64Array, RecordBatch};
-use chorus_frame::datafusion::arrow::datatypes::DataType;
-use chorus_frame::datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use chorus_frame::datafusion::arrow::array::RecordBatch;
 use chorus_frame::datafusion::prelude::{SessionConfig, SessionContext};
 use chorus_frame::{Context, FrameOptions};
 
@@ -70,35 +68,5 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
 
 /// The rows as strings, floats rounded to 9 significant digits; sorted unless `ordered`.
 pub fn rows(batches: &[RecordBatch], ordered: bool) -> Vec<String> {
-    let mut out = Vec::new();
-    let options = FormatOptions::default().with_null("NULL");
-    for batch in batches {
-        let formatters: Vec<_> =
-            batch.columns().iter().map(|c| ArrayFormatter::try_new(c.as_ref(), &options).unwrap()).collect();
-        for row in 0..batch.num_rows() {
-            let cells: Vec<String> = batch
-                .columns()
-                .iter()
-                .zip(&formatters)
-                .map(|(column, f)| float_cell(column.as_ref(), row).unwrap_or_else(|| f.value(row).to_string()))
-                .collect();
-            out.push(cells.join(" | "));
-        }
-    }
-    if !ordered {
-        out.sort();
-    }
-    out
-}
-
-fn float_cell(column: &dyn Array, row: usize) -> Option<String> {
-    if column.is_null(row) {
-        return None;
-    }
-    let v = match column.data_type() {
-        DataType::Float64 => column.as_any().downcast_ref::<Float64Array>()?.value(row),
-        DataType::Float32 => column.as_any().downcast_ref::<Float32Array>()?.value(row) as f64,
-        _ => return None,
-    };
-    Some(if v == 0.0 { "0".into() } else { format!("{v:.8e}") })
+    chorus_datagen::tpch::answer(batches, ordered)
 }
