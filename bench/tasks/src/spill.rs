@@ -5,7 +5,7 @@
 //! same directory: through the page cache (what a spill does: no fsync) and with
 //! `conv=fdatasync` (the disk's own), and each worker's peak RSS against its limit.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -76,14 +76,7 @@ fn dd_figures(dir: &Path, bytes: u64) -> Result<()> {
 }
 
 pub fn run(total_mb: u64, limit_mb: u64, dir: Option<&str>) -> Result<()> {
-    let tmp;
-    let dir = match dir {
-        Some(d) => Path::new(d).to_path_buf(),
-        None => {
-            tmp = std::env::temp_dir().join(format!("chorus-bench-spill-{}", std::process::id()));
-            tmp.clone()
-        }
-    };
+    let dir = dir.map_or_else(|| std::env::temp_dir().join(format!("chorus-bench-spill-{}", std::process::id())), PathBuf::from);
     std::fs::create_dir_all(&dir)?;
     let mb = 16u64;
     let blocks = total_mb / mb;

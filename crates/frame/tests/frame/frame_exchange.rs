@@ -4,15 +4,22 @@ use chorus_frame::FrameOptions;
 
 use crate::support::{on_ranks_with, rows};
 
-#[test]
-fn a_shuffle_larger_than_the_exchange_window_completes_with_bounded_memory() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("wide.csv");
+/// 200,000 rows of `id`, a key that each value takes for exactly two ids, and a 60-byte
+/// payload: 15 MB, many exchange windows.
+fn write_wide(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("wide.csv");
     let mut text = String::from("id,k,payload\n");
     for i in 0..200_000u64 {
         text.push_str(&format!("{i},{},p{:0>59}\n", (i * 7919) % 100_000, i));
     }
     std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn a_shuffle_larger_than_the_exchange_window_completes_with_bounded_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_wide(dir.path());
     let window = 1 << 20;
     let options = FrameOptions { threads_per_rank: Some(1), exchange_window: window, ..FrameOptions::default() };
     let results = on_ranks_with(2, options, |ctx| {
@@ -97,12 +104,7 @@ fn batches_without_columns_keep_their_rows_across_ranks() {
 #[test]
 fn sort_merge_joins_over_shuffles_larger_than_the_window_complete() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("wide.csv");
-    let mut text = String::from("id,k,payload\n");
-    for i in 0..200_000u64 {
-        text.push_str(&format!("{i},{},p{:0>59}\n", (i * 7919) % 100_000, i));
-    }
-    std::fs::write(&path, text).unwrap();
+    let path = write_wide(dir.path());
     let window = 1 << 20;
     let options = FrameOptions {
         threads_per_rank: Some(2),
