@@ -19,6 +19,21 @@ pub enum Error {
         /// What failed, with the file, line and column of the input where known.
         message: String,
     },
+    /// An operator on this rank needed more memory than the rank's query memory pool
+    /// has left, and cannot spill (the build side of a hash join, an aggregate's
+    /// emitting state). The message names the operator, the pool and its largest
+    /// consumers. Raise [`FrameOptions::memory_limit`](crate::FrameOptions::memory_limit)
+    /// (or `CHORUS_FRAME_MEMORY_LIMIT`), or run on more ranks so that each holds less.
+    #[error(
+        "query failed on rank {rank}: {message}. The rank's query memory pool is too small for an operator that \
+         cannot spill: raise FrameOptions::memory_limit (CHORUS_FRAME_MEMORY_LIMIT), or run on more ranks"
+    )]
+    MemoryLimit {
+        /// The rank whose pool was exhausted.
+        rank: usize,
+        /// DataFusion's account: the operator, the allocation that failed, the pool.
+        message: String,
+    },
     /// Another rank failed, or the job's communication broke; the cause names the rank.
     #[error(transparent)]
     Comm(#[from] chorus_comm::Error),
@@ -54,6 +69,10 @@ impl Error {
 
     /// An error while executing on `rank`.
     pub(crate) fn execution(rank: usize, e: &DataFusionError) -> Error {
-        Error::Execution { rank, message: e.strip_backtrace() }
+        let message = e.strip_backtrace();
+        match e.find_root() {
+            DataFusionError::ResourcesExhausted(_) => Error::MemoryLimit { rank, message },
+            _ => Error::Execution { rank, message },
+        }
     }
 }

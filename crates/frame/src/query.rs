@@ -185,9 +185,9 @@ impl Engine {
                 Some(comm) => Error::Comm(comm),
                 None => Error::execution(rank, &e),
             };
-            if let Error::Execution { message, .. } = &error {
+            if matches!(error, Error::Execution { .. } | Error::MemoryLimit { .. }) {
                 // The other ranks may be waiting for this one: end the job everywhere.
-                let _ = world.abort(&format!("query failed on rank {rank}: {message}"));
+                let _ = world.abort(&error.to_string());
             }
             error
         });

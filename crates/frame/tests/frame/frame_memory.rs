@@ -55,16 +55,15 @@ fn a_group_by_and_a_join_over_four_times_the_pool_spill_and_match_the_unlimited_
     }
 }
 
-/// Collected to rank 0, a sort of four times the pool spills on every rank and is
-/// merged on rank 0, in order.
-#[test]
-fn a_sort_over_four_times_the_pool_spills_and_comes_back_in_order() {
+/// A collected sort of `limit_fraction` of the table's bytes per pool on two ranks of
+/// `threads` partitions each: every rank spills, rank 0 merges, the rows come back in order.
+fn sorts_in_order_under_a_pool(threads: usize, limit_fraction: u64) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.csv");
     let bytes = write_table(&path, 1_600_000);
     let limited = FrameOptions {
-        threads_per_rank: Some(1),
-        memory_limit: Some(bytes / 4),
+        threads_per_rank: Some(threads),
+        memory_limit: Some(bytes / limit_fraction),
         spill_dir: Some(dir.path().join("spill")),
         ..FrameOptions::default()
     };
@@ -78,20 +77,81 @@ fn a_sort_over_four_times_the_pool_spills_and_comes_back_in_order() {
     assert!(*got == want, "the sorted rows differ: first {:?}", got.iter().zip(&want).find(|(a, b)| a != b));
 }
 
+/// Collected to rank 0, a sort of four times the pool spills on every rank and is
+/// merged on rank 0, in order.
 #[test]
-fn an_operator_that_cannot_spill_fails_naming_itself_and_the_limit() {
+fn a_sort_over_four_times_the_pool_spills_and_comes_back_in_order() {
+    sorts_in_order_under_a_pool(1, 4);
+}
+
+/// Two sorted partitions per rank, each merged on rank 0 as it streams in: the
+/// partitions that rank 0 has not started reading must not starve those it has.
+#[test]
+#[ignore = "known bug: hangs; rank 0's merge waits on a partition whose sort on rank 1 does not progress while \
+            its sibling partition is blocked on the exchange window (reproducer for the next fix)"]
+fn a_collected_sort_of_several_partitions_per_rank_under_a_pool_does_not_hang() {
+    sorts_in_order_under_a_pool(2, 2);
+}
+
+#[test]
+fn an_operator_that_cannot_spill_fails_naming_itself_the_limit_and_what_to_do() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.csv");
     write_table(&path, 200_000);
     // A hash join's build side cannot spill.
-    let options = FrameOptions { threads_per_rank: Some(1), memory_limit: Some(MB), ..FrameOptions::default() };
-    let errors = on_ranks_with(2, options, |ctx| {
+    let options = FrameOptions {
+        threads_per_rank: Some(1),
+        memory_limit: Some(MB),
+        spill_dir: Some(dir.path().join("spill")),
+        ..FrameOptions::default()
+    };
+    let outcomes: Vec<(Option<chorus_frame::Error>, usize)> = on_ranks_with(2, options, |ctx| {
         ctx.register_csv("t", &path, chorus_frame::CsvOptions::default()).unwrap();
         ctx.sql("SET datafusion.optimizer.hash_join_single_partition_threshold = 0").unwrap();
         ctx.sql("SET datafusion.optimizer.hash_join_single_partition_threshold_rows = 0").unwrap();
-        ctx.sql("SELECT count(*) FROM t a JOIN t b ON a.k = b.k").unwrap().collect().err().map(|e| e.to_string())
+        let sql = "SELECT count(*) AS n FROM t a JOIN t b ON a.k = b.k";
+        let hashed = ctx.sql(sql).unwrap().collect().err();
+        (hashed, ctx.rank())
     });
-    let e = errors.into_iter().flatten().next().expect("the query fails");
-    assert!(e.contains("HashJoin") && e.contains("Resources exhausted"), "{e}");
-    assert!(e.contains("1048576") || e.contains("1.0 MB") || e.contains("1024.0 KB"), "names the limit: {e}");
+    let (error, rank) = outcomes
+        .into_iter()
+        .find_map(|(e, rank)| match e {
+            Some(e @ chorus_frame::Error::MemoryLimit { .. }) => Some((e, rank)),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("a rank fails with the memory limit"));
+    let chorus_frame::Error::MemoryLimit { rank: failed_on, message } = &error else { unreachable!() };
+    assert_eq!(*failed_on, rank);
+    assert!(message.contains("HashJoin"), "names the operator: {message}");
+    assert!(message.contains("1048576") || message.contains("1024.0 KB") || message.contains("1.0 MB"), "names the limit: {message}");
+    assert!(error.to_string().contains("raise FrameOptions::memory_limit"), "says what to do: {error}");
+}
+
+/// A sort-merge join spills its sorts, but DataFusion 55 keeps each sort's merge of its
+/// spill files (and the join's buffered side) outside what can spill: at twice the
+/// pool this fails with `Error::MemoryLimit` instead of completing.
+#[test]
+#[ignore = "known limitation: DataFusion 55's sort-merge join runs out of unspillable merge memory at twice the pool"]
+fn a_sort_merge_join_over_twice_the_pool_spills_and_matches_the_unlimited_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.csv");
+    let bytes = write_table(&path, 400_000);
+    let sql = "SELECT count(*) AS n, sum(a.id - b.id) AS d, max(b.payload) AS p FROM t a JOIN t b ON a.k = b.k";
+    let answer = |options: FrameOptions| {
+        let out = on_ranks_with(2, options, |ctx| {
+            ctx.register_csv("t", &path, chorus_frame::CsvOptions::default()).unwrap();
+            ctx.sql("SET datafusion.optimizer.prefer_hash_join = false").unwrap();
+            rows(&ctx.sql(sql).unwrap().collect().unwrap(), false)
+        });
+        out.into_iter().next().unwrap()
+    };
+    let free = answer(FrameOptions { threads_per_rank: Some(2), ..FrameOptions::default() });
+    let limited = answer(FrameOptions {
+        threads_per_rank: Some(2),
+        memory_limit: Some(bytes / 2),
+        spill_dir: Some(dir.path().join("spill")),
+        ..FrameOptions::default()
+    });
+    assert_eq!(free, vec![format!("800000 | 0 | p{:0>39}", 399_999)]);
+    assert_eq!(limited, free);
 }
