@@ -110,17 +110,13 @@ fn an_operator_that_cannot_spill_fails_naming_itself_the_limit_and_what_to_do() 
         ctx.sql("SET datafusion.optimizer.hash_join_single_partition_threshold = 0").unwrap();
         ctx.sql("SET datafusion.optimizer.hash_join_single_partition_threshold_rows = 0").unwrap();
         let sql = "SELECT count(*) AS n FROM t a JOIN t b ON a.k = b.k";
-        let hashed = ctx.sql(sql).unwrap().collect().err();
-        (hashed, ctx.rank())
+        (ctx.sql(sql).unwrap().collect().err(), ctx.rank())
     });
     let (error, rank) = outcomes
         .into_iter()
-        .find_map(|(e, rank)| match e {
-            Some(e @ chorus_frame::Error::MemoryLimit { .. }) => Some((e, rank)),
-            _ => None,
-        })
-        .unwrap_or_else(|| panic!("a rank fails with the memory limit"));
-    let chorus_frame::Error::MemoryLimit { rank: failed_on, message } = &error else { unreachable!() };
+        .find_map(|(e, rank)| e.filter(|e| matches!(e, chorus_frame::Error::MemoryLimit { .. })).map(|e| (e, rank)))
+        .expect("a rank fails with the memory limit");
+    let chorus_frame::Error::MemoryLimit { rank: failed_on, message } = &error else { unreachable!("filtered above") };
     assert_eq!(*failed_on, rank);
     assert!(message.contains("HashJoin"), "names the operator: {message}");
     assert!(message.contains("1048576") || message.contains("1024.0 KB") || message.contains("1.0 MB"), "names the limit: {message}");
