@@ -167,6 +167,14 @@ impl ExchangeExec {
         }
     }
 
+    /// The output partitions that input partition `q` may send batches to.
+    fn outputs_fed_by(&self, q: usize) -> std::ops::Range<usize> {
+        match &self.route {
+            Route::Hash(..) | Route::RoundRobin(_) | Route::Range(_) => 0..self.output_partitions(),
+            Route::Move(_) => q..q + 1,
+        }
+    }
+
     /// The ranks that receive output partition `p`.
     fn destinations_of(&self, p: usize) -> Vec<usize> {
         match self.output_loc(p) {

@@ -274,30 +274,28 @@ impl QueryRun {
             return Ok(());
         }
         let failed_to = local.clone();
-        let outlets = Arc::new(Outlets::open(&self, &exchange, local));
+        let outlets = Arc::new(Outlets::open(&self, &exchange, &mine, local));
         let mut producers = tokio::task::JoinSet::new();
         for q in mine {
             let (exchange, outlets, context) = (Arc::clone(&exchange), Arc::clone(&outlets), Arc::clone(&context));
-            producers.spawn(async move { produce(exchange, q, outlets, context).await });
+            producers.spawn(async move {
+                produce(&exchange, q, &outlets, context).await?;
+                outlets.input_done(&exchange, q).await
+            });
         }
-        let mut failure = None;
         while let Some(done) = producers.join_next().await {
             if let Err(e) = done.map_err(|e| DataFusionError::External(Box::new(e))).and_then(|r| r) {
-                failure = Some(e);
-                break;
+                // The readers here would otherwise see their stream end without its end
+                // marker. Told without waiting: a full inbox's reader may be waiting for
+                // this very exchange, and the query ends on the error returned anyway.
+                let shared = Arc::new(e);
+                for tx in failed_to.iter().flatten() {
+                    let _ = tx.try_send(Delivery::Failed(DataFusionError::Shared(Arc::clone(&shared))));
+                }
+                return Err(DataFusionError::Shared(shared));
             }
         }
-        if let Some(e) = failure {
-            // The readers here would otherwise see their stream end without its end marker.
-            let shared = Arc::new(e);
-            for tx in failed_to.iter().flatten() {
-                let _ = tx.send(Delivery::Failed(DataFusionError::Shared(Arc::clone(&shared)))).await;
-            }
-            return Err(DataFusionError::Shared(shared));
-        }
-        drop(failed_to);
-        let outlets = Arc::into_inner(outlets).expect("every producer has ended");
-        outlets.finish(&exchange).await
+        Ok(())
     }
 }
 
@@ -312,6 +310,11 @@ struct Outlets {
     run: Arc<QueryRun>,
     /// Small batches held back per (destination, partition).
     pending: Mutex<Vec<Vec<Vec<RecordBatch>>>>,
+    /// Per output partition: how many of this rank's input partitions still feed it.
+    /// The last to end flushes what is held back for it and ends its streams, so that a
+    /// partition whose input is done is not held open by its siblings (a merge of
+    /// several moved partitions reads them one after another).
+    feeding: Vec<AtomicUsize>,
 }
 
 struct RemoteOutlet {
@@ -320,8 +323,19 @@ struct RemoteOutlet {
 }
 
 impl Outlets {
-    fn open(run: &Arc<QueryRun>, exchange: &Arc<ExchangeExec>, local: Vec<Option<mpsc::Sender<Delivery>>>) -> Outlets {
+    fn open(
+        run: &Arc<QueryRun>,
+        exchange: &Arc<ExchangeExec>,
+        mine: &[usize],
+        local: Vec<Option<mpsc::Sender<Delivery>>>,
+    ) -> Outlets {
         let outputs = exchange.output_partitions();
+        let feeding: Vec<AtomicUsize> = (0..outputs).map(|_| AtomicUsize::new(0)).collect();
+        for &q in mine {
+            for p in exchange.outputs_fed_by(q) {
+                feeding[p].fetch_add(1, Ordering::Relaxed);
+            }
+        }
         let mut remote: Vec<Option<RemoteOutlet>> = (0..run.ranks).map(|_| None).collect();
         for (dest, slot) in remote.iter_mut().enumerate() {
             // The partitions `dest` receives from this rank, each acknowledged to its end.
@@ -343,7 +357,7 @@ impl Outlets {
             *slot = Some(RemoteOutlet { queue, windows });
         }
         let pending = (0..run.ranks).map(|_| (0..outputs).map(|_| Vec::new()).collect()).collect();
-        Outlets { rank: run.rank, local, remote, run: Arc::clone(run), pending: Mutex::new(pending) }
+        Outlets { rank: run.rank, local, remote, run: Arc::clone(run), pending: Mutex::new(pending), feeding }
     }
 
     /// Delivers `batch` as part of output partition `p` to `dest`.
@@ -393,23 +407,29 @@ impl Outlets {
             .map_err(|_| self.stopped(dest))
     }
 
-    /// Flushes what is held back and ends every stream this rank feeds.
-    async fn finish(self, exchange: &ExchangeExec) -> DfResult<()> {
-        let held = std::mem::take(&mut *self.pending.lock().expect("pending lock"));
-        for (dest, parts) in held.into_iter().enumerate() {
-            for (p, batches) in parts.into_iter().enumerate() {
-                self.send_remote(dest, p, batches).await?;
+    /// Called when input partition `q` has delivered its last batch: ends the output
+    /// partitions no other input partition of this rank still feeds.
+    async fn input_done(&self, exchange: &ExchangeExec, q: usize) -> DfResult<()> {
+        for p in exchange.outputs_fed_by(q) {
+            if self.feeding[p].fetch_sub(1, Ordering::AcqRel) == 1 {
+                self.end_partition(exchange, p).await?;
             }
         }
-        for p in (0..exchange.output_partitions()).filter(|&p| exchange.sources_of(p).contains(&self.rank)) {
-            for dest in exchange.destinations_of(p) {
-                if dest == self.rank {
-                    if let Some(tx) = &self.local[p] {
-                        let _ = tx.send(Delivery::End).await;
-                    }
-                } else if let Some(outlet) = &self.remote[dest] {
-                    outlet.queue.send((p, None, 0)).map_err(|_| self.stopped(dest))?;
+        Ok(())
+    }
+
+    /// Flushes what is held back for output partition `p` and ends its stream to every
+    /// rank that receives it.
+    async fn end_partition(&self, exchange: &ExchangeExec, p: usize) -> DfResult<()> {
+        for dest in exchange.destinations_of(p) {
+            if dest == self.rank {
+                if let Some(tx) = &self.local[p] {
+                    let _ = tx.send(Delivery::End).await;
                 }
+            } else if let Some(outlet) = &self.remote[dest] {
+                let held = std::mem::take(&mut self.pending.lock().expect("pending lock")[dest][p]);
+                self.send_remote(dest, p, held).await?;
+                outlet.queue.send((p, None, 0)).map_err(|_| self.stopped(dest))?;
             }
         }
         Ok(())
@@ -477,12 +497,7 @@ impl QueryRun {
 }
 
 /// Runs input partition `q` of `exchange` and routes its batches.
-async fn produce(
-    exchange: Arc<ExchangeExec>,
-    q: usize,
-    outlets: Arc<Outlets>,
-    context: Arc<TaskContext>,
-) -> DfResult<()> {
+async fn produce(exchange: &ExchangeExec, q: usize, outlets: &Outlets, context: Arc<TaskContext>) -> DfResult<()> {
     let mut stream = exchange.input.execute(q, context)?;
     let mut partitioner = match &exchange.route {
         Route::Hash(keys, n) => Some(BatchPartitioner::try_new(

@@ -84,11 +84,10 @@ fn a_sort_over_four_times_the_pool_spills_and_comes_back_in_order() {
     sorts_in_order_under_a_pool(1, 4);
 }
 
-/// Two sorted partitions per rank, each merged on rank 0 as it streams in: the
-/// partitions that rank 0 has not started reading must not starve those it has.
+/// Two sorted partitions per rank, merged on rank 0 as they stream in. The merge reads
+/// the partitions one after another: each must end as soon as its own sort is done, not
+/// when its sibling on the same rank (held back by its window) is.
 #[test]
-#[ignore = "known bug: hangs; rank 0's merge waits on a partition whose sort on rank 1 does not progress while \
-            its sibling partition is blocked on the exchange window (reproducer for the next fix)"]
 fn a_collected_sort_of_several_partitions_per_rank_under_a_pool_does_not_hang() {
     sorts_in_order_under_a_pool(2, 2);
 }
