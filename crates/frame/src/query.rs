@@ -170,15 +170,12 @@ impl Engine {
                 let work = consume(p, stream);
                 parts.spawn(async move { work.await.map(|out| (p, out)) });
             }
-            // The first failure, of a part or of an exchange's sending side, ends the
-            // query here: a part may be waiting for a stream the failed sender never ends.
             let mut results = Vec::new();
-            loop {
-                tokio::select! {
-                    Some(done) = parts.join_next() => results.push(flatten(done)?),
-                    Some(done) = exchanges.join_next() => flatten(done)?,
-                    else => break,
-                }
+            while let Some(done) = parts.join_next().await {
+                results.push(flatten(done)?);
+            }
+            while let Some(done) = exchanges.join_next().await {
+                flatten(done)?;
             }
             results.sort_by_key(|(p, _)| *p);
             Ok::<_, datafusion::error::DataFusionError>(results)
