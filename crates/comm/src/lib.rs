@@ -9,6 +9,8 @@
 //!   job secret (HMAC challenge-response) and that both ends run the same build and protocol;
 //! - [`tls`]: TLS on every TCP connection that leaves the host, keyed by the secret;
 //! - [`link`]: Unix-domain sockets between same-host processes, TCP across hosts;
+//! - `shm`: shared-memory rings between same-host processes, set up over their Unix
+//!   socket, and single-copy transfers of large messages (`process_vm_readv`);
 //! - [`rendezvous`]: how ranks find each other through a coordinator;
 //! - [`World`]: the full mesh among ranks and the collectives (barrier, bcast, gatherv,
 //!   scatterv, allgatherv, reduce, allreduce, alltoallv) and tagged send/recv.
@@ -28,6 +30,7 @@ pub mod link;
 mod reduce;
 pub mod rendezvous;
 pub mod secret;
+mod shm;
 pub mod tls;
 mod world;
 

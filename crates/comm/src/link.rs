@@ -1,8 +1,6 @@
 //! Byte streams between processes: Unix-domain sockets between processes of one host (and
-//! network namespace), TCP otherwise.
-//!
-//! Everything above this module sees a link as a boxed reader and writer, so a same-host
-//! shared-memory link can be added here without changing [`crate::World`].
+//! network namespace), TCP otherwise. Ranks of one host then set up shared-memory rings
+//! over their Unix socket (see the `shm` module); the socket stays beside them.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -18,15 +16,30 @@ pub type LinkReader = Box<dyn AsyncRead + Send + Unpin>;
 /// The writing half of a link.
 pub type LinkWriter = Box<dyn AsyncWrite + Send + Unpin>;
 
-/// Which transport same-host ranks use (`CHORUS_TRANSPORT=auto|tcp|unix`).
+/// Which transport same-host ranks use (`CHORUS_TRANSPORT=auto|shm|unix|tcp`). Ranks on
+/// different hosts always use TCP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum TransportPreference {
-    /// Unix-domain sockets between processes sharing a host and network namespace (the
-    /// faster of the two on Linux, measured by `bench/collectives`), TCP otherwise.
+    /// Shared-memory rings between processes sharing a host and network namespace, with
+    /// single-copy large messages where the kernel allows it; Unix sockets when the rings
+    /// cannot be made (said once). The fastest, measured by `bench/collectives`.
     #[default]
     Auto,
+    /// Unix-domain sockets alone between same-host processes.
+    Unix,
     /// TCP everywhere.
     Tcp,
+}
+
+impl TransportPreference {
+    /// The name `CHORUS_TRANSPORT` takes for this choice.
+    pub fn name(self) -> &'static str {
+        match self {
+            TransportPreference::Auto => "shm",
+            TransportPreference::Unix => "unix",
+            TransportPreference::Tcp => "tcp",
+        }
+    }
 }
 
 impl TransportPreference {
@@ -61,7 +74,7 @@ impl Listeners {
             .map_err(|e| Error::io(format!("binding a TCP listener on {ip}"), e))?;
         let unix = match pref {
             TransportPreference::Tcp => None,
-            TransportPreference::Auto => {
+            TransportPreference::Auto | TransportPreference::Unix => {
                 let dir = SocketDir::create("rank.sock")?;
                 let l = UnixListener::bind(dir.socket())
                     .map_err(|e| Error::io(format!("binding a Unix socket at {}", dir.socket().display()), e))?;

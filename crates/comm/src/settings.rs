@@ -29,9 +29,12 @@ pub struct Settings {
     pub secret_hex: Option<String>,
     /// `CHORUS_SECRET_FILE`: a 0600 file holding the secret.
     pub secret_file: Option<PathBuf>,
-    /// `CHORUS_TRANSPORT`: `auto` (Unix sockets between ranks on one host, TCP
-    /// otherwise), `unix` (the same) or `tcp` (TCP everywhere).
+    /// `CHORUS_TRANSPORT`: `auto` or `shm` (shared memory between ranks on one host, TCP
+    /// otherwise), `unix` (Unix sockets on one host) or `tcp` (TCP everywhere).
     pub transport: TransportPreference,
+    /// `CHORUS_SHM_RING`: bytes per direction of each shared-memory ring (a power of two,
+    /// 4 KiB to 1 GiB); by default 2 MiB, less when many ranks share a host.
+    pub shm_ring: Option<usize>,
     /// `CHORUS_TLS`: `auto` (TLS on every TCP connection that leaves the host), `on`
     /// (on every TCP connection, loopback too) or `off`.
     pub tls: TlsMode,
@@ -178,9 +181,10 @@ impl Settings {
             }
         }
         let transport = match get("CHORUS_TRANSPORT").as_deref().map(str::trim) {
-            None | Some("auto") | Some("unix") => TransportPreference::Auto,
+            None | Some("auto") | Some("shm") => TransportPreference::Auto,
+            Some("unix") => TransportPreference::Unix,
             Some("tcp") => TransportPreference::Tcp,
-            Some(other) => return Err(invalid("CHORUS_TRANSPORT", other, "auto, unix or tcp")),
+            Some(other) => return Err(invalid("CHORUS_TRANSPORT", other, "auto, shm, unix or tcp")),
         };
         let tls = match get("CHORUS_TLS").as_deref().map(str::trim) {
             None | Some("auto") => TlsMode::Auto,
@@ -188,6 +192,12 @@ impl Settings {
             Some("off") => TlsMode::Off,
             Some(other) => return Err(invalid("CHORUS_TLS", other, "auto, on or off")),
         };
+        let shm_ring = get("CHORUS_SHM_RING")
+            .map(|v| match usize::try_from(parse_size("CHORUS_SHM_RING", &v)?) {
+                Ok(n) if n.is_power_of_two() && (4 << 10..=1 << 30).contains(&n) => Ok(n),
+                _ => Err(invalid("CHORUS_SHM_RING", &v, "a power of two from 4KiB to 1GiB")),
+            })
+            .transpose()?;
         let procs = count("CHORUS_PROCS")?;
         let rank = get("CHORUS_RANK").map(|v| parse_index("CHORUS_RANK", &v)).transpose()?;
         let spin_us = get("CHORUS_SPIN_US")
@@ -207,6 +217,7 @@ impl Settings {
             secret_hex,
             secret_file: get("CHORUS_SECRET_FILE").map(PathBuf::from),
             transport,
+            shm_ring,
             tls,
             connect_timeout: seconds("CHORUS_CONNECT_TIMEOUT")?,
             warn_after: seconds("CHORUS_WARN_AFTER")?,
@@ -335,7 +346,9 @@ mod tests {
     fn bad_values_are_errors_that_name_the_variable_the_value_and_what_is_accepted() {
         for (name, value, accepted) in [
             ("CHORUS_SPIN_US", "abc", "microseconds"),
-            ("CHORUS_TRANSPORT", "ib", "auto, unix or tcp"),
+            ("CHORUS_TRANSPORT", "ib", "auto, shm, unix or tcp"),
+            ("CHORUS_SHM_RING", "3000", "a power of two"),
+            ("CHORUS_SHM_RING", "8GiB", "a power of two"),
             ("CHORUS_PROCS", "0", "positive whole number"),
             ("CHORUS_PROCS", "many", "positive whole number"),
             ("CHORUS_TLS", "yes", "auto, on or off"),

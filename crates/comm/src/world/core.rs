@@ -7,12 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::io::AsyncWriteExt;
 
 pub(crate) use super::received::{PodFill, Received};
+use super::mesh::Link;
+use super::rings::{wake_loop, PeerWriter, ReaderState, RingReader};
 use super::shared::{read_loop, Chunk, Closed, Shared};
 use crate::frame::{self, CollectiveOp, DataHeader, Frame, Signature, Space, FIRST, LAST, MAX_CHUNK};
-use crate::link::{LinkReader, LinkWriter};
+use crate::shm::ring::{Consumer, Producer};
 use crate::{diag, Error, Result};
 
 /// Messages at most this large are written with a single system call.
@@ -82,15 +83,38 @@ impl Core {
     /// reader tasks on the current runtime.
     pub(crate) fn start(
         rank: usize,
-        links: Vec<Option<(LinkReader, LinkWriter)>>,
+        links: Vec<Option<Link>>,
         warn_after: Duration,
         spin: super::Spin,
     ) -> Core {
-        let (readers, writers): (Vec<_>, Vec<_>) = links.into_iter().map(|l| l.map_or((None, None), |(r, w)| (Some(r), Some(w)))).unzip();
-        let shared = Arc::new(Shared::new(rank, writers));
-        for (peer, reader) in readers.into_iter().enumerate() {
-            if let Some(reader) = reader {
+        let (mut writers, mut rings, mut streams, mut sockets) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for link in links {
+            let (writer, ring, stream, socket) = match link {
+                None => (None, None, None, None),
+                Some(Link::Stream(r, w)) => (Some(PeerWriter::Stream(w)), None, Some(r), None),
+                Some(Link::Rings(l)) => {
+                    let socket = Arc::new(l.socket);
+                    let producer = Producer::new(l.segment.clone(), l.outgoing);
+                    let consumer = Consumer::new(l.segment.clone(), 1 - l.outgoing);
+                    let reader = RingReader {
+                        consumer: std::sync::Mutex::new(ReaderState { consumer, done: false }),
+                        socket: socket.clone(),
+                    };
+                    (Some(PeerWriter::Ring { producer, socket: socket.clone() }), Some(reader), None, Some(socket))
+                }
+            };
+            writers.push(writer);
+            rings.push(ring);
+            streams.push(stream);
+            sockets.push(socket);
+        }
+        let shared = Arc::new(Shared::new(rank, writers, rings, spin));
+        for (peer, (stream, socket)) in streams.into_iter().zip(sockets).enumerate() {
+            if let Some(reader) = stream {
                 tokio::spawn(read_loop(shared.clone(), peer, reader));
+            }
+            if let Some(socket) = socket {
+                tokio::spawn(wake_loop(shared.clone(), peer, socket));
             }
         }
         Core { shared, next_seq: AtomicU64::new(0), warn_after, spin }
@@ -154,7 +178,7 @@ impl Core {
         let mut next_probe = started + PROBE_AFTER;
         let mut next_warning = started + self.warn_after;
         // Set once the call sleeps, cleared when it returns (see `probe`).
-        let mut waiting: Option<WaitRecord<'_>> = None;
+        let mut waiting: Option<(WaitRecord<'_>, super::rings::Asleep<'_>)> = None;
         loop {
             let notified = inbox.notify.notified();
             tokio::pin!(notified);
@@ -162,6 +186,7 @@ impl Core {
             if let Some(e) = self.shared.poisoned() {
                 return Err(e);
             }
+            self.shared.drain_rings();
             {
                 let mut st = inbox.state.lock().expect("inbox lock");
                 let chunk = match awaited {
@@ -185,7 +210,10 @@ impl Core {
                 continue;
             }
             if waiting.is_none() {
-                waiting = Some(WaitRecord::start(&self.shared, peer, awaited));
+                // Counted asleep, then one more look: a ring's producer either sees the
+                // count (and wakes us) or wrote before it, and the look finds its bytes.
+                waiting = Some((WaitRecord::start(&self.shared, peer, awaited), self.shared.asleep()));
+                continue;
             }
             if tokio::time::timeout_at(next_probe.min(next_warning), notified).await.is_ok() {
                 continue;
@@ -360,18 +388,18 @@ impl Core {
                 for p in parts {
                     buf.extend_from_slice(p);
                 }
-                w.write_all(&buf).await?;
+                self.shared.write_to(peer, &mut w, &buf).await?;
             } else {
                 for (i, piece) in pieces.iter().enumerate() {
                     let h = header(flags_of(i)).encode();
                     let mut head = [0u8; 4 + frame::DATA_HEADER_LEN];
                     head[..4].copy_from_slice(&crate::frame::encode_length(h.len() + piece.len()));
                     head[4..].copy_from_slice(&h);
-                    w.write_all(&head).await?;
-                    w.write_all(piece).await?;
+                    self.shared.write_to(peer, &mut w, &head).await?;
+                    self.shared.write_to(peer, &mut w, piece).await?;
                 }
             }
-            w.flush().await
+            Shared::flush_writer(&mut w).await
         }
         .await;
         drop(w);
@@ -449,7 +477,7 @@ impl Core {
                 let _ = tokio::time::timeout(linger, async {
                     let _ = self.shared.write_frame(p, &[bye]).await;
                     if let Some(w) = &self.shared.writers[p] {
-                        let _ = w.lock().await.shutdown().await;
+                        Shared::shutdown_writer(&mut *w.lock().await).await;
                     }
                 })
                 .await;

@@ -10,9 +10,33 @@ use crate::handshake::{handshake, handshake_tcp, Hello, Role};
 use crate::link::{self, LinkReader, LinkWriter, Listeners, TransportPreference};
 use crate::rendezvous::PeerAddress;
 use crate::secret::Secret;
+use crate::shm::{self, Setup, ShmLink};
 use crate::{diag, Error, Refusal, Result};
 
-pub(crate) type Link = (LinkReader, LinkWriter);
+/// A connection to one peer.
+pub(crate) enum Link {
+    /// A byte stream: TCP, or a Unix socket.
+    Stream(LinkReader, LinkWriter),
+    /// Shared-memory rings beside a Unix socket.
+    Rings(ShmLink),
+}
+
+impl Link {
+    fn unix(setup: Setup) -> Link {
+        match setup {
+            Setup::Rings(l) => Link::Rings(l),
+            Setup::Socket(s) => {
+                let (r, w) = link::split_unix(s);
+                Link::Stream(r, w)
+            }
+        }
+    }
+
+    fn tcp(s: crate::tls::Secured) -> Link {
+        let (r, w) = s.into_split();
+        Link::Stream(r, w)
+    }
+}
 
 /// This rank's place in the job.
 pub(crate) struct Me<'a> {
@@ -20,6 +44,8 @@ pub(crate) struct Me<'a> {
     pub(crate) size: usize,
     /// See [`link::host_key`].
     pub(crate) host_key: &'a str,
+    /// Bytes per direction of each shared-memory ring this rank creates.
+    pub(crate) ring_capacity: usize,
 }
 
 pub(crate) async fn connect(
@@ -30,7 +56,7 @@ pub(crate) async fn connect(
     pref: TransportPreference,
     deadline: Instant,
 ) -> Result<Vec<Option<Link>>> {
-    let Me { rank, size, host_key: my_key } = me;
+    let Me { rank, size, host_key: my_key, ring_capacity } = me;
     let role = Role::Rank { rank: rank as u32, size: size as u32 };
     let dial = try_join_all((0..rank).map(|j| {
         let addr = &table[j];
@@ -40,17 +66,17 @@ pub(crate) async fn connect(
                 other => Err(Refusal::Unexpected(format!("expected rank {j} of {size}, found {other:?}"))),
             };
             let name = format!("rank {j}");
-            let same_host = pref == TransportPreference::Auto && addr.host_key == my_key;
+            let same_host = pref != TransportPreference::Tcp && addr.host_key == my_key;
             let link = match (&addr.unix, same_host) {
                 (Some(path), true) => {
                     let mut s = link::connect_unix(path.as_ref()).await?;
                     handshake(&mut s, secret, Hello::new(role)?, &check, "to", &name).await?;
-                    link::split_unix(s)
+                    Link::unix(shm::dial(s, pref == TransportPreference::Auto, ring_capacity).await?)
                 }
                 _ => {
                     let s = link::connect_tcp_retrying(&addr.tcp.to_string(), deadline).await?;
                     let (s, _) = handshake_tcp(s, secret, Hello::new(role)?, &check, "to", &name).await?;
-                    s.into_split()
+                    Link::tcp(s)
                 }
             };
             Ok::<_, Error>((j, link))
@@ -69,7 +95,7 @@ pub(crate) async fn connect(
             tokio::select! {
                 Ok((s, from)) = listeners.tcp.accept() => pending.push(Box::pin(async move {
                     let (s, hello) = handshake_tcp(s, secret, Hello::new(role)?, check, "from", &from.to_string()).await?;
-                    Ok::<_, Error>((hello, s.into_split()))
+                    Ok::<_, Error>((hello, Link::tcp(s)))
                 }) as std::pin::Pin<Box<dyn std::future::Future<Output = Result<(Hello, Link)>> + Send + '_>>),
                 Ok((mut s, _)) = async {
                     match &listeners.unix {
@@ -78,7 +104,7 @@ pub(crate) async fn connect(
                     }
                 } => pending.push(Box::pin(async move {
                     let hello = handshake(&mut s, secret, Hello::new(role)?, check, "from", "a local process").await?;
-                    Ok::<_, Error>((hello, link::split_unix(s)))
+                    Ok::<_, Error>((hello, Link::unix(shm::accept(s).await?)))
                 })),
                 Some(done) = pending.next() => match done {
                     Ok((hello, link)) => {

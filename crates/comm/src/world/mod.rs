@@ -6,6 +6,7 @@ mod core;
 mod mesh;
 pub mod probe;
 mod received;
+mod rings;
 mod shared;
 
 use std::time::{Duration, Instant};
@@ -214,7 +215,8 @@ impl World {
                 )));
             }
             let local = table.iter().filter(|a| a.host_key == host_key).count();
-            let me = mesh::Me { rank: config.rank, size: config.size, host_key: &host_key };
+            let ring_capacity = crate::shm::ring_capacity(local)?;
+            let me = mesh::Me { rank: config.rank, size: config.size, host_key: &host_key, ring_capacity };
             let links = mesh::connect(me, &table, &listeners, &config.secret, config.transport, deadline).await?;
             Ok((links, local))
         })?;

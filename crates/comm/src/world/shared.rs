@@ -12,7 +12,8 @@ use tokio::sync::Notify;
 
 use super::core::Call;
 use crate::frame::{self, DataHeader, Frame, ProbeReply, Space};
-use crate::link::{LinkReader, LinkWriter};
+use super::rings::{PeerWriter, RingReader};
+use crate::link::LinkReader;
 use crate::{diag, Error};
 
 /// How many recent calls a rank remembers for mismatch reports and probes.
@@ -101,7 +102,13 @@ pub(crate) struct Shared {
     pub(crate) rank: usize,
     pub(crate) size: usize,
     pub(crate) inboxes: Vec<Inbox>,
-    pub(crate) writers: Vec<Option<tokio::sync::Mutex<LinkWriter>>>,
+    pub(crate) writers: Vec<Option<tokio::sync::Mutex<PeerWriter>>>,
+    /// The incoming rings of peers reached through shared memory.
+    pub(crate) rings: Vec<Option<RingReader>>,
+    /// Wakes writers waiting for room in a peer's ring.
+    pub(crate) room: Vec<Notify>,
+    /// How waits poll before they sleep.
+    pub(crate) spin: super::Spin,
     pub(crate) calls: Mutex<Calls>,
     poison: Mutex<Option<Poison>>,
     pub(crate) on_peer_lost: Mutex<Option<PeerLostHook>>,
@@ -111,12 +118,15 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn new(rank: usize, writers: Vec<Option<LinkWriter>>) -> Shared {
+    pub(crate) fn new(rank: usize, writers: Vec<Option<PeerWriter>>, rings: Vec<Option<RingReader>>, spin: super::Spin) -> Shared {
         Shared {
             rank,
             size: writers.len(),
             inboxes: (0..writers.len()).map(|_| Inbox::default()).collect(),
             writers: writers.into_iter().map(|w| w.map(tokio::sync::Mutex::new)).collect(),
+            room: (0..rings.len()).map(|_| Notify::new()).collect(),
+            rings,
+            spin,
             calls: Mutex::default(),
             poison: Mutex::new(None),
             on_peer_lost: Mutex::new(None),
@@ -157,32 +167,33 @@ impl Shared {
         inbox.notify.notify_waiters();
     }
 
-    fn close(&self, peer: usize, how: Closed) {
+    pub(crate) fn close(&self, peer: usize, how: Closed) {
         let inbox = &self.inboxes[peer];
         inbox.state.lock().expect("inbox lock").closed.get_or_insert(how);
         inbox.wake_all();
+        self.room[peer].notify_waiters();
     }
 
     /// Writes one frame to `peer` (a no-op for this rank itself).
-    pub(crate) async fn write_frame(&self, peer: usize, parts: &[&[u8]]) -> std::io::Result<()> {
+    pub(crate) async fn write_frame(self: &Arc<Self>, peer: usize, parts: &[&[u8]]) -> std::io::Result<()> {
         let Some(writer) = &self.writers[peer] else { return Ok(()) };
         let len: usize = parts.iter().map(|p| p.len()).sum();
         let mut w = writer.lock().await;
-        w.write_all(&frame::encode_length(len)).await?;
+        self.write_to(peer, &mut w, &frame::encode_length(len)).await?;
         for p in parts {
-            w.write_all(p).await?;
+            self.write_to(peer, &mut w, p).await?;
         }
-        w.flush().await
+        Shared::flush_writer(&mut w).await
     }
 
     /// Tells every peer the job is aborted (best effort, bounded in time) and poisons this
     /// rank's communicator.
-    pub(crate) async fn abort_all(&self, reason: &str) {
+    pub(crate) async fn abort_all(self: &Arc<Self>, reason: &str) {
         self.poison(self.rank, reason.to_string());
         self.send_abort(reason).await;
     }
 
-    async fn send_abort(&self, reason: &str) {
+    async fn send_abort(self: &Arc<Self>, reason: &str) {
         let body = Frame::abort_body(reason);
         let sends = (0..self.size).filter(|&p| p != self.rank).map(|p| {
             let body = &body;
@@ -331,19 +342,34 @@ pub(crate) async fn read_loop(shared: Arc<Shared>, peer: usize, reader: LinkRead
                 return shared.close(peer, Closed::Lost);
             }
         };
+        if !shared.dispatch(peer, body) {
+            return;
+        }
+    }
+}
+
+impl Shared {
+    /// Acts on one frame from `peer`; false when nothing more is to be read from it (a
+    /// goodbye, or a malformed frame).
+    pub(crate) fn dispatch(self: &Arc<Self>, peer: usize, body: Bytes) -> bool {
         match Frame::decode(body) {
-            Ok(Frame::Data { header, payload }) => shared.push(peer, Chunk { header, payload }),
-            Ok(Frame::Abort { reason }) => shared.poison(peer, reason),
-            Ok(Frame::Goodbye) => return shared.close(peer, Closed::Finalized),
-            Ok(Frame::Probe { seq }) => shared.answer_probe(peer, seq),
-            Ok(Frame::ProbeReply(reply)) => shared.on_probe_reply(peer, reply),
+            Ok(Frame::Data { header, payload }) => self.push(peer, Chunk { header, payload }),
+            Ok(Frame::Abort { reason }) => self.poison(peer, reason),
+            Ok(Frame::Goodbye) => {
+                self.close(peer, Closed::Finalized);
+                return false;
+            }
+            Ok(Frame::Probe { seq }) => self.answer_probe(peer, seq),
+            Ok(Frame::ProbeReply(reply)) => self.on_probe_reply(peer, reply),
             Err(e) => {
                 let why = format!("rank {peer} sent a malformed frame: {e}");
-                diag::warn(&format!("rank {}: {why}", shared.rank));
-                shared.poison(shared.rank, why);
-                return shared.close(peer, Closed::Lost);
+                diag::warn(&format!("rank {}: {why}", self.rank));
+                self.poison(self.rank, why);
+                self.close(peer, Closed::Lost);
+                return false;
             }
         }
+        true
     }
 }
 

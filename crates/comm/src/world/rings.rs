@@ -1,0 +1,235 @@
+//! Peers reached through shared-memory rings ([`crate::shm`]): writing frames into a ring,
+//! draining the incoming rings into the inboxes, and the wake-ups.
+//!
+//! Nothing reads a ring in the background while the ranks run: a call that waits drains
+//! every incoming ring itself each time it polls, so a message that arrives while the
+//! receiver polls costs no system call and no thread hop. Only a call that goes to sleep
+//! counts itself in the rings' waiting counters; a producer that sees such a count sends
+//! one byte over the pair's socket, and the socket's task ([`wake_loop`]) drains the ring
+//! and wakes the sleepers. That task also sees the socket's end of stream when the peer
+//! dies, drains what the peer wrote last (an abort, a goodbye) and closes the inbox.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::UnixStream;
+
+use super::shared::{Closed, Shared};
+use crate::link::LinkWriter;
+use crate::shm::ring::{Consumer, Corrupt, Producer};
+use crate::diag;
+
+/// A sleeping wait looks again this often even without a wake-up (a safety net; the
+/// protocol itself loses none).
+const RECHECK: Duration = Duration::from_millis(20);
+
+/// How this rank writes to one peer.
+pub(crate) enum PeerWriter {
+    /// A byte stream (Unix socket or TCP).
+    Stream(LinkWriter),
+    /// The outgoing ring of a shared-memory link.
+    Ring {
+        producer: Producer,
+        socket: Arc<UnixStream>,
+    },
+}
+
+/// The incoming ring of a shared-memory link.
+pub(crate) struct RingReader {
+    pub(crate) consumer: Mutex<ReaderState>,
+    pub(crate) socket: Arc<UnixStream>,
+}
+
+pub(crate) struct ReaderState {
+    pub(crate) consumer: Consumer,
+    /// Set after a goodbye or a corrupt ring: nothing more is read.
+    pub(crate) done: bool,
+}
+
+fn corrupt(e: Corrupt) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, e.0)
+}
+
+/// Sends a wake-up byte; a full socket already holds wake-ups enough.
+fn wake(socket: &UnixStream) {
+    let _ = socket.try_write(&[0]);
+}
+
+/// Counts the calling wait as asleep on every incoming ring until dropped.
+pub(crate) struct Asleep<'a>(&'a Shared);
+
+impl Drop for Asleep<'_> {
+    fn drop(&mut self) {
+        for r in self.0.rings.iter().flatten() {
+            r.consumer.lock().expect("ring lock").consumer.set_waiting(false);
+        }
+    }
+}
+
+impl Shared {
+    /// Whether any peer is reached through rings.
+    pub(crate) fn has_rings(&self) -> bool {
+        self.rings.iter().any(Option::is_some)
+    }
+
+    /// Marks the caller asleep on every incoming ring (see [`Asleep`]).
+    pub(crate) fn asleep(&self) -> Asleep<'_> {
+        for r in self.rings.iter().flatten() {
+            r.consumer.lock().expect("ring lock").consumer.set_waiting(true);
+        }
+        Asleep(self)
+    }
+
+    /// Drains every incoming ring that has data and no other drainer (cheap when empty:
+    /// one atomic load per ring).
+    pub(crate) fn drain_rings(self: &Arc<Self>) {
+        for peer in 0..self.rings.len() {
+            let Some(r) = &self.rings[peer] else { continue };
+            if let Ok(mut st) = r.consumer.try_lock() {
+                if !st.done && st.consumer.has_data() {
+                    self.drain_locked(peer, r, &mut st);
+                }
+            }
+        }
+    }
+
+    /// Drains `peer`'s ring, waiting for a concurrent drainer if there is one.
+    pub(crate) fn drain_ring(self: &Arc<Self>, peer: usize) {
+        let Some(r) = &self.rings[peer] else { return };
+        let mut st = r.consumer.lock().expect("ring lock");
+        if !st.done {
+            self.drain_locked(peer, r, &mut st);
+        }
+    }
+
+    fn drain_locked(self: &Arc<Self>, peer: usize, r: &RingReader, st: &mut ReaderState) {
+        let mut stop = false;
+        let ReaderState { consumer, done } = st;
+        let read = consumer.drain(|body| {
+            if !stop && !self.dispatch(peer, body) {
+                stop = true;
+            }
+        });
+        match read {
+            Ok(read) => {
+                if read && consumer.producer_waiting() {
+                    wake(&r.socket);
+                }
+            }
+            Err(e) => {
+                let why = format!("rank {peer}'s shared-memory ring is corrupt: {}", e.0);
+                diag::warn(&format!("rank {}: {why}", self.rank));
+                self.poison(self.rank, why);
+                self.close(peer, Closed::Lost);
+                stop = true;
+            }
+        }
+        *done |= stop;
+    }
+
+    /// Writes `bytes` to `peer`, waiting for room in a full ring.
+    pub(crate) async fn write_to(self: &Arc<Self>, peer: usize, w: &mut PeerWriter, bytes: &[u8]) -> std::io::Result<()> {
+        match w {
+            PeerWriter::Stream(s) => s.write_all(bytes).await,
+            PeerWriter::Ring { producer, socket } => {
+                let mut rest = bytes;
+                loop {
+                    let n = producer.write(rest).map_err(corrupt)?;
+                    rest = &rest[n..];
+                    if n > 0 && producer.consumer_waiting() {
+                        wake(socket);
+                    }
+                    if rest.is_empty() {
+                        return Ok(());
+                    }
+                    self.wait_for_room(peer, producer).await?;
+                }
+            }
+        }
+    }
+
+    /// Flushes a stream writer (rings need none).
+    pub(crate) async fn flush_writer(w: &mut PeerWriter) -> std::io::Result<()> {
+        match w {
+            PeerWriter::Stream(s) => s.flush().await,
+            PeerWriter::Ring { .. } => Ok(()),
+        }
+    }
+
+    /// Ends our direction of the link: the peer sees the end of stream.
+    pub(crate) async fn shutdown_writer(w: &mut PeerWriter) {
+        match w {
+            PeerWriter::Stream(s) => {
+                let _ = s.shutdown().await;
+            }
+            PeerWriter::Ring { socket, .. } => {
+                let _ = socket2::SockRef::from(&**socket).shutdown(std::net::Shutdown::Write);
+            }
+        }
+    }
+
+    /// Waits until `peer` has taken bytes out of our full ring: polls (draining our own
+    /// rings meanwhile, since the peer may be waiting for room in them), then sleeps.
+    async fn wait_for_room(self: &Arc<Self>, peer: usize, producer: &Producer) -> std::io::Result<()> {
+        let spin_until = std::time::Instant::now() + self.spin.duration;
+        let mut asleep = None;
+        loop {
+            let notified = self.room[peer].notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if producer.has_room().map_err(corrupt)? {
+                return Ok(());
+            }
+            if self.inboxes[peer].state.lock().expect("inbox lock").closed.is_some() {
+                return Err(std::io::Error::new(std::io::ErrorKind::BrokenPipe, format!("rank {peer} is gone")));
+            }
+            self.drain_rings();
+            if std::time::Instant::now() < spin_until {
+                if self.spin.yield_cpu {
+                    std::thread::yield_now();
+                }
+                tokio::task::yield_now().await;
+                continue;
+            }
+            if asleep.is_none() {
+                producer.set_waiting(true);
+                asleep = Some((self.asleep(), WaitingForRoom(producer)));
+                continue;
+            }
+            let _ = tokio::time::timeout(RECHECK, notified).await;
+        }
+    }
+}
+
+/// Counts a producer's wait for room until dropped.
+struct WaitingForRoom<'a>(&'a Producer);
+
+impl Drop for WaitingForRoom<'_> {
+    fn drop(&mut self) {
+        self.0.set_waiting(false);
+    }
+}
+
+/// Serves the socket of a ring link: each wake-up drains the ring and wakes the calls
+/// waiting for data or room; the end of stream closes the peer's inbox.
+pub(crate) async fn wake_loop(shared: Arc<Shared>, peer: usize, socket: Arc<UnixStream>) {
+    let mut buf = [0u8; 256];
+    loop {
+        if socket.readable().await.is_err() {
+            break;
+        }
+        match socket.try_read(&mut buf) {
+            Ok(0) => break,
+            Ok(_) => {
+                shared.drain_ring(peer);
+                shared.room[peer].notify_waiters();
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => break,
+        }
+    }
+    // What the peer wrote before it went (an abort, its goodbye) is still in the ring.
+    shared.drain_ring(peer);
+    shared.close(peer, Closed::Lost);
+}
