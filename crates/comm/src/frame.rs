@@ -37,12 +37,18 @@ pub const MAX_FRAME: usize = MAX_CHUNK + DATA_HEADER_LEN;
 pub const FIRST: u8 = 1;
 /// Flag: last chunk of a message.
 pub const LAST: u8 = 2;
+/// Flag: the payload is not the message but where it lies in the sender's memory (see
+/// [`RemoteParts`]); the receiver copies it from there and answers [`Frame::Taken`].
+pub const REMOTE: u8 = 4;
+/// Most address ranges one remote message may name.
+pub const MAX_REMOTE_PARTS: usize = 1024;
 
 const KIND_DATA: u8 = 0;
 const KIND_ABORT: u8 = 1;
 const KIND_GOODBYE: u8 = 2;
 const KIND_PROBE: u8 = 3;
 const KIND_PROBE_REPLY: u8 = 4;
+const KIND_TAKEN: u8 = 5;
 const PROBE_REPLY_LEN: usize = 1 + 8 + 8 + 1 + 1 + 4 + 4;
 const MAX_ABORT_REASON: usize = 64 << 10;
 
@@ -182,6 +188,53 @@ pub enum Frame {
     },
     /// The answer to a [`Frame::Probe`].
     ProbeReply(ProbeReply),
+    /// The sender has copied remote message `id` out of our memory: its buffer may go.
+    Taken {
+        /// The number the message was sent with.
+        id: u64,
+    },
+}
+
+/// Where a remote message lies in the sender's memory: the payload of a data frame
+/// flagged [`REMOTE`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteParts {
+    /// Numbers the message for its [`Frame::Taken`].
+    pub id: u64,
+    /// Address and length of each part, in order.
+    pub ranges: Vec<(u64, usize)>,
+}
+
+impl RemoteParts {
+    /// Encodes the description.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut b = Vec::with_capacity(12 + 16 * self.ranges.len());
+        b.extend_from_slice(&self.id.to_le_bytes());
+        b.extend_from_slice(&(self.ranges.len() as u32).to_le_bytes());
+        for &(addr, len) in &self.ranges {
+            b.extend_from_slice(&addr.to_le_bytes());
+            b.extend_from_slice(&(len as u64).to_le_bytes());
+        }
+        b
+    }
+
+    /// Decodes a description whose parts must add up to `total` bytes.
+    pub fn decode(mut b: &[u8], total: u64) -> Result<RemoteParts, FrameError> {
+        if b.len() < 12 {
+            return Err(FrameError(format!("remote message description of {} bytes", b.len())));
+        }
+        let id = b.get_u64_le();
+        let n = b.get_u32_le() as usize;
+        if n > MAX_REMOTE_PARTS || b.len() != 16 * n {
+            return Err(FrameError(format!("remote message description of {n} parts in {} bytes", b.len())));
+        }
+        let ranges: Vec<(u64, usize)> = (0..n).map(|_| (b.get_u64_le(), b.get_u64_le() as usize)).collect();
+        let sum = ranges.iter().try_fold(0u64, |acc, r| acc.checked_add(r.1 as u64));
+        if sum != Some(total) {
+            return Err(FrameError(format!("remote message parts add up to {sum:?} bytes, not its {total}")));
+        }
+        Ok(RemoteParts { id, ranges })
+    }
 }
 
 /// What a rank called at the collective a peer asked about, and how far it has got.
@@ -240,6 +293,13 @@ impl Frame {
         b
     }
 
+    /// Encodes a taken frame body.
+    pub fn taken_body(id: u64) -> Vec<u8> {
+        let mut b = vec![KIND_TAKEN];
+        b.extend_from_slice(&id.to_le_bytes());
+        b
+    }
+
     /// Decodes a frame body (the bytes after the length prefix).
     pub fn decode(mut body: Bytes) -> Result<Frame, FrameError> {
         if body.len() > MAX_FRAME {
@@ -260,7 +320,7 @@ impl Frame {
                     other => return Err(FrameError(format!("unknown matching space {other}"))),
                 };
                 let flags = h[2];
-                if flags & !(FIRST | LAST) != 0 {
+                if flags & !(FIRST | LAST | REMOTE) != 0 || (flags & REMOTE != 0 && flags & (FIRST | LAST) != FIRST | LAST) {
                     return Err(FrameError(format!("unknown flags {flags:#x}")));
                 }
                 let op = CollectiveOp::from_code(h[3])
@@ -271,7 +331,7 @@ impl Frame {
                 let type_hash = rest.get_u32_le();
                 let _reserved = rest.get_u32_le();
                 let total = rest.get_u64_le();
-                if (body.len() as u64) > total {
+                if flags & REMOTE == 0 && (body.len() as u64) > total {
                     return Err(FrameError(format!("chunk of {} bytes is larger than its message ({total} bytes)", body.len())));
                 }
                 Ok(Frame::Data {
@@ -287,6 +347,10 @@ impl Frame {
                 Ok(Frame::Probe { seq: u64::from_le_bytes(body[1..9].try_into().expect("length checked")) })
             }
             KIND_PROBE => Err(FrameError(format!("probe frame of {} bytes", body.len()))),
+            KIND_TAKEN if body.len() == 9 => {
+                Ok(Frame::Taken { id: u64::from_le_bytes(body[1..9].try_into().expect("length checked")) })
+            }
+            KIND_TAKEN => Err(FrameError(format!("taken frame of {} bytes", body.len()))),
             KIND_PROBE_REPLY if body.len() == PROBE_REPLY_LEN => {
                 let mut rest = &body[1..];
                 let probed = rest.get_u64_le();

@@ -199,13 +199,16 @@ fn parse_offer(m: &[u8]) -> (u8, u32, u64) {
 
 /// Whether this process can read `len` bytes at `addr` in process `pid`.
 fn probe_cma(pid: u32, addr: u64) -> bool {
-    let mut word = [0u8; 8];
-    read_remote(pid, &[(addr, 8)], &mut word).is_ok() && u64::from_le_bytes(word) == CMA_PROBE.load(Ordering::Relaxed)
+    let mut word = [std::mem::MaybeUninit::new(0u8); 8];
+    read_remote(pid, &[(addr, 8)], &mut word).is_ok()
+        // SAFETY: initialised above.
+        && u64::from_le_bytes(word.map(|b| unsafe { b.assume_init() })) == CMA_PROBE.load(Ordering::Relaxed)
 }
 
 /// Copies the remote ranges `ranges` (address, length) of process `pid`, in order, into
-/// `dst` (whose length is their total), with `process_vm_readv`.
-pub(crate) fn read_remote(pid: u32, ranges: &[(u64, usize)], dst: &mut [u8]) -> std::io::Result<()> {
+/// `dst` (whose length is their total), with `process_vm_readv`. On success every byte of
+/// `dst` is written.
+pub(crate) fn read_remote(pid: u32, ranges: &[(u64, usize)], dst: &mut [std::mem::MaybeUninit<u8>]) -> std::io::Result<()> {
     let total: usize = ranges.iter().map(|r| r.1).sum();
     if total != dst.len() {
         return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "remote ranges and buffer differ in length"));

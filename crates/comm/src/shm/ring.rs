@@ -113,11 +113,6 @@ impl Segment {
         // SAFETY: the data follows the header within the mapping.
         unsafe { self.ring_base(ring).add(RING_HEADER) }
     }
-
-    /// Each ring's capacity in bytes.
-    pub(crate) fn capacity(&self) -> usize {
-        self.capacity
-    }
 }
 
 impl Drop for Segment {

@@ -111,6 +111,46 @@ fn combine_slices<T: Pod, O: ReduceOp<T>>(core: &Core, op: &O, a: Bytes, b: Byte
     Ok(Bytes::copy_from_slice(bytemuck::cast_slice(&left)))
 }
 
+/// A broadcast's bytes going into a vector of numbers.
+struct SliceSink<'a, T> {
+    target: Option<&'a mut Vec<T>>,
+    fill: Option<PodFill<'a, T>>,
+    bad_length: Option<usize>,
+}
+
+impl<T: Pod> SliceSink<'_, T> {
+    fn start(&mut self, total: usize) {
+        if self.fill.is_none() && self.bad_length.is_none() {
+            let width = std::mem::size_of::<T>();
+            if width == 0 || total % width != 0 {
+                self.bad_length = Some(total);
+            } else {
+                self.fill = self.target.take().map(|out| PodFill::new(out, total));
+            }
+        }
+    }
+}
+
+impl<T: Pod> super::collectives::Sink for SliceSink<'_, T> {
+    fn room(&mut self, total: usize) -> Option<&mut [std::mem::MaybeUninit<u8>]> {
+        self.start(total);
+        self.fill.as_mut().map(PodFill::room)
+    }
+
+    fn filled(&mut self) {
+        if let Some(fill) = self.fill.as_mut() {
+            fill.mark_filled();
+        }
+    }
+
+    fn chunk(&mut self, total: usize, chunk: Bytes) {
+        self.start(total);
+        if let Some(fill) = self.fill.as_mut() {
+            fill.push(&chunk);
+        }
+    }
+}
+
 impl World {
     /// Blocks until every rank has called `barrier`.
     pub fn barrier(&self) -> Result<()> {
@@ -133,15 +173,11 @@ impl World {
             let call = begin::<T>(core, CollectiveOp::Bcast, root)?;
             if core.rank() == root {
                 let value = value.ok_or_else(|| Error::InvalidArgument("bcast: the root must pass Some(value)".into()))?;
-                core.bcast_bytes(&call, Some(&encode(&value)?), &mut |_, _| {}).await?;
+                core.bcast_bytes(&call, Some(&encode(&value)?), &mut Received::default()).await?;
                 Ok(value)
             } else {
-                let mut message = Received { chunks: Vec::new(), total: 0 };
-                core.bcast_bytes(&call, None, &mut |total, chunk| {
-                    message.total = total;
-                    message.chunks.push(chunk);
-                })
-                .await?;
+                let mut message = Received::default();
+                core.bcast_bytes(&call, None, &mut message).await?;
                 received_value(core, root, message)
             }
         })
@@ -153,32 +189,20 @@ impl World {
         self.run(|core| async move {
             let call = begin::<T>(core, CollectiveOp::Bcast, root)?;
             if core.rank() == root {
-                core.bcast_bytes(&call, Some(bytemuck::cast_slice(buf)), &mut |_, _| {}).await?;
+                core.bcast_bytes(&call, Some(bytemuck::cast_slice(buf)), &mut Received::default()).await?;
             } else {
-                // Each chunk is copied into `buf` as it arrives and its buffer recycled.
+                // Copied straight into `buf` from the root's memory, or chunk by chunk as
+                // the chunks arrive (their buffers recycled).
                 buf.clear();
-                let mut target = Some(&mut *buf);
-                let mut fill: Option<PodFill<'_, T>> = None;
-                let mut bad_length = None;
-                core.bcast_bytes(&call, None, &mut |total, chunk| {
-                    if fill.is_none() && bad_length.is_none() {
-                        match check_width::<T>(core, root, total) {
-                            Ok(()) => fill = target.take().map(|out| PodFill::new(out, total)),
-                            Err(_) => bad_length = Some(total),
-                        }
-                    }
-                    if let Some(fill) = fill.as_mut() {
-                        fill.push(&chunk);
-                    }
-                })
-                .await?;
-                if let Some(total) = bad_length {
+                let mut sink = SliceSink::<T> { target: Some(&mut *buf), fill: None, bad_length: None };
+                core.bcast_bytes(&call, None, &mut sink).await?;
+                if let Some(total) = sink.bad_length {
                     return Err(Error::CollectiveMismatch(format!(
                         "bcast_slice: rank {root} sent {total} bytes, not a whole number of {}",
                         std::any::type_name::<T>()
                     )));
                 }
-                if let Some(fill) = fill {
+                if let Some(fill) = sink.fill {
                     fill.finish();
                 }
             }
@@ -221,10 +245,13 @@ impl World {
     pub fn gatherv_slice_into<T: Pod>(&self, root: usize, part: &[T], out: &mut Vec<T>) -> Result<Option<Vec<usize>>> {
         self.run(|core| async move {
             let call = begin::<T>(core, CollectiveOp::Gatherv, root)?;
-            match core.gatherv_bytes(&call, bytemuck::cast_slice(part)).await? {
-                Some(parts) => concat_parts(core, parts, part, out).map(Some),
-                None => Ok(None),
+            let root = call.sig.root as usize;
+            if core.rank() != root {
+                core.send(&call, root, bytemuck::cast_slice(part)).await?;
+                return Ok(None);
             }
+            let firsts = core.firsts_from(&call, (0..core.size()).filter(|&q| q != root)).await?;
+            core.gather_into(&call, firsts, part, out).await.map(Some)
         })
     }
 
@@ -306,8 +333,18 @@ impl World {
     pub fn allgatherv_slice_into<T: Pod>(&self, part: &[T], out: &mut Vec<T>) -> Result<Vec<usize>> {
         self.run(|core| async move {
             let call = begin::<T>(core, CollectiveOp::Allgatherv, 0)?;
-            let parts = core.allgatherv_bytes(&call, bytemuck::cast_slice(part)).await?;
-            concat_parts(core, parts, part, out)
+            if !core.one_host {
+                let parts = core.allgatherv_bytes(&call, bytemuck::cast_slice(part)).await?;
+                return concat_parts(core, parts, part, out);
+            }
+            // On one host every rank sends its part to every other at once, and each part
+            // is copied straight into its place (from the sender's memory where it can be).
+            let peers = || (0..core.size()).filter(|&q| q != core.rank());
+            let sends = futures_util::future::try_join_all(peers().map(|q| core.send(&call, q, bytemuck::cast_slice(part))));
+            let gather = async { core.gather_into(&call, core.firsts_from(&call, peers()).await?, part, out).await };
+            let (sent, counts) = tokio::join!(sends, gather);
+            sent?;
+            counts
         })
     }
 

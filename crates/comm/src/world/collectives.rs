@@ -13,17 +13,40 @@
 //! - alltoallv: pairwise exchange, step s pairing rank r with r ± s;
 //! - gatherv/scatterv: direct exchange with the root, all transfers in flight at once.
 
+use std::mem::MaybeUninit;
+
 use bytemuck::Pod;
 use bytes::Bytes;
 use futures_util::future::try_join_all;
 
 use super::core::{Call, Core, Received};
-use crate::frame::{DataHeader, Space, FIRST, LAST, MAX_CHUNK};
+use crate::frame::{DataHeader, Space, FIRST, LAST, MAX_CHUNK, REMOTE};
 use crate::reduce::ReduceOp;
 use crate::Result;
 
 /// Combines two partial results, lower ranks' on the left.
 pub(crate) type Combine<'a> = dyn FnMut(Bytes, Bytes) -> Result<Bytes> + 'a;
+
+/// Where a broadcast's receiver puts the root's bytes.
+pub(crate) trait Sink {
+    /// Room for the whole message of `total` bytes, for a single copy straight from the
+    /// sender's memory; `None` to take it in chunks.
+    fn room(&mut self, _total: usize) -> Option<&mut [MaybeUninit<u8>]> {
+        None
+    }
+    /// The room given by [`Sink::room`] has been filled.
+    fn filled(&mut self) {}
+    /// The next chunk of a message of `total` bytes.
+    fn chunk(&mut self, total: usize, chunk: Bytes);
+}
+
+/// A sink that keeps the chunks.
+impl Sink for Received {
+    fn chunk(&mut self, total: usize, chunk: Bytes) {
+        self.total = total;
+        self.chunks.push(chunk);
+    }
+}
 
 impl Core {
     /// Broadcast from `call.sig.root`. The root passes `Some(data)`; the others receive the
@@ -33,7 +56,7 @@ impl Core {
         &self,
         call: &Call,
         data: Option<&[u8]>,
-        sink: &mut dyn FnMut(usize, Bytes),
+        sink: &mut dyn Sink,
     ) -> Result<()> {
         let (r, p, root) = (self.rank(), self.size(), call.sig.root as usize);
         let vr = (r + p - root) % p;
@@ -52,6 +75,10 @@ impl Core {
             c
         };
         if let Some(data) = data {
+            if children.iter().all(|&c| self.sends_remote(c, Space::Collective, data.len(), 1)) {
+                try_join_all(children.iter().map(|&c| self.send(call, c, data))).await?;
+                return Ok(());
+            }
             let total = data.len() as u64;
             let mut pieces = data.chunks(MAX_CHUNK).peekable();
             let mut flags = FIRST;
@@ -78,12 +105,26 @@ impl Core {
         };
         let mut chunk = self.recv_first(call, parent).await?;
         let total = chunk.header.total as usize;
+        if chunk.header.flags & REMOTE != 0 {
+            if let Some(room) = sink.room(total) {
+                self.fetch_into(parent, &chunk, room).await?;
+                // SAFETY: fetch_into wrote every byte of `room`.
+                let data = unsafe { std::slice::from_raw_parts(room.as_ptr().cast::<u8>(), room.len()) };
+                try_join_all(children.iter().map(|&c| self.send(call, c, data))).await?;
+                sink.filled();
+            } else {
+                let data = self.fetch(parent, &chunk).await?;
+                try_join_all(children.iter().map(|&c| self.send(call, c, &data))).await?;
+                sink.chunk(total, data);
+            }
+            return Ok(());
+        }
         loop {
             for &c in &children {
                 self.forward(c, &chunk.header, &chunk.payload).await?;
             }
             let last = chunk.header.flags & LAST != 0;
-            sink(total, chunk.payload);
+            sink.chunk(total, chunk.payload);
             if last {
                 return Ok(());
             }

@@ -11,13 +11,15 @@ use bytes::Bytes;
 pub(crate) use super::received::{PodFill, Received};
 use super::mesh::Link;
 use super::rings::{wake_loop, PeerWriter, ReaderState, RingReader};
-use super::shared::{read_loop, Chunk, Closed, Shared};
-use crate::frame::{self, CollectiveOp, DataHeader, Frame, Signature, Space, FIRST, LAST, MAX_CHUNK};
+use super::shared::{read_loop, Chunk, Closed, Cma, Shared};
+use crate::frame::{self, CollectiveOp, DataHeader, Frame, Signature, Space, FIRST, LAST, MAX_CHUNK, REMOTE};
 use crate::shm::ring::{Consumer, Producer};
 use crate::{diag, Error, Result};
 
 /// Messages at most this large are written with a single system call.
 const SMALL_MESSAGE: usize = 64 << 10;
+/// How long a wait for a ring peer watches the ring between turns of the runtime.
+const RING_WATCH: Duration = Duration::from_micros(20);
 /// A call that has heard nothing from the peer it waits for in this long asks the peer
 /// what it called (and again after each further period).
 const PROBE_AFTER: Duration = Duration::from_secs(1);
@@ -53,6 +55,9 @@ pub(crate) struct Core {
     next_seq: AtomicU64,
     pub(crate) warn_after: Duration,
     spin: super::Spin,
+    /// Whether every rank is on this host (the same on every rank: collectives may pick
+    /// their algorithm by it).
+    pub(crate) one_host: bool,
 }
 
 /// What a call waits for: a collective's next message, or a tagged point-to-point one.
@@ -86,9 +91,15 @@ impl Core {
         links: Vec<Option<Link>>,
         warn_after: Duration,
         spin: super::Spin,
+        one_host: bool,
     ) -> Core {
         let (mut writers, mut rings, mut streams, mut sockets) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut cma = Vec::new();
         for link in links {
+            cma.push(match &link {
+                Some(Link::Rings(l)) => Cma { read_from: l.can_read_peer.then_some(l.peer_pid), peer_reads: l.peer_can_read },
+                _ => Cma::default(),
+            });
             let (writer, ring, stream, socket) = match link {
                 None => (None, None, None, None),
                 Some(Link::Stream(r, w)) => (Some(PeerWriter::Stream(w)), None, Some(r), None),
@@ -108,7 +119,7 @@ impl Core {
             streams.push(stream);
             sockets.push(socket);
         }
-        let shared = Arc::new(Shared::new(rank, writers, rings, spin));
+        let shared = Arc::new(Shared::new(rank, writers, rings, cma, spin));
         for (peer, (stream, socket)) in streams.into_iter().zip(sockets).enumerate() {
             if let Some(reader) = stream {
                 tokio::spawn(read_loop(shared.clone(), peer, reader));
@@ -117,7 +128,7 @@ impl Core {
                 tokio::spawn(wake_loop(shared.clone(), peer, socket));
             }
         }
-        Core { shared, next_seq: AtomicU64::new(0), warn_after, spin }
+        Core { shared, next_seq: AtomicU64::new(0), warn_after, spin, one_host }
     }
 
     pub(crate) fn rank(&self) -> usize {
@@ -151,7 +162,7 @@ impl Core {
         Ok(call)
     }
 
-    fn lost(&self, peer: usize, how: Closed) -> Error {
+    pub(crate) fn lost(&self, peer: usize, how: Closed) -> Error {
         if let Some(e) = self.shared.poisoned() {
             return e;
         }
@@ -182,7 +193,11 @@ impl Core {
         loop {
             let notified = inbox.notify.notified();
             tokio::pin!(notified);
-            notified.as_mut().enable();
+            // Registering costs a lock: only a wait that may sleep needs it, and it must
+            // come before the last look at the inbox.
+            if waiting.is_some() {
+                notified.as_mut().enable();
+            }
             if let Some(e) = self.shared.poisoned() {
                 return Err(e);
             }
@@ -201,11 +216,19 @@ impl Core {
                     return Err(self.lost(peer, how));
                 }
             }
-            if std::time::Instant::now() < spin_until {
-                // Lets the runtime poll the sockets without blocking, then checks again.
-                if self.spin.yield_cpu {
+            let now = std::time::Instant::now();
+            if now < spin_until {
+                if self.shared.rings[peer].is_some() {
+                    // The peer's bytes land in its ring: watch it here, without a trip
+                    // through the runtime (whose every turn polls the sockets), and let the
+                    // runtime run now and then for probes and the other peers.
+                    if self.shared.watch_ring(peer, (now + RING_WATCH).min(spin_until), self.spin.yield_cpu) {
+                        continue;
+                    }
+                } else if self.spin.yield_cpu {
                     std::thread::yield_now();
                 }
+                // Lets the runtime poll the sockets without blocking, then checks again.
                 tokio::task::yield_now().await;
                 continue;
             }
@@ -287,6 +310,9 @@ impl Core {
     /// Collects the chunks that follow `first` up to the message's last.
     async fn rest_of_message(&self, peer: usize, awaited: Awaited<'_>, first: Chunk) -> Result<Received> {
         let total = first.header.total as usize;
+        if first.header.flags & REMOTE != 0 {
+            return Ok(Received { chunks: vec![self.fetch(peer, &first).await?], total });
+        }
         let mut last = first.header.flags & LAST != 0;
         let mut chunks = vec![first.payload];
         while !last {
@@ -377,6 +403,9 @@ impl Core {
             }
             return Ok(());
         }
+        if self.sends_remote(peer, space, total, parts.len()) {
+            return self.send_remote(peer, header(FIRST | LAST), parts).await;
+        }
         let Some(writer) = &self.shared.writers[peer] else { unreachable!("every other rank has a link") };
         let mut w = writer.lock().await;
         let result = async {
@@ -412,7 +441,7 @@ impl Core {
     /// The error for a write to `peer` that failed because it is gone. What it sent before
     /// it left (an abort, a goodbye) may still be in our socket: let the reader take it in
     /// first, so that the error says why the peer left.
-    async fn write_failed(&self, peer: usize) -> Error {
+    pub(crate) async fn write_failed(&self, peer: usize) -> Error {
         let how = tokio::time::timeout(Duration::from_secs(2), self.shared.inboxes[peer].closed()).await;
         self.lost(peer, how.unwrap_or(Closed::Lost))
     }

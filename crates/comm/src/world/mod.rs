@@ -6,6 +6,7 @@ mod core;
 mod mesh;
 pub mod probe;
 mod received;
+mod remote;
 mod rings;
 mod shared;
 
@@ -120,7 +121,7 @@ impl World {
         let runtime = runtime().expect("a current-thread runtime can always be built");
         let core = {
             let _guard = runtime.enter();
-            Core::start(0, vec![None], Duration::from_secs(60), Spin::NONE)
+            Core::start(0, vec![None], Duration::from_secs(60), Spin::NONE, true)
         };
         World { core, runtime: Some(runtime), finalized: false, on_finalized: std::sync::Mutex::new(None) }
     }
@@ -218,16 +219,16 @@ impl World {
             let ring_capacity = crate::shm::ring_capacity(local)?;
             let me = mesh::Me { rank: config.rank, size: config.size, host_key: &host_key, ring_capacity };
             let links = mesh::connect(me, &table, &listeners, &config.secret, config.transport, deadline).await?;
-            Ok((links, local))
+            Ok((links, local, config.transport != TransportPreference::Tcp))
         })?;
-        let (links, ranks_on_this_host) = links;
+        let (links, ranks_on_this_host, same_host_links) = links;
         let spin = match config.spin {
             Some(s) => s,
             None => Spin::auto(ranks_on_this_host)?,
         };
         let core = {
             let _guard = runtime.enter();
-            Core::start(config.rank, links, config.warn_after, spin)
+            Core::start(config.rank, links, config.warn_after, spin, same_host_links && ranks_on_this_host == config.size)
         };
         probe::register(&config.coordinator, &core.shared);
         if let Some(dir) = crate::settings::settings()?.rank_state_dir.clone() {

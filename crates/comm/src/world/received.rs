@@ -3,6 +3,7 @@
 use bytes::{Bytes, BytesMut};
 
 /// A message as it arrived: one or more chunks.
+#[derive(Default)]
 pub(crate) struct Received {
     pub(crate) chunks: Vec<Bytes>,
     pub(crate) total: usize,
@@ -66,6 +67,20 @@ impl<'a, T: bytemuck::Pod> PodFill<'a, T> {
         let dst = unsafe { std::slice::from_raw_parts_mut(spare.as_mut_ptr().cast::<u8>(), self.total) };
         dst[self.written..self.written + piece.len()].copy_from_slice(piece);
         self.written += piece.len();
+    }
+
+    /// The whole room for the `total` bytes, to be filled at once (then
+    /// [`Self::mark_filled`]).
+    pub(crate) fn room(&mut self) -> &mut [std::mem::MaybeUninit<u8>] {
+        let spare = self.out.spare_capacity_mut();
+        // SAFETY: as in `push`, the spare capacity spans at least `total` bytes, viewed as
+        // possibly uninitialised bytes.
+        unsafe { std::slice::from_raw_parts_mut(spare.as_mut_ptr().cast::<std::mem::MaybeUninit<u8>>(), self.total) }
+    }
+
+    /// Records that every byte of [`Self::room`] was written.
+    pub(crate) fn mark_filled(&mut self) {
+        self.written = self.total;
     }
 
     /// Makes the written elements part of the vector; false if fewer than `total` bytes

@@ -68,17 +68,35 @@ impl Drop for Asleep<'_> {
 }
 
 impl Shared {
-    /// Whether any peer is reached through rings.
-    pub(crate) fn has_rings(&self) -> bool {
-        self.rings.iter().any(Option::is_some)
-    }
-
     /// Marks the caller asleep on every incoming ring (see [`Asleep`]).
     pub(crate) fn asleep(&self) -> Asleep<'_> {
         for r in self.rings.iter().flatten() {
             r.consumer.lock().expect("ring lock").consumer.set_waiting(true);
         }
         Asleep(self)
+    }
+
+    /// Polls `peer`'s ring until it has data (true), or the job is poisoned or `until`
+    /// passes (false).
+    pub(crate) fn watch_ring(&self, peer: usize, until: std::time::Instant, yield_cpu: bool) -> bool {
+        let Some(r) = &self.rings[peer] else { return false };
+        let mut polls = 0u32;
+        loop {
+            if let Ok(st) = r.consumer.try_lock() {
+                if st.done || st.consumer.has_data() {
+                    return true;
+                }
+            }
+            if yield_cpu {
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
+            polls = polls.wrapping_add(1);
+            if polls % 64 == 0 && (std::time::Instant::now() >= until || self.poisoned().is_some()) {
+                return false;
+            }
+        }
     }
 
     /// Drains every incoming ring that has data and no other drainer (cheap when empty:

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::sync::Notify;
 
 use super::core::Call;
@@ -34,6 +34,8 @@ pub(crate) enum Closed {
 pub(crate) struct InboxState {
     pub(crate) collective: VecDeque<Chunk>,
     pub(crate) messages: HashMap<u64, VecDeque<Chunk>>,
+    /// Remote messages of ours the peer has copied ([`Frame::Taken`]), not yet waited for.
+    pub(crate) taken: std::collections::HashSet<u64>,
     pub(crate) closed: Option<Closed>,
 }
 
@@ -63,6 +65,16 @@ impl Inbox {
         self.notify.notify_waiters();
         self.notify.notify_one();
     }
+}
+
+/// Whether large messages to and from a peer may be copied straight between the two
+/// processes' memory.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct Cma {
+    /// The peer's process id, when this rank can read its memory.
+    pub(crate) read_from: Option<u32>,
+    /// Whether the peer can read this rank's memory.
+    pub(crate) peer_reads: bool,
 }
 
 /// Called with the rank of a peer that was lost, before the error is returned; launchers
@@ -109,8 +121,15 @@ pub(crate) struct Shared {
     pub(crate) room: Vec<Notify>,
     /// How waits poll before they sleep.
     pub(crate) spin: super::Spin,
+    /// For each peer: its process id if this rank may copy from its memory, and whether
+    /// it may copy from ours ([`crate::shm`]'s cross-memory attach).
+    pub(crate) cma: Vec<Cma>,
+    /// Numbers this rank's remote messages.
+    pub(crate) next_remote: std::sync::atomic::AtomicU64,
     pub(crate) calls: Mutex<Calls>,
     poison: Mutex<Option<Poison>>,
+    /// Whether `poison` is set: read on every poll, without the lock.
+    is_poisoned: std::sync::atomic::AtomicBool,
     pub(crate) on_peer_lost: Mutex<Option<PeerLostHook>>,
     /// The call this rank is blocked in, for [`super::probe::ranks`].
     pub(crate) waiting: Mutex<Option<super::probe::Waiting>>,
@@ -118,7 +137,13 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn new(rank: usize, writers: Vec<Option<PeerWriter>>, rings: Vec<Option<RingReader>>, spin: super::Spin) -> Shared {
+    pub(crate) fn new(
+        rank: usize,
+        writers: Vec<Option<PeerWriter>>,
+        rings: Vec<Option<RingReader>>,
+        cma: Vec<Cma>,
+        spin: super::Spin,
+    ) -> Shared {
         Shared {
             rank,
             size: writers.len(),
@@ -127,8 +152,11 @@ impl Shared {
             room: (0..rings.len()).map(|_| Notify::new()).collect(),
             rings,
             spin,
+            cma,
+            next_remote: std::sync::atomic::AtomicU64::new(0),
             calls: Mutex::default(),
             poison: Mutex::new(None),
+            is_poisoned: std::sync::atomic::AtomicBool::new(false),
             on_peer_lost: Mutex::new(None),
             waiting: Mutex::new(None),
             pool: Arc::default(),
@@ -137,6 +165,7 @@ impl Shared {
 
     fn set_poison(&self, poison: Poison) {
         self.poison.lock().expect("poison lock").get_or_insert(poison);
+        self.is_poisoned.store(true, std::sync::atomic::Ordering::Release);
         for inbox in &self.inboxes {
             inbox.wake_all();
         }
@@ -147,6 +176,9 @@ impl Shared {
     }
 
     pub(crate) fn poisoned(&self) -> Option<Error> {
+        if !self.is_poisoned.load(std::sync::atomic::Ordering::Acquire) {
+            return None;
+        }
         match self.poison.lock().expect("poison lock").as_ref()? {
             Poison::Mismatch(detail) => Some(Error::CollectiveMismatch(detail.clone())),
             Poison::Aborted { by, reason } => Some(Error::Aborted { by: *by, reason: reason.clone() }),
@@ -361,6 +393,11 @@ impl Shared {
             }
             Ok(Frame::Probe { seq }) => self.answer_probe(peer, seq),
             Ok(Frame::ProbeReply(reply)) => self.on_probe_reply(peer, reply),
+            Ok(Frame::Taken { id }) => {
+                let inbox = &self.inboxes[peer];
+                inbox.state.lock().expect("inbox lock").taken.insert(id);
+                inbox.notify.notify_waiters();
+            }
             Err(e) => {
                 let why = format!("rank {peer} sent a malformed frame: {e}");
                 diag::warn(&format!("rank {}: {why}", self.rank));

@@ -1,7 +1,7 @@
 //! Random bytes into every decoder: an error, never a panic.
 
 use bytes::Bytes;
-use chorus_comm::frame::{CollectiveOp, DataHeader, Frame, ProbeReply, Signature, Space, FIRST, LAST, MAX_FRAME};
+use chorus_comm::frame::{CollectiveOp, DataHeader, Frame, ProbeReply, RemoteParts, Signature, Space, FIRST, LAST, MAX_FRAME, REMOTE};
 use chorus_comm::handshake::{handshake, Hello, Role};
 use chorus_comm::Secret;
 use proptest::prelude::*;
@@ -21,12 +21,32 @@ proptest! {
         let mut body = header;
         body.extend_from_slice(&payload);
         if let Ok(Frame::Data { header, payload: p }) = Frame::decode(Bytes::from(body)) {
-            prop_assert!(p.len() as u64 <= header.total);
+            if header.flags & REMOTE == 0 {
+                prop_assert!(p.len() as u64 <= header.total);
+            } else {
+                prop_assert_eq!(header.flags & (FIRST | LAST), FIRST | LAST, "a remote message is never chunked");
+            }
+        }
+    }
+
+    /// A remote message's description names at most MAX_REMOTE_PARTS ranges that add up
+    /// to the message's length, or it is refused.
+    #[test]
+    fn remote_descriptions_decode_only_when_consistent(body in proptest::collection::vec(any::<u8>(), 0..120), total in any::<u64>()) {
+        if let Ok(d) = RemoteParts::decode(&body, total) {
+            prop_assert_eq!(d.ranges.iter().map(|r| r.1 as u64).sum::<u64>(), total);
         }
     }
 
     #[test]
-    fn control_frames_with_random_bodies_never_panic(kind in 1u8..5, tail in proptest::collection::vec(any::<u8>(), 0..40)) {
+    fn remote_descriptions_round_trip(id in any::<u64>(), ranges in proptest::collection::vec((any::<u64>(), 0usize..1 << 40), 0..20)) {
+        let total = ranges.iter().map(|r| r.1 as u64).sum();
+        let d = RemoteParts { id, ranges };
+        prop_assert_eq!(RemoteParts::decode(&d.encode(), total).unwrap(), d);
+    }
+
+    #[test]
+    fn control_frames_with_random_bodies_never_panic(kind in 1u8..7, tail in proptest::collection::vec(any::<u8>(), 0..40)) {
         let mut body = vec![kind];
         body.extend_from_slice(&tail);
         let _ = Frame::decode(Bytes::from(body));

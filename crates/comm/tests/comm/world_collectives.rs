@@ -46,20 +46,27 @@ mod properties {
 
     use crate::support::run_ranks;
 
-    /// Per-rank payloads for 1 to 8 ranks, including empty and uneven ones.
+    /// Per-rank payloads for 1 to 8 ranks, including empty and uneven ones, and some past
+    /// 64 KiB (copied from the sender's memory on shared memory).
     fn payloads() -> impl Strategy<Value = Vec<Vec<i64>>> {
+        let part = prop_oneof![4 => proptest::collection::vec(any::<i64>(), 0..400), 1 => proptest::collection::vec(any::<i64>(), 8000..12000)];
         prop_oneof![Just(1usize), Just(2), Just(3), Just(4), Just(5), Just(8)]
-            .prop_flat_map(|n| proptest::collection::vec(proptest::collection::vec(any::<i64>(), 0..400), n))
+            .prop_flat_map(move |n| proptest::collection::vec(part.clone(), n))
+    }
+
+    /// Every transport between ranks of one host.
+    fn transports() -> impl Strategy<Value = TransportPreference> {
+        prop_oneof![Just(TransportPreference::Auto), Just(TransportPreference::Unix), Just(TransportPreference::Tcp)]
     }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(24))]
 
         #[test]
-        fn collectives_match_a_sequential_reference(parts in payloads(), root_pick in any::<usize>()) {
+        fn collectives_match_a_sequential_reference(parts in payloads(), root_pick in any::<usize>(), transport in transports()) {
             let n = parts.len();
             let root = root_pick % n;
-            let results = run_ranks(n, TransportPreference::Auto, move |w| {
+            let results = run_ranks(n, transport, move |w| {
                 let r = w.rank();
                 let mine = &parts[r];
                 let mut b = if r == root { mine.clone() } else { vec![1, 2, 3] };
@@ -104,7 +111,8 @@ fn large_messages_stream_in_chunks_through_every_collective() {
     #[derive(Clone, Copy, PartialEq, Debug, bytemuck::Pod, bytemuck::Zeroable)]
     #[repr(C)]
     struct Triple([u8; 3]);
-    let out = run_ranks(3, TransportPreference::Auto, |w| {
+    for transport in [TransportPreference::Auto, TransportPreference::Unix, TransportPreference::Tcp] {
+    let out = run_ranks(3, transport, |w| {
         let r = w.rank() as u8;
         let mine: Vec<Triple> = (0..3 << 20).map(|i| Triple([r, (i % 251) as u8, (i % 13) as u8])).collect();
         let all = w.allgatherv_slice(&mine).unwrap();
@@ -116,9 +124,18 @@ fn large_messages_stream_in_chunks_through_every_collective() {
         w.bcast_slice(1, &mut b).unwrap();
         assert_eq!(b.len(), 3 << 20);
         assert!(b.iter().all(|t| t.0[0] == 1));
+        let mut into = Vec::new();
+        assert_eq!(w.allgatherv_slice_into(&mine, &mut into).unwrap(), vec![3 << 20; 3]);
+        let n = 3usize << 20;
+        assert_eq!(into.len(), 3 * n);
+        for (at, t) in into.iter().enumerate().step_by(4099) {
+            let (q, i) = (at / n, at % n);
+            assert_eq!(*t, Triple([q as u8, (i % 251) as u8, (i % 13) as u8]));
+        }
         w.finalize().unwrap();
     });
     assert_eq!(out.len(), 3);
+    }
 }
 
 /// 2×2 matrices under wrapping multiplication: associative, not commutative.
@@ -142,7 +159,8 @@ fn large_allreduce_keeps_rank_order_and_agrees_with_the_small_path() {
     // 8200 matrices = 262 KB, past the segmented threshold; 7 (odd) splits unevenly.
     for n in [1, 2, 3, 4, 5, 6, 7, 8] {
         for len in [7usize, 8200] {
-            let out = run_ranks(n, TransportPreference::Auto, move |w| {
+            let transport = [TransportPreference::Auto, TransportPreference::Unix, TransportPreference::Tcp][(n + len) % 3];
+            let out = run_ranks(n, transport, move |w| {
                 let r = w.rank();
                 let mut buf: Vec<[u64; 4]> = (0..len).map(|i| matrix(r, i)).collect();
                 w.allreduce_slice(&mut buf, mat_mul).unwrap();

@@ -1,0 +1,229 @@
+//! Single-copy large messages between ranks of one host.
+//!
+//! A collective message of at least [`REMOTE_MIN`] bytes to a peer that can read this
+//! process's memory ([`crate::shm`]) is not copied through the ring: the sender writes a
+//! data frame flagged [`REMOTE`] whose payload says where the message lies
+//! ([`RemoteParts`]), the receiver copies it with `process_vm_readv` straight into its
+//! destination and answers [`Frame::Taken`], and only then does the sender's call return
+//! (its buffer is borrowed until then). Only collectives use it: both sides are in the
+//! same call, so the sender waiting for the copy cannot deadlock, whereas a tagged send
+//! must complete whether or not its receive has been posted yet.
+//!
+//! A receiver that dies in the middle closes its socket, and the sender's wait ends in
+//! [`Error::PeerLost`]; a sender that dies makes the copy fail, and the receiver's call
+//! ends the same way.
+
+use std::mem::MaybeUninit;
+
+use bytes::Bytes;
+
+use super::core::Core;
+use super::shared::{Chunk, Closed};
+use crate::frame::{DataHeader, Frame, RemoteParts, Space, FIRST, LAST, MAX_REMOTE_PARTS, REMOTE};
+use crate::{Error, Result};
+
+/// Collective messages at least this large cross by a remote copy when the peer allows it
+/// (below it, two copies through the ring are as fast as the copy's extra round trip).
+pub(crate) const REMOTE_MIN: usize = 64 << 10;
+
+impl Core {
+    /// Whether a message of `total` bytes to `peer` goes by remote copy.
+    pub(crate) fn sends_remote(&self, peer: usize, space: Space, total: usize, parts: usize) -> bool {
+        space == Space::Collective && total >= REMOTE_MIN && parts <= MAX_REMOTE_PARTS && self.shared.cma[peer].peer_reads
+    }
+
+    /// Sends `parts` as one remote message and waits until `peer` has copied it.
+    pub(crate) async fn send_remote(&self, peer: usize, header: DataHeader, parts: &[&[u8]]) -> Result<()> {
+        let id = self.shared.next_remote.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let ranges = parts.iter().filter(|p| !p.is_empty()).map(|p| (p.as_ptr() as u64, p.len())).collect();
+        let description = RemoteParts { id, ranges }.encode();
+        let header = DataHeader { flags: FIRST | LAST | REMOTE, ..header }.encode();
+        if self.shared.write_frame(peer, &[&header, &description]).await.is_err() {
+            return Err(self.write_failed(peer).await);
+        }
+        self.wait_taken(peer, id).await
+    }
+
+    /// Waits for `peer`'s [`Frame::Taken`] of remote message `id`. Even an aborted job
+    /// waits a little for it: the peer may be copying from the buffer right now.
+    async fn wait_taken(&self, peer: usize, id: u64) -> Result<()> {
+        let inbox = &self.shared.inboxes[peer];
+        let spin_until = std::time::Instant::now() + self.shared.spin.duration;
+        let mut asleep = None;
+        let mut poisoned_at: Option<std::time::Instant> = None;
+        loop {
+            let notified = inbox.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            self.shared.drain_rings();
+            {
+                let mut st = inbox.state.lock().expect("inbox lock");
+                if st.taken.remove(&id) {
+                    return Ok(());
+                }
+                if let Some(how) = st.closed {
+                    drop(st);
+                    return Err(self.lost(peer, how));
+                }
+            }
+            if let Some(e) = self.shared.poisoned() {
+                let since = *poisoned_at.get_or_insert_with(std::time::Instant::now);
+                if since.elapsed() > std::time::Duration::from_secs(2) {
+                    return Err(e);
+                }
+            }
+            let now = std::time::Instant::now();
+            if now < spin_until {
+                if !self.shared.watch_ring(peer, (now + std::time::Duration::from_micros(20)).min(spin_until), self.shared.spin.yield_cpu) {
+                    tokio::task::yield_now().await;
+                }
+                continue;
+            }
+            if asleep.is_none() {
+                asleep = Some(self.shared.asleep());
+                continue;
+            }
+            let _ = tokio::time::timeout(std::time::Duration::from_millis(20), notified).await;
+        }
+    }
+
+    /// Copies the remote message `chunk` describes from `peer` into a new buffer.
+    pub(crate) async fn fetch(&self, peer: usize, chunk: &Chunk) -> Result<Bytes> {
+        let total = chunk.header.total as usize;
+        let mut buf: Vec<u8> = Vec::new();
+        buf.try_reserve_exact(total).map_err(|_| {
+            Error::InvalidArgument(format!("rank {} cannot allocate {total} bytes for a message from rank {peer}", self.rank()))
+        })?;
+        self.fetch_into(peer, chunk, &mut buf.spare_capacity_mut()[..total]).await?;
+        // SAFETY: fetch_into filled all `total` bytes.
+        unsafe { buf.set_len(total) };
+        Ok(Bytes::from(buf))
+    }
+
+    /// Copies the remote message `chunk` describes from `peer` into `dst` (exactly its
+    /// length), then tells the peer its buffer is free.
+    pub(crate) async fn fetch_into(&self, peer: usize, chunk: &Chunk, dst: &mut [MaybeUninit<u8>]) -> Result<()> {
+        let me = self.rank();
+        let parts = match RemoteParts::decode(&chunk.payload, chunk.header.total) {
+            Ok(p) => p,
+            Err(e) => return Err(self.fail(format!("rank {me}: rank {peer} sent a malformed remote message: {e}")).await),
+        };
+        let Some(pid) = self.shared.cma[peer].read_from else {
+            return Err(self
+                .fail(format!("rank {me}: rank {peer} sent a remote message, but rank {me} cannot read its memory"))
+                .await);
+        };
+        let copied = crate::shm::read_remote(pid, &parts.ranges, dst);
+        // The peer waits for this whatever the outcome.
+        let _ = self.shared.write_frame(peer, &[&Frame::taken_body(parts.id)]).await;
+        if let Err(e) = copied {
+            // A peer that died while we copied has closed its socket by now, or soon.
+            let how = tokio::time::timeout(std::time::Duration::from_millis(200), self.shared.inboxes[peer].closed()).await;
+            if let Ok(Closed::Lost) = how {
+                return Err(self.lost(peer, Closed::Lost));
+            }
+            return Err(self.fail(format!("rank {me} could not copy a message from rank {peer}'s memory: {e}")).await);
+        }
+        if let Some(e) = self.shared.poisoned() {
+            return Err(e);
+        }
+        Ok(())
+    }
+}
+
+impl Core {
+    /// The first chunk of this call's message from each of `peers`, placed at the peer's
+    /// rank (`None` elsewhere).
+    pub(crate) async fn firsts_from(&self, call: &super::core::Call, peers: impl Iterator<Item = usize>) -> Result<Vec<Option<Chunk>>> {
+        let peers: Vec<usize> = peers.collect();
+        let got = futures_util::future::try_join_all(peers.iter().map(|&q| self.recv_first(call, q))).await?;
+        let mut firsts: Vec<Option<Chunk>> = (0..self.size()).map(|_| None).collect();
+        for (q, c) in peers.into_iter().zip(got) {
+            firsts[q] = Some(c);
+        }
+        Ok(firsts)
+    }
+
+    /// Copies the message whose first chunk is `first` (from `peer`, in `call`) into `dst`,
+    /// exactly its length: from the peer's memory if it is remote, else chunk by chunk.
+    pub(crate) async fn place(&self, call: &super::core::Call, peer: usize, first: Chunk, dst: &mut [MaybeUninit<u8>]) -> Result<()> {
+        if first.header.flags & REMOTE != 0 {
+            return self.fetch_into(peer, &first, dst).await;
+        }
+        let total = dst.len();
+        let mut at = 0;
+        let mut chunk = first;
+        loop {
+            let piece = &chunk.payload[..];
+            if at + piece.len() > total {
+                return Err(self.fail(format!("rank {peer} sent more than the {total} bytes it announced in {}", call.describe())).await);
+            }
+            // SAFETY: `piece` and the destination range do not overlap, and the range lies
+            // within `dst`.
+            unsafe { std::ptr::copy_nonoverlapping(piece.as_ptr(), dst[at..].as_mut_ptr().cast::<u8>(), piece.len()) };
+            at += piece.len();
+            if chunk.header.flags & LAST != 0 {
+                break;
+            }
+            chunk = self.recv_more(call, peer).await?;
+        }
+        if at != total {
+            return Err(self.fail(format!("rank {peer} sent {at} of the {total} bytes it announced in {}", call.describe())).await);
+        }
+        Ok(())
+    }
+
+    /// Puts every rank's part into `out` in rank order, copying each received one straight
+    /// into its place: `firsts[q]` is the first chunk of rank `q`'s part (`None` at this
+    /// rank's own place, whose part is `own`). Returns the element count of each part.
+    pub(crate) async fn gather_into<T: bytemuck::Pod>(
+        &self,
+        call: &super::core::Call,
+        firsts: Vec<Option<Chunk>>,
+        own: &[T],
+        out: &mut Vec<T>,
+    ) -> Result<Vec<usize>> {
+        let width = std::mem::size_of::<T>().max(1);
+        let mut counts = Vec::with_capacity(firsts.len());
+        for (q, f) in firsts.iter().enumerate() {
+            counts.push(match f {
+                None => own.len(),
+                Some(f) => {
+                    let total = f.header.total as usize;
+                    if std::mem::size_of::<T>() == 0 || total % width != 0 {
+                        return Err(Error::Decode {
+                            rank: self.rank(),
+                            peer: q,
+                            type_name: std::any::type_name::<T>(),
+                            detail: format!("{total} bytes is not a whole number of {width}-byte elements"),
+                        });
+                    }
+                    total / width
+                }
+            });
+        }
+        let sum: usize = counts.iter().sum();
+        out.clear();
+        out.reserve_exact(sum);
+        let spare = out.spare_capacity_mut();
+        // SAFETY: the spare capacity holds `sum` elements; viewed as possibly uninitialised
+        // bytes.
+        let room = unsafe { std::slice::from_raw_parts_mut(spare.as_mut_ptr().cast::<MaybeUninit<u8>>(), sum * width) };
+        let mut at = 0;
+        for ((q, f), count) in firsts.into_iter().enumerate().zip(&counts) {
+            let dst = &mut room[at..at + count * width];
+            match f {
+                None => {
+                    let src: &[u8] = bytemuck::cast_slice(own);
+                    // SAFETY: equal lengths, distinct buffers.
+                    unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst.as_mut_ptr().cast::<u8>(), src.len()) };
+                }
+                Some(f) => self.place(call, q, f, dst).await?,
+            }
+            at += count * width;
+        }
+        // SAFETY: every byte of the `sum` elements was written above; T is Pod.
+        unsafe { out.set_len(sum) };
+        Ok(counts)
+    }
+}
