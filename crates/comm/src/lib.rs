@@ -38,5 +38,5 @@ pub use bytemuck::Pod;
 pub use error::{Error, Refusal, Result};
 pub use reduce::{Max, Min, Prod, ReduceOp, Sum};
 pub use secret::Secret;
-pub use world::{probe, PeerLostHook, Spin, World, WorldConfig};
+pub use world::{probe, PeerLink, PeerLostHook, Spin, World, WorldConfig};
 pub use link::TransportPreference;

@@ -54,6 +54,19 @@ fn scenario(name: &str) -> Result<(), Box<dyn std::error::Error>> {
             // Everyone waits for a message that never comes until rank 1 is killed.
             let _: u64 = world.recv((r + 1) % p, 99)?;
         }
+        "sigkill-bcast" => {
+            // Large broadcasts (copied from rank 0's memory on shared memory) and gathers
+            // until rank 1 is killed in the middle of one.
+            if r == 1 {
+                std::fs::write(arg, std::process::id().to_string())?;
+            }
+            let mut buf = vec![r as u8; 32 << 20];
+            let mut all = Vec::new();
+            loop {
+                world.bcast_slice(0, &mut buf)?;
+                world.allgatherv_slice_into(&buf[..4 << 20], &mut all)?;
+            }
+        }
         "late" => {
             if r == 1 {
                 std::thread::sleep(std::time::Duration::from_millis(arg.parse().unwrap_or(1500)));

@@ -54,6 +54,65 @@ fn rank_killed_with_sigkill_stops_the_job_within_5_seconds() {
     let _ = std::fs::remove_file(&pidfile);
 }
 
+/// The entries of `/dev/shm` (none of them chorus's: its rings are anonymous memory files).
+fn dev_shm() -> Vec<std::ffi::OsString> {
+    let mut v: Vec<_> = std::fs::read_dir("/dev/shm").map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_rank_killed_in_the_middle_of_a_shared_memory_transfer_fails_the_job_fast_and_leaves_nothing_in_dev_shm() {
+    let before = dev_shm();
+    let pidfile = std::env::temp_dir().join(format!("chorus-kill-bcast-{}", std::process::id()));
+    let _ = std::fs::remove_file(&pidfile);
+    let child = chorus_run(3, &format!("sigkill-bcast:{}", pidfile.display()), &[("CHORUS_TRANSPORT", "shm")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let pid: i32 = loop {
+        if let Ok(pid) = std::fs::read_to_string(&pidfile).unwrap_or_default().trim().parse() {
+            break pid;
+        }
+        assert!(Instant::now() < deadline, "rank 1 never started");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    // Well into the loop of 32 MB broadcasts (each a few milliseconds).
+    std::thread::sleep(Duration::from_millis(700));
+    let killed = Instant::now();
+    // SAFETY: plain kill(2) of a process this test started (through the launcher).
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    let out = wait_with_limit(child, Duration::from_secs(20));
+    assert!(killed.elapsed() < Duration::from_secs(5), "took {:?}", killed.elapsed());
+    assert_eq!(out.code, Some(137), "{}", out.all());
+    assert!(out.stderr.contains("rank 1 failed: killed by signal 9 (SIGKILL)"), "{}", out.all());
+    assert_eq!(dev_shm(), before, "a killed shared-memory job left files in /dev/shm");
+    let _ = std::fs::remove_file(&pidfile);
+}
+
+#[test]
+fn without_shared_memory_ranks_fall_back_to_unix_sockets_and_say_so_once() {
+    // A file-size limit of 512 bytes makes sizing the rings' memory file fail (EFBIG; the
+    // shell ignores SIGXFSZ for the job), as a container without shared memory would.
+    let launcher = format!(
+        "trap '' XFSZ; ulimit -f 1; exec {} run -n 3 -- {} {}",
+        crate::support::chorus_bin().display(),
+        me().display(),
+        rank_args().join(" ")
+    );
+    let out = finish(
+        Command::new("sh").args(["-c", &launcher]).env("CHORUS_TEST_SCENARIO", "collectives:3").env("CHORUS_TRANSPORT", "shm"),
+        Duration::from_secs(60),
+    );
+    assert!(out.success(), "{}", out.all());
+    let said = out.stderr.matches("shared memory between ranks of this host is unavailable").count();
+    // Ranks 1 and 2 create rings (each for the ranks below it), each says it once.
+    assert_eq!(said, 2, "{}", out.all());
+    assert!(out.stderr.contains("using Unix sockets instead"), "{}", out.all());
+}
+
 #[test]
 fn self_spawned_job_reports_a_child_panic_and_exits_non_zero() {
     let out = finish(

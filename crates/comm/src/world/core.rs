@@ -58,6 +58,8 @@ pub(crate) struct Core {
     /// Whether every rank is on this host (the same on every rank: collectives may pick
     /// their algorithm by it).
     pub(crate) one_host: bool,
+    /// How this rank reaches each peer.
+    pub(crate) kinds: Vec<super::PeerLink>,
 }
 
 /// What a call waits for: a collective's next message, or a tagged point-to-point one.
@@ -95,14 +97,21 @@ impl Core {
     ) -> Core {
         let (mut writers, mut rings, mut streams, mut sockets) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut cma = Vec::new();
+        let mut kinds = Vec::new();
         for link in links {
+            kinds.push(match &link {
+                None => super::PeerLink::Itself,
+                Some(Link::Stream(_, _, true)) => super::PeerLink::Unix,
+                Some(Link::Stream(_, _, false)) => super::PeerLink::Tcp,
+                Some(Link::Rings(l)) => super::PeerLink::SharedMemory { single_copy: l.can_read_peer && l.peer_can_read },
+            });
             cma.push(match &link {
                 Some(Link::Rings(l)) => Cma { read_from: l.can_read_peer.then_some(l.peer_pid), peer_reads: l.peer_can_read },
                 _ => Cma::default(),
             });
             let (writer, ring, stream, socket) = match link {
                 None => (None, None, None, None),
-                Some(Link::Stream(r, w)) => (Some(PeerWriter::Stream(w)), None, Some(r), None),
+                Some(Link::Stream(r, w, _)) => (Some(PeerWriter::Stream(w)), None, Some(r), None),
                 Some(Link::Rings(l)) => {
                     let socket = Arc::new(l.socket);
                     let producer = Producer::new(l.segment.clone(), l.outgoing);
@@ -128,7 +137,7 @@ impl Core {
                 tokio::spawn(wake_loop(shared.clone(), peer, socket));
             }
         }
-        Core { shared, next_seq: AtomicU64::new(0), warn_after, spin, one_host }
+        Core { shared, next_seq: AtomicU64::new(0), warn_after, spin, one_host, kinds }
     }
 
     pub(crate) fn rank(&self) -> usize {

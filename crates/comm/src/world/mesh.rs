@@ -15,8 +15,8 @@ use crate::{diag, Error, Refusal, Result};
 
 /// A connection to one peer.
 pub(crate) enum Link {
-    /// A byte stream: TCP, or a Unix socket.
-    Stream(LinkReader, LinkWriter),
+    /// A byte stream: a Unix socket (`true`) or TCP.
+    Stream(LinkReader, LinkWriter, bool),
     /// Shared-memory rings beside a Unix socket.
     Rings(ShmLink),
 }
@@ -27,14 +27,14 @@ impl Link {
             Setup::Rings(l) => Link::Rings(l),
             Setup::Socket(s) => {
                 let (r, w) = link::split_unix(s);
-                Link::Stream(r, w)
+                Link::Stream(r, w, true)
             }
         }
     }
 
     fn tcp(s: crate::tls::Secured) -> Link {
         let (r, w) = s.into_split();
-        Link::Stream(r, w)
+        Link::Stream(r, w, false)
     }
 }
 

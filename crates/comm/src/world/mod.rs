@@ -45,6 +45,36 @@ pub struct WorldConfig {
     pub spin: Option<Spin>,
 }
 
+/// How a rank reaches one other rank ([`World::links`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerLink {
+    /// This rank itself.
+    Itself,
+    /// Shared-memory rings (same host); `single_copy` when large collective messages are
+    /// copied straight between the two processes' memory (`process_vm_readv`), else they
+    /// stream through the rings.
+    SharedMemory {
+        /// Whether both ranks may read each other's memory.
+        single_copy: bool,
+    },
+    /// A Unix-domain socket (same host, shared memory unavailable or not chosen).
+    Unix,
+    /// TCP (another host, or chosen).
+    Tcp,
+}
+
+impl std::fmt::Display for PeerLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PeerLink::Itself => "itself",
+            PeerLink::SharedMemory { single_copy: true } => "shared memory, single-copy large messages",
+            PeerLink::SharedMemory { single_copy: false } => "shared memory, large messages through the rings",
+            PeerLink::Unix => "Unix socket",
+            PeerLink::Tcp => "TCP",
+        })
+    }
+}
+
 /// How a call waiting for a message polls before it sleeps. Sleeping and being woken by
 /// the kernel costs tens of microseconds on virtual machines, so short waits are cheaper
 /// when polled.
@@ -230,6 +260,7 @@ impl World {
             let _guard = runtime.enter();
             Core::start(config.rank, links, config.warn_after, spin, same_host_links && ranks_on_this_host == config.size)
         };
+        describe_links(config.rank, &core.kinds);
         probe::register(&config.coordinator, &core.shared);
         if let Some(dir) = crate::settings::settings()?.rank_state_dir.clone() {
             probe::publish(dir, config.coordinator.clone(), &core.shared);
@@ -245,6 +276,20 @@ impl World {
     /// The number of processes in the job.
     pub fn size(&self) -> usize {
         self.core.size()
+    }
+
+    /// How this rank reaches each rank (index = rank), as set up at start-up: shared
+    /// memory (and whether large messages are copied once), a Unix socket, or TCP. Also
+    /// logged at start-up (`RUST_LOG=chorus=info`).
+    ///
+    /// ```
+    /// use chorus_comm::{PeerLink, World};
+    /// let worlds = World::local(2).unwrap();
+    /// assert_eq!(worlds[0].links()[0], PeerLink::Itself);
+    /// assert!(matches!(worlds[0].links()[1], PeerLink::SharedMemory { .. } | PeerLink::Unix));
+    /// ```
+    pub fn links(&self) -> &[PeerLink] {
+        &self.core.kinds
     }
 
     /// For launchers: `hook(peer)` runs before a call reports that `peer` was lost, so the
@@ -328,6 +373,20 @@ impl World {
             }
         })
     }
+}
+
+/// Logs how this rank reaches the others, grouped: `rank 2: shared memory, single-copy
+/// large messages to ranks 0, 1, 3`.
+fn describe_links(rank: usize, kinds: &[PeerLink]) {
+    let mut groups: Vec<(PeerLink, Vec<String>)> = Vec::new();
+    for (q, k) in kinds.iter().enumerate().filter(|(_, k)| **k != PeerLink::Itself) {
+        match groups.iter_mut().find(|(g, _)| g == k) {
+            Some((_, ranks)) => ranks.push(q.to_string()),
+            None => groups.push((*k, vec![q.to_string()])),
+        }
+    }
+    let text: Vec<String> = groups.iter().map(|(k, ranks)| format!("{k} to ranks {}", ranks.join(", "))).collect();
+    tracing::info!(target: "chorus", "rank {rank}: {}", text.join("; "));
 }
 
 impl World {
