@@ -420,13 +420,25 @@ impl Core {
         let result = async {
             if total <= SMALL_MESSAGE {
                 let h = header(FIRST | LAST).encode();
-                let mut buf = Vec::with_capacity(4 + h.len() + total);
-                buf.extend_from_slice(&crate::frame::encode_length(h.len() + total));
-                buf.extend_from_slice(&h);
+                // Small frames are put together on the stack, larger ones in one buffer, so
+                // each goes out in a single write.
+                let mut stack = [0u8; 256];
+                let mut heap = Vec::new();
+                let len = 4 + h.len() + total;
+                let buf: &mut [u8] = if len <= stack.len() {
+                    &mut stack[..len]
+                } else {
+                    heap.resize(len, 0);
+                    &mut heap
+                };
+                buf[..4].copy_from_slice(&crate::frame::encode_length(h.len() + total));
+                buf[4..4 + h.len()].copy_from_slice(&h);
+                let mut at = 4 + h.len();
                 for p in parts {
-                    buf.extend_from_slice(p);
+                    buf[at..at + p.len()].copy_from_slice(p);
+                    at += p.len();
                 }
-                self.shared.write_to(peer, &mut w, &buf).await?;
+                self.shared.write_to(peer, &mut w, buf).await?;
             } else {
                 for (i, piece) in pieces.iter().enumerate() {
                     let h = header(flags_of(i)).encode();
