@@ -204,7 +204,16 @@ impl Core {
         }
         let sum: usize = counts.iter().sum();
         out.clear();
-        out.reserve_exact(sum);
+        if out.try_reserve_exact(sum).is_err() {
+            return Err(self
+                .fail(format!(
+                    "rank {} cannot allocate {sum} elements of {} for {}",
+                    self.rank(),
+                    std::any::type_name::<T>(),
+                    call.describe()
+                ))
+                .await);
+        }
         let spare = out.spare_capacity_mut();
         // SAFETY: the spare capacity holds `sum` elements; viewed as possibly uninitialised
         // bytes.

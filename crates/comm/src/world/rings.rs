@@ -51,9 +51,12 @@ fn corrupt(e: Corrupt) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidData, e.0)
 }
 
-/// Sends a wake-up byte; a full socket already holds wake-ups enough.
+/// Sends a wake-up byte without blocking; a full socket already holds wake-ups enough,
+/// and a peer that is gone raises no `SIGPIPE` (its end of stream is seen by its task).
 fn wake(socket: &UnixStream) {
-    let _ = socket.try_write(&[0]);
+    use std::os::fd::AsRawFd;
+    // SAFETY: a one-byte send on a socket we own, from a live buffer.
+    let _ = unsafe { libc::send(socket.as_raw_fd(), [0u8].as_ptr().cast(), 1, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
 }
 
 /// Counts the calling wait as asleep on every incoming ring until dropped.
