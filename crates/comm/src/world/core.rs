@@ -193,10 +193,10 @@ impl Core {
     /// that waits longer than `warn_after` says whom it is waiting for.
     async fn next_chunk(&self, peer: usize, awaited: Awaited<'_>) -> Result<Chunk> {
         let inbox = &self.shared.inboxes[peer];
-        let started = tokio::time::Instant::now();
-        let spin_until = std::time::Instant::now() + self.spin.duration;
-        let mut next_probe = started + PROBE_AFTER;
-        let mut next_warning = started + self.warn_after;
+        // Clocks are read only once the message is found not to be there yet.
+        let mut clocks: Option<(tokio::time::Instant, std::time::Instant)> = None;
+        let mut next_probe = None;
+        let mut next_warning = None;
         // Set once the call sleeps, cleared when it returns (see `probe`).
         let mut waiting: Option<(WaitRecord<'_>, super::rings::Asleep<'_>)> = None;
         loop {
@@ -226,6 +226,9 @@ impl Core {
                 }
             }
             let now = std::time::Instant::now();
+            let (started, spin_until) = *clocks.get_or_insert_with(|| (tokio::time::Instant::now(), now + self.spin.duration));
+            let next_probe = next_probe.get_or_insert(started + PROBE_AFTER);
+            let next_warning = next_warning.get_or_insert(started + self.warn_after);
             if now < spin_until {
                 if self.shared.rings[peer].is_some() {
                     // The peer's bytes land in its ring: watch it here, without a trip
@@ -247,17 +250,17 @@ impl Core {
                 waiting = Some((WaitRecord::start(&self.shared, peer, awaited), self.shared.asleep()));
                 continue;
             }
-            if tokio::time::timeout_at(next_probe.min(next_warning), notified).await.is_ok() {
+            if tokio::time::timeout_at((*next_probe).min(*next_warning), notified).await.is_ok() {
                 continue;
             }
             let now = tokio::time::Instant::now();
-            if now >= next_probe {
+            if now >= *next_probe {
                 if let Awaited::Collective(call) = awaited {
                     self.shared.probe(peer, call.seq);
                 }
-                next_probe = now + PROBE_AFTER;
+                *next_probe = now + PROBE_AFTER;
             }
-            if now >= next_warning {
+            if now >= *next_warning {
                 diag::warn(&format!(
                     "rank {} has waited {:.1} s in {} for rank {peer}, {}",
                     self.rank(),
@@ -265,7 +268,7 @@ impl Core {
                     awaited.describe(peer),
                     self.whereabouts(peer, awaited)
                 ));
-                next_warning = now + (now - started);
+                *next_warning = now + (now - started);
             }
         }
     }
