@@ -31,16 +31,6 @@ pub enum TransportPreference {
     Tcp,
 }
 
-impl TransportPreference {
-    /// The name `CHORUS_TRANSPORT` takes for this choice.
-    pub fn name(self) -> &'static str {
-        match self {
-            TransportPreference::Auto => "shm",
-            TransportPreference::Unix => "unix",
-            TransportPreference::Tcp => "tcp",
-        }
-    }
-}
 
 impl TransportPreference {
     /// `CHORUS_TRANSPORT`, from [`settings`](crate::settings::settings).

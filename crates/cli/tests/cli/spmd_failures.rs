@@ -22,51 +22,13 @@ fn rank_error_from_main_is_reported_with_its_message() {
     assert!(out.stderr.contains("rank 1 failed: error: rank 1 could not open input.csv"), "{}", out.all());
 }
 
-#[test]
-fn rank_killed_with_sigkill_stops_the_job_within_5_seconds() {
-    let pidfile = std::env::temp_dir().join(format!("chorus-kill-{}", std::process::id()));
+/// Runs `scenario` (given a pid file for rank 1 to write) on 3 ranks, SIGKILLs rank 1
+/// `settle` after it has started, and returns the job's outcome and how long it took to
+/// end after the kill.
+fn kill_rank_1(scenario: &str, env: &[(&str, &str)], settle: Duration) -> (crate::support::Finished, Duration) {
+    let pidfile = std::env::temp_dir().join(format!("chorus-{scenario}-{}", std::process::id()));
     let _ = std::fs::remove_file(&pidfile);
-    // Ranks print wait warnings before the kill: the report must still name the signal.
-    let child = chorus_run(3, &format!("sigkill:{}", pidfile.display()), &[("CHORUS_WARN_AFTER", "0.1")])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let pid: i32 = loop {
-        if let Ok(s) = std::fs::read_to_string(&pidfile) {
-            if let Ok(pid) = s.trim().parse() {
-                break pid;
-            }
-        }
-        assert!(Instant::now() < deadline, "rank 1 never started");
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    std::thread::sleep(Duration::from_millis(400));
-    let killed = Instant::now();
-    // SAFETY: plain kill(2) of a process this test started (through the launcher).
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
-    let out = wait_with_limit(child, Duration::from_secs(20));
-    assert!(killed.elapsed() < Duration::from_secs(5), "took {:?}", killed.elapsed());
-    assert_eq!(out.code, Some(137), "{}", out.all());
-    assert!(out.stderr.contains("rank 1 failed: killed by signal 9 (SIGKILL)"), "{}", out.all());
-    assert!(out.stderr.contains("has waited"), "the warnings were printed: {}", out.all());
-    let _ = std::fs::remove_file(&pidfile);
-}
-
-/// The entries of `/dev/shm` (none of them chorus's: its rings are anonymous memory files).
-fn dev_shm() -> Vec<std::ffi::OsString> {
-    let mut v: Vec<_> = std::fs::read_dir("/dev/shm").map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
-    v.sort();
-    v
-}
-
-#[test]
-fn a_rank_killed_in_the_middle_of_a_shared_memory_transfer_fails_the_job_fast_and_leaves_nothing_in_dev_shm() {
-    let before = dev_shm();
-    let pidfile = std::env::temp_dir().join(format!("chorus-kill-bcast-{}", std::process::id()));
-    let _ = std::fs::remove_file(&pidfile);
-    let child = chorus_run(3, &format!("sigkill-bcast:{}", pidfile.display()), &[("CHORUS_TRANSPORT", "shm")])
+    let child = chorus_run(3, &format!("{scenario}:{}", pidfile.display()), env)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -79,17 +41,41 @@ fn a_rank_killed_in_the_middle_of_a_shared_memory_transfer_fails_the_job_fast_an
         assert!(Instant::now() < deadline, "rank 1 never started");
         std::thread::sleep(Duration::from_millis(10));
     };
-    // Well into the loop of 32 MB broadcasts (each a few milliseconds).
-    std::thread::sleep(Duration::from_millis(700));
+    std::thread::sleep(settle);
     let killed = Instant::now();
     // SAFETY: plain kill(2) of a process this test started (through the launcher).
     assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
     let out = wait_with_limit(child, Duration::from_secs(20));
-    assert!(killed.elapsed() < Duration::from_secs(5), "took {:?}", killed.elapsed());
+    let _ = std::fs::remove_file(&pidfile);
+    (out, killed.elapsed())
+}
+
+#[test]
+fn rank_killed_with_sigkill_stops_the_job_within_5_seconds() {
+    // Ranks print wait warnings before the kill: the report must still name the signal.
+    let (out, took) = kill_rank_1("sigkill", &[("CHORUS_WARN_AFTER", "0.1")], Duration::from_millis(400));
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    assert_eq!(out.code, Some(137), "{}", out.all());
+    assert!(out.stderr.contains("rank 1 failed: killed by signal 9 (SIGKILL)"), "{}", out.all());
+    assert!(out.stderr.contains("has waited"), "the warnings were printed: {}", out.all());
+}
+
+/// The entries of `/dev/shm` (none of them chorus's: its rings are anonymous memory files).
+fn dev_shm() -> Vec<std::ffi::OsString> {
+    let mut v: Vec<_> = std::fs::read_dir("/dev/shm").map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_rank_killed_in_the_middle_of_a_shared_memory_transfer_fails_the_job_fast_and_leaves_nothing_in_dev_shm() {
+    let before = dev_shm();
+    // Well into the loop of 32 MB broadcasts (each a few milliseconds).
+    let (out, took) = kill_rank_1("sigkill-bcast", &[("CHORUS_TRANSPORT", "shm")], Duration::from_millis(700));
+    assert!(took < Duration::from_secs(5), "took {took:?}");
     assert_eq!(out.code, Some(137), "{}", out.all());
     assert!(out.stderr.contains("rank 1 failed: killed by signal 9 (SIGKILL)"), "{}", out.all());
     assert_eq!(dev_shm(), before, "a killed shared-memory job left files in /dev/shm");
-    let _ = std::fs::remove_file(&pidfile);
 }
 
 #[test]

@@ -125,6 +125,24 @@ impl Drop for Segment {
     }
 }
 
+/// Counts one more (or one fewer) waiting thread in `c`, fenced so that the other side's
+/// next check sees it.
+fn count_waiting(c: &AtomicU32, waiting: bool) {
+    if waiting {
+        c.fetch_add(1, Ordering::SeqCst);
+    } else {
+        c.fetch_sub(1, Ordering::SeqCst);
+    }
+    fence(Ordering::SeqCst);
+}
+
+/// Whether the other side counts any waiting thread (after a full fence, so that either it
+/// sees what we just published or we see it waiting).
+fn any_waiting(c: &AtomicU32) -> bool {
+    fence(Ordering::SeqCst);
+    c.load(Ordering::Relaxed) > 0
+}
+
 /// Checked `head - tail`.
 fn used(head: u64, tail: u64, capacity: usize) -> Result<usize, Corrupt> {
     match head.checked_sub(tail) {
@@ -187,19 +205,12 @@ impl Producer {
     /// Whether the consumer has threads asleep waiting for data (read after a full fence,
     /// so that either they see our bytes or we see them waiting).
     pub(crate) fn consumer_waiting(&self) -> bool {
-        fence(Ordering::SeqCst);
-        self.segment.counter(self.ring, CONSUMER_WAITING).load(Ordering::Relaxed) > 0
+        any_waiting(self.segment.counter(self.ring, CONSUMER_WAITING))
     }
 
     /// Counts one more (or one fewer) of our threads asleep waiting for room.
     pub(crate) fn set_waiting(&self, waiting: bool) {
-        let c = self.segment.counter(self.ring, PRODUCER_WAITING);
-        if waiting {
-            c.fetch_add(1, Ordering::SeqCst);
-        } else {
-            c.fetch_sub(1, Ordering::SeqCst);
-        }
-        fence(Ordering::SeqCst);
+        count_waiting(self.segment.counter(self.ring, PRODUCER_WAITING), waiting);
     }
 }
 
@@ -298,19 +309,12 @@ impl Consumer {
 
     /// Whether the producer has threads asleep waiting for room (after a full fence).
     pub(crate) fn producer_waiting(&self) -> bool {
-        fence(Ordering::SeqCst);
-        self.segment.counter(self.ring, PRODUCER_WAITING).load(Ordering::Relaxed) > 0
+        any_waiting(self.segment.counter(self.ring, PRODUCER_WAITING))
     }
 
     /// Counts one more (or one fewer) of our threads asleep waiting for data.
     pub(crate) fn set_waiting(&self, waiting: bool) {
-        let c = self.segment.counter(self.ring, CONSUMER_WAITING);
-        if waiting {
-            c.fetch_add(1, Ordering::SeqCst);
-        } else {
-            c.fetch_sub(1, Ordering::SeqCst);
-        }
-        fence(Ordering::SeqCst);
+        count_waiting(self.segment.counter(self.ring, CONSUMER_WAITING), waiting);
     }
 }
 

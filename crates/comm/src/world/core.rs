@@ -19,7 +19,7 @@ use crate::{diag, Error, Result};
 /// Messages at most this large are written with a single system call.
 const SMALL_MESSAGE: usize = 64 << 10;
 /// How long a wait for a ring peer watches the ring between turns of the runtime.
-const RING_WATCH: Duration = Duration::from_micros(20);
+pub(crate) const RING_WATCH: Duration = Duration::from_micros(20);
 /// A call that has heard nothing from the peer it waits for in this long asks the peer
 /// what it called (and again after each further period).
 const PROBE_AFTER: Duration = Duration::from_secs(1);

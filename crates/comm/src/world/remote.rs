@@ -74,7 +74,7 @@ impl Core {
             }
             let now = std::time::Instant::now();
             if now < spin_until {
-                if !self.shared.watch_ring(peer, (now + std::time::Duration::from_micros(20)).min(spin_until), self.shared.spin.yield_cpu) {
+                if !self.shared.watch_ring(peer, (now + super::core::RING_WATCH).min(spin_until), self.shared.spin.yield_cpu) {
                     tokio::task::yield_now().await;
                 }
                 continue;
@@ -83,7 +83,7 @@ impl Core {
                 asleep = Some(self.shared.asleep());
                 continue;
             }
-            let _ = tokio::time::timeout(std::time::Duration::from_millis(20), notified).await;
+            let _ = tokio::time::timeout(super::rings::RECHECK, notified).await;
         }
     }
 

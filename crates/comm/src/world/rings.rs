@@ -22,7 +22,7 @@ use crate::diag;
 
 /// A sleeping wait looks again this often even without a wake-up (a safety net; the
 /// protocol itself loses none).
-const RECHECK: Duration = Duration::from_millis(20);
+pub(crate) const RECHECK: Duration = Duration::from_millis(20);
 
 /// How this rank writes to one peer.
 pub(crate) enum PeerWriter {
