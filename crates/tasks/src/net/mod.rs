@@ -97,7 +97,41 @@ impl Read for Stream {
         match self {
             Stream::Tcp(s) => s.read(buf),
             Stream::Tls(s) => s.read(buf),
-            Stream::Unix(s) => s.read(buf),
+            Stream::Unix(s) => read_when_readable(s, buf),
+        }
+    }
+}
+
+/// Reads from a Unix socket, waiting for data in `poll` rather than in `recv`.
+///
+/// A thread blocked in `recv` on a Unix stream socket is woken each time its peer reads
+/// what this side wrote: the kernel signals the freed send space on the wait queue the
+/// reader sleeps on, and `recv`'s wait does not filter by event. So on a connection with
+/// requests one way and replies the other, every message would cost a spurious wake-up
+/// (two context switches) of the thread that only reads. `poll` for `POLLIN` is woken by
+/// incoming data, end of stream and errors only.
+fn read_when_readable(s: &UnixStream, buf: &mut [u8]) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    let fd = s.as_raw_fd();
+    loop {
+        // SAFETY: `buf` is valid for writes of its length; `fd` is an open socket.
+        let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = io::Error::last_os_error();
+        match e.kind() {
+            io::ErrorKind::WouldBlock => {}
+            io::ErrorKind::Interrupted => continue,
+            _ => return Err(e),
+        }
+        let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+        // SAFETY: one valid pollfd.
+        if unsafe { libc::poll(&mut p, 1, -1) } < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
         }
     }
 }
@@ -327,7 +361,37 @@ pub(crate) fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<std
 
 #[cfg(test)]
 mod tests {
-    use super::{Listeners, Secret};
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+
+    use super::{Listeners, Secret, Stream};
+
+    #[test]
+    fn a_unix_stream_reader_gets_every_byte_sleeps_through_its_own_writes_and_wakes_at_shutdown() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let mut reader = Stream::Unix(a);
+        let mut writer_back = reader.try_clone().unwrap();
+        let mut peer = Stream::Unix(b);
+        let reading = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            reader.read_to_end(&mut got).unwrap();
+            got
+        });
+        // The reader's own side writes too (the peer reads it, freeing send space, the
+        // wake-up `recv` would have taken); the reader keeps waiting for data.
+        let mut echoed = vec![0u8; 3 << 20];
+        let sent: Vec<u8> = (0..echoed.len()).map(|i| (i % 251) as u8).collect();
+        let s = sent.clone();
+        let writing = std::thread::spawn(move || writer_back.write_all(&s).unwrap());
+        peer.read_exact(&mut echoed).unwrap();
+        writing.join().unwrap();
+        assert_eq!(echoed, sent);
+        peer.write_all(b"hello").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        peer.write_all(b" world").unwrap();
+        peer.shutdown();
+        assert_eq!(reading.join().unwrap(), b"hello world", "every byte, then the end of the stream");
+    }
 
     /// A worker killed by SIGKILL leaves its socket behind; a later process given the same
     /// pid used to fail with "address in use" when it tried the same path.
