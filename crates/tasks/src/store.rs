@@ -208,6 +208,11 @@ impl ObjectStore {
         chorus_comm::diag::error(&format!("could not read the spilled object {}: {why}; it will be recomputed", path.display()));
     }
 
+    /// Whether `id` is held in memory (a task needing it would not wait for a disk).
+    pub(crate) fn in_memory(&self, id: TaskId) -> bool {
+        self.state.lock().expect("store lock").objects.get(&id).is_some_and(|e| e.mem.is_some())
+    }
+
     /// The object for sending to another process: from memory, or straight from its
     /// file when it is spilled (it is not loaded).
     pub(crate) fn body(&self, id: TaskId) -> Option<Body> {

@@ -176,6 +176,8 @@ struct Queue {
     free_custom: Vec<(String, f64)>,
     seq: u64,
     paused: bool,
+    /// Tasks holding resources now.
+    running: u32,
 }
 
 impl Queue {
@@ -185,6 +187,7 @@ impl Queue {
     }
 
     fn take(&mut self, need: &Resources) {
+        self.running += 1;
         self.free_cpus -= need.cpus;
         for (n, a) in &need.custom {
             if let Some((_, have)) = self.free_custom.iter_mut().find(|(m, _)| m == n) {
@@ -194,6 +197,7 @@ impl Queue {
     }
 
     fn give(&mut self, need: &Resources) {
+        self.running -= 1;
         self.free_cpus += need.cpus;
         for (n, a) in &need.custom {
             if let Some((_, have)) = self.free_custom.iter_mut().find(|(m, _)| m == n) {
@@ -311,7 +315,15 @@ struct Worker {
     nthreads: u32,
     /// Bytes of inputs fetched from peers and drivers.
     received: std::sync::atomic::AtomicU64,
+    /// For each function, how long its runs take, in microseconds: the last run if it
+    /// was slower than the estimate, otherwise the estimate moves a quarter of the way
+    /// towards it (see [`Worker::quick_one`]).
+    run_micros: Mutex<FxHashMap<String, u64>>,
 }
+
+/// A function whose runs take at most this many microseconds may run on the thread that
+/// reads the scheduler's messages (see [`Worker::quick_one`]).
+const QUICK_RUN_MICROS: u64 = 100;
 
 /// A task's inputs by id.
 type Inputs = FxHashMap<TaskId, Arc<Vec<u8>>>;
@@ -442,6 +454,7 @@ pub fn run_worker(config: WorkerConfig) -> Result<()> {
             free_custom: config.resources.clone(),
             seq: 0,
             paused: false,
+            running: 0,
         }),
         wake: Condvar::new(),
         store,
@@ -456,6 +469,7 @@ pub fn run_worker(config: WorkerConfig) -> Result<()> {
         limits,
         nthreads,
         received: Default::default(),
+        run_micros: Mutex::default(),
     });
     for i in 0..nthreads {
         let w = worker.clone();
@@ -598,8 +612,56 @@ impl Worker {
             let seq = q.seq;
             q.heap.push(Queued { priority: task.spec.options.priority, seq, task });
         }
+        let here = self.quick_one(&mut q);
         drop(q);
-        self.wake.notify_all();
+        match here {
+            Some(task) => {
+                let need = task.spec.options.resources.clone();
+                // Reported as executor 0's, which is idle.
+                THREAD.set(0);
+                self.run(task);
+                self.queue.lock().expect("queue lock").give(&need);
+            }
+            None => self.wake.notify_all(),
+        }
+    }
+
+    /// The task this thread, the one reading the scheduler's messages, runs itself rather
+    /// than handing it to an executor, which saves a thread wake-up and a context switch
+    /// on every round trip of a lone short task.
+    ///
+    /// The worker has one executor (the default: a process per core) and nothing runs,
+    /// so a task read meanwhile could not start before this one ends anyway; it is the
+    /// only queued task; its inputs are all here in memory; and its function's runs took
+    /// at most [`QUICK_RUN_MICROS`], so the other messages that arrive meanwhile
+    /// (deletions, steals, actor calls) wait no longer than that. A function's first run
+    /// is always on the executor, and one slow run sends the next back there.
+    fn quick_one(&self, q: &mut Queue) -> Option<ComputeTask> {
+        if self.nthreads != 1 || q.heap.len() != 1 || q.running > 0 || q.paused {
+            return None;
+        }
+        let task = &q.heap.peek()?.task;
+        let TaskKind::Call { func } = &task.spec.kind else { return None };
+        let quick = self.run_micros.lock().expect("run times lock").get(func.as_str()).is_some_and(|&us| us <= QUICK_RUN_MICROS);
+        let local = task.deps.iter().all(|d| d.inline.is_some() || self.store.in_memory(d.id))
+            && !task.spec.args.iter().any(|a| matches!(a, ArgSlot::Stored { .. }));
+        if quick && local {
+            q.pop_fitting()
+        } else {
+            None
+        }
+    }
+
+    /// Notes that a run of `func` took `micros`, for [`Self::quick_one`].
+    fn note_run(&self, func: &str, micros: u64) {
+        let mut runs = self.run_micros.lock().expect("run times lock");
+        match runs.get_mut(func) {
+            Some(us) if micros >= *us => *us = micros,
+            Some(us) => *us = (*us * 3 + micros) / 4,
+            None => {
+                runs.insert(func.to_owned(), micros);
+            }
+        }
     }
 
     fn to_actor(self: &Arc<Self>, actor: TaskId, task: ComputeTask) {
@@ -789,6 +851,9 @@ impl Worker {
     ) {
         let id = task.spec.id;
         let micros = started.elapsed().as_micros() as u64;
+        if let TaskKind::Call { func } = &task.spec.kind {
+            self.note_run(func, micros);
+        }
         let timing = Timing {
             start_us: chorus_comm::diag::unix_micros().saturating_sub(micros),
             micros,

@@ -43,3 +43,42 @@ fn custom_resources_limit_concurrency() {
     let spans = client.gather(&futs).unwrap();
     assert!(spans[0].0 < spans[1].1 && spans[1].0 < spans[0].1, "{spans:?}");
 }
+
+/// The name of the worker thread that ran it, after sleeping `ms` (panicking if `ms` is
+/// `u64::MAX`).
+#[chorus::remote]
+fn thread_after(ms: u64) -> String {
+    assert_ne!(ms, u64::MAX, "asked to fail");
+    std::thread::sleep(std::time::Duration::from_millis(ms));
+    std::thread::current().name().unwrap_or_default().to_owned()
+}
+
+#[test]
+fn lone_quick_tasks_run_on_the_thread_that_reads_and_slow_ones_go_back_to_the_executor() {
+    let c = builder(1).threads_per_worker(1).start().unwrap();
+    let client = c.client();
+    let on_executor = |name: &str| name.starts_with("chorus-exec-");
+    let run = |ms: u64| client.submit(thread_after, (ms,)).result().unwrap();
+    assert!(on_executor(&run(0)), "a function's first run is on the executor");
+    let quick: Vec<String> = (0..5).map(|_| run(0)).collect();
+    assert!(quick.iter().all(|n| !on_executor(n)), "known-quick lone tasks skip the hand-off: {quick:?}");
+    // Its history said quick, so this slow run is on the reading thread; the next run
+    // of the function, now known to be slow, goes back to the executor.
+    assert!(!on_executor(&run(150)));
+    assert!(on_executor(&run(0)), "after a slow run the function runs on the executor again");
+    while on_executor(&run(0)) {}
+    // A panic on the reading thread is an error on the future like anywhere else, and
+    // the worker goes on.
+    let e = client.submit(thread_after, (u64::MAX,)).result().unwrap_err();
+    assert!(e.to_string().contains("asked to fail"), "{e}");
+    assert!(!run(0).is_empty());
+    // Queued behind other work, or on a worker with more threads, tasks run on executors.
+    let blocker = client.submit(sleep_ms, (100,));
+    let futs: Vec<_> = (0..4).map(|_| client.submit(thread_after, (0,))).collect();
+    assert!(client.gather(&futs).unwrap().iter().all(|n| on_executor(n)));
+    blocker.result().unwrap();
+    let c2 = builder(1).threads_per_worker(2).start().unwrap();
+    let client2 = c2.client();
+    let names: Vec<String> = (0..6).map(|_| client2.submit(thread_after, (0,)).result().unwrap()).collect();
+    assert!(names.iter().all(|n| on_executor(n)), "{names:?}");
+}

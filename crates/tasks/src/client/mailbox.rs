@@ -1,8 +1,10 @@
 //! Where the scheduler's messages for a client land: a slot per live future, the
 //! workers, and the store of large arguments the driver keeps for its tasks.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::Waker;
+use std::time::Instant;
 
 use rustc_hash::FxHashMap;
 
@@ -43,6 +45,8 @@ pub(crate) struct Mailbox {
     pub(super) state: Mutex<MailState>,
     pub(super) cv: Condvar,
     pub(super) args: ArgStore,
+    /// Counts deliveries, so that a waiter can watch for one without the lock.
+    delivered: AtomicU64,
 }
 
 /// The large arguments this driver keeps for its tasks (see the module documentation).
@@ -135,6 +139,31 @@ impl Mailbox {
         }
     }
 
+    /// The delivery count, to pass to [`Self::spin_for_delivery`].
+    pub(super) fn deliveries(&self) -> u64 {
+        self.delivered.load(Ordering::Acquire)
+    }
+
+    /// Spins until a delivery after `seen` or `until`, whichever comes first, and says
+    /// whether one came. Waking a sleeping thread costs more than a short round trip to a
+    /// worker on this machine, so a thread awaiting one result watches for it a while
+    /// before it sleeps; it yields its core now and then, in case the thread that will
+    /// deliver is waiting for it.
+    pub(super) fn spin_for_delivery(&self, seen: u64, until: Instant) -> bool {
+        loop {
+            for _ in 0..64 {
+                if self.delivered.load(Ordering::Acquire) != seen {
+                    return true;
+                }
+                std::hint::spin_loop();
+            }
+            if Instant::now() >= until {
+                return false;
+            }
+            std::thread::yield_now();
+        }
+    }
+
     pub(super) fn close(&self, why: String) {
         let mut s = self.lock();
         s.closed.get_or_insert(why);
@@ -142,6 +171,7 @@ impl Mailbox {
             ws.into_iter().for_each(Waker::wake);
         }
         drop(s);
+        self.delivered.fetch_add(1, Ordering::Release);
         self.cv.notify_all();
     }
 }
@@ -182,6 +212,7 @@ impl ClientSink for Mailbox {
             }
         }
         drop(s);
+        self.delivered.fetch_add(1, Ordering::Release);
         self.cv.notify_all();
         Ok(())
     }

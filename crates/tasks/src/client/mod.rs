@@ -63,6 +63,11 @@ const MAX_IN_FLIGHT: usize = 1 << 17;
 const RELEASE_BATCH: usize = 4096;
 /// See [`RELEASE_BATCH`].
 const RELEASE_DELAY: Duration = Duration::from_millis(20);
+/// How long a thread awaiting a result watches for it before it sleeps, when at most
+/// [`SPIN_PENDING_MAX`] of the client's futures are pending (see
+/// [`Mailbox::spin_for_delivery`](mailbox::Mailbox::spin_for_delivery)).
+const SPIN_FOR_RESULT: Duration = Duration::from_micros(50);
+const SPIN_PENDING_MAX: usize = 4;
 
 pub(crate) struct Handle {
     pub(crate) id: TaskId,
@@ -132,6 +137,8 @@ impl<T> Future<T> {
     fn wait_slot(&self, timeout: Option<Duration>) -> Result<Slot> {
         let c = &self.handle.client;
         let deadline = timeout.map(|t| Instant::now() + t);
+        let spin_until = Instant::now() + SPIN_FOR_RESULT;
+        let mut spin = true;
         let mut s = c.mail.lock();
         loop {
             match s.slots.get(&self.handle.id) {
@@ -140,6 +147,16 @@ impl<T> Future<T> {
             }
             if let Some(why) = &s.closed {
                 return Err(Error::Disconnected { doing: "waiting for a result".into(), reason: why.clone() });
+            }
+            // Few results outstanding: this is a round trip, not a batch whose workers
+            // need every core.
+            if spin && s.pending <= SPIN_PENDING_MAX && deadline.is_none_or(|d| spin_until < d) {
+                let seen = c.mail.deliveries();
+                drop(s);
+                let delivered = c.mail.spin_for_delivery(seen, spin_until);
+                s = c.mail.lock();
+                spin = delivered;
+                continue;
             }
             s = match deadline {
                 None => c.mail.cv.wait(s).expect("client state lock"),
