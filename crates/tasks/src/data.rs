@@ -51,11 +51,37 @@ fn write_with_body(w: &mut impl Write, mut head: Vec<u8>, bytes: &[u8]) -> io::R
 fn read_body(r: &mut impl Read, size: u64) -> io::Result<Vec<u8>> {
     let mut out = Vec::new();
     out.reserve_exact(size.min(256 << 20) as usize);
+    advise_huge_pages(&mut out);
     let got = r.by_ref().take(size).read_to_end(&mut out)?;
     if (got as u64) < size {
         return Err(io::ErrorKind::UnexpectedEof.into());
     }
     Ok(out)
+}
+
+/// Buffers at least this large are backed by huge pages where the kernel allows it.
+const HUGE_PAGES_FROM: usize = 4 << 20;
+
+/// Asks the kernel to back the spare capacity of `buf` with transparent huge pages.
+///
+/// A new object's buffer is fresh memory, and on first write every 4 KiB page of it is a
+/// page fault: in a virtual machine that costs more than the copy itself (a 50 MB copy
+/// into fresh memory runs at about a seventh of the speed of one into memory already
+/// touched). With 2 MiB pages there are 512 times fewer faults. Only whole 2 MiB pages
+/// inside the buffer are advised; where transparent huge pages are off, nothing changes.
+fn advise_huge_pages(buf: &mut Vec<u8>) {
+    const HUGE: usize = 2 << 20;
+    let spare = buf.spare_capacity_mut();
+    if spare.len() < HUGE_PAGES_FROM {
+        return;
+    }
+    let start = spare.as_mut_ptr() as usize;
+    let (first, end) = (start.next_multiple_of(HUGE), (start + spare.len()) / HUGE * HUGE);
+    if end > first {
+        // SAFETY: the range lies inside memory this vector owns and has not written; the
+        // advice changes how it is backed, not its contents or its validity.
+        unsafe { libc::madvise(first as *mut libc::c_void, end - first, libc::MADV_HUGEPAGE) };
+    }
 }
 
 /// Reads and drops `size` bytes.
