@@ -9,6 +9,8 @@
 //! - `start`: local cluster start until every worker joined, for 2 and 4 workers (ms).
 //!
 //! Prints `RESULT name=value unit` lines (median of the repetitions), like the peers.
+//! `--only start,map,rtt,tree,scatter` runs only the workloads named (all by default),
+//! for profiling one of them.
 //!
 //!     cargo run --release -p bench-tasks -- [--workers 2] [--reps 3] [--map 10000,100000,1000000]
 //!
@@ -118,6 +120,8 @@ fn main() -> Result<()> {
     let rtt_n = arg("--rtt", 10_000);
     let leaves = arg("--leaves", 8192) as i64;
     let mb = arg("--scatter-mb", 100);
+    let only = arg_text("--only");
+    let runs = |name: &str| only.as_deref().is_none_or(|o| o.split(',').any(|w| w == name));
 
     let spill_mb = arg("--spill", 0);
     if spill_mb > 0 {
@@ -129,7 +133,7 @@ fn main() -> Result<()> {
         return rounds(&cluster, n_rounds);
     }
 
-    for w in [2, 4] {
+    for w in [2, 4].into_iter().filter(|_| runs("start")) {
         let mut starts = Vec::new();
         for _ in 0..reps {
             let c = LocalCluster::builder().workers(w).threads_per_worker(1).start()?;
@@ -142,7 +146,7 @@ fn main() -> Result<()> {
     let client = cluster.client();
     client.gather(&client.map(inc, 0..1000i64))?;
 
-    for &n in &sizes {
+    for &n in sizes.iter().filter(|_| runs("map")) {
         let mut v = Vec::new();
         // Maps of millions of tasks take seconds each: fewer repetitions.
         let reps = if n >= 1_000_000 { reps.min(2) } else { reps };
@@ -162,23 +166,30 @@ fn main() -> Result<()> {
     }
 
     let mut v = Vec::new();
-    for _ in 0..reps {
+    for _ in (0..reps).filter(|_| runs("rtt")) {
         let t = Instant::now();
         for i in 0..rtt_n as i64 {
             assert_eq!(client.submit(inc, (i,)).result()?, i + 1);
         }
         v.push(t.elapsed().as_secs_f64() / rtt_n as f64 * 1e6);
     }
-    emit("chorus_rtt", v, "us");
+    if runs("rtt") {
+        emit("chorus_rtt", v, "us");
+    }
 
     let mut v = Vec::new();
-    for _ in 0..reps {
+    for _ in (0..reps).filter(|_| runs("tree")) {
         let t = Instant::now();
         let total = tree(&client, leaves)?;
         v.push(t.elapsed().as_secs_f64());
         assert_eq!(total, (1..=leaves).sum::<i64>());
     }
-    emit(&format!("chorus_tree_{leaves}"), v, "s");
+    if runs("tree") {
+        emit(&format!("chorus_tree_{leaves}"), v, "s");
+    }
+    if !runs("scatter") {
+        return Ok(());
+    }
 
     let data: Vec<u8> = (0..mb << 20).map(|i| i as u8).collect();
     let chunk = data.len() / workers;
