@@ -116,16 +116,24 @@ struct SliceSink<'a, T> {
     target: Option<&'a mut Vec<T>>,
     fill: Option<PodFill<'a, T>>,
     bad_length: Option<usize>,
+    /// The announced size could not be allocated: the bytes are received and dropped.
+    unallocatable: Option<usize>,
 }
 
 impl<T: Pod> SliceSink<'_, T> {
     fn start(&mut self, total: usize) {
-        if self.fill.is_none() && self.bad_length.is_none() {
+        if self.fill.is_none() && self.bad_length.is_none() && self.unallocatable.is_none() {
             let width = std::mem::size_of::<T>();
             if width == 0 || total % width != 0 {
                 self.bad_length = Some(total);
-            } else {
-                self.fill = self.target.take().map(|out| PodFill::new(out, total));
+            } else if let Some(out) = self.target.take() {
+                // The size is the root's word: reserved fallibly, so that no size a peer
+                // announces can abort this process.
+                if out.try_reserve_exact(total / width).is_err() {
+                    self.unallocatable = Some(total);
+                } else {
+                    self.fill = Some(PodFill::new(out, total));
+                }
             }
         }
     }
@@ -194,8 +202,14 @@ impl World {
                 // Copied straight into `buf` from the root's memory, or chunk by chunk as
                 // the chunks arrive (their buffers recycled).
                 buf.clear();
-                let mut sink = SliceSink::<T> { target: Some(&mut *buf), fill: None, bad_length: None };
+                let mut sink = SliceSink::<T> { target: Some(&mut *buf), fill: None, bad_length: None, unallocatable: None };
                 core.bcast_bytes(&call, None, &mut sink).await?;
+                if let Some(total) = sink.unallocatable {
+                    return Err(Error::InvalidArgument(format!(
+                        "bcast_slice: rank {} cannot allocate {total} bytes for the message of rank {root}",
+                        core.rank()
+                    )));
+                }
                 if let Some(total) = sink.bad_length {
                     return Err(Error::CollectiveMismatch(format!(
                         "bcast_slice: rank {root} sent {total} bytes, not a whole number of {}",
@@ -533,4 +547,21 @@ fn copy_into<T: Pod>(core: &Core, buf: &mut [T], bytes: &[u8]) -> Result<()> {
     }
     dst.copy_from_slice(bytes);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::world::collectives::Sink;
+    use super::SliceSink;
+
+    #[test]
+    fn a_bcast_size_that_cannot_be_allocated_is_refused_not_an_abort() {
+        let mut buf: Vec<u64> = vec![1, 2, 3];
+        let mut sink = SliceSink::<u64> { target: Some(&mut buf), fill: None, bad_length: None, unallocatable: None };
+        let huge = (isize::MAX as usize / 8) * 8;
+        assert!(sink.room(huge).is_none(), "no room is offered for it");
+        sink.chunk(huge, bytes::Bytes::from_static(&[0; 8]));
+        assert_eq!(sink.unallocatable, Some(huge), "the chunks are dropped and the size is reported");
+        assert!(sink.fill.is_none());
+    }
 }
