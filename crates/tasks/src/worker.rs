@@ -7,6 +7,10 @@
 //! data server answers peers and clients. Reports are written by whichever executor
 //! finds the outgoing queue empty, so completions that pile up during a write leave as
 //! one message and no thread sits between a finished task and the socket.
+//!
+//! One exception saves a thread hand-off on round trips: a worker with one executor and
+//! nothing running runs a lone task of a function known to be quick on the main thread
+//! itself (see `Worker::quick_one`).
 
 use std::any::Any;
 use std::cell::{Cell, RefCell};
