@@ -31,7 +31,6 @@ pub enum TransportPreference {
     Tcp,
 }
 
-
 impl TransportPreference {
     /// `CHORUS_TRANSPORT`, from [`settings`](crate::settings::settings).
     pub fn from_env() -> Result<Self> {

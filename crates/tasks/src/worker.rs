@@ -621,8 +621,7 @@ impl Worker {
         match here {
             Some(task) => {
                 let need = task.spec.options.resources.clone();
-                // Reported as executor 0's, which is idle.
-                THREAD.set(0);
+                // Reported as executor 0's (this thread's `THREAD` is 0), which is idle.
                 self.run(task);
                 self.queue.lock().expect("queue lock").give(&need);
             }
@@ -647,9 +646,11 @@ impl Worker {
         let task = &q.heap.peek()?.task;
         let TaskKind::Call { func } = &task.spec.kind else { return None };
         let quick = self.run_micros.lock().expect("run times lock").get(func.as_str()).is_some_and(|&us| us <= QUICK_RUN_MICROS);
-        let local = task.deps.iter().all(|d| d.inline.is_some() || self.store.in_memory(d.id))
-            && !task.spec.args.iter().any(|a| matches!(a, ArgSlot::Stored { .. }));
-        if quick && local {
+        let local = || {
+            task.deps.iter().all(|d| d.inline.is_some() || self.store.in_memory(d.id))
+                && !task.spec.args.iter().any(|a| matches!(a, ArgSlot::Stored { .. }))
+        };
+        if quick && local() {
             q.pop_fitting()
         } else {
             None

@@ -137,7 +137,8 @@ impl<T> Future<T> {
     fn wait_slot(&self, timeout: Option<Duration>) -> Result<Slot> {
         let c = &self.handle.client;
         let deadline = timeout.map(|t| Instant::now() + t);
-        let spin_until = Instant::now() + SPIN_FOR_RESULT;
+        // Set on the first wait, so that a result already there costs no clock read.
+        let mut spin_until: Option<Instant> = None;
         let mut spin = true;
         let mut s = c.mail.lock();
         loop {
@@ -150,10 +151,11 @@ impl<T> Future<T> {
             }
             // Few results outstanding: this is a round trip, not a batch whose workers
             // need every core.
-            if spin && s.pending <= SPIN_PENDING_MAX && deadline.is_none_or(|d| spin_until < d) {
+            let until = *spin_until.get_or_insert_with(|| Instant::now() + SPIN_FOR_RESULT);
+            if spin && s.pending <= SPIN_PENDING_MAX && deadline.is_none_or(|d| until < d) {
                 let seen = c.mail.deliveries();
                 drop(s);
-                let delivered = c.mail.spin_for_delivery(seen, spin_until);
+                let delivered = c.mail.spin_for_delivery(seen, until);
                 s = c.mail.lock();
                 spin = delivered;
                 continue;
