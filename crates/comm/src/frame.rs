@@ -108,11 +108,11 @@ impl CollectiveOp {
         }
     }
 
-    fn code(self) -> u8 {
+    pub(crate) fn code(self) -> u8 {
         Self::ALL.iter().position(|&op| op == self).unwrap_or(0) as u8
     }
 
-    fn from_code(code: u8) -> Option<Self> {
+    pub(crate) fn from_code(code: u8) -> Option<Self> {
         Self::ALL.get(code as usize).copied()
     }
 }

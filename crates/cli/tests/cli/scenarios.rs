@@ -67,6 +67,21 @@ fn scenario(name: &str) -> Result<(), Box<dyn std::error::Error>> {
                 world.allgatherv_slice_into(&buf[..4 << 20], &mut all)?;
             }
         }
+        "sigkill-flat" | "sigkill-flat-asleep" => {
+            // Barriers and small allreduces (through the host's shared segment) until rank
+            // 1 is killed: in the middle of the loop, or while the others sleep in a
+            // barrier it never reaches.
+            if r == 1 {
+                std::fs::write(arg, std::process::id().to_string())?;
+                if name == "sigkill-flat-asleep" {
+                    std::thread::sleep(std::time::Duration::from_secs(60));
+                }
+            }
+            loop {
+                world.barrier()?;
+                world.allreduce_slice(&mut [r as f64], Sum)?;
+            }
+        }
         "late" => {
             if r == 1 {
                 std::thread::sleep(std::time::Duration::from_millis(arg.parse().unwrap_or(1500)));

@@ -79,6 +79,18 @@ fn a_rank_killed_in_the_middle_of_a_shared_memory_transfer_fails_the_job_fast_an
 }
 
 #[test]
+fn a_rank_killed_in_a_loop_of_shared_segment_barriers_fails_the_job_fast() {
+    for (scenario, settle) in [("sigkill-flat", 300), ("sigkill-flat-asleep", 300)] {
+        let before = dev_shm();
+        let (out, took) = kill_rank_1(scenario, &[("CHORUS_TRANSPORT", "shm")], Duration::from_millis(settle));
+        assert!(took < Duration::from_secs(5), "{scenario}: took {took:?}");
+        assert_eq!(out.code, Some(137), "{scenario}: {}", out.all());
+        assert!(out.stderr.contains("rank 1 failed: killed by signal 9 (SIGKILL)"), "{scenario}: {}", out.all());
+        assert_eq!(dev_shm(), before, "{scenario}: a killed job left files in /dev/shm");
+    }
+}
+
+#[test]
 fn without_shared_memory_ranks_fall_back_to_unix_sockets_and_say_so_once() {
     // A file-size limit of 512 bytes makes sizing the rings' memory file fail (EFBIG; the
     // shell ignores SIGXFSZ for the job), as a container without shared memory would.

@@ -20,6 +20,7 @@
 //! When the rings cannot be made (no memory to reserve, a kernel without `memfd_create`),
 //! the pair falls back to the Unix socket alone and says so once.
 
+pub(crate) mod group;
 pub(crate) mod ring;
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -72,30 +73,36 @@ fn os_error(what: &str) -> std::io::Error {
     std::io::Error::new(e.kind(), format!("{what}: {e}"))
 }
 
-/// Maps `len` bytes of `fd` shared.
-fn map(fd: &OwnedFd, len: usize) -> std::io::Result<Segment> {
+/// Maps `len` bytes of `fd` shared; the caller unmaps them.
+fn map_raw(fd: &OwnedFd, len: usize) -> std::io::Result<*mut u8> {
     // SAFETY: a fresh shared mapping of a descriptor we own; checked for failure below.
     let p = unsafe {
         libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, fd.as_raw_fd(), 0)
     };
     if p == libc::MAP_FAILED {
-        return Err(os_error("mapping the shared rings"));
+        return Err(os_error("mapping shared memory"));
     }
+    Ok(p.cast())
+}
+
+/// Maps `len` bytes of `fd` shared, as two rings.
+fn map(fd: &OwnedFd, len: usize) -> std::io::Result<Segment> {
+    let p = map_raw(fd, len)?;
     let unmap = Box::new(|p: *mut u8, len: usize| {
         // SAFETY: unmapping exactly the mapping made above, once.
         unsafe { libc::munmap(p.cast(), len) };
     });
     // SAFETY: mmap returned `len` page-aligned, readable and writable bytes that stay
     // mapped until `unmap`.
-    unsafe { Segment::from_raw(p.cast(), len, unmap) }
+    unsafe { Segment::from_raw(p, len, unmap) }
         .map_err(|c| std::io::Error::new(std::io::ErrorKind::InvalidData, c.0))
 }
 
-/// Creates and maps a memory file for two rings of `capacity` bytes, its pages reserved.
-fn create(capacity: usize) -> std::io::Result<(OwnedFd, Segment)> {
-    let len = Segment::size_for(capacity);
+/// Creates a memory file of `len` bytes, its pages reserved (`fallocate`, so that a full
+/// memory is an error now rather than a `SIGBUS` later).
+fn memfd(name: &std::ffi::CStr, len: usize) -> std::io::Result<OwnedFd> {
     // SAFETY: the name is a valid C string; the result is checked.
-    let raw = unsafe { libc::memfd_create(c"chorus-rings".as_ptr(), libc::MFD_CLOEXEC) };
+    let raw = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
     if raw < 0 {
         return Err(os_error("memfd_create"));
     }
@@ -103,13 +110,20 @@ fn create(capacity: usize) -> std::io::Result<(OwnedFd, Segment)> {
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
     // SAFETY: plain calls on our descriptor; results checked.
     if unsafe { libc::ftruncate(fd.as_raw_fd(), len as libc::off_t) } != 0 {
-        return Err(os_error(&format!("sizing the shared rings to {len} bytes")));
+        return Err(os_error(&format!("sizing shared memory to {len} bytes")));
     }
     // SAFETY: as above.
     let reserved = unsafe { libc::fallocate(fd.as_raw_fd(), 0, 0, len as libc::off_t) };
     if reserved != 0 {
         return Err(os_error(&format!("reserving {len} bytes of shared memory")));
     }
+    Ok(fd)
+}
+
+/// Creates and maps a memory file for two rings of `capacity` bytes.
+fn create(capacity: usize) -> std::io::Result<(OwnedFd, Segment)> {
+    let len = Segment::size_for(capacity);
+    let fd = memfd(c"chorus-rings", len)?;
     let segment = map(&fd, len)?;
     Ok((fd, segment))
 }

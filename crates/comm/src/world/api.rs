@@ -80,6 +80,11 @@ fn begin<T: ?Sized>(core: &Core, op: CollectiveOp, root: usize) -> Result<Call> 
     core.begin(op, root, type_hash::<T>(), std::any::type_name::<T>())
 }
 
+/// [`begin`] for a collective that may go through the host's group segment.
+fn begin_flat<T: ?Sized>(core: &Core, op: CollectiveOp) -> Result<(Call, Option<u64>)> {
+    core.begin_flat(op, 0, type_hash::<T>(), std::any::type_name::<T>())
+}
+
 fn check_parts(core: &Core, op: CollectiveOp, got: usize) -> Result<()> {
     if got != core.size() {
         return Err(Error::InvalidArgument(format!(
@@ -163,8 +168,8 @@ impl World {
     /// Blocks until every rank has called `barrier`.
     pub fn barrier(&self) -> Result<()> {
         self.run(|core| async move {
-            let call = core.begin(CollectiveOp::Barrier, 0, 0, "()")?;
-            core.dissemination_barrier(&call).await
+            let (call, gen) = core.begin_flat(CollectiveOp::Barrier, 0, 0, "()")?;
+            core.barrier(&call, gen).await
         })
     }
 
@@ -390,9 +395,16 @@ impl World {
         O: ReduceOp<T>,
     {
         self.run(|core| async move {
-            let call = begin::<T>(core, CollectiveOp::Allreduce, 0)?;
+            let mine = Bytes::from(encode(&value)?);
+            let (call, gen) = begin_flat::<T>(core, CollectiveOp::Allreduce)?;
             let mut combine = |a: Bytes, b: Bytes| encode(&op.combine(decode(core, 0, &a)?, decode(core, 0, &b)?)).map(Bytes::from);
-            let out = core.allreduce_bytes(&call, Bytes::from(encode(&value)?), &mut combine).await?;
+            if let Some(gen) = gen {
+                let lens = core.flat(&call, gen, &mine).await?;
+                if let Some(out) = core.flat_combine(gen, &lens, &mine, &mut combine)? {
+                    return decode(core, 0, &out);
+                }
+            }
+            let out = core.allreduce_bytes(&call, mine, &mut combine).await?;
             decode(core, 0, &out)
         })
     }
@@ -414,12 +426,23 @@ impl World {
     /// Elementwise reduction of equal-length slices; every rank's `buf` receives the result.
     pub fn allreduce_slice<T: Pod, O: ReduceOp<T>>(&self, buf: &mut [T], op: O) -> Result<()> {
         self.run(|core| async move {
-            let call = begin::<T>(core, CollectiveOp::Allreduce, 0)?;
-            if std::mem::size_of_val(buf) >= SEGMENTED_ALLREDUCE && core.size() > 1 {
+            let (call, gen) = begin_flat::<T>(core, CollectiveOp::Allreduce)?;
+            let mut combine = |a: Bytes, b: Bytes| combine_slices(core, &op, a, b);
+            let bytes: &[u8] = bytemuck::cast_slice(buf);
+            if let Some(gen) = gen {
+                // Through the host's shared segment: small slices are reduced there, and
+                // every rank learns every length, so a mismatch is seen before any data
+                // moves. Larger slices then take the point-to-point algorithms below.
+                let lens = core.flat(&call, gen, bytes).await?;
+                core.check_same_lengths::<T>(&call, &lens).await?;
+                if let Some(out) = core.flat_combine(gen, &lens, bytes, &mut combine)? {
+                    return copy_into(core, buf, &out);
+                }
+            }
+            if bytes.len() >= SEGMENTED_ALLREDUCE && core.size() > 1 {
                 return core.allreduce_segmented(&call, buf, &op).await;
             }
-            let mut combine = |a: Bytes, b: Bytes| combine_slices(core, &op, a, b);
-            let mine = Bytes::copy_from_slice(bytemuck::cast_slice(buf));
+            let mine = Bytes::copy_from_slice(bytes);
             let out = core.allreduce_bytes(&call, mine, &mut combine).await?;
             copy_into(core, buf, &out)
         })

@@ -22,7 +22,7 @@ const SMALL_MESSAGE: usize = 64 << 10;
 pub(crate) const RING_WATCH: Duration = Duration::from_micros(20);
 /// A call that has heard nothing from the peer it waits for in this long asks the peer
 /// what it called (and again after each further period).
-const PROBE_AFTER: Duration = Duration::from_secs(1);
+pub(super) const PROBE_AFTER: Duration = Duration::from_secs(1);
 
 /// Identifies one collective call on this rank.
 #[derive(Clone, Copy)]
@@ -54,7 +54,7 @@ pub(crate) struct Core {
     pub(crate) shared: Arc<Shared>,
     next_seq: AtomicU64,
     pub(crate) warn_after: Duration,
-    spin: super::Spin,
+    pub(super) spin: super::Spin,
     /// Whether every rank is on this host (the same on every rank: collectives may pick
     /// their algorithm by it).
     pub(crate) one_host: bool,
@@ -64,7 +64,7 @@ pub(crate) struct Core {
 
 /// What a call waits for: a collective's next message, or a tagged point-to-point one.
 #[derive(Clone, Copy)]
-enum Awaited<'a> {
+pub(super) enum Awaited<'a> {
     Collective(&'a Call),
     Tagged(u64),
 }
@@ -94,6 +94,7 @@ impl Core {
         warn_after: Duration,
         spin: super::Spin,
         one_host: bool,
+        group: Option<crate::shm::group::Group>,
     ) -> Core {
         let (mut writers, mut rings, mut streams, mut sockets) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut cma = Vec::new();
@@ -128,7 +129,7 @@ impl Core {
             streams.push(stream);
             sockets.push(socket);
         }
-        let shared = Arc::new(Shared::new(rank, writers, rings, cma, spin));
+        let shared = Arc::new(Shared::new(rank, writers, rings, cma, spin, group));
         for (peer, (stream, socket)) in streams.into_iter().zip(sockets).enumerate() {
             if let Some(reader) = stream {
                 tokio::spawn(read_loop(shared.clone(), peer, reader));
@@ -155,6 +156,17 @@ impl Core {
 
     /// Starts a collective call: checks the job is healthy and numbers the call.
     pub(crate) fn begin(&self, op: CollectiveOp, root: usize, type_hash: u32, type_name: &'static str) -> Result<Call> {
+        self.begin_as(op, root, type_hash, type_name, false).map(|(call, _)| call)
+    }
+
+    /// Starts a collective that goes through the host's shared group segment when there is
+    /// one: also numbers it among the flat calls (its generation, `None` without a group).
+    /// The caller must go on to [`Core::flat`] with the generation.
+    pub(crate) fn begin_flat(&self, op: CollectiveOp, root: usize, type_hash: u32, type_name: &'static str) -> Result<(Call, Option<u64>)> {
+        self.begin_as(op, root, type_hash, type_name, self.shared.group.is_some())
+    }
+
+    fn begin_as(&self, op: CollectiveOp, root: usize, type_hash: u32, type_name: &'static str, flat: bool) -> Result<(Call, Option<u64>)> {
         if let Some(e) = self.shared.poisoned() {
             return Err(e);
         }
@@ -165,10 +177,17 @@ impl Core {
                 self.size()
             )));
         }
+        // Numbered under the lock, so that calls started from several threads take their
+        // call number and their flat generation in the same order.
+        let mut calls = self.shared.calls.lock().expect("calls lock");
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
         let call = Call { seq, sig: Signature { op, root: root as u32, type_hash }, type_name };
-        self.shared.calls.lock().expect("calls lock").record(call);
-        Ok(call)
+        calls.record(call);
+        let gen = flat.then(|| {
+            calls.flat_next += 1;
+            calls.flat_next - 1
+        });
+        Ok((call, gen))
     }
 
     pub(crate) fn lost(&self, peer: usize, how: Closed) -> Error {
@@ -274,7 +293,7 @@ impl Core {
     }
 
     /// Where `peer` is, as far as its answers to our probes tell.
-    fn whereabouts(&self, peer: usize, awaited: Awaited<'_>) -> String {
+    pub(super) fn whereabouts(&self, peer: usize, awaited: Awaited<'_>) -> String {
         let calls = self.shared.calls.lock().expect("calls lock");
         super::probe::whereabouts(&calls, peer, awaited.seq())
     }
@@ -339,7 +358,7 @@ impl Core {
     }
 
     /// Reports a mismatched call: aborts the job and returns the error.
-    async fn mismatch(&self, call: &Call, peer: usize, theirs: &DataHeader) -> Error {
+    pub(super) async fn mismatch(&self, call: &Call, peer: usize, theirs: &DataHeader) -> Error {
         let me = self.rank();
         let theirs = Call { seq: theirs.seq, sig: theirs.sig, type_name: "" };
         let detail = if theirs.seq > call.seq {
@@ -564,10 +583,10 @@ impl Core {
 
 
 /// A rank's wait, listed for [`super::probe::ranks`] while it lasts.
-struct WaitRecord<'a>(&'a Shared);
+pub(super) struct WaitRecord<'a>(&'a Shared);
 
 impl<'a> WaitRecord<'a> {
-    fn start(shared: &'a Shared, peer: usize, awaited: Awaited<'_>) -> WaitRecord<'a> {
+    pub(super) fn start(shared: &'a Shared, peer: usize, awaited: Awaited<'_>) -> WaitRecord<'a> {
         *shared.waiting.lock().expect("waiting lock") = Some(super::probe::Waiting {
             since: std::time::Instant::now(),
             peer,

@@ -130,3 +130,19 @@ pub(crate) async fn connect(
     }
     Ok(links)
 }
+
+/// Sets up the segment all ranks share for the flat collectives ([`shm::group`]), when
+/// every rank reaches every other through rings; every rank learns the same outcome.
+pub(crate) async fn share_group(rank: usize, links: &[Option<Link>]) -> Result<Option<shm::group::Group>> {
+    fn ring_socket(l: &Option<Link>) -> Option<&tokio::net::UnixStream> {
+        match l {
+            Some(Link::Rings(l)) => Some(&l.socket),
+            _ => None,
+        }
+    }
+    let all_rings = links.iter().enumerate().all(|(q, l)| q == rank || ring_socket(l).is_some());
+    let peers: Vec<Option<&tokio::net::UnixStream>> =
+        if rank == 0 { links.iter().map(ring_socket).collect() } else { Vec::new() };
+    let to_rank0 = if rank == 0 { None } else { ring_socket(&links[0]) };
+    shm::group::agree(rank, links.len(), all_rings, to_rank0, &peers).await
+}

@@ -3,6 +3,7 @@
 mod api;
 mod collectives;
 mod core;
+mod flat;
 mod mesh;
 pub mod probe;
 mod received;
@@ -151,7 +152,7 @@ impl World {
         let runtime = runtime().expect("a current-thread runtime can always be built");
         let core = {
             let _guard = runtime.enter();
-            Core::start(0, vec![None], Duration::from_secs(60), Spin::NONE, true)
+            Core::start(0, vec![None], Duration::from_secs(60), Spin::NONE, true, None)
         };
         World { core, runtime: Some(runtime), finalized: false, on_finalized: std::sync::Mutex::new(None) }
     }
@@ -249,16 +250,17 @@ impl World {
             let ring_capacity = crate::shm::ring_capacity(local)?;
             let me = mesh::Me { rank: config.rank, size: config.size, host_key: &host_key, ring_capacity };
             let links = mesh::connect(me, &table, &listeners, &config.secret, config.transport, deadline).await?;
-            Ok((links, local, config.transport != TransportPreference::Tcp))
+            let group = mesh::share_group(config.rank, &links).await?;
+            Ok((links, group, local, config.transport != TransportPreference::Tcp))
         })?;
-        let (links, ranks_on_this_host, same_host_links) = links;
+        let (links, group, ranks_on_this_host, same_host_links) = links;
         let spin = match config.spin {
             Some(s) => s,
             None => Spin::auto(ranks_on_this_host)?,
         };
         let core = {
             let _guard = runtime.enter();
-            Core::start(config.rank, links, config.warn_after, spin, same_host_links && ranks_on_this_host == config.size)
+            Core::start(config.rank, links, config.warn_after, spin, same_host_links && ranks_on_this_host == config.size, group)
         };
         describe_links(config.rank, &core.kinds);
         probe::register(&config.coordinator, &core.shared);

@@ -53,7 +53,7 @@ fn corrupt(e: Corrupt) -> std::io::Error {
 
 /// Sends a wake-up byte without blocking; a full socket already holds wake-ups enough,
 /// and a peer that is gone raises no `SIGPIPE` (its end of stream is seen by its task).
-fn wake(socket: &UnixStream) {
+pub(crate) fn wake(socket: &UnixStream) {
     use std::os::fd::AsRawFd;
     // SAFETY: a one-byte send on a socket we own, from a live buffer.
     let _ = unsafe { libc::send(socket.as_raw_fd(), [0u8].as_ptr().cast(), 1, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
@@ -245,6 +245,7 @@ pub(crate) async fn wake_loop(shared: Arc<Shared>, peer: usize, socket: Arc<Unix
             Ok(_) => {
                 shared.drain_ring(peer);
                 shared.room[peer].notify_waiters();
+                shared.flat_wake.notify_waiters();
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             Err(_) => break,

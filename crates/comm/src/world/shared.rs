@@ -14,6 +14,7 @@ use super::core::Call;
 use crate::frame::{self, DataHeader, Frame, ProbeReply, Space};
 use super::rings::{PeerWriter, RingReader};
 use crate::link::LinkReader;
+use crate::shm::group::Group;
 use crate::{diag, Error};
 
 /// How many recent calls a rank remembers for mismatch reports and probes.
@@ -93,6 +94,8 @@ enum Poison {
 #[derive(Default)]
 pub(crate) struct Calls {
     pub(crate) history: VecDeque<Call>,
+    /// The generation the next flat collective will have ([`crate::shm::group`]).
+    pub(crate) flat_next: u64,
     /// Each peer's answer to our latest probe.
     pub(crate) peers: HashMap<usize, ProbeReply>,
 }
@@ -134,6 +137,14 @@ pub(crate) struct Shared {
     /// The call this rank is blocked in, for [`super::probe::ranks`].
     pub(crate) waiting: Mutex<Option<super::probe::Waiting>>,
     pool: Arc<BufferPool>,
+    /// The segment shared by all the ranks of the host, when they all are on one.
+    pub(crate) group: Option<Group>,
+    /// Wakes flat collectives that sleep: on a wake-up byte, a poisoning, a lost peer.
+    pub(crate) flat_wake: Notify,
+    /// Flat collectives this rank has finished (they run one at a time, in order).
+    pub(crate) flat_done: std::sync::atomic::AtomicU64,
+    /// Wakes a flat collective waiting for its turn.
+    pub(crate) flat_turn: Notify,
 }
 
 impl Shared {
@@ -143,6 +154,7 @@ impl Shared {
         rings: Vec<Option<RingReader>>,
         cma: Vec<Cma>,
         spin: super::Spin,
+        group: Option<Group>,
     ) -> Shared {
         Shared {
             rank,
@@ -160,6 +172,10 @@ impl Shared {
             on_peer_lost: Mutex::new(None),
             waiting: Mutex::new(None),
             pool: Arc::default(),
+            group,
+            flat_wake: Notify::new(),
+            flat_done: std::sync::atomic::AtomicU64::new(0),
+            flat_turn: Notify::new(),
         }
     }
 
@@ -169,6 +185,7 @@ impl Shared {
         for inbox in &self.inboxes {
             inbox.wake_all();
         }
+        self.flat_wake.notify_waiters();
     }
 
     pub(crate) fn poison(&self, by: usize, reason: String) {
@@ -204,6 +221,7 @@ impl Shared {
         inbox.state.lock().expect("inbox lock").closed.get_or_insert(how);
         inbox.wake_all();
         self.room[peer].notify_waiters();
+        self.flat_wake.notify_waiters();
     }
 
     /// Writes one frame to `peer` (a no-op for this rank itself).
