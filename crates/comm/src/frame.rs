@@ -49,6 +49,8 @@ const KIND_GOODBYE: u8 = 2;
 const KIND_PROBE: u8 = 3;
 const KIND_PROBE_REPLY: u8 = 4;
 const KIND_TAKEN: u8 = 5;
+const KIND_SHARE: u8 = 6;
+const KIND_WRITTEN: u8 = 7;
 const PROBE_REPLY_LEN: usize = 1 + 8 + 8 + 1 + 1 + 4 + 4;
 const MAX_ABORT_REASON: usize = 64 << 10;
 
@@ -193,6 +195,24 @@ pub enum Frame {
         /// The number the message was sent with.
         id: u64,
     },
+    /// The receiver of our remote message `id` copies its bytes before `from` itself and
+    /// asks us to write the rest into its memory at `addr`, so that both copy at once.
+    Share {
+        /// The number the message was sent with.
+        id: u64,
+        /// Where the sender's part starts, in bytes from the message's start.
+        from: u64,
+        /// Where the sender's part goes in the receiver's memory.
+        addr: u64,
+    },
+    /// The answer to a [`Frame::Share`]: the part was written (`true`), or it was not
+    /// because the job is aborted.
+    Written {
+        /// The number the message was sent with.
+        id: u64,
+        /// Whether the part was written.
+        done: bool,
+    },
 }
 
 /// Where a remote message lies in the sender's memory: the payload of a data frame
@@ -300,6 +320,23 @@ impl Frame {
         b
     }
 
+    /// Encodes a share frame body.
+    pub fn share_body(id: u64, from: u64, addr: u64) -> Vec<u8> {
+        let mut b = vec![KIND_SHARE];
+        for w in [id, from, addr] {
+            b.extend_from_slice(&w.to_le_bytes());
+        }
+        b
+    }
+
+    /// Encodes a written frame body.
+    pub fn written_body(id: u64, done: bool) -> Vec<u8> {
+        let mut b = vec![KIND_WRITTEN];
+        b.extend_from_slice(&id.to_le_bytes());
+        b.push(u8::from(done));
+        b
+    }
+
     /// Decodes a frame body (the bytes after the length prefix).
     pub fn decode(mut body: Bytes) -> Result<Frame, FrameError> {
         if body.len() > MAX_FRAME {
@@ -351,6 +388,16 @@ impl Frame {
                 Ok(Frame::Taken { id: u64::from_le_bytes(body[1..9].try_into().expect("length checked")) })
             }
             KIND_TAKEN => Err(FrameError(format!("taken frame of {} bytes", body.len()))),
+            KIND_SHARE if body.len() == 25 => {
+                let mut rest = &body[1..];
+                Ok(Frame::Share { id: rest.get_u64_le(), from: rest.get_u64_le(), addr: rest.get_u64_le() })
+            }
+            KIND_SHARE => Err(FrameError(format!("share frame of {} bytes", body.len()))),
+            KIND_WRITTEN if body.len() == 10 && body[9] <= 1 => Ok(Frame::Written {
+                id: u64::from_le_bytes(body[1..9].try_into().expect("length checked")),
+                done: body[9] == 1,
+            }),
+            KIND_WRITTEN => Err(FrameError(format!("malformed written frame of {} bytes", body.len()))),
             KIND_PROBE_REPLY if body.len() == PROBE_REPLY_LEN => {
                 let mut rest = &body[1..];
                 let probed = rest.get_u64_le();

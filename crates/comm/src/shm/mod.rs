@@ -263,6 +263,57 @@ pub(crate) fn read_remote(pid: u32, ranges: &[(u64, usize)], dst: &mut [std::mem
     Ok(())
 }
 
+/// Writes the local ranges `src` (address, length), in order, into process `pid`'s memory
+/// at `addr` with `process_vm_writev`. On success every byte is written.
+pub(crate) fn write_remote(pid: u32, src: &[(u64, usize)], addr: u64) -> std::io::Result<()> {
+    let total: usize = src.iter().map(|r| r.1).sum();
+    let mut local: Vec<libc::iovec> =
+        src.iter().filter(|r| r.1 > 0).map(|&(a, l)| libc::iovec { iov_base: a as *mut _, iov_len: l }).collect();
+    let (mut done, mut first) = (0, 0);
+    while done < total {
+        let batch = &local[first..local.len().min(first + 1024)];
+        let want: usize = batch.iter().map(|v| v.iov_len).sum();
+        let remote = libc::iovec { iov_base: (addr as usize + done) as *mut _, iov_len: want };
+        // SAFETY: the local iovecs cover live buffers of ours that the kernel only reads;
+        // the remote one is checked by the kernel against the other process's mappings.
+        let n = unsafe { libc::process_vm_writev(pid as libc::pid_t, batch.as_ptr(), batch.len() as _, &remote, 1, 0) };
+        if n < 0 {
+            return Err(os_error(&format!("writing {want} bytes into process {pid} (process_vm_writev)")));
+        }
+        if n == 0 {
+            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, format!("process {pid} is gone")));
+        }
+        let mut n = n as usize;
+        done += n;
+        while n > 0 {
+            let v = &mut local[first];
+            if n >= v.iov_len {
+                n -= v.iov_len;
+                first += 1;
+            } else {
+                v.iov_base = (v.iov_base as usize + n) as *mut _;
+                v.iov_len -= n;
+                n = 0;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The part `from..to` (in bytes from the start) of the message made of `ranges`.
+pub(crate) fn cut_ranges(ranges: &[(u64, usize)], from: usize, to: usize) -> Vec<(u64, usize)> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    for &(addr, len) in ranges {
+        let (start, end) = (from.max(at), to.min(at + len));
+        if start < end {
+            out.push((addr + (start - at) as u64, end - start));
+        }
+        at += len;
+    }
+    out
+}
+
 /// Bytes per direction of each ring for a host of `local` ranks: `CHORUS_SHM_RING`, or
 /// 2 MiB, shrunk so that one rank's rings stay within 64 MiB however many share the host
 /// (never below 64 KiB).
@@ -372,4 +423,16 @@ pub(crate) async fn accept(sock: UnixStream) -> Result<Setup> {
         can_read_peer,
         peer_can_read: last[0] == 1,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cut_ranges_keeps_exactly_the_bytes_asked_for() {
+        let r = [(100, 10), (500, 0), (1000, 5)];
+        assert_eq!(super::cut_ranges(&r, 0, 15), vec![(100, 10), (1000, 5)]);
+        assert_eq!(super::cut_ranges(&r, 8, 12), vec![(108, 2), (1000, 2)]);
+        assert_eq!(super::cut_ranges(&r, 10, 15), vec![(1000, 5)]);
+        assert!(super::cut_ranges(&r, 15, 15).is_empty());
+    }
 }

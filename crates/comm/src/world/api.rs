@@ -270,7 +270,7 @@ impl World {
                 return Ok(None);
             }
             let firsts = core.firsts_from(&call, (0..core.size()).filter(|&q| q != root)).await?;
-            core.gather_into(&call, firsts, part, out).await.map(Some)
+            core.gather_into(&call, firsts, part, out, true).await.map(Some)
         })
     }
 
@@ -360,7 +360,7 @@ impl World {
             // is copied straight into its place (from the sender's memory where it can be).
             let peers = || (0..core.size()).filter(|&q| q != core.rank());
             let sends = futures_util::future::try_join_all(peers().map(|q| core.send(&call, q, bytemuck::cast_slice(part))));
-            let gather = async { core.gather_into(&call, core.firsts_from(&call, peers()).await?, part, out).await };
+            let gather = async { core.gather_into(&call, core.firsts_from(&call, peers()).await?, part, out, false).await };
             let (sent, counts) = tokio::join!(sends, gather);
             sent?;
             counts

@@ -107,13 +107,13 @@ impl Core {
         let total = chunk.header.total as usize;
         if chunk.header.flags & REMOTE != 0 {
             if let Some(room) = sink.room(total) {
-                self.fetch_into(parent, &chunk, room).await?;
+                self.fetch_into(parent, &chunk, room, true).await?;
                 // SAFETY: fetch_into wrote every byte of `room`.
                 let data = unsafe { std::slice::from_raw_parts(room.as_ptr().cast::<u8>(), room.len()) };
                 try_join_all(children.iter().map(|&c| self.send(call, c, data))).await?;
                 sink.filled();
             } else {
-                let data = self.fetch(parent, &chunk).await?;
+                let data = self.fetch(parent, &chunk, true).await?;
                 try_join_all(children.iter().map(|&c| self.send(call, c, &data))).await?;
                 sink.chunk(total, data);
             }

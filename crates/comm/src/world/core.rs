@@ -342,7 +342,7 @@ impl Core {
     async fn rest_of_message(&self, peer: usize, awaited: Awaited<'_>, first: Chunk) -> Result<Received> {
         let total = first.header.total as usize;
         if first.header.flags & REMOTE != 0 {
-            return Ok(Received { chunks: vec![self.fetch(peer, &first).await?], total });
+            return Ok(Received { chunks: vec![self.fetch(peer, &first, false).await?], total });
         }
         let mut last = first.header.flags & LAST != 0;
         let mut chunks = vec![first.payload];

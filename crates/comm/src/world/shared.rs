@@ -37,6 +37,11 @@ pub(crate) struct InboxState {
     pub(crate) messages: HashMap<u64, VecDeque<Chunk>>,
     /// Remote messages of ours the peer has copied ([`Frame::Taken`]), not yet waited for.
     pub(crate) taken: std::collections::HashSet<u64>,
+    /// The peer's requests to write part of our remote messages ([`Frame::Share`]): id to
+    /// (from, addr).
+    pub(crate) shares: HashMap<u64, (u64, u64)>,
+    /// Our requests the peer has answered ([`Frame::Written`]): id to whether it wrote.
+    pub(crate) written: HashMap<u64, bool>,
     pub(crate) closed: Option<Closed>,
 }
 
@@ -414,6 +419,16 @@ impl Shared {
             Ok(Frame::Taken { id }) => {
                 let inbox = &self.inboxes[peer];
                 inbox.state.lock().expect("inbox lock").taken.insert(id);
+                inbox.notify.notify_waiters();
+            }
+            Ok(Frame::Share { id, from, addr }) => {
+                let inbox = &self.inboxes[peer];
+                inbox.state.lock().expect("inbox lock").shares.insert(id, (from, addr));
+                inbox.notify.notify_waiters();
+            }
+            Ok(Frame::Written { id, done }) => {
+                let inbox = &self.inboxes[peer];
+                inbox.state.lock().expect("inbox lock").written.insert(id, done);
                 inbox.notify.notify_waiters();
             }
             Err(e) => {

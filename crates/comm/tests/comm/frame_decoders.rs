@@ -46,7 +46,7 @@ proptest! {
     }
 
     #[test]
-    fn control_frames_with_random_bodies_never_panic(kind in 1u8..7, tail in proptest::collection::vec(any::<u8>(), 0..40)) {
+    fn control_frames_with_random_bodies_never_panic(kind in 1u8..9, tail in proptest::collection::vec(any::<u8>(), 0..40)) {
         let mut body = vec![kind];
         body.extend_from_slice(&tail);
         let _ = Frame::decode(Bytes::from(body));
@@ -61,6 +61,15 @@ proptest! {
         };
         prop_assert_eq!(Frame::decode(Bytes::from(Frame::probe_reply_body(&reply))).unwrap(), Frame::ProbeReply(reply));
         prop_assert_eq!(Frame::decode(Bytes::from(Frame::probe_body(probed))).unwrap(), Frame::Probe { seq: probed });
+    }
+
+    #[test]
+    fn shared_copy_frames_round_trip(id in any::<u64>(), from in any::<u64>(), addr in any::<u64>(), done in any::<bool>()) {
+        prop_assert_eq!(Frame::decode(Bytes::from(Frame::share_body(id, from, addr))).unwrap(), Frame::Share { id, from, addr });
+        prop_assert_eq!(Frame::decode(Bytes::from(Frame::written_body(id, done))).unwrap(), Frame::Written { id, done });
+        let mut bad = Frame::written_body(id, done);
+        bad[9] = 2;
+        prop_assert!(Frame::decode(Bytes::from(bad)).is_err());
     }
 
     #[test]

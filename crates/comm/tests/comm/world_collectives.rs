@@ -132,6 +132,23 @@ fn large_messages_stream_in_chunks_through_every_collective() {
             let (q, i) = (at / n, at % n);
             assert_eq!(*t, Triple([q as u8, (i % 251) as u8, (i % 13) as u8]));
         }
+        // Lengths that split off the page grid, into the root's memory (the large parts
+        // are copied by the root and their senders at once).
+        let len = |q: usize| n - 7 * q - 1;
+        let mut gathered = Vec::new();
+        let counts = w.gatherv_slice_into(2, &mine[..len(r as usize)], &mut gathered).unwrap();
+        if r == 2 {
+            assert_eq!(counts, Some((0..3).map(len).collect::<Vec<_>>()));
+            let mut at = 0;
+            for q in 0..3 {
+                assert_eq!(gathered[at], Triple([q as u8, 0, 0]));
+                let last = len(q) - 1;
+                assert_eq!(gathered[at + last], Triple([q as u8, (last % 251) as u8, (last % 13) as u8]));
+                assert!(gathered[at..at + len(q)].iter().enumerate().step_by(997).all(|(i, t)| *t == Triple([q as u8, (i % 251) as u8, (i % 13) as u8])));
+                at += len(q);
+            }
+            assert_eq!(at, gathered.len());
+        }
         w.finalize().unwrap();
     });
     assert_eq!(out.len(), 3);
