@@ -399,8 +399,8 @@ impl World {
             let (call, gen) = begin_flat::<T>(core, CollectiveOp::Allreduce)?;
             let mut combine = |a: Bytes, b: Bytes| encode(&op.combine(decode(core, 0, &a)?, decode(core, 0, &b)?)).map(Bytes::from);
             if let Some(gen) = gen {
-                let lens = core.flat(&call, gen, &mine).await?;
-                if let Some(out) = core.flat_combine(gen, &lens, &mine, &mut combine)? {
+                let arrived = core.flat(&call, gen, &mine).await?;
+                if let Some(out) = core.flat_combine(&arrived, &mine, &mut combine)? {
                     return decode(core, 0, &out);
                 }
             }
@@ -433,9 +433,9 @@ impl World {
                 // Through the host's shared segment: small slices are reduced there, and
                 // every rank learns every length, so a mismatch is seen before any data
                 // moves. Larger slices then take the point-to-point algorithms below.
-                let lens = core.flat(&call, gen, bytes).await?;
-                core.check_same_lengths::<T>(&call, &lens).await?;
-                if let Some(out) = core.flat_combine(gen, &lens, bytes, &mut combine)? {
+                let arrived = core.flat(&call, gen, bytes).await?;
+                core.check_same_lengths::<T>(&call, &arrived.lens).await?;
+                if let Some(out) = core.flat_combine(&arrived, bytes, &mut combine)? {
                     return copy_into(core, buf, &out);
                 }
             }

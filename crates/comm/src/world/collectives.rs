@@ -3,8 +3,10 @@
 //! Every rank runs the same schedule, so messages never go through a central rank unless
 //! the operation itself has a root:
 //!
-//! - barrier: dissemination, ⌈log2 p⌉ rounds;
-//! - bcast: binomial tree, pipelined chunk by chunk so large messages stream down the tree;
+//! - barrier: dissemination, ⌈log2 p⌉ rounds (on one host, one step through the shared
+//!   group segment instead: [`super::flat`], which also serves small allreduces);
+//! - bcast: binomial tree, pipelined chunk by chunk so large messages stream down the tree
+//!   (on one host each large message is copied once, by receiver and sender together);
 //! - reduce: binomial tree towards rank 0, combining in rank order, then to the root;
 //! - allreduce: recursive doubling (with the usual fold for non-powers of two), combining
 //!   lower ranks on the left so every rank computes bit-identical results; large slices use

@@ -39,6 +39,15 @@ impl Drop for Turn<'_> {
     }
 }
 
+/// Every rank has arrived at a flat call: their contributions' lengths (index = rank).
+/// While this lives no later flat call of this rank starts, so no rank can overwrite
+/// the contributions yet.
+pub(crate) struct Arrived<'a> {
+    pub(crate) lens: Vec<usize>,
+    gen: u64,
+    _turn: Turn<'a>,
+}
+
 /// Clears this rank's sleeping flag when the wait ends.
 struct Sleeping<'a>(&'a Group, usize);
 
@@ -61,10 +70,11 @@ impl Core {
         }
     }
 
-    /// Combines every rank's contribution to flat call `gen` (this rank's is `mine`) in
-    /// rank order, or returns `None` when some contribution was too large for the segment
-    /// (`lens` as [`Core::flat`] returned them; every rank then decides alike).
-    pub(crate) fn flat_combine(&self, gen: u64, lens: &[usize], mine: &[u8], combine: &mut Combine<'_>) -> Result<Option<Bytes>> {
+    /// Combines every rank's contribution to a flat call (this rank's is `mine`) in rank
+    /// order, or returns `None` when some contribution was too large for the segment
+    /// (every rank then decides alike).
+    pub(crate) fn flat_combine(&self, arrived: &Arrived<'_>, mine: &[u8], combine: &mut Combine<'_>) -> Result<Option<Bytes>> {
+        let (gen, lens) = (arrived.gen, &arrived.lens);
         if lens.iter().any(|&n| n > FLAT_MAX) {
             return Ok(None);
         }
@@ -85,9 +95,10 @@ impl Core {
     }
 
     /// Takes part in flat call `gen` with `data` (copied into the segment when it fits)
-    /// and waits for every rank. Returns every rank's contribution length.
-    pub(crate) async fn flat(&self, call: &Call, gen: u64, data: &[u8]) -> Result<Vec<usize>> {
-        let _turn = self.turn(gen).await;
+    /// and waits for every rank. The result holds this rank's turn: the contributions
+    /// stay readable until it is dropped.
+    pub(crate) async fn flat(&self, call: &Call, gen: u64, data: &[u8]) -> Result<Arrived<'_>> {
+        let turn = self.turn(gen).await;
         let (me, p) = (self.rank(), self.size());
         let group = self.group();
         group.arrive(me, Entry { gen, seq: call.seq, sig: call.sig, len: data.len() }, data);
@@ -122,7 +133,7 @@ impl Core {
             }
             self.take_arrivals(call, gen, group, &mut missing, &mut lens).await?;
             if missing.is_empty() {
-                return Ok(lens);
+                return Ok(Arrived { lens, gen, _turn: turn });
             }
             self.check_missing(call, &missing).await?;
             let now = std::time::Instant::now();
