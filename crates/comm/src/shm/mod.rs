@@ -219,37 +219,23 @@ fn probe_cma(pid: u32, addr: u64) -> bool {
         && u64::from_le_bytes(word.map(|b| unsafe { b.assume_init() })) == CMA_PROBE.load(Ordering::Relaxed)
 }
 
-/// Copies the remote ranges `ranges` (address, length) of process `pid`, in order, into
-/// `dst` (whose length is their total), with `process_vm_readv`. On success every byte of
-/// `dst` is written.
-pub(crate) fn read_remote(pid: u32, ranges: &[(u64, usize)], dst: &mut [std::mem::MaybeUninit<u8>]) -> std::io::Result<()> {
-    let total: usize = ranges.iter().map(|r| r.1).sum();
-    if total != dst.len() {
-        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "remote ranges and buffer differ in length"));
-    }
-    let mut done = 0;
-    // The kernel takes at most IOV_MAX ranges per call and may copy less than asked.
-    let mut remote: Vec<libc::iovec> =
-        ranges.iter().filter(|r| r.1 > 0).map(|&(a, l)| libc::iovec { iov_base: a as *mut _, iov_len: l }).collect();
-    let mut first = 0;
+/// Copies between the ranges `scattered` (address, length) and one contiguous range, in
+/// calls of at most 1024 ranges (the kernel's `IOV_MAX`): `copy(batch, done, want)` makes
+/// one call for the contiguous range's bytes from `done` on and returns how many it
+/// copied, which may be fewer than `want`.
+fn vm_copy(scattered: &[(u64, usize)], mut copy: impl FnMut(&[libc::iovec], usize, usize) -> std::io::Result<usize>) -> std::io::Result<()> {
+    let total: usize = scattered.iter().map(|r| r.1).sum();
+    let mut iov: Vec<libc::iovec> =
+        scattered.iter().filter(|r| r.1 > 0).map(|&(a, l)| libc::iovec { iov_base: a as *mut _, iov_len: l }).collect();
+    let (mut done, mut first) = (0, 0);
     while done < total {
-        let batch = &remote[first..remote.len().min(first + 1024)];
+        let batch = &iov[first..iov.len().min(first + 1024)];
         let want: usize = batch.iter().map(|v| v.iov_len).sum();
-        let local = libc::iovec { iov_base: dst[done..].as_mut_ptr().cast(), iov_len: want };
-        // SAFETY: the local iovec covers `want` bytes of `dst`; the remote ones are only
-        // read by the kernel, which checks them against the other process's mappings.
-        let n = unsafe { libc::process_vm_readv(pid as libc::pid_t, &local, 1, batch.as_ptr(), batch.len() as _, 0) };
-        if n < 0 {
-            return Err(os_error(&format!("reading {want} bytes of process {pid} (process_vm_readv)")));
-        }
-        if n == 0 {
-            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, format!("process {pid} is gone")));
-        }
-        let mut n = n as usize;
+        let mut n = copy(batch, done, want)?;
         done += n;
-        // Skip the ranges read completely, shorten a partly read one.
+        // Skip the ranges copied completely, shorten a partly copied one.
         while n > 0 {
-            let v = &mut remote[first];
+            let v = &mut iov[first];
             if n >= v.iov_len {
                 n -= v.iov_len;
                 first += 1;
@@ -263,41 +249,42 @@ pub(crate) fn read_remote(pid: u32, ranges: &[(u64, usize)], dst: &mut [std::mem
     Ok(())
 }
 
+/// What a `process_vm_readv`/`process_vm_writev` call returned, as a byte count.
+fn vm_result(n: isize, pid: u32, what: impl FnOnce() -> String) -> std::io::Result<usize> {
+    match n {
+        n if n < 0 => Err(os_error(&what())),
+        0 => Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, format!("process {pid} is gone"))),
+        n => Ok(n as usize),
+    }
+}
+
+/// Copies the remote ranges `ranges` (address, length) of process `pid`, in order, into
+/// `dst` (whose length is their total), with `process_vm_readv`. On success every byte of
+/// `dst` is written.
+pub(crate) fn read_remote(pid: u32, ranges: &[(u64, usize)], dst: &mut [std::mem::MaybeUninit<u8>]) -> std::io::Result<()> {
+    let total: usize = ranges.iter().map(|r| r.1).sum();
+    if total != dst.len() {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "remote ranges and buffer differ in length"));
+    }
+    vm_copy(ranges, |batch, done, want| {
+        let local = libc::iovec { iov_base: dst[done..].as_mut_ptr().cast(), iov_len: want };
+        // SAFETY: the local iovec covers `want` bytes of `dst`; the remote ones are only
+        // read by the kernel, which checks them against the other process's mappings.
+        let n = unsafe { libc::process_vm_readv(pid as libc::pid_t, &local, 1, batch.as_ptr(), batch.len() as _, 0) };
+        vm_result(n, pid, || format!("reading {want} bytes of process {pid} (process_vm_readv)"))
+    })
+}
+
 /// Writes the local ranges `src` (address, length), in order, into process `pid`'s memory
 /// at `addr` with `process_vm_writev`. On success every byte is written.
 pub(crate) fn write_remote(pid: u32, src: &[(u64, usize)], addr: u64) -> std::io::Result<()> {
-    let total: usize = src.iter().map(|r| r.1).sum();
-    let mut local: Vec<libc::iovec> =
-        src.iter().filter(|r| r.1 > 0).map(|&(a, l)| libc::iovec { iov_base: a as *mut _, iov_len: l }).collect();
-    let (mut done, mut first) = (0, 0);
-    while done < total {
-        let batch = &local[first..local.len().min(first + 1024)];
-        let want: usize = batch.iter().map(|v| v.iov_len).sum();
+    vm_copy(src, |batch, done, want| {
         let remote = libc::iovec { iov_base: (addr as usize + done) as *mut _, iov_len: want };
         // SAFETY: the local iovecs cover live buffers of ours that the kernel only reads;
         // the remote one is checked by the kernel against the other process's mappings.
         let n = unsafe { libc::process_vm_writev(pid as libc::pid_t, batch.as_ptr(), batch.len() as _, &remote, 1, 0) };
-        if n < 0 {
-            return Err(os_error(&format!("writing {want} bytes into process {pid} (process_vm_writev)")));
-        }
-        if n == 0 {
-            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, format!("process {pid} is gone")));
-        }
-        let mut n = n as usize;
-        done += n;
-        while n > 0 {
-            let v = &mut local[first];
-            if n >= v.iov_len {
-                n -= v.iov_len;
-                first += 1;
-            } else {
-                v.iov_base = (v.iov_base as usize + n) as *mut _;
-                v.iov_len -= n;
-                n = 0;
-            }
-        }
-    }
-    Ok(())
+        vm_result(n, pid, || format!("writing {want} bytes into process {pid} (process_vm_writev)"))
+    })
 }
 
 /// The part `from..to` (in bytes from the start) of the message made of `ranges`.
