@@ -177,19 +177,29 @@ fn a_full_spill_disk_is_reported_naming_it_and_the_results_stay_correct() {
     // 10 × 20 MiB: past each worker's 96 MiB target, and no 20 MiB file fits the disk.
     let futures = client.map_args(block, (0..10u64).map(|s| (s, 20u64)));
     let sums = client.map(checksum, futures.iter().cloned());
-    let got = client.gather(&sums).unwrap();
-    for (seed, sum) in got.iter().enumerate() {
-        assert_eq!(*sum, expected_checksum(seed as u64, 20), "block {seed}");
-    }
-    let t = Instant::now();
-    let errors: Vec<String> = loop {
-        let snap = cluster.snapshot(Default::default()).unwrap();
-        let errors: Vec<String> = snap.workers.iter().filter_map(|w| w.spill_error.clone()).collect();
-        if !errors.is_empty() || t.elapsed() > Duration::from_secs(10) {
-            break errors;
+    // Watched while the work runs: a worker that cannot spill may grow past its limit
+    // and be restarted, and its replacement has not failed to spill (yet).
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let errors: Vec<String> = std::thread::scope(|s| {
+        let watcher = s.spawn(|| {
+            let t = Instant::now();
+            loop {
+                let snap = cluster.snapshot(Default::default()).unwrap();
+                let errors: Vec<String> = snap.workers.iter().filter_map(|w| w.spill_error.clone()).collect();
+                let finished = done.load(std::sync::atomic::Ordering::Relaxed);
+                if !errors.is_empty() || (finished && t.elapsed() > Duration::from_secs(10)) {
+                    break errors;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        let got = client.gather(&sums).unwrap();
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        for (seed, sum) in got.iter().enumerate() {
+            assert_eq!(*sum, expected_checksum(seed as u64, 20), "block {seed}");
         }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+        watcher.join().unwrap()
+    });
     assert!(!errors.is_empty(), "a worker reported that it could not spill");
     let dir = disk.dir.path().display().to_string();
     assert!(errors.iter().all(|e| e.contains(&dir) && e.contains("No space left")), "{errors:?}");
