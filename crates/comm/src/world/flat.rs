@@ -195,6 +195,10 @@ impl Core {
     /// several threads take their turns in the order they were numbered).
     async fn turn(&self, gen: u64) -> Turn<'_> {
         use std::sync::atomic::Ordering;
+        // Mostly it is this call's turn already: no waiter to register then.
+        if self.shared.flat_done.load(Ordering::Acquire) == gen {
+            return Turn(&self.shared, gen);
+        }
         loop {
             let notified = self.shared.flat_turn.notified();
             tokio::pin!(notified);

@@ -49,14 +49,14 @@ impl Core {
     /// Sends `parts` as one remote message and waits until `peer` has copied it.
     pub(crate) async fn send_remote(&self, peer: usize, header: DataHeader, parts: &[&[u8]]) -> Result<()> {
         let id = self.shared.next_remote.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let ranges: Vec<(u64, usize)> = parts.iter().filter(|p| !p.is_empty()).map(|p| (p.as_ptr() as u64, p.len())).collect();
-        let description = RemoteParts { id, ranges: ranges.clone() }.encode();
+        let remote = RemoteParts { id, ranges: parts.iter().filter(|p| !p.is_empty()).map(|p| (p.as_ptr() as u64, p.len())).collect() };
+        let description = remote.encode();
         let total = header.total as usize;
         let header = DataHeader { flags: FIRST | LAST | REMOTE, ..header }.encode();
         if self.shared.write_frame(peer, &[&header, &description]).await.is_err() {
             return Err(self.write_failed(peer).await);
         }
-        self.wait_taken(peer, id, &ranges, total).await
+        self.wait_taken(peer, id, &remote.ranges, total).await
     }
 
     /// Writes the part of our remote message `id` (made of `ranges`, `total` bytes) that

@@ -406,6 +406,14 @@ pub(crate) async fn read_loop(shared: Arc<Shared>, peer: usize, reader: LinkRead
 impl Shared {
     /// Acts on one frame from `peer`; false when nothing more is to be read from it (a
     /// goodbye, or a malformed frame).
+    /// Records a remote copy's control frame from `peer` in its inbox and wakes the
+    /// waiters (the call that sent or receives that message).
+    fn note(&self, peer: usize, record: impl FnOnce(&mut InboxState)) {
+        let inbox = &self.inboxes[peer];
+        record(&mut inbox.state.lock().expect("inbox lock"));
+        inbox.notify.notify_waiters();
+    }
+
     pub(crate) fn dispatch(self: &Arc<Self>, peer: usize, body: Bytes) -> bool {
         match Frame::decode(body) {
             Ok(Frame::Data { header, payload }) => self.push(peer, Chunk { header, payload }),
@@ -416,21 +424,15 @@ impl Shared {
             }
             Ok(Frame::Probe { seq }) => self.answer_probe(peer, seq),
             Ok(Frame::ProbeReply(reply)) => self.on_probe_reply(peer, reply),
-            Ok(Frame::Taken { id }) => {
-                let inbox = &self.inboxes[peer];
-                inbox.state.lock().expect("inbox lock").taken.insert(id);
-                inbox.notify.notify_waiters();
-            }
-            Ok(Frame::Share { id, from, addr }) => {
-                let inbox = &self.inboxes[peer];
-                inbox.state.lock().expect("inbox lock").shares.insert(id, (from, addr));
-                inbox.notify.notify_waiters();
-            }
-            Ok(Frame::Written { id, done }) => {
-                let inbox = &self.inboxes[peer];
-                inbox.state.lock().expect("inbox lock").written.insert(id, done);
-                inbox.notify.notify_waiters();
-            }
+            Ok(Frame::Taken { id }) => self.note(peer, |st| {
+                st.taken.insert(id);
+            }),
+            Ok(Frame::Share { id, from, addr }) => self.note(peer, |st| {
+                st.shares.insert(id, (from, addr));
+            }),
+            Ok(Frame::Written { id, done }) => self.note(peer, |st| {
+                st.written.insert(id, done);
+            }),
             Err(e) => {
                 let why = format!("rank {peer} sent a malformed frame: {e}");
                 diag::warn(&format!("rank {}: {why}", self.rank));
