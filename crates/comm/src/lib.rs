@@ -11,6 +11,7 @@
 //! - [`link`]: Unix-domain sockets between same-host processes, TCP across hosts;
 //! - `shm`: shared-memory rings between same-host processes, set up over their Unix
 //!   socket, and single-copy transfers of large messages (`process_vm_readv`);
+//! - [`cma`]: the same single copy for the layers above (the task layer's objects);
 //! - [`rendezvous`]: how ranks find each other through a coordinator;
 //! - [`World`]: the full mesh among ranks and the collectives (barrier, bcast, gatherv,
 //!   scatterv, allgatherv, reduce, allreduce, alltoallv) and tagged send/recv.
@@ -20,6 +21,7 @@
 
 #![warn(missing_docs)]
 
+pub mod cma;
 pub mod diag;
 pub mod settings;
 mod error;

@@ -130,7 +130,7 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("CHORUS_COORDINATOR", "`HOST:PORT` where rank 0 serves the rendezvous (under `mpiexec`/`srun`)"),
     ("CHORUS_SECRET", "the job or cluster secret, 64 hex digits"),
     ("CHORUS_SECRET_FILE", "a 0600 file holding the secret"),
-    ("CHORUS_TRANSPORT", "`auto` (default: Unix sockets between ranks on one host), `unix`, or `tcp` everywhere"),
+    ("CHORUS_TRANSPORT", "`auto` or `shm` (default: shared memory between processes on one host, for ranks and for task objects), `unix` (Unix sockets only), or `tcp` everywhere"),
     ("CHORUS_TLS", "`auto` (default: TLS on every TCP connection between hosts), `on` (loopback TCP too), or `off`"),
     ("CHORUS_CONNECT_TIMEOUT", "seconds ranks wait for each other at start-up (60)"),
     ("CHORUS_WARN_AFTER", "seconds a call waits before it logs whom it waits for (60)"),

@@ -22,6 +22,10 @@ pub struct Limits {
     /// Bytes the scheduler queues for one connection whose peer does not read; past it
     /// the peer is dropped with a reason, and nobody else waits for it.
     pub send_budget: usize,
+    /// Whether large objects between processes of one host are copied once, from one
+    /// process's memory into the other's (`process_vm_readv`), rather than streamed
+    /// through their Unix socket: on unless `CHORUS_TRANSPORT` is `unix` or `tcp`.
+    pub same_host_copy: bool,
 }
 
 /// By-value arguments larger than this stay in the driver's object store, and the
@@ -39,6 +43,7 @@ impl Limits {
         Ok(Limits {
             max_object: s.max_object.unwrap_or_else(|| total_memory() / 2),
             send_budget: s.send_budget.map_or(256 << 20, |b| b as usize),
+            same_host_copy: s.transport == chorus_comm::TransportPreference::Auto,
         })
     }
 

@@ -584,6 +584,36 @@ pub enum DataRequest {
         /// Its size in bytes.
         size: u64,
     },
+    /// Sent first on a connection within one host: the client's process id and probe
+    /// word ([`chorus_comm::cma::Probe`]), so that the server can check it may read the
+    /// client's memory. Answered by [`DataReply::Attached`].
+    Attach {
+        /// The client's process id.
+        pid: u32,
+        /// Where its probe word is.
+        address: u64,
+        /// The probe word's value.
+        value: u64,
+    },
+    /// Store this object by copying `size` bytes at `address` out of the client's
+    /// memory (sent only after [`DataReply::Attached`] said the server can). The client
+    /// keeps the bytes there until the answer: [`DataReply::Stored`],
+    /// [`DataReply::Refused`], or [`DataReply::Unreadable`] (then it sends a `Put`).
+    PutAt {
+        /// Its id.
+        id: TaskId,
+        /// Its size in bytes.
+        size: u64,
+        /// Where the bytes are in the client's memory.
+        address: u64,
+    },
+    /// Like `Fetch`, but large objects in the server's memory may be answered with
+    /// [`DataReply::ObjectAt`], for the client to copy out of the server's memory. The
+    /// server keeps those objects where it said until the client's next request
+    /// ([`DataRequest::Taken`] when it has nothing else to ask).
+    FetchAt(Vec<TaskId>),
+    /// The client has copied every object the last `FetchAt` lent it.
+    Taken,
 }
 
 impl Message for DataRequest {
@@ -610,6 +640,36 @@ pub enum DataReply {
         /// Which.
         id: TaskId,
         /// Why, for the error of its future.
+        reason: String,
+    },
+    /// The answer to [`DataRequest::Attach`]: the server's process id and probe word,
+    /// and whether it could read the client's.
+    Attached {
+        /// The server's process id.
+        pid: u32,
+        /// Where its probe word is.
+        address: u64,
+        /// The probe word's value.
+        value: u64,
+        /// Whether the server may read the client's memory (so `PutAt` works).
+        reads_you: bool,
+    },
+    /// The object is `size` bytes at `address` in the server's memory (an answer to
+    /// `FetchAt`); nothing follows on the stream.
+    ObjectAt {
+        /// Which.
+        id: TaskId,
+        /// Its size in bytes.
+        size: u64,
+        /// Where it is in the server's memory.
+        address: u64,
+    },
+    /// The object of the last `PutAt` could not be copied out of the client's memory;
+    /// send it with `Put`.
+    Unreadable {
+        /// Which.
+        id: TaskId,
+        /// The system's reason.
         reason: String,
     },
 }
