@@ -164,7 +164,8 @@ fn serve_conn(stream: Stream, store: &ObjectStore, limits: Limits) -> std::resul
         lent.clear();
         match request {
             DataRequest::Fetch(ids) => serve_fetch(&mut writer, store, &ids, None)?,
-            DataRequest::FetchAt(ids) => serve_fetch(&mut writer, store, &ids, Some(&mut lent))?,
+            // A server told to stream (`CHORUS_TRANSPORT`) answers as to a `Fetch`.
+            DataRequest::FetchAt(ids) => serve_fetch(&mut writer, store, &ids, limits.same_host_copy.then_some(&mut lent))?,
             DataRequest::Taken => {}
             DataRequest::Put { id, size } => {
                 let reply = if size > limits.max_object {
