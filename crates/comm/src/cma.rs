@@ -24,12 +24,10 @@
 //! ```
 
 use std::mem::MaybeUninit;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
-/// The word [`Probe::local`] points at; drawn at random the first time it is asked for.
-static PROBE_WORD: AtomicU64 = AtomicU64::new(0);
-static PROBE_INIT: OnceLock<u64> = OnceLock::new();
+/// The word [`Probe::local`] points at: drawn at random the first time it is asked for.
+static PROBE_WORD: OnceLock<u64> = OnceLock::new();
 
 /// What one process tells another so that the other can check it may read its memory:
 /// its process id, and where in its memory a word of known value lies.
@@ -46,15 +44,13 @@ pub struct Probe {
 impl Probe {
     /// This process's probe.
     pub fn local() -> Probe {
-        let value = *PROBE_INIT.get_or_init(|| {
+        let word = PROBE_WORD.get_or_init(|| {
             let mut b = [0u8; 8];
             // A zero word (no randomness) still works: the pid and address must match too.
             let _ = getrandom::fill(&mut b);
-            let v = u64::from_le_bytes(b) | 1;
-            PROBE_WORD.store(v, Ordering::SeqCst);
-            v
+            u64::from_le_bytes(b) | 1
         });
-        Probe { pid: std::process::id(), address: std::ptr::addr_of!(PROBE_WORD) as u64, value }
+        Probe { pid: std::process::id(), address: std::ptr::from_ref(word) as u64, value: *word }
     }
 }
 

@@ -48,7 +48,7 @@ const SMALL_OBJECT: usize = 64 << 10;
 const FETCH_BATCH: usize = 16 << 10;
 /// Objects at least this large cross between processes of one host as one copy out of
 /// the holder's memory, where both sides can read each other.
-pub(crate) const COPY_FROM: usize = 256 << 10;
+const COPY_FROM: usize = 256 << 10;
 
 /// Writes a header frame and then `bytes` as a byte stream.
 fn write_with_body(w: &mut impl Write, mut head: Vec<u8>, bytes: &[u8]) -> io::Result<()> {

@@ -211,12 +211,9 @@ fn parse_offer(m: &[u8]) -> (u8, u32, u64) {
     (m[0], u32::from_le_bytes(m[1..5].try_into().expect("4 bytes")), u64::from_le_bytes(m[5..13].try_into().expect("8 bytes")))
 }
 
-/// Whether this process can read `len` bytes at `addr` in process `pid`.
+/// Whether this process can read the probe word at `addr` in process `pid`.
 fn probe_cma(pid: u32, addr: u64) -> bool {
-    let mut word = [std::mem::MaybeUninit::new(0u8); 8];
-    read_remote(pid, &[(addr, 8)], &mut word).is_ok()
-        // SAFETY: initialised above.
-        && u64::from_le_bytes(word.map(|b| unsafe { b.assume_init() })) == CMA_PROBE.load(Ordering::Relaxed)
+    crate::cma::can_read(&crate::cma::Probe { pid, address: addr, value: CMA_PROBE.load(Ordering::Relaxed) })
 }
 
 /// Copies between the ranges `scattered` (address, length) and one contiguous range, in
