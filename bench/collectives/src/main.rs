@@ -5,7 +5,9 @@
 //!
 //! Rank 0 prints `RESULT chorus_<transport>_<n>ranks_<name>=<median> <unit>` lines, the same
 //! format as the peers' scripts (median of `--reps` repetitions, each timed between
-//! barriers).
+//! barriers). `--only allreduce,bcast,…` runs the named workloads alone (for profiling
+//! one; names as in the RESULT lines, without their sizes: allreduce, allreduce_obj,
+//! barrier, bcast, gather, allgather, pingpong).
 
 use std::time::Instant;
 
@@ -29,15 +31,18 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn main() -> chorus::Result<()> {
     let mut iters = 10_000;
     let mut reps = 3;
+    let mut only: Option<Vec<String>> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut num = || args.next().and_then(|v| v.parse().ok()).expect("a number after the flag");
         match a.as_str() {
             "--iters" => iters = num(),
             "--reps" => reps = num(),
-            other => panic!("unknown argument {other}; usage: bench-collectives [--iters N] [--reps R]"),
+            "--only" => only = Some(args.next().expect("workload names after --only").split(',').map(str::to_string).collect()),
+            other => panic!("unknown argument {other}; usage: bench-collectives [--iters N] [--reps R] [--only NAME,…]"),
         }
     }
+    let runs = |name: &str| only.as_ref().is_none_or(|o| o.iter().any(|n| n == name));
     let world = chorus::init()?;
     let (rank, size) = (world.rank(), world.size());
     let transport = std::env::var("CHORUS_TRANSPORT").unwrap_or_else(|_| "auto".into());
@@ -54,51 +59,62 @@ fn main() -> chorus::Result<()> {
     };
     // The first workload also warms the ranks up (fresh processes run slower at first here).
     timed(&world, 20 * 500, &mut allreduce);
-    report("allreduce_f64", (0..reps).map(|_| timed(&world, iters, &mut allreduce) / iters as f64 * 1e6).collect(), "us/op");
-    assert_eq!(one[0], (size * (size + 1) / 2) as f64);
+    if runs("allreduce") {
+        report("allreduce_f64", (0..reps).map(|_| timed(&world, iters, &mut allreduce) / iters as f64 * 1e6).collect(), "us/op");
+        assert_eq!(one[0], (size * (size + 1) / 2) as f64);
+    }
 
-    let mut obj = || {
-        world.allreduce(rank as f64 + 1.0, Sum).expect("allreduce");
-    };
-    timed(&world, 500, &mut obj);
-    report("allreduce_f64_obj", (0..reps).map(|_| timed(&world, iters, &mut obj) / iters as f64 * 1e6).collect(), "us/op");
+    if runs("allreduce_obj") {
+        let mut obj = || {
+            world.allreduce(rank as f64 + 1.0, Sum).expect("allreduce");
+        };
+        timed(&world, 500, &mut obj);
+        report("allreduce_f64_obj", (0..reps).map(|_| timed(&world, iters, &mut obj) / iters as f64 * 1e6).collect(), "us/op");
+    }
 
-    let mut barrier = || world.barrier().expect("barrier");
-    timed(&world, 500, &mut barrier);
-    report("barrier", (0..reps).map(|_| timed(&world, iters, &mut barrier) / iters as f64 * 1e6).collect(), "us/op");
+    if runs("barrier") {
+        let mut barrier = || world.barrier().expect("barrier");
+        timed(&world, 500, &mut barrier);
+        report("barrier", (0..reps).map(|_| timed(&world, iters, &mut barrier) / iters as f64 * 1e6).collect(), "us/op");
+    }
 
-    let nb = 100_000_000;
-    let mut buf = vec![if rank == 0 { 7u8 } else { 0 }; nb];
     let it = 10;
-    let mut bcast = || world.bcast_slice(0, &mut buf).expect("bcast");
-    timed(&world, 2, &mut bcast);
-    report("bcast_100MB", (0..reps).map(|_| (nb * it) as f64 / timed(&world, it, &mut bcast) / 1e9).collect(), "GB/s");
-    assert_eq!(buf[nb - 1], 7);
-    drop(buf);
+    if runs("bcast") {
+        let nb = 100_000_000;
+        let mut buf = vec![if rank == 0 { 7u8 } else { 0 }; nb];
+        let mut bcast = || world.bcast_slice(0, &mut buf).expect("bcast");
+        timed(&world, 2, &mut bcast);
+        report("bcast_100MB", (0..reps).map(|_| (nb * it) as f64 / timed(&world, it, &mut bcast) / 1e9).collect(), "GB/s");
+        assert_eq!(buf[nb - 1], 7);
+    }
 
     let ng = 50_000_000;
     let send = vec![rank as u8; ng];
-    // Receive buffers are kept across calls, as with MPI's.
-    let mut recv = Vec::new();
-    let mut gather = || {
-        world.gatherv_slice_into(0, &send, &mut recv).expect("gatherv");
-    };
-    timed(&world, 2, &mut gather);
-    report("gather_50MB_per_rank", (0..reps).map(|_| (ng * size * it) as f64 / timed(&world, it, &mut gather) / 1e9).collect(), "GB/s");
-    let mut recv_all = Vec::new();
-    let mut allgather = || {
-        world.allgatherv_slice_into(&send, &mut recv_all).expect("allgatherv");
-    };
-    timed(&world, 2, &mut allgather);
-    report(
-        "allgather_50MB_per_rank",
-        (0..reps).map(|_| (ng * size * it) as f64 / timed(&world, it, &mut allgather) / 1e9).collect(),
-        "GB/s",
-    );
-    assert_eq!(recv_all.len(), ng * size);
-    assert_eq!(recv_all[ng * size - 1] as usize, size - 1);
+    if runs("gather") {
+        // Receive buffers are kept across calls, as with MPI's.
+        let mut recv = Vec::new();
+        let mut gather = || {
+            world.gatherv_slice_into(0, &send, &mut recv).expect("gatherv");
+        };
+        timed(&world, 2, &mut gather);
+        report("gather_50MB_per_rank", (0..reps).map(|_| (ng * size * it) as f64 / timed(&world, it, &mut gather) / 1e9).collect(), "GB/s");
+    }
+    if runs("allgather") {
+        let mut recv_all = Vec::new();
+        let mut allgather = || {
+            world.allgatherv_slice_into(&send, &mut recv_all).expect("allgatherv");
+        };
+        timed(&world, 2, &mut allgather);
+        report(
+            "allgather_50MB_per_rank",
+            (0..reps).map(|_| (ng * size * it) as f64 / timed(&world, it, &mut allgather) / 1e9).collect(),
+            "GB/s",
+        );
+        assert_eq!(recv_all.len(), ng * size);
+        assert_eq!(recv_all[ng * size - 1] as usize, size - 1);
+    }
 
-    if size == 2 {
+    if size == 2 && runs("pingpong") {
         let peer = 1 - rank;
         let mut pingpong = || {
             if rank == 0 {

@@ -163,6 +163,30 @@ impl DataHeader {
         b[24..32].copy_from_slice(&self.total.to_le_bytes());
         b
     }
+
+    /// Reads the 32 bytes [`DataHeader::encode`] wrote (the kind byte included).
+    pub(crate) fn decode(h: &[u8]) -> Result<DataHeader, FrameError> {
+        if h.len() != DATA_HEADER_LEN || h[0] != KIND_DATA {
+            return Err(FrameError(format!("a data header of {} bytes", h.len())));
+        }
+        let space = match h[1] {
+            0 => Space::Collective,
+            1 => Space::Message,
+            other => return Err(FrameError(format!("unknown matching space {other}"))),
+        };
+        let flags = h[2];
+        if flags & !(FIRST | LAST | REMOTE) != 0 || (flags & REMOTE != 0 && flags & (FIRST | LAST) != FIRST | LAST) {
+            return Err(FrameError(format!("unknown flags {flags:#x}")));
+        }
+        let op = CollectiveOp::from_code(h[3]).ok_or_else(|| FrameError(format!("unknown operation code {}", h[3])))?;
+        let mut rest = &h[4..];
+        let root = rest.get_u32_le();
+        let seq = rest.get_u64_le();
+        let type_hash = rest.get_u32_le();
+        let _reserved = rest.get_u32_le();
+        let total = rest.get_u64_le();
+        Ok(DataHeader { space, flags, sig: Signature { op, root, type_hash }, seq, total })
+    }
 }
 
 /// A decoded frame body.
@@ -350,31 +374,12 @@ impl Frame {
                 if body.len() < DATA_HEADER_LEN {
                     return Err(FrameError(format!("data frame of {} bytes is shorter than its header", body.len())));
                 }
-                let h = body.split_to(DATA_HEADER_LEN);
-                let space = match h[1] {
-                    0 => Space::Collective,
-                    1 => Space::Message,
-                    other => return Err(FrameError(format!("unknown matching space {other}"))),
-                };
-                let flags = h[2];
-                if flags & !(FIRST | LAST | REMOTE) != 0 || (flags & REMOTE != 0 && flags & (FIRST | LAST) != FIRST | LAST) {
-                    return Err(FrameError(format!("unknown flags {flags:#x}")));
-                }
-                let op = CollectiveOp::from_code(h[3])
-                    .ok_or_else(|| FrameError(format!("unknown operation code {}", h[3])))?;
-                let mut rest = &h[4..];
-                let root = rest.get_u32_le();
-                let seq = rest.get_u64_le();
-                let type_hash = rest.get_u32_le();
-                let _reserved = rest.get_u32_le();
-                let total = rest.get_u64_le();
+                let header = DataHeader::decode(&body.split_to(DATA_HEADER_LEN))?;
+                let DataHeader { flags, total, .. } = header;
                 if flags & REMOTE == 0 && (body.len() as u64) > total {
                     return Err(FrameError(format!("chunk of {} bytes is larger than its message ({total} bytes)", body.len())));
                 }
-                Ok(Frame::Data {
-                    header: DataHeader { space, flags, sig: Signature { op, root, type_hash }, seq, total },
-                    payload: body,
-                })
+                Ok(Frame::Data { header, payload: body })
             }
             KIND_ABORT => {
                 Ok(Frame::Abort { reason: String::from_utf8_lossy(&body[1..]).into_owned() })

@@ -29,6 +29,7 @@ pub mod fingerprint;
 pub mod frame;
 pub mod handshake;
 pub mod link;
+mod pool;
 mod reduce;
 pub mod rendezvous;
 pub mod secret;

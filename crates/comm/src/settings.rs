@@ -32,6 +32,10 @@ pub struct Settings {
     /// `CHORUS_TRANSPORT`: `auto` or `shm` (shared memory between ranks on one host, TCP
     /// otherwise), `unix` (Unix sockets on one host) or `tcp` (TCP everywhere).
     pub transport: TransportPreference,
+    /// `CHORUS_SINGLE_COPY`: `auto` (large messages between processes of one host are
+    /// copied once, straight between their memories, where the kernel allows it) or `off`
+    /// (they stream through shared memory in two copies).
+    pub single_copy: SingleCopy,
     /// `CHORUS_SHM_RING`: bytes per direction of each shared-memory ring (a power of two,
     /// 4 KiB to 1 GiB); by default 2 MiB, less when many ranks share a host.
     pub shm_ring: Option<usize>,
@@ -122,6 +126,18 @@ pub struct WorkerSettings {
     pub max_spill: Option<u64>,
 }
 
+/// Whether large messages between processes of one host may be copied once, straight
+/// from one's memory into the other's (`CHORUS_SINGLE_COPY`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SingleCopy {
+    /// Where the kernel allows it (`process_vm_readv` between the two processes).
+    #[default]
+    Auto,
+    /// Never: large messages stream through shared memory, in two copies made at once by
+    /// the two sides.
+    Off,
+}
+
 /// Every variable: its name and what it sets.
 pub const VARIABLES: &[(&str, &str)] = &[
     ("CHORUS_PROCS", "processes for a program started directly (overrides `WorldBuilder::procs`)"),
@@ -131,6 +147,7 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("CHORUS_SECRET", "the job or cluster secret, 64 hex digits"),
     ("CHORUS_SECRET_FILE", "a 0600 file holding the secret"),
     ("CHORUS_TRANSPORT", "`auto` or `shm` (default: shared memory between processes on one host, for ranks and for task objects), `unix` (Unix sockets only), or `tcp` everywhere"),
+    ("CHORUS_SINGLE_COPY", "`auto` (default: large messages between processes of one host are copied once, from one's memory into the other's, where the kernel allows it) or `off` (two copies through shared memory, both sides copying at once)"),
     ("CHORUS_TLS", "`auto` (default: TLS on every TCP connection between hosts), `on` (loopback TCP too), or `off`"),
     ("CHORUS_CONNECT_TIMEOUT", "seconds ranks wait for each other at start-up (60)"),
     ("CHORUS_WARN_AFTER", "seconds a call waits before it logs whom it waits for (60)"),
@@ -186,6 +203,11 @@ impl Settings {
             Some("tcp") => TransportPreference::Tcp,
             Some(other) => return Err(invalid("CHORUS_TRANSPORT", other, "auto, shm, unix or tcp")),
         };
+        let single_copy = match get("CHORUS_SINGLE_COPY").as_deref().map(str::trim) {
+            None | Some("auto") => SingleCopy::Auto,
+            Some("off") => SingleCopy::Off,
+            Some(other) => return Err(invalid("CHORUS_SINGLE_COPY", other, "auto or off")),
+        };
         let tls = match get("CHORUS_TLS").as_deref().map(str::trim) {
             None | Some("auto") => TlsMode::Auto,
             Some("on") => TlsMode::On,
@@ -217,6 +239,7 @@ impl Settings {
             secret_hex,
             secret_file: get("CHORUS_SECRET_FILE").map(PathBuf::from),
             transport,
+            single_copy,
             shm_ring,
             tls,
             connect_timeout: seconds("CHORUS_CONNECT_TIMEOUT")?,
@@ -333,6 +356,8 @@ mod tests {
         assert_eq!(s.max_object, Some(64 << 20));
         assert_eq!(s.transport, TransportPreference::Tcp);
         assert_eq!(s.tls, TlsMode::Off);
+        assert_eq!(s.single_copy, SingleCopy::Auto);
+        assert_eq!(with(&[("CHORUS_SINGLE_COPY", "off")]).unwrap().single_copy, SingleCopy::Off);
         assert_eq!(s.spin_us, Some(0));
         assert_eq!(s.frame_memory_limit, Some(2 << 30));
         assert_eq!(with(&[("CHORUS_FRAME_MEMORY_LIMIT", "none")]).unwrap().frame_memory_limit, Some(u64::MAX));
@@ -352,6 +377,7 @@ mod tests {
             ("CHORUS_PROCS", "0", "positive whole number"),
             ("CHORUS_PROCS", "many", "positive whole number"),
             ("CHORUS_TLS", "yes", "auto, on or off"),
+            ("CHORUS_SINGLE_COPY", "no", "auto or off"),
             ("CHORUS_CONNECT_TIMEOUT", "-1", "seconds"),
             ("CHORUS_MAX_OBJECT", "12 parsecs", "64MiB"),
             ("CHORUS_MAX_OBJECT", "0", "a size"),

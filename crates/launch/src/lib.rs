@@ -138,6 +138,7 @@ impl WorldBuilder {
             connect_timeout,
             warn_after,
             spin: None,
+            single_copy: settings.single_copy,
         };
         if let Some(Placement { launcher, rank, size }) = env::detect()? {
             if size == 1 {

@@ -24,7 +24,8 @@ pub struct Limits {
     pub send_budget: usize,
     /// Whether large objects between processes of one host are copied once, from one
     /// process's memory into the other's (`process_vm_readv`), rather than streamed
-    /// through their Unix socket: on unless `CHORUS_TRANSPORT` is `unix` or `tcp`.
+    /// through their Unix socket: on unless `CHORUS_TRANSPORT` is `unix` or `tcp`, or
+    /// `CHORUS_SINGLE_COPY` is `off`.
     pub same_host_copy: bool,
 }
 
@@ -43,7 +44,8 @@ impl Limits {
         Ok(Limits {
             max_object: s.max_object.unwrap_or_else(|| total_memory() / 2),
             send_budget: s.send_budget.map_or(256 << 20, |b| b as usize),
-            same_host_copy: s.transport == chorus_comm::TransportPreference::Auto,
+            same_host_copy: s.transport == chorus_comm::TransportPreference::Auto
+                && s.single_copy == chorus_comm::settings::SingleCopy::Auto,
         })
     }
 

@@ -808,21 +808,23 @@ impl Worker {
             },
             TaskKind::Spmd { func, rank, size, coordinator } => match reg.spmd.get(func.as_str()) {
                 Some(entry) => {
+                    let settings = match chorus_comm::settings::settings() {
+                        Ok(s) => s,
+                        Err(e) => {
+                            let fault = Fault { kind: FailureKind::Error, message: e.to_string() };
+                            return self.report(&task, Err((fault, None, None)), started, fetch);
+                        }
+                    };
                     let config = chorus_comm::WorldConfig {
                         rank: *rank as usize,
                         size: *size as usize,
                         coordinator: coordinator.clone(),
                         secret: self.secret.clone(),
-                        transport: match chorus_comm::TransportPreference::from_env() {
-                            Ok(t) => t,
-                            Err(e) => {
-                                let fault = Fault { kind: FailureKind::Error, message: e.to_string() };
-                                return self.report(&task, Err((fault, None, None)), started, fetch);
-                            }
-                        },
+                        transport: settings.transport,
                         connect_timeout: Duration::from_secs(60),
                         warn_after: Duration::from_secs(60),
                         spin: None,
+                        single_copy: settings.single_copy,
                     };
                     run_user(|| {
                         let world = chorus_comm::World::connect(config).map_err(|e| Fault {

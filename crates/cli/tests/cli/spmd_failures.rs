@@ -69,13 +69,18 @@ fn dev_shm() -> Vec<std::ffi::OsString> {
 
 #[test]
 fn a_rank_killed_in_the_middle_of_a_shared_memory_transfer_fails_the_job_fast_and_leaves_nothing_in_dev_shm() {
-    let before = dev_shm();
-    // Well into the loop of 32 MB broadcasts (each a few milliseconds).
-    let (out, took) = kill_rank_1("sigkill-bcast", &[("CHORUS_TRANSPORT", "shm")], Duration::from_millis(700));
-    assert!(took < Duration::from_secs(5), "took {took:?}");
-    assert_eq!(out.code, Some(137), "{}", out.all());
-    assert!(out.stderr.contains("rank 1 failed: killed by signal 9 (SIGKILL)"), "{}", out.all());
-    assert_eq!(dev_shm(), before, "a killed shared-memory job left files in /dev/shm");
+    // Large messages copied once from the sender's memory, then streamed through the rings
+    // straight into the receivers' buffers (two copies).
+    for single_copy in ["auto", "off"] {
+        let before = dev_shm();
+        // Well into the loop of 32 MB broadcasts (each a few milliseconds).
+        let env = [("CHORUS_TRANSPORT", "shm"), ("CHORUS_SINGLE_COPY", single_copy)];
+        let (out, took) = kill_rank_1("sigkill-bcast", &env, Duration::from_millis(700));
+        assert!(took < Duration::from_secs(5), "{single_copy}: took {took:?}");
+        assert_eq!(out.code, Some(137), "{single_copy}: {}", out.all());
+        assert!(out.stderr.contains("rank 1 failed: killed by signal 9 (SIGKILL)"), "{single_copy}: {}", out.all());
+        assert_eq!(dev_shm(), before, "{single_copy}: a killed shared-memory job left files in /dev/shm");
+    }
 }
 
 #[test]

@@ -37,6 +37,7 @@ fn join_as_rank_one(coordinator: &str, secret: Secret) -> Result<World, CommErro
         connect_timeout: Duration::from_secs(10),
         warn_after: Duration::from_secs(10),
         spin: None,
+        single_copy: Default::default(),
     })
 }
 

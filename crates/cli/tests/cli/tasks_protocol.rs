@@ -138,6 +138,7 @@ fn rank_zeros_rendezvous_survives_garbage_huge_lengths_and_silent_connections() 
         connect_timeout: Duration::from_secs(20),
         warn_after: Duration::from_secs(20),
         spin: None,
+        single_copy: Default::default(),
     })
     .expect("rank 1 still joins");
     world.finalize().expect("the job ends together");

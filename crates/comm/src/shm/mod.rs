@@ -13,9 +13,10 @@
 //!
 //! Both sides also find out whether they may read each other's memory with
 //! `process_vm_readv` (cross-memory attach, CMA: allowed between processes of one user
-//! unless Yama's `ptrace_scope` forbids it). Large collective messages then cross in one
-//! copy, straight from the sender's buffer into the receiver's ([`read_remote`]); without
-//! it they stream through the ring.
+//! unless Yama's `ptrace_scope` forbids it, or `CHORUS_SINGLE_COPY=off`). Large collective
+//! messages then cross in one copy, straight from the sender's buffer into the receiver's
+//! ([`read_remote`]); without it they stream through the ring in two copies, the sender's
+//! into the ring and the receiver's out of it into the destination, made at the same time.
 //!
 //! When the rings cannot be made (no memory to reserve, a kernel without `memfd_create`),
 //! the pair falls back to the Unix socket alone and says so once.
@@ -211,9 +212,10 @@ fn parse_offer(m: &[u8]) -> (u8, u32, u64) {
     (m[0], u32::from_le_bytes(m[1..5].try_into().expect("4 bytes")), u64::from_le_bytes(m[5..13].try_into().expect("8 bytes")))
 }
 
-/// Whether this process can read the probe word at `addr` in process `pid`.
-fn probe_cma(pid: u32, addr: u64) -> bool {
-    crate::cma::can_read(&crate::cma::Probe { pid, address: addr, value: CMA_PROBE.load(Ordering::Relaxed) })
+/// Whether this process can read the probe word at `addr` in process `pid` (never when
+/// single copies are not `allowed`: `CHORUS_SINGLE_COPY=off`).
+fn probe_cma(pid: u32, addr: u64, allowed: bool) -> bool {
+    allowed && crate::cma::can_read(&crate::cma::Probe { pid, address: addr, value: CMA_PROBE.load(Ordering::Relaxed) })
 }
 
 /// Copies between the ranges `scattered` (address, length) and one contiguous range, in
@@ -326,8 +328,9 @@ fn setup_error(e: std::io::Error) -> Error {
 }
 
 /// The dialing side: offers rings of `capacity` bytes (or only the socket when `rings` is
-/// false) and learns what the acceptor can do.
-pub(crate) async fn dial(sock: UnixStream, rings: bool, capacity: usize) -> Result<Setup> {
+/// false) and learns what the acceptor can do. `single_copy`: whether large messages may
+/// be copied straight between the two processes (if the kernel allows it).
+pub(crate) async fn dial(sock: UnixStream, rings: bool, capacity: usize, single_copy: bool) -> Result<Setup> {
     let created = if rings {
         match create(capacity) {
             Ok(c) => Some(c),
@@ -350,7 +353,7 @@ pub(crate) async fn dial(sock: UnixStream, rings: bool, capacity: usize) -> Resu
     if kind != OFFER_RINGS {
         return Ok(Setup::Socket(sock));
     }
-    let can_read_peer = probe_cma(pid, addr);
+    let can_read_peer = probe_cma(pid, addr, single_copy);
     send_with_fd(&sock, &[u8::from(can_read_peer)], None).await.map_err(setup_error)?;
     Ok(Setup::Rings(ShmLink {
         segment: Arc::new(segment),
@@ -362,8 +365,8 @@ pub(crate) async fn dial(sock: UnixStream, rings: bool, capacity: usize) -> Resu
     }))
 }
 
-/// The accepting side: takes what the dialer offers.
-pub(crate) async fn accept(sock: UnixStream) -> Result<Setup> {
+/// The accepting side: takes what the dialer offers (`single_copy`: as in [`dial`]).
+pub(crate) async fn accept(sock: UnixStream, single_copy: bool) -> Result<Setup> {
     let (msg, fd) = recv_with_fd::<OFFER_LEN>(&sock).await.map_err(setup_error)?;
     let (kind, pid, addr) = parse_offer(&msg);
     let mapped = match (kind, fd) {
@@ -394,7 +397,7 @@ pub(crate) async fn accept(sock: UnixStream) -> Result<Setup> {
             return Ok(Setup::Socket(sock));
         }
     };
-    let can_read_peer = probe_cma(pid, addr);
+    let can_read_peer = probe_cma(pid, addr, single_copy);
     let mut reply = offer(OFFER_RINGS).to_vec();
     reply.push(u8::from(can_read_peer));
     send_with_fd(&sock, &reply, None).await.map_err(setup_error)?;

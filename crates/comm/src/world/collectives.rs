@@ -31,8 +31,8 @@ pub(crate) type Combine<'a> = dyn FnMut(Bytes, Bytes) -> Result<Bytes> + 'a;
 
 /// Where a broadcast's receiver puts the root's bytes.
 pub(crate) trait Sink {
-    /// Room for the whole message of `total` bytes, for a single copy straight from the
-    /// sender's memory; `None` to take it in chunks.
+    /// Room for the whole message of `total` bytes, where it is copied straight from the
+    /// sender's memory or out of the chunks as they come; `None` to take the chunks.
     fn room(&mut self, _total: usize) -> Option<&mut [MaybeUninit<u8>]> {
         None
     }
@@ -119,6 +119,13 @@ impl Core {
                 try_join_all(children.iter().map(|&c| self.send(call, c, &data))).await?;
                 sink.chunk(total, data);
             }
+            return Ok(());
+        }
+        if let Some(room) = sink.room(total) {
+            // Chunk by chunk into the sink's room (straight out of a shared-memory ring
+            // when the parent's is one), each forwarded as it lands.
+            self.place_chunks(call, parent, chunk, room, &children, None).await?;
+            sink.filled();
             return Ok(());
         }
         loop {

@@ -97,6 +97,7 @@ impl Core {
         group: Option<crate::shm::group::Group>,
     ) -> Core {
         let (mut writers, mut rings, mut streams, mut sockets) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let pool = Arc::new(crate::pool::BufferPool::default());
         let mut cma = Vec::new();
         let mut kinds = Vec::new();
         for link in links {
@@ -116,9 +117,9 @@ impl Core {
                 Some(Link::Rings(l)) => {
                     let socket = Arc::new(l.socket);
                     let producer = Producer::new(l.segment.clone(), l.outgoing);
-                    let consumer = Consumer::new(l.segment.clone(), 1 - l.outgoing);
+                    let consumer = Consumer::new(l.segment.clone(), 1 - l.outgoing, pool.clone());
                     let reader = RingReader {
-                        consumer: std::sync::Mutex::new(ReaderState { consumer, done: false }),
+                        consumer: std::sync::Mutex::new(ReaderState { consumer, done: false, claim: None }),
                         socket: socket.clone(),
                     };
                     (Some(PeerWriter::Ring { producer, socket: socket.clone() }), Some(reader), None, Some(socket))
@@ -129,7 +130,7 @@ impl Core {
             streams.push(stream);
             sockets.push(socket);
         }
-        let shared = Arc::new(Shared::new(rank, writers, rings, cma, spin, group));
+        let shared = Arc::new(Shared::new(rank, writers, rings, cma, spin, group, pool));
         for (peer, (stream, socket)) in streams.into_iter().zip(sockets).enumerate() {
             if let Some(reader) = stream {
                 tokio::spawn(read_loop(shared.clone(), peer, reader));
@@ -430,7 +431,7 @@ impl Core {
         let flags_of = |i: usize| (if i == 0 { FIRST } else { 0 }) | (if i + 1 == pieces.len() { LAST } else { 0 });
         if peer == self.rank() {
             for (i, piece) in pieces.iter().enumerate() {
-                self.shared.push(peer, Chunk { header: header(flags_of(i)), payload: Bytes::copy_from_slice(piece) });
+                self.shared.push(peer, Chunk::new(header(flags_of(i)), Bytes::copy_from_slice(piece)));
             }
             return Ok(());
         }

@@ -46,6 +46,8 @@ pub(crate) struct Me<'a> {
     pub(crate) host_key: &'a str,
     /// Bytes per direction of each shared-memory ring this rank creates.
     pub(crate) ring_capacity: usize,
+    /// Whether large messages to same-host peers may be copied straight between memories.
+    pub(crate) single_copy: bool,
 }
 
 pub(crate) async fn connect(
@@ -56,7 +58,7 @@ pub(crate) async fn connect(
     pref: TransportPreference,
     deadline: Instant,
 ) -> Result<Vec<Option<Link>>> {
-    let Me { rank, size, host_key: my_key, ring_capacity } = me;
+    let Me { rank, size, host_key: my_key, ring_capacity, single_copy } = me;
     let role = Role::Rank { rank: rank as u32, size: size as u32 };
     let dial = try_join_all((0..rank).map(|j| {
         let addr = &table[j];
@@ -71,7 +73,7 @@ pub(crate) async fn connect(
                 (Some(path), true) => {
                     let mut s = link::connect_unix(path.as_ref()).await?;
                     handshake(&mut s, secret, Hello::new(role)?, &check, "to", &name).await?;
-                    Link::unix(shm::dial(s, pref == TransportPreference::Auto, ring_capacity).await?)
+                    Link::unix(shm::dial(s, pref == TransportPreference::Auto, ring_capacity, single_copy).await?)
                 }
                 _ => {
                     let s = link::connect_tcp_retrying(&addr.tcp.to_string(), deadline).await?;
@@ -104,7 +106,7 @@ pub(crate) async fn connect(
                     }
                 } => pending.push(Box::pin(async move {
                     let hello = handshake(&mut s, secret, Hello::new(role)?, check, "from", "a local process").await?;
-                    Ok::<_, Error>((hello, Link::unix(shm::accept(s).await?)))
+                    Ok::<_, Error>((hello, Link::unix(shm::accept(s, single_copy).await?)))
                 })),
                 Some(done) = pending.next() => match done {
                     Ok((hello, link)) => {

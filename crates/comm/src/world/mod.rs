@@ -18,6 +18,7 @@ use crate::frame::CollectiveOp;
 use crate::link::{Listeners, TransportPreference};
 use crate::rendezvous::{CoordinatorLink, PeerAddress, Registration};
 use crate::secret::Secret;
+use crate::settings::SingleCopy;
 use crate::{Error, Result};
 
 pub use self::shared::PeerLostHook;
@@ -44,6 +45,10 @@ pub struct WorldConfig {
     /// How a waiting call polls before it sleeps; `None` picks [`Spin::auto`] for the
     /// ranks found on this host.
     pub spin: Option<Spin>,
+    /// Whether large messages between same-host ranks may be copied once, straight from
+    /// one's memory into the other's (where the kernel allows it), or always stream through
+    /// shared memory in two copies (`CHORUS_SINGLE_COPY`).
+    pub single_copy: SingleCopy,
 }
 
 /// How a rank reaches one other rank ([`World::links`]).
@@ -197,6 +202,7 @@ impl World {
                     connect_timeout: timeout,
                     warn_after: Duration::from_secs(60),
                     spin: None,
+                    single_copy: SingleCopy::Auto,
                 };
                 std::thread::spawn(move || World::connect(config))
             })
@@ -248,7 +254,13 @@ impl World {
             }
             let local = table.iter().filter(|a| a.host_key == host_key).count();
             let ring_capacity = crate::shm::ring_capacity(local)?;
-            let me = mesh::Me { rank: config.rank, size: config.size, host_key: &host_key, ring_capacity };
+            let me = mesh::Me {
+                rank: config.rank,
+                size: config.size,
+                host_key: &host_key,
+                ring_capacity,
+                single_copy: config.single_copy == SingleCopy::Auto,
+            };
             let links = mesh::connect(me, &table, &listeners, &config.secret, config.transport, deadline).await?;
             let group = mesh::share_group(config.rank, &links).await?;
             Ok((links, group, local, config.transport != TransportPreference::Tcp))

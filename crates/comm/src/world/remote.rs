@@ -22,11 +22,14 @@
 //! ends the same way.
 
 use std::mem::MaybeUninit;
+use std::ptr::NonNull;
 
 use bytes::Bytes;
 
 use super::core::Core;
+use super::rings::Claimed;
 use super::shared::{Chunk, Closed, InboxState};
+use crate::shm::ring::PLACE_MIN;
 use crate::frame::{DataHeader, Frame, RemoteParts, Space, FIRST, LAST, MAX_REMOTE_PARTS, REMOTE};
 use crate::{Error, Result};
 
@@ -229,28 +232,80 @@ impl Core {
 
     /// Copies the message whose first chunk is `first` (from `peer`, in `call`) into `dst`,
     /// exactly its length: from the peer's memory if it is remote (`share`: as in
-    /// [`Core::fetch_into`]), else chunk by chunk.
-    pub(crate) async fn place(&self, call: &super::core::Call, peer: usize, first: Chunk, dst: &mut [MaybeUninit<u8>], share: bool) -> Result<()> {
+    /// [`Core::fetch_into`]), else chunk by chunk ([`Core::place_chunks`], with `claim`).
+    pub(crate) async fn place(
+        &self,
+        call: &super::core::Call,
+        peer: usize,
+        first: Chunk,
+        dst: &mut [MaybeUninit<u8>],
+        share: bool,
+        claim: Option<Claimed<'_>>,
+    ) -> Result<()> {
         if first.header.flags & REMOTE != 0 {
             return self.fetch_into(peer, &first, dst, share).await;
         }
+        self.place_chunks(call, peer, first, dst, &[], claim).await
+    }
+
+    /// Copies the chunked message whose first chunk is `first` (from `peer`, in `call`)
+    /// into `dst`, exactly its length, forwarding each chunk to `children` as it lands
+    /// (pipelined broadcasts). The chunks after the first are copied out of a
+    /// shared-memory ring straight into `dst` ([`Shared::claim`]); `claim` is one made
+    /// already, else one is made here.
+    ///
+    /// [`Shared::claim`]: super::shared::Shared::claim
+    pub(crate) async fn place_chunks(
+        &self,
+        call: &super::core::Call,
+        peer: usize,
+        first: Chunk,
+        dst: &mut [MaybeUninit<u8>],
+        children: &[usize],
+        mut claim: Option<Claimed<'_>>,
+    ) -> Result<()> {
         let total = dst.len();
+        // From here on `dst` is written through `base` only: ring drains on other threads
+        // may write the places a claim hands out.
+        let base = NonNull::new(dst.as_mut_ptr().cast::<u8>()).unwrap_or(NonNull::dangling());
         let mut at = 0;
         let mut chunk = first;
         loop {
-            let piece = &chunk.payload[..];
-            if at + piece.len() > total {
+            let len = chunk.len();
+            if len > total - at {
                 return Err(self.fail(format!("rank {peer} sent more than the {total} bytes it announced in {}", call.describe())).await);
             }
-            // SAFETY: `piece` and the destination range do not overlap, and the range lies
-            // within `dst`.
-            unsafe { std::ptr::copy_nonoverlapping(piece.as_ptr(), dst[at..].as_mut_ptr().cast::<u8>(), piece.len()) };
-            at += piece.len();
+            match chunk.placed {
+                Some((offset, _)) if offset != at => {
+                    return Err(self
+                        .fail(format!("rank {}: a part of rank {peer}'s message in {} landed out of place", self.rank(), call.describe()))
+                        .await)
+                }
+                Some(_) => {}
+                // SAFETY: the payload and the range `at..at + len` of `dst` do not overlap,
+                // and no claim hands out that range (it counts it as arrived).
+                None => unsafe { std::ptr::copy_nonoverlapping(chunk.payload.as_ptr(), base.as_ptr().add(at), len) },
+            }
+            if !children.is_empty() {
+                // SAFETY: those bytes were written above or by the drain that delivered the
+                // chunk (before it did), and nothing writes them again.
+                let piece = unsafe { std::slice::from_raw_parts(base.as_ptr().add(at), len) };
+                for &c in children {
+                    self.forward(c, &chunk.header, piece).await?;
+                }
+            }
+            at += len;
             if chunk.header.flags & LAST != 0 {
                 break;
             }
+            if claim.is_none() && total - at >= PLACE_MIN {
+                // SAFETY: `dst` is borrowed until we return, after the claim is dropped, and
+                // this loop writes only the ranges the claim counts as arrived.
+                claim = unsafe { self.shared.claim(peer, call.seq, base, total, at) };
+            }
             chunk = self.recv_more(call, peer).await?;
         }
+        drop(claim);
         if at != total {
             return Err(self.fail(format!("rank {peer} sent {at} of the {total} bytes it announced in {}", call.describe())).await);
         }
@@ -304,18 +359,36 @@ impl Core {
         // SAFETY: the spare capacity holds `sum` elements; viewed as possibly uninitialised
         // bytes.
         let room = unsafe { std::slice::from_raw_parts_mut(spare.as_mut_ptr().cast::<MaybeUninit<u8>>(), sum * width) };
-        let mut at = 0;
-        for ((q, f), count) in firsts.into_iter().enumerate().zip(&counts) {
-            let dst = &mut room[at..at + count * width];
+        // Every part's place, and a claim on each peer's ring for the rest of its part, so
+        // that all of them land in place from now on whichever is being waited for.
+        let mut places = Vec::with_capacity(firsts.len());
+        let mut rest = room;
+        for count in &counts {
+            let (dst, after) = rest.split_at_mut(count * width);
+            places.push(dst);
+            rest = after;
+        }
+        let mut claims: Vec<Option<Claimed<'_>>> = Vec::with_capacity(firsts.len());
+        for (q, (f, dst)) in firsts.iter().zip(places.iter_mut()).enumerate() {
+            claims.push(match f {
+                Some(f) if f.header.flags & (REMOTE | LAST) == 0 && dst.len() - f.len() >= PLACE_MIN => {
+                    let base = NonNull::new(dst.as_mut_ptr().cast::<u8>()).unwrap_or(NonNull::dangling());
+                    // SAFETY: `dst` is borrowed until `place` has dropped the claim, and is
+                    // written only by `place` (the ranges the claim counts as arrived).
+                    unsafe { self.shared.claim(q, call.seq, base, dst.len(), f.len()) }
+                }
+                _ => None,
+            });
+        }
+        for (((q, f), dst), claim) in firsts.into_iter().enumerate().zip(places).zip(claims) {
             match f {
                 None => {
                     let src: &[u8] = bytemuck::cast_slice(own);
                     // SAFETY: equal lengths, distinct buffers.
                     unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst.as_mut_ptr().cast::<u8>(), src.len()) };
                 }
-                Some(f) => self.place(call, q, f, dst, share).await?,
+                Some(f) => self.place(call, q, f, dst, share, claim).await?,
             }
-            at += count * width;
         }
         // SAFETY: every byte of the `sum` elements was written above; T is Pod.
         unsafe { out.set_len(sum) };

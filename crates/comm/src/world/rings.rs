@@ -15,10 +15,15 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::UnixStream;
 
-use super::shared::{Closed, Shared};
-use crate::link::LinkWriter;
-use crate::shm::ring::{Consumer, Corrupt, Producer};
+use std::ptr::NonNull;
+
+use bytes::Bytes;
+
+use super::shared::{Chunk, Closed, Shared};
 use crate::diag;
+use crate::frame::{DataHeader, Space, FIRST, REMOTE};
+use crate::link::LinkWriter;
+use crate::shm::ring::{Consumer, Corrupt, Delivery, Placer, Producer, HEAD};
 
 /// A sleeping wait looks again this often even without a wake-up (a safety net; the
 /// protocol itself loses none).
@@ -45,6 +50,72 @@ pub(crate) struct ReaderState {
     pub(crate) consumer: Consumer,
     /// Set after a goodbye or a corrupt ring: nothing more is read.
     pub(crate) done: bool,
+    /// A receiving call's buffer for the rest of the message it is reading from this peer.
+    pub(crate) claim: Option<Claim>,
+}
+
+/// A collective call's buffer for the rest of one large message from a peer: whoever
+/// drains the peer's ring copies each large frame of that message straight into it, at
+/// its place, instead of into a buffer of its own that the call would copy again. The
+/// message then crosses in two copies, and the two processes copy at the same time (the
+/// sender into the ring, the receiver out of it), which is the fallback for large messages
+/// when single copies between processes are not allowed ([`crate::shm`]).
+pub(crate) struct Claim {
+    /// The collective the message belongs to.
+    seq: u64,
+    /// The buffer, `room` bytes.
+    base: NonNull<u8>,
+    room: usize,
+    /// Where the message's next frame goes, in bytes from `base`.
+    at: usize,
+    /// A frame did not fit: nothing more is placed, and the call finds the fault itself.
+    broken: bool,
+}
+
+// SAFETY: the buffer belongs to the call that made the claim, which keeps it until the
+// claim is dropped (under the ring's lock, see `Claimed`); any thread draining the ring
+// may write to it meanwhile, only at places the claim hands out once each.
+unsafe impl Send for Claim {}
+
+impl Claim {
+    /// Whether a frame whose header is `head` is the next part of the claimed message.
+    fn is_ours(&self, head: &[u8]) -> bool {
+        DataHeader::decode(head).is_ok_and(|h| h.space == Space::Collective && h.seq == self.seq && h.flags & (FIRST | REMOTE) == 0)
+    }
+
+    /// Where a frame of the message with `len` payload bytes goes, if it can be placed;
+    /// every frame of the message moves the place on, placed or not (see [`Placer`]).
+    fn place(&mut self, head: &[u8; HEAD], len: usize, can_place: bool) -> Option<NonNull<u8>> {
+        if self.broken || !self.is_ours(head) {
+            return None;
+        }
+        if len > self.room - self.at {
+            self.broken = true;
+            return None;
+        }
+        let at = self.at;
+        self.at += len;
+        // SAFETY: `at + len <= room`: within the claimed buffer.
+        can_place.then(|| unsafe { NonNull::new_unchecked(self.base.as_ptr().add(at)) })
+    }
+}
+
+/// A claim on a peer's ring; dropping it withdraws the claim, after which nothing writes
+/// to the buffer any more.
+pub(crate) struct Claimed<'a> {
+    shared: &'a Shared,
+    peer: usize,
+}
+
+impl Drop for Claimed<'_> {
+    fn drop(&mut self) {
+        if let Some(r) = &self.shared.rings[self.peer] {
+            let mut st = r.consumer.lock().expect("ring lock");
+            st.claim = None;
+            // A frame of a call that failed half-way: its bytes are skipped.
+            st.consumer.abandon_placement();
+        }
+    }
 }
 
 fn corrupt(e: Corrupt) -> std::io::Error {
@@ -124,12 +195,53 @@ impl Shared {
         }
     }
 
+    /// Lets whoever drains `peer`'s ring copy the rest of collective `seq`'s message from
+    /// it straight into `room` bytes at `base`, from byte `from` on (the bytes before it
+    /// have arrived). `None` when the peer is not reached through a ring.
+    ///
+    /// # Safety
+    /// The `room` bytes at `base` must stay writable, and be written by nobody else at the
+    /// places the claim hands out, until the returned claim is dropped.
+    pub(crate) unsafe fn claim(&self, peer: usize, seq: u64, base: NonNull<u8>, room: usize, from: usize) -> Option<Claimed<'_>> {
+        let r = self.rings[peer].as_ref()?;
+        let mut st = r.consumer.lock().expect("ring lock");
+        if st.done || st.claim.is_some() {
+            return None;
+        }
+        let mut claim = Claim { seq, base, room, at: from, broken: false };
+        // Parts of the message taken in already, and a frame being read into a buffer of
+        // its own, come before the first one placed.
+        claim.at += self.inboxes[peer].state.lock().expect("inbox lock").collective.iter().filter(|c| c.header.seq == seq).map(Chunk::len).sum::<usize>();
+        if let Some((head, len)) = st.consumer.in_flight() {
+            if claim.is_ours(head) {
+                claim.at += len;
+            }
+        }
+        if claim.at > room {
+            return None;
+        }
+        st.claim = Some(claim);
+        Some(Claimed { shared: self, peer })
+    }
+
     fn drain_locked(self: &Arc<Self>, peer: usize, r: &RingReader, st: &mut ReaderState) {
         let mut stop = false;
-        let ReaderState { consumer, done } = st;
-        let read = consumer.drain(|body| {
-            if !stop && !self.dispatch(peer, body) {
-                stop = true;
+        let ReaderState { consumer, done, claim } = st;
+        let base = claim.as_ref().map(|c| c.base);
+        let mut place = |head: &[u8; HEAD], len: usize, can_place: bool| claim.as_mut()?.place(head, len, can_place);
+        let place: &mut Placer<'_> = &mut place;
+        let read = consumer.drain_placing(place, &mut |delivery| match delivery {
+            Delivery::Body(body) => {
+                if !stop && !self.dispatch(peer, body) {
+                    stop = true;
+                }
+            }
+            Delivery::Placed { head, dst, len } => {
+                // Only a claim places frames, and only data frames of its message.
+                if let (Ok(header), Some(base)) = (DataHeader::decode(&head), base) {
+                    let offset = dst.as_ptr() as usize - base.as_ptr() as usize;
+                    self.push(peer, Chunk { header, payload: Bytes::new(), placed: Some((offset, len)) });
+                }
             }
         });
         match read {

@@ -14,6 +14,7 @@ use super::core::Call;
 use crate::frame::{self, DataHeader, Frame, ProbeReply, Space};
 use super::rings::{PeerWriter, RingReader};
 use crate::link::LinkReader;
+use crate::pool::{BufferPool, POOLED_FRAME};
 use crate::shm::group::Group;
 use crate::{diag, Error};
 
@@ -23,6 +24,22 @@ const HISTORY: usize = 64;
 pub(crate) struct Chunk {
     pub(crate) header: DataHeader,
     pub(crate) payload: Bytes,
+    /// Set when the payload went straight into the receiving call's buffer
+    /// ([`super::rings::Claim`]): where it starts there and how long it is (`payload` is
+    /// empty then).
+    pub(crate) placed: Option<(usize, usize)>,
+}
+
+impl Chunk {
+    /// A chunk whose payload is in `payload`.
+    pub(crate) fn new(header: DataHeader, payload: Bytes) -> Chunk {
+        Chunk { header, payload, placed: None }
+    }
+
+    /// The payload's length, wherever it is.
+    pub(crate) fn len(&self) -> usize {
+        self.placed.map_or(self.payload.len(), |(_, len)| len)
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -160,6 +177,7 @@ impl Shared {
         cma: Vec<Cma>,
         spin: super::Spin,
         group: Option<Group>,
+        pool: Arc<BufferPool>,
     ) -> Shared {
         Shared {
             rank,
@@ -176,7 +194,7 @@ impl Shared {
             is_poisoned: std::sync::atomic::AtomicBool::new(false),
             on_peer_lost: Mutex::new(None),
             waiting: Mutex::new(None),
-            pool: Arc::default(),
+            pool,
             group,
             flat_wake: Notify::new(),
             flat_done: std::sync::atomic::AtomicU64::new(0),
@@ -314,47 +332,6 @@ impl Shared {
     }
 }
 
-/// Frames at least this large are read into pooled buffers.
-const POOLED_FRAME: usize = 64 << 10;
-/// Pooled buffers kept for reuse per world (at most 32 MiB retained; 16 measured no faster).
-const POOL_SIZE: usize = 8;
-
-/// Receive buffers for large frames, reused so that streaming a big message does not
-/// page-fault fresh memory for every chunk.
-#[derive(Default)]
-pub(crate) struct BufferPool {
-    free: Mutex<Vec<Vec<u8>>>,
-}
-
-/// A pooled buffer holding one frame; it goes back to the pool when the last `Bytes`
-/// pointing into it is dropped.
-struct PooledFrame {
-    buf: Vec<u8>,
-    len: usize,
-    pool: Arc<BufferPool>,
-}
-
-impl AsRef<[u8]> for PooledFrame {
-    fn as_ref(&self) -> &[u8] {
-        &self.buf[..self.len]
-    }
-}
-
-impl Drop for PooledFrame {
-    fn drop(&mut self) {
-        let mut free = self.pool.free.lock().expect("pool lock");
-        if free.len() < POOL_SIZE {
-            free.push(std::mem::take(&mut self.buf));
-        }
-    }
-}
-
-impl BufferPool {
-    fn take(&self) -> Vec<u8> {
-        self.free.lock().expect("pool lock").pop().unwrap_or_else(|| vec![0; frame::MAX_FRAME])
-    }
-}
-
 /// Reads one frame body; `None` at a clean end of stream.
 async fn read_frame(
     reader: &mut tokio::io::BufReader<LinkReader>,
@@ -380,7 +357,7 @@ async fn read_frame(
     }
     let mut buf = pool.take();
     reader.read_exact(&mut buf[..len]).await?;
-    Ok(Some(Bytes::from_owner(PooledFrame { buf, len, pool: pool.clone() })))
+    Ok(Some(pool.frame(buf, len)))
 }
 
 /// Reads frames from one peer until it says goodbye or the connection ends.
@@ -416,7 +393,7 @@ impl Shared {
 
     pub(crate) fn dispatch(self: &Arc<Self>, peer: usize, body: Bytes) -> bool {
         match Frame::decode(body) {
-            Ok(Frame::Data { header, payload }) => self.push(peer, Chunk { header, payload }),
+            Ok(Frame::Data { header, payload }) => self.push(peer, Chunk::new(header, payload)),
             Ok(Frame::Abort { reason }) => self.poison(peer, reason),
             Ok(Frame::Goodbye) => {
                 self.close(peer, Closed::Finalized);
@@ -497,13 +474,4 @@ mod tests {
         assert_eq!(out.last().unwrap().as_ref().unwrap_err().kind(), std::io::ErrorKind::UnexpectedEof);
     }
 
-    #[test]
-    fn pooled_buffers_are_reused_once_released() {
-        let pool = Arc::new(BufferPool::default());
-        let buf = pool.take();
-        let ptr = buf.as_ptr();
-        drop(Bytes::from_owner(PooledFrame { buf, len: 10, pool: pool.clone() }));
-        let again = pool.take();
-        assert_eq!(again.as_ptr(), ptr);
-    }
 }

@@ -2,7 +2,7 @@
 
 use chorus_comm::{Max, Min, Prod, Sum, TransportPreference};
 
-use crate::support::run_ranks;
+use crate::support::{run_ranks, EVERY_VIA};
 
 #[test]
 fn smoke_all_collectives_four_ranks() {
@@ -41,10 +41,10 @@ fn smoke_all_collectives_four_ranks() {
 }
 
 mod properties {
-    use chorus_comm::{Max, Sum, TransportPreference};
+    use chorus_comm::{Max, Sum};
     use proptest::prelude::*;
 
-    use crate::support::run_ranks;
+    use crate::support::{run_ranks, Via, EVERY_VIA};
 
     /// Per-rank payloads for 1 to 8 ranks, including empty and uneven ones, and some past
     /// 64 KiB (copied from the sender's memory on shared memory).
@@ -54,9 +54,9 @@ mod properties {
             .prop_flat_map(move |n| proptest::collection::vec(part.clone(), n))
     }
 
-    /// Every transport between ranks of one host.
-    fn transports() -> impl Strategy<Value = TransportPreference> {
-        prop_oneof![Just(TransportPreference::Auto), Just(TransportPreference::Unix), Just(TransportPreference::Tcp)]
+    /// Every way between ranks of one host.
+    fn transports() -> impl Strategy<Value = Via> {
+        proptest::sample::select(EVERY_VIA.to_vec())
     }
 
     proptest! {
@@ -111,8 +111,8 @@ fn large_messages_stream_in_chunks_through_every_collective() {
     #[derive(Clone, Copy, PartialEq, Debug, bytemuck::Pod, bytemuck::Zeroable)]
     #[repr(C)]
     struct Triple([u8; 3]);
-    for transport in [TransportPreference::Auto, TransportPreference::Unix, TransportPreference::Tcp] {
-    let out = run_ranks(3, transport, |w| {
+    for via in EVERY_VIA {
+    let out = run_ranks(3, via, |w| {
         let r = w.rank() as u8;
         let mine: Vec<Triple> = (0..3 << 20).map(|i| Triple([r, (i % 251) as u8, (i % 13) as u8])).collect();
         let all = w.allgatherv_slice(&mine).unwrap();
@@ -176,8 +176,8 @@ fn large_allreduce_keeps_rank_order_and_agrees_with_the_small_path() {
     // 8200 matrices = 262 KB, past the segmented threshold; 7 (odd) splits unevenly.
     for n in [1, 2, 3, 4, 5, 6, 7, 8] {
         for len in [7usize, 8200] {
-            let transport = [TransportPreference::Auto, TransportPreference::Unix, TransportPreference::Tcp][(n + len) % 3];
-            let out = run_ranks(n, transport, move |w| {
+            let via = EVERY_VIA[(n + len) % EVERY_VIA.len()];
+            let out = run_ranks(n, via, move |w| {
                 let r = w.rank();
                 let mut buf: Vec<[u64; 4]> = (0..len).map(|i| matrix(r, i)).collect();
                 w.allreduce_slice(&mut buf, mat_mul).unwrap();
@@ -236,4 +236,26 @@ fn concurrent_receives_from_one_peer_are_each_woken_by_their_message() {
     });
     // A round trip takes well under a millisecond; a lost wake-up costs a second.
     assert!(slowest[1] < std::time::Duration::from_millis(500), "slowest round trip {:?}", slowest[1]);
+}
+
+#[test]
+fn single_copy_off_keeps_large_messages_in_the_rings_and_the_links_say_so() {
+    use chorus_comm::settings::SingleCopy;
+    use chorus_comm::PeerLink;
+
+    use crate::support::Via;
+    for (single_copy, expect) in [(SingleCopy::Auto, true), (SingleCopy::Off, false)] {
+        let links = run_ranks(2, Via(TransportPreference::Auto, single_copy), |w| {
+            let links = w.links().to_vec();
+            // A message of many frames, into a vector that already holds other data.
+            let mut v: Vec<u64> = if w.rank() == 0 { (0..3_000_000).collect() } else { vec![7; 10] };
+            w.bcast_slice(0, &mut v).unwrap();
+            assert!(v.iter().enumerate().all(|(i, &x)| x == i as u64));
+            w.finalize().unwrap();
+            links
+        });
+        for l in links {
+            assert_eq!(l.iter().filter(|k| **k == PeerLink::SharedMemory { single_copy: expect }).count(), 1, "{single_copy:?}: {l:?}");
+        }
+    }
 }
