@@ -259,3 +259,42 @@ fn single_copy_off_keeps_large_messages_in_the_rings_and_the_links_say_so() {
         }
     }
 }
+
+/// Messages of several 4 MiB frames, their lengths off the frame grid, through the rings
+/// without single copies: whichever frames are in the inbox, half read or still in the
+/// ring when a call claims the ring, every byte lands at its place.
+#[test]
+fn multi_frame_messages_through_the_rings_land_in_place_whatever_has_arrived_when_claimed() {
+    use chorus_comm::settings::SingleCopy;
+
+    use crate::support::Via;
+    for n in [2usize, 3, 4] {
+        let out = run_ranks(n, Via(TransportPreference::Auto, SingleCopy::Off), move |w| {
+            let r = w.rank();
+            for (round, elems) in [(4usize << 20) / 8 + 3, (13 << 20) / 8 - 5, (9 << 20) / 8 + 1].into_iter().enumerate() {
+                let value = |q: usize, i: usize| (q as u64) << 40 | (round as u64) << 32 | i as u64;
+                let root = round % n;
+                let mut b: Vec<u64> = if r == root { (0..elems).map(|i| value(root, i)).collect() } else { vec![1; round] };
+                w.bcast_slice(root, &mut b).unwrap();
+                assert!(b.len() == elems && b.iter().enumerate().all(|(i, &x)| x == value(root, i)), "bcast, {n} ranks, round {round}");
+                // Parts of different lengths, rank q's has elems - q elements.
+                let mine: Vec<u64> = (0..elems - r).map(|i| value(r, i)).collect();
+                let mut all = vec![5; 3];
+                let counts = w.allgatherv_slice_into(&mine, &mut all).unwrap();
+                assert_eq!(counts, (0..n).map(|q| elems - q).collect::<Vec<_>>());
+                let mut at = 0;
+                for (q, c) in counts.iter().enumerate() {
+                    assert!(all[at..at + c].iter().enumerate().all(|(i, &x)| x == value(q, i)), "allgather, {n} ranks, round {round}, part {q}");
+                    at += c;
+                }
+                let mut gathered = Vec::new();
+                if let Some(counts) = w.gatherv_slice_into(root, &mine, &mut gathered).unwrap() {
+                    assert_eq!(gathered, all, "gather, {n} ranks, round {round}");
+                    assert_eq!(counts.len(), n);
+                }
+            }
+            w.finalize().unwrap();
+        });
+        assert_eq!(out.len(), n);
+    }
+}
