@@ -430,9 +430,10 @@ impl Consumer {
         })
     }
 
-    /// Like [`Consumer::drain`], asking `place` where each frame's payload goes (see
-    /// [`Placer`]): a frame placed arrives as [`Delivery::Placed`], its payload already
-    /// where `place` said, copied as it came in.
+    /// Reads every byte there is, handing each complete frame to `frame` and asking
+    /// `place` where each frame's payload goes (see [`Placer`]): a frame placed arrives as
+    /// [`Delivery::Placed`], its payload already where `place` said, copied as it came
+    /// in. Returns whether it read anything (then the producer may be waiting for room).
     pub(crate) fn drain_placing(&mut self, place: &mut Placer<'_>, frame: &mut dyn FnMut(Delivery)) -> Result<bool, Corrupt> {
         let s = &*self.segment;
         let cap = s.capacity;

@@ -20,6 +20,11 @@
 //! A receiver that dies in the middle closes its socket, and the sender's wait ends in
 //! [`Error::PeerLost`]; a sender that dies makes the copy fail, and the receiver's call
 //! ends the same way.
+//!
+//! Messages that are not remote arrive in chunks. A call that has a buffer for the whole
+//! message ([`Core::place`], [`Core::place_chunks`]) claims the sender's ring, when there
+//! is one, for the rest of it ([`super::rings::Claim`]): its chunks are then copied out of
+//! the ring straight into the buffer, two copies in all.
 
 use std::mem::MaybeUninit;
 use std::ptr::NonNull;
@@ -29,8 +34,8 @@ use bytes::Bytes;
 use super::core::Core;
 use super::rings::Claimed;
 use super::shared::{Chunk, Closed, InboxState};
-use crate::shm::ring::PLACE_MIN;
 use crate::frame::{DataHeader, Frame, RemoteParts, Space, FIRST, LAST, MAX_REMOTE_PARTS, REMOTE};
+use crate::shm::ring::PLACE_MIN;
 use crate::{Error, Result};
 
 /// Collective messages at least this large cross by a remote copy when the peer allows it

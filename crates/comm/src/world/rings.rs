@@ -9,15 +9,13 @@
 //! and wakes the sleepers. That task also sees the socket's end of stream when the peer
 //! dies, drains what the peer wrote last (an abort, a goodbye) and closes the inbox.
 
+use std::ptr::NonNull;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
 use tokio::io::AsyncWriteExt;
 use tokio::net::UnixStream;
-
-use std::ptr::NonNull;
-
-use bytes::Bytes;
 
 use super::shared::{Chunk, Closed, Shared};
 use crate::diag;
