@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# chorus's collectives (shared memory, Unix sockets, TCP) beside mpi4py on Open MPI (shared/peers/bench_mpi.py), same machine,
+# chorus's collectives (shared memory with and without single copies, Unix sockets, TCP) beside mpi4py on Open MPI (shared/peers/bench_mpi.py), same machine,
 # same run, 2 and 4 ranks; prints both and the ratio.
 #
 #   bash bench/collectives/run.sh            # from the repository root
@@ -31,6 +31,8 @@ for n in 2 4; do
   echo "# chorus, $n ranks (shared memory, the default)" >&2
   "$bin/chorus" run -n "$n" --no-prefix "$bin/bench-collectives" --iters "$(iters "$n")" | tee -a "$results"
 done
+echo "# chorus, 2 ranks on shared memory without single copies (large messages in two copies through the rings)" >&2
+CHORUS_SINGLE_COPY=off "$bin/chorus" run -n 2 --no-prefix "$bin/bench-collectives" | sed 's/chorus_auto_/chorus_twocopy_/' | tee -a "$results"
 echo "# chorus, 2 ranks over Unix sockets" >&2
 CHORUS_TRANSPORT=unix "$bin/chorus" run -n 2 --no-prefix "$bin/bench-collectives" | tee -a "$results"
 echo "# chorus, 2 ranks over loopback TCP" >&2
@@ -66,10 +68,11 @@ rows = [("allreduce_f64", "us/op"), ("allreduce_f64_obj", "us/op"), ("barrier", 
         ("bcast_100MB", "GB/s"), ("gather_50MB_per_rank", "GB/s"), ("allgather_50MB_per_rank", "GB/s"),
         ("pingpong_8B_rtt", "us")]
 print()
-print(f"{'workload':<26}{'ranks':>6}{'chorus shm':>12}{'chorus unix':>12}{'chorus tcp':>12}{'Open MPI':>12}  ratio (chorus shm vs MPI)")
+print(f"{'workload':<26}{'ranks':>6}{'chorus shm':>12}{'2 copies':>10}{'chorus unix':>12}{'chorus tcp':>12}{'Open MPI':>12}  ratio (chorus shm vs MPI)")
 for n in (2, 4):
     for name, unit in rows:
         c = vals.get(f"chorus_auto_{n}ranks_{name}")
+        two = vals.get(f"chorus_twocopy_{n}ranks_{name}")
         u = vals.get(f"chorus_unix_{n}ranks_{name}")
         t = vals.get(f"chorus_tcp_{n}ranks_{name}")
         m = vals.get(f"mpi_openmpi_{n}ranks_{name}")
@@ -81,6 +84,6 @@ for n in (2, 4):
             note = f"{ratio:.2f}x {'as fast' if ratio >= 1 else 'the speed'}"
         else:
             note = "-"
-        print(f"{name + ' (' + unit + ')':<26}{n:>6}{fmt(c):>12}{fmt(u):>12}{fmt(t):>12}{fmt(m):>12}  {note}")
+        print(f"{name + ' (' + unit + ')':<26}{n:>6}{fmt(c):>12}{fmt(two):>10}{fmt(u):>12}{fmt(t):>12}{fmt(m):>12}  {note}")
 PY
 rm -f "$results"
