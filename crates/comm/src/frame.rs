@@ -6,7 +6,8 @@
 //! Data frames carry a fixed 32-byte binary header and then the payload as raw bytes:
 //! payloads are never encoded element by element. A message larger than [`MAX_CHUNK`] is
 //! split into several data frames sent back to back, the first flagged [`FIRST`], the
-//! last [`LAST`], each carrying the message's total length.
+//! last [`LAST`], each carrying the message's total length (a large collective message's
+//! first frame is a short one, so that the receiver knows the length early).
 //!
 //! Decoding never panics: every malformed body is a [`FrameError`].
 

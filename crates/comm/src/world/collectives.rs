@@ -22,7 +22,7 @@ use bytes::Bytes;
 use futures_util::future::try_join_all;
 
 use super::core::{Call, Core, Received};
-use crate::frame::{DataHeader, Space, FIRST, LAST, MAX_CHUNK, REMOTE};
+use crate::frame::{DataHeader, Space, FIRST, LAST, REMOTE};
 use crate::reduce::ReduceOp;
 use crate::Result;
 
@@ -82,7 +82,7 @@ impl Core {
                 return Ok(());
             }
             let total = data.len() as u64;
-            let mut pieces = data.chunks(MAX_CHUNK).peekable();
+            let mut pieces = super::core::pieces(&[data], Space::Collective).into_iter().peekable();
             let mut flags = FIRST;
             if pieces.peek().is_none() {
                 for &c in &children {

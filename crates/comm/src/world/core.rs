@@ -13,7 +13,7 @@ use super::mesh::Link;
 use super::rings::{wake_loop, PeerWriter, ReaderState, RingReader};
 use super::shared::{read_loop, Chunk, Closed, Cma, Shared};
 use crate::frame::{self, CollectiveOp, DataHeader, Frame, Signature, Space, FIRST, LAST, MAX_CHUNK, REMOTE};
-use crate::shm::ring::{Consumer, Producer};
+use crate::shm::ring::{Consumer, Producer, PLACE_MIN};
 use crate::{diag, Error, Result};
 
 /// Messages at most this large are written with a single system call.
@@ -83,6 +83,30 @@ impl Awaited<'_> {
             Awaited::Tagged(tag) => format!("recv(from rank {peer}, tag {tag})"),
         }
     }
+}
+
+/// Bytes of a large collective message's first frame: few, so that the receiver learns
+/// the message's length and claims the sender's ring for the rest of it
+/// ([`super::rings::Claim`]) before much has been copied into a buffer of its own.
+const FIRST_PIECE: usize = PLACE_MIN;
+
+/// The frames' payloads of a message made of `parts`: pieces of them of at most
+/// [`MAX_CHUNK`] bytes, the first of at most [`FIRST_PIECE`] when the message is a
+/// collective's and long enough for the rest to be placed.
+pub(crate) fn pieces<'a>(parts: &[&'a [u8]], space: Space) -> Vec<&'a [u8]> {
+    let total: usize = parts.iter().map(|p| p.len()).sum();
+    let mut limit = if space == Space::Collective && total >= FIRST_PIECE + PLACE_MIN { FIRST_PIECE } else { MAX_CHUNK };
+    let mut out = Vec::with_capacity(total / MAX_CHUNK + 2);
+    for part in parts {
+        let mut rest = *part;
+        while !rest.is_empty() {
+            let (piece, after) = rest.split_at(rest.len().min(limit));
+            out.push(piece);
+            rest = after;
+            limit = MAX_CHUNK;
+        }
+    }
+    out
 }
 
 impl Core {
@@ -420,11 +444,11 @@ impl Core {
     }
 
     /// Sends the concatenation of `parts` as one message, in frames of at most
-    /// [`MAX_CHUNK`] bytes written straight from the caller's buffers.
+    /// [`MAX_CHUNK`] bytes written straight from the caller's buffers ([`pieces`]).
     async fn send_message(&self, peer: usize, space: Space, seq: u64, sig: Signature, parts: &[&[u8]]) -> Result<()> {
         let total: usize = parts.iter().map(|p| p.len()).sum();
         let header = |flags| DataHeader { space, flags, sig, seq, total: total as u64 };
-        let mut pieces: Vec<&[u8]> = parts.iter().flat_map(|p| p.chunks(MAX_CHUNK)).collect();
+        let mut pieces = pieces(parts, space);
         if pieces.is_empty() {
             pieces.push(&[]);
         }
@@ -601,5 +625,24 @@ impl<'a> WaitRecord<'a> {
 impl Drop for WaitRecord<'_> {
     fn drop(&mut self) {
         *self.0.waiting.lock().expect("waiting lock") = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_large_collective_message_starts_with_a_small_frame_and_every_piece_is_a_slice_of_a_part() {
+        let a = vec![1u8; 100 << 10];
+        let b = vec![2u8; 9 << 20];
+        let lens = |space, parts: &[&[u8]]| pieces(parts, space).iter().map(|p| p.len()).collect::<Vec<_>>();
+        assert_eq!(lens(Space::Collective, &[&a, &b]), vec![FIRST_PIECE, (100 << 10) - FIRST_PIECE, MAX_CHUNK, MAX_CHUNK, 1 << 20]);
+        assert_eq!(lens(Space::Message, &[&a, &b]), vec![100 << 10, MAX_CHUNK, MAX_CHUNK, 1 << 20]);
+        // Too short for its rest to be placed: one frame.
+        assert_eq!(lens(Space::Collective, &[&a]), vec![100 << 10]);
+        assert!(lens(Space::Collective, &[&[], &[]]).is_empty());
+        let joined: Vec<u8> = pieces(&[&a, &b], Space::Collective).concat();
+        assert_eq!(joined, [a, b].concat());
     }
 }
