@@ -5,9 +5,9 @@
 //! `tail`, both positions count bytes since the start and only ever grow, and a position
 //! is turned into an offset by masking with the (power-of-two) capacity. The frames of
 //! [`crate::frame`] travel through it exactly as through a socket, so a frame may be larger
-//! than the ring: the consumer assembles it as it arrives, or copies its payload straight to where a
-//! caller wants it ([`Consumer::drain_placing`]): a large message then crosses in two copies,
-//! the producer's into the ring and the consumer's out of it, both at once.
+//! than the ring: the consumer assembles it as it arrives, or copies its payload straight
+//! to where a caller wants it ([`Consumer::drain_placing`]): a large message then crosses
+//! in two copies, the producer's into the ring and the consumer's out of it, both at once.
 //!
 //! Besides the positions each ring has two counters of waiting parties: the consumer's
 //! threads that sleep for data, and the producer's that sleep for room. A side that moves
@@ -283,11 +283,10 @@ struct Assembly {
     have_len: usize,
     head: [u8; HEAD],
     have_head: usize,
-    /// The body's buffer: `expected` bytes of it are the body, `filled` so far.
+    /// The body's buffer (from the pool for bodies of [`POOLED_FRAME`] bytes or more):
+    /// `expected` bytes of it are the body, `filled` so far.
     body: Vec<u8>,
     filled: usize,
-    /// Whether `body` came from the pool (bodies of [`POOLED_FRAME`] bytes or more).
-    pooled: bool,
     expected: usize,
     phase: Phase,
 }
@@ -333,7 +332,8 @@ impl Assembly {
                     return Ok((n, None));
                 }
                 let payload = len - HEAD;
-                if let Some(dst) = place(&self.head, payload, payload >= PLACE_MIN).filter(|_| payload >= PLACE_MIN) {
+                let can_place = payload >= PLACE_MIN;
+                if let Some(dst) = place(&self.head, payload, can_place).filter(|_| can_place) {
                     self.phase = Phase::Placed { dst, len: payload, written: 0, discard: false };
                     return Ok((n, None));
                 }
@@ -381,8 +381,7 @@ impl Assembly {
 
     /// Readies a buffer for a body of `expected` bytes.
     fn start_body(&mut self, pool: &BufferPool) {
-        self.pooled = self.expected >= POOLED_FRAME;
-        self.body = if self.pooled { pool.take() } else { vec![0; self.expected] };
+        self.body = if self.expected >= POOLED_FRAME { pool.take() } else { vec![0; self.expected] };
         self.filled = 0;
         self.phase = Phase::Body;
     }
@@ -391,7 +390,7 @@ impl Assembly {
         let len = self.expected;
         self.reset();
         let body = std::mem::take(&mut self.body);
-        if self.pooled {
+        if len >= POOLED_FRAME {
             pool.frame(body, len)
         } else {
             Bytes::from(body)
