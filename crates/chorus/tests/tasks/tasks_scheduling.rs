@@ -89,3 +89,32 @@ fn lone_quick_tasks_run_on_the_thread_that_reads_and_slow_ones_go_back_to_the_ex
     let names: Vec<String> = (0..6).map(|_| client2.submit(thread_after, (0,)).result().unwrap()).collect();
     assert!(names.iter().all(|n| on_executor(n)), "{names:?}");
 }
+
+/// Returns `x`, after sleeping `ms` when `x` is `slow_at`.
+#[chorus::remote]
+fn quick_until(x: u64, slow_at: u64, ms: u64) -> u64 {
+    if x == slow_at {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
+    x
+}
+
+/// An executor holds its reports while the next task's function is known to be quick.
+/// When one run of that function then takes long, the reports held before it must not
+/// wait for it to end.
+#[test]
+fn reports_held_before_a_quick_function_runs_long_are_sent_while_it_runs() {
+    let c = builder(1).threads_per_worker(1).start().unwrap();
+    let client = c.client();
+    // Teach the worker that the function is quick.
+    client.gather(&client.map_args(quick_until, (0..200u64).map(|x| (x, u64::MAX, 0)))).unwrap();
+    // A batch whose last task sleeps for 20 s: everything before it finishes at once.
+    let futs = client.map_args(quick_until, (0..2000u64).map(|x| (x, 1999, 20_000)));
+    let started = std::time::Instant::now();
+    for (x, f) in futs[..1999].iter().enumerate() {
+        let left = std::time::Duration::from_secs(15).saturating_sub(started.elapsed());
+        assert_eq!(f.result_timeout(left).unwrap(), x as u64, "task {x}'s report waited behind the slow task");
+    }
+    assert!(!futs[1999].done());
+    futs[1999].cancel();
+}

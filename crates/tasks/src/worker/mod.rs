@@ -4,9 +4,10 @@
 //! `nthreads` executor threads take the highest-priority task whose resources fit, fetch
 //! any input it lacks straight from the worker holding it, run it, and report; each
 //! actor has a thread of its own so its calls run one at a time in arrival order; the
-//! data server answers peers and clients. Reports are written by whichever executor
-//! finds the outgoing queue empty, so completions that pile up during a write leave as
-//! one message and no thread sits between a finished task and the socket.
+//! data server answers peers and clients. Reports are written by the thread that has them
+//! (no thread sits between a finished task and the socket), batched as the `reporter`
+//! module describes: what piles up during a write leaves with it, and an executor
+//! running quick tasks back to back sends its reports in batches.
 //!
 //! One exception saves a thread hand-off on round trips: a worker with one executor and
 //! nothing running runs a lone task of a function known to be quick on the main thread
@@ -15,7 +16,7 @@
 use std::any::Any;
 use std::cell::{Cell, RefCell};
 use rustc_hash::{FxHashMap, FxHashSet};
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
@@ -29,13 +30,19 @@ use crate::memory;
 use crate::settings::human;
 use crate::store::{SpillConfig, SpillDir};
 use crate::error::{FailureKind, TaskError};
-use crate::net::{self, Stream};
+use crate::net;
 use crate::proto::{
     kind, wire, ArgSlot, ComputeTask, DataAddress, Failed, Finished, FromWorker, Heartbeat, Resources, TaskId, TaskKind, Timing, ToWorker,
     WireError, WorkerId, WorkerInfo, INLINE_MAX, MAX_ERROR_TEXT,
 };
 use crate::registry::{registry, Fault};
 use crate::{Error, Result};
+
+mod queue;
+mod reporter;
+
+use queue::Queue;
+use reporter::Reporter;
 
 /// Environment variables a worker process is started with.
 pub mod env {
@@ -149,151 +156,6 @@ pub fn parse_resources(s: &str) -> Result<Vec<(String, f64)>> {
         .collect()
 }
 
-struct Queued {
-    priority: i32,
-    seq: u64,
-    task: ComputeTask,
-}
-
-impl PartialEq for Queued {
-    fn eq(&self, other: &Self) -> bool {
-        self.seq == other.seq
-    }
-}
-impl Eq for Queued {}
-impl Ord for Queued {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.priority.cmp(&other.priority).then(other.seq.cmp(&self.seq))
-    }
-}
-impl PartialOrd for Queued {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-struct Queue {
-    heap: BinaryHeap<Queued>,
-    /// CPUs of the worker, and those no running task holds.
-    cpus: u32,
-    free_cpus: u32,
-    free_custom: Vec<(String, f64)>,
-    seq: u64,
-    paused: bool,
-    /// Tasks holding resources now.
-    running: u32,
-}
-
-impl Queue {
-    fn fits(&self, need: &Resources) -> bool {
-        need.cpus <= self.free_cpus
-            && need.custom.iter().all(|(n, a)| self.free_custom.iter().any(|(m, have)| m == n && have >= a))
-    }
-
-    fn take(&mut self, need: &Resources) {
-        self.running += 1;
-        self.free_cpus -= need.cpus;
-        for (n, a) in &need.custom {
-            if let Some((_, have)) = self.free_custom.iter_mut().find(|(m, _)| m == n) {
-                *have -= a;
-            }
-        }
-    }
-
-    fn give(&mut self, need: &Resources) {
-        self.running -= 1;
-        self.free_cpus += need.cpus;
-        for (n, a) in &need.custom {
-            if let Some((_, have)) = self.free_custom.iter_mut().find(|(m, _)| m == n) {
-                *have += a;
-            }
-        }
-    }
-
-    /// The highest-priority task that fits now.
-    fn pop_fitting(&mut self) -> Option<ComputeTask> {
-        // Paused, a worker starts nothing while tasks run; with none running it runs one
-        // at a time, so that results it cannot spill never stop it for good.
-        if self.paused && self.free_cpus < self.cpus {
-            return None;
-        }
-        let mut skipped = Vec::new();
-        let mut found = None;
-        while let Some(q) = self.heap.pop() {
-            if self.fits(&q.task.spec.options.resources) {
-                found = Some(q.task);
-                break;
-            }
-            skipped.push(q);
-        }
-        self.heap.extend(skipped);
-        if let Some(t) = &found {
-            let need = t.spec.options.resources.clone();
-            self.take(&need);
-        }
-        found
-    }
-
-    fn remove(&mut self, ids: &FxHashSet<TaskId>) -> Vec<TaskId> {
-        let mut removed = Vec::new();
-        self.heap.retain(|q| {
-            let hit = ids.contains(&q.task.spec.id);
-            if hit {
-                removed.push(q.task.spec.id);
-            }
-            !hit
-        });
-        removed
-    }
-}
-
-/// Sends reports to the scheduler, batching those that pile up while a write is under way.
-struct Reporter {
-    pending: Mutex<Vec<FromWorker>>,
-    writer: Mutex<Stream>,
-}
-
-impl Reporter {
-    fn send(&self, msg: FromWorker) {
-        let first = {
-            let mut p = self.pending.lock().expect("reporter lock");
-            p.push(msg);
-            p.len() == 1
-        };
-        if first {
-            self.flush();
-        }
-    }
-
-    fn flush(&self) {
-        let mut w = self.writer.lock().expect("writer lock");
-        loop {
-            let batch = std::mem::take(&mut *self.pending.lock().expect("reporter lock"));
-            if batch.is_empty() {
-                return;
-            }
-            let mut out = Vec::new();
-            let mut finished = Vec::new();
-            let mut failed = Vec::new();
-            for m in batch {
-                match m {
-                    FromWorker::Finished(f) => finished.extend(f),
-                    FromWorker::Failed(f) => failed.extend(f),
-                    other => wire::encode_into(&other, &mut out),
-                }
-            }
-            // Inline results are at most INLINE_MAX and error texts MAX_ERROR_TEXT, so no
-            // single report is too large for a frame.
-            wire::encode_batched(&finished, FromWorker::Finished, &mut out, wire::BATCH_BYTES);
-            wire::encode_batched(&failed, FromWorker::Failed, &mut out, wire::BATCH_BYTES);
-            if std::io::Write::write_all(&mut *w, &out).is_err() {
-                // The scheduler is gone; the reader notices and ends the process.
-                return;
-            }
-        }
-    }
-}
-
 struct ActorCell {
     calls: mpsc::Sender<ComputeTask>,
 }
@@ -353,6 +215,9 @@ thread_local! {
     static LAST_PANIC: RefCell<Option<PanicDetails>> = const { RefCell::new(None) };
     /// The executor thread's number, for [`Timing::thread`].
     static THREAD: Cell<u32> = const { Cell::new(0) };
+    /// This thread is an executor, which holds its reports while quick tasks run (see
+    /// [`reporter`]); every other thread sends them at once.
+    static HOLDS_REPORTS: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Panics inside tasks become errors on their futures; the default hook would print
@@ -451,20 +316,12 @@ pub fn run_worker(config: WorkerConfig) -> Result<()> {
         id,
         describe: WorkerInfo { id, ..info.clone() }.describe(),
         secret: config.secret.clone(),
-        queue: Mutex::new(Queue {
-            heap: BinaryHeap::new(),
-            cpus: nthreads,
-            free_cpus: nthreads,
-            free_custom: config.resources.clone(),
-            seq: 0,
-            paused: false,
-            running: 0,
-        }),
+        queue: Mutex::new(Queue::new(nthreads, config.resources.clone())),
         wake: Condvar::new(),
         store,
         pool: DataPool::new(config.secret.clone(), limits),
         peers: Mutex::new(HashMap::new()),
-        reporter: Reporter { pending: Mutex::new(Vec::new()), writer: Mutex::new(writer) },
+        reporter: Reporter::new(writer),
         actors: Mutex::new(FxHashMap::default()),
         cancelled: Mutex::new(FxHashSet::default()),
         memory_limit: config.memory_limit,
@@ -534,6 +391,9 @@ impl Worker {
         let beats_every = (Duration::from_secs(1).as_millis() / memory::MONITOR_EVERY.as_millis()) as u32;
         for reading in 1u32.. {
             std::thread::sleep(memory::MONITOR_EVERY);
+            // A task thought quick that runs long keeps its executor's held reports no
+            // longer than this.
+            self.reporter.flush_held();
             let mut rss = memory::rss_bytes();
             let mut step = memory::assess(self.memory_limit, rss);
             if step.terminate {
@@ -595,8 +455,7 @@ impl Worker {
         );
         chorus_comm::diag::error(&format!("{} {reason}", self.describe));
         self.leaving.store(true, std::sync::atomic::Ordering::SeqCst);
-        self.reporter.send(FromWorker::Leaving(reason));
-        self.reporter.flush();
+        self.reporter.send_and_wait(FromWorker::Leaving(reason));
         if let Some(dir) = &self.spill_dir {
             let _ = std::fs::remove_dir_all(dir);
         }
@@ -612,11 +471,10 @@ impl Worker {
                 q = self.queue.lock().expect("queue lock");
                 continue;
             }
-            q.seq += 1;
-            let seq = q.seq;
-            q.heap.push(Queued { priority: task.spec.options.priority, seq, task });
+            q.push(task);
         }
         let here = self.quick_one(&mut q);
+        let q_idle = q.idle > 0;
         drop(q);
         match here {
             Some(task) => {
@@ -625,7 +483,8 @@ impl Worker {
                 self.run(task);
                 self.queue.lock().expect("queue lock").give(&need);
             }
-            None => self.wake.notify_all(),
+            None if q_idle => self.wake.notify_all(),
+            None => {}
         }
     }
 
@@ -644,17 +503,30 @@ impl Worker {
             return None;
         }
         let task = &q.heap.peek()?.task;
-        let TaskKind::Call { func } = &task.spec.kind else { return None };
-        let quick = self.run_micros.lock().expect("run times lock").get(func.as_str()).is_some_and(|&us| us <= QUICK_RUN_MICROS);
         let local = || {
             task.deps.iter().all(|d| d.inline.is_some() || self.store.in_memory(d.id))
                 && !task.spec.args.iter().any(|a| matches!(a, ArgSlot::Stored { .. }))
         };
-        if quick && local() {
+        if self.is_quick(task) && local() {
             q.pop_fitting()
         } else {
             None
         }
+    }
+
+    /// Hands a task's report on: held on an executor thread, sent at once from any other.
+    fn deliver(&self, msg: FromWorker) {
+        if HOLDS_REPORTS.get() {
+            self.reporter.hold(msg)
+        } else {
+            self.reporter.send(msg)
+        }
+    }
+
+    /// Whether `task` calls a function whose runs took at most [`QUICK_RUN_MICROS`].
+    fn is_quick(&self, task: &ComputeTask) -> bool {
+        let TaskKind::Call { func } = &task.spec.kind else { return false };
+        self.run_micros.lock().expect("run times lock").get(func.as_str()).is_some_and(|&us| us <= QUICK_RUN_MICROS)
     }
 
     /// Notes that a run of `func` took `micros`, for [`Self::quick_one`].
@@ -677,7 +549,10 @@ impl Worker {
         }
     }
 
+    /// Runs tasks until the process ends. Reports are held while the next task is known
+    /// to be quick and sent before anything that may not be (see [`reporter`]).
     fn executor_loop(self: Arc<Self>) {
+        HOLDS_REPORTS.set(true);
         loop {
             let task = {
                 let mut q = self.queue.lock().expect("queue lock");
@@ -685,13 +560,28 @@ impl Worker {
                     if let Some(t) = q.pop_fitting() {
                         break t;
                     }
+                    if self.reporter.has_held() {
+                        drop(q);
+                        self.reporter.flush_held();
+                        q = self.queue.lock().expect("queue lock");
+                        continue;
+                    }
+                    q.idle += 1;
                     q = self.wake.wait(q).expect("queue lock");
+                    q.idle -= 1;
                 }
             };
+            if !self.is_quick(&task) || self.reporter.held_enough() {
+                self.reporter.flush_held();
+            }
             let need = task.spec.options.resources.clone();
             self.run(task);
-            self.queue.lock().expect("queue lock").give(&need);
-            self.wake.notify_all();
+            let mut q = self.queue.lock().expect("queue lock");
+            q.give(&need);
+            if q.idle > 0 {
+                drop(q);
+                self.wake.notify_all();
+            }
         }
     }
 
@@ -874,7 +764,7 @@ impl Worker {
         match outcome {
             Ok(Some(bytes)) if bytes.len() as u64 > self.limits.max_object => {
                 let e = self.error(task, FailureKind::TooLarge, format!("its result: {}", self.limits.too_large(bytes.len() as u64)));
-                self.reporter.send(FromWorker::Failed(vec![Failed { id, instance, error: e, timing }]));
+                self.deliver(FromWorker::Failed(vec![Failed { id, instance, error: e, timing }]));
             }
             Ok(Some(bytes)) => {
                 let size = bytes.len() as u64;
@@ -890,18 +780,18 @@ impl Worker {
                 let bytes = Arc::new(bytes);
                 let inline = (bytes.len() <= INLINE_MAX).then(|| bytes.clone());
                 self.store.insert(id, bytes);
-                self.reporter.send(FromWorker::Finished(vec![Finished { id, instance, size, inline, timing }]));
+                self.deliver(FromWorker::Finished(vec![Finished { id, instance, size, inline, timing }]));
             }
             // An actor's creation: the object stays on its thread; its future's value is `()`.
             Ok(None) => {
                 let inline = Some(Arc::new(Vec::new()));
-                self.reporter.send(FromWorker::Finished(vec![Finished { id, instance, size: 0, inline, timing }]))
+                self.deliver(FromWorker::Finished(vec![Finished { id, instance, size: 0, inline, timing }]))
             }
             Err((fault, location, backtrace)) => {
                 let mut e = self.error(task, fault.kind, fault.message);
                 e.location = location;
                 e.backtrace = backtrace;
-                self.reporter.send(FromWorker::Failed(vec![Failed { id, instance, error: e, timing }]));
+                self.deliver(FromWorker::Failed(vec![Failed { id, instance, error: e, timing }]));
             }
         }
     }
@@ -910,10 +800,10 @@ impl Worker {
     fn missing(&self, task: &ComputeTask, missing: Missing) {
         let (id, instance) = (task.spec.id, task.instance);
         match missing {
-            Missing::Inputs(missing) => self.reporter.send(FromWorker::MissingInputs { id, instance, missing }),
+            Missing::Inputs(missing) => self.deliver(FromWorker::MissingInputs { id, instance, missing }),
             Missing::Fault(kind, message) => {
                 let error = self.error(task, kind, message);
-                self.reporter.send(FromWorker::Failed(vec![Failed { id, instance, error, timing: Timing::default() }]));
+                self.deliver(FromWorker::Failed(vec![Failed { id, instance, error, timing: Timing::default() }]));
             }
         }
     }
