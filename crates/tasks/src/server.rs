@@ -384,12 +384,22 @@ struct Ids<'a> {
 }
 
 /// Reads messages of one connection, counting their bytes.
-struct Reader {
-    inner: std::io::BufReader<Stream>,
+struct Reader<R> {
+    inner: std::io::BufReader<R>,
     buf: Vec<u8>,
 }
 
-impl Reader {
+/// A worker's connection looks for the next report for this long after a short one
+/// (see `net::SpinRead`): on a round trip of single tasks the next report comes within
+/// it, and a thread woken from sleep would take about as long to get going.
+const REPORT_SPIN: Duration = Duration::from_micros(50);
+
+/// Reports up to this size are single ones, after which a worker's connection spins;
+/// batches of reports come from workers busy with many tasks, whose next batch takes
+/// longer than a spin.
+const SINGLE_REPORT_BYTES: usize = 128;
+
+impl<R: std::io::Read> Reader<R> {
     fn next<M: Message>(&mut self, count: &AtomicU64) -> std::result::Result<M, WireError> {
         let m = wire::read::<M>(&mut self.inner, &mut self.buf);
         count.fetch_add(self.buf.len() as u64 + 4, Ordering::Relaxed);
@@ -414,6 +424,8 @@ fn closed_reason(who: &str, e: &WireError) -> String {
 fn serve_conn(stream: Stream, kind: u8, core: &CoreHandle, ids: Ids<'_>) {
     let Ids { client: next_client, worker: next_worker, members, bytes_in } = ids;
     let Ok(reader) = stream.try_clone() else { return };
+    let spin = kind == kind::WORKER;
+    let reader = net::SpinRead::new(reader, REPORT_SPIN, move |last| spin && last > 0 && last <= SINGLE_REPORT_BYTES);
     // Buffered: a batch of messages costs one read, not two per message.
     let mut reader = Reader { inner: std::io::BufReader::with_capacity(1 << 16, reader), buf: Vec::new() };
     let out = Outgoing::new(stream, core.budget);
