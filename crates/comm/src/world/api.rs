@@ -167,10 +167,19 @@ impl<T: Pod> super::collectives::Sink for SliceSink<'_, T> {
 impl World {
     /// Blocks until every rank has called `barrier`.
     pub fn barrier(&self) -> Result<()> {
-        self.run(|core| async move {
-            let (call, gen) = core.begin_flat(CollectiveOp::Barrier, 0, 0, "()")?;
-            core.barrier(&call, gen).await
-        })
+        self.check_not_async();
+        let core = &self.core;
+        let (call, gen) = core.begin_flat(CollectiveOp::Barrier, 0, 0, "()")?;
+        // Through the group segment, a barrier whose ranks arrive together is over
+        // before the runtime would have been entered.
+        let started = match gen.and_then(|g| core.flat_start(&call, g, &[]).map(|s| (g, s))) {
+            Some((g, started)) => match started.complete(g) {
+                Ok(_arrived) => return Ok(()),
+                Err(started) => Some(started),
+            },
+            None => None,
+        };
+        self.run(|core| async move { core.barrier(&call, gen, started).await })
     }
 
     /// Broadcasts the root's value to every rank. The root passes `Some(value)`, the other

@@ -15,6 +15,10 @@
 //! - a long wait probes the missing ranks (so ranks stuck in different calls are told)
 //!   and warns after `warn_after`, naming whom it waits for;
 //! - after polling for the spin time the call sleeps, and arriving ranks wake it.
+//!
+//! Publishing and the first look need no runtime ([`Core::flat_start`]), so a barrier
+//! whose ranks arrive together ends before `World` would have entered its runtime,
+//! which costs more than the barrier itself.
 
 use bytes::Bytes;
 
@@ -36,6 +40,25 @@ impl Drop for Turn<'_> {
     fn drop(&mut self) {
         self.0.flat_done.store(self.1 + 1, std::sync::atomic::Ordering::Release);
         self.0.flat_turn.notify_waiters();
+    }
+}
+
+/// A flat call this rank has arrived at: its turn, the lengths of the contributions
+/// found (index = rank), and the ranks not found yet.
+pub(crate) struct Started<'a> {
+    turn: Turn<'a>,
+    lens: Vec<usize>,
+    missing: Vec<usize>,
+}
+
+impl<'a> Started<'a> {
+    /// The call, if every rank has arrived at it.
+    pub(crate) fn complete(self, gen: u64) -> Result<Arrived<'a>, Started<'a>> {
+        if self.missing.is_empty() {
+            Ok(Arrived { lens: self.lens, gen, _turn: self.turn })
+        } else {
+            Err(self)
+        }
     }
 }
 
@@ -62,11 +85,13 @@ impl Core {
         self.shared.group.as_ref().expect("flat calls are made only with a group segment")
     }
 
-    /// A barrier: through the group segment as generation `gen`, or by dissemination.
-    pub(crate) async fn barrier(&self, call: &Call, gen: Option<u64>) -> Result<()> {
-        match gen {
-            Some(gen) => self.flat(call, gen, &[]).await.map(drop),
-            None => self.dissemination_barrier(call).await,
+    /// A barrier: through the group segment as generation `gen` (from where
+    /// [`Self::flat_start`] left it, if it was started), or by dissemination.
+    pub(crate) async fn barrier(&self, call: &Call, gen: Option<u64>, started: Option<Started<'_>>) -> Result<()> {
+        match (gen, started) {
+            (Some(gen), Some(started)) => self.flat_wait(call, gen, started).await.map(drop),
+            (Some(gen), None) => self.flat(call, gen, &[]).await.map(drop),
+            (None, _) => self.dissemination_barrier(call).await,
         }
     }
 
@@ -98,7 +123,27 @@ impl Core {
     /// and waits for every rank. The result holds this rank's turn: the contributions
     /// stay readable until it is dropped.
     pub(crate) async fn flat(&self, call: &Call, gen: u64, data: &[u8]) -> Result<Arrived<'_>> {
-        let turn = self.turn(gen).await;
+        let started = match self.flat_start(call, gen, data) {
+            Some(s) => s,
+            None => {
+                let turn = self.turn(gen).await;
+                self.flat_arrive(turn, call, gen, data)
+            }
+        };
+        self.flat_wait(call, gen, started).await
+    }
+
+    /// The part of flat call `gen` that needs no runtime: when it is this call's turn
+    /// (`None` otherwise), publishes `data` and looks for the other ranks for a moment.
+    /// A call whose ranks all arrived with the same call is then complete, without
+    /// entering the runtime at all ([`Started::complete`]).
+    pub(crate) fn flat_start(&self, call: &Call, gen: u64, data: &[u8]) -> Option<Started<'_>> {
+        use std::sync::atomic::Ordering;
+        // Mostly it is this call's turn already.
+        (self.shared.flat_done.load(Ordering::Acquire) == gen).then(|| self.flat_arrive(Turn(&self.shared, gen), call, gen, data))
+    }
+
+    fn flat_arrive<'a>(&'a self, turn: Turn<'a>, call: &Call, gen: u64, data: &[u8]) -> Started<'a> {
         let (me, p) = (self.rank(), self.size());
         let group = self.group();
         group.arrive(me, Entry { gen, seq: call.seq, sig: call.sig, len: data.len() }, data);
@@ -122,6 +167,22 @@ impl Core {
                 std::hint::spin_loop();
             }
         }
+        // Arrivals with this very call are taken; anything else is left for
+        // `take_arrivals` to report.
+        missing.retain(|&q| match group.has_arrived(q, gen).then(|| group.entry(q, gen)) {
+            Some(Ok(e)) if e.gen == gen && e.seq == call.seq && e.sig == call.sig => {
+                lens[q] = e.len;
+                false
+            }
+            _ => true,
+        });
+        Started { turn, lens, missing }
+    }
+
+    /// Waits for the ranks [`Self::flat_start`] did not find.
+    async fn flat_wait<'a>(&'a self, call: &Call, gen: u64, started: Started<'a>) -> Result<Arrived<'a>> {
+        let Started { turn, mut lens, mut missing } = started;
+        let (me, group) = (self.rank(), self.group());
         let mut clocks: Option<(tokio::time::Instant, std::time::Instant)> = None;
         let (mut next_probe, mut next_warning) = (None, None);
         let mut asleep: Option<(WaitRecord<'_>, super::rings::Asleep<'_>, Sleeping<'_>)> = None;

@@ -369,11 +369,7 @@ impl World {
     where
         F: std::future::Future<Output = Result<R>> + 'a,
     {
-        assert!(
-            tokio::runtime::Handle::try_current().is_err(),
-            "chorus World calls block the calling thread and cannot be made from inside an async runtime; \
-             call them from a plain thread or from tokio::task::spawn_blocking"
-        );
+        self.check_not_async();
         let core = &self.core;
         self.runtime().block_on(async move {
             match op(core).await {
@@ -404,6 +400,15 @@ fn describe_links(rank: usize, kinds: &[PeerLink]) {
 }
 
 impl World {
+    /// Panics when called from inside an async runtime, where blocking would stall it.
+    fn check_not_async(&self) {
+        assert!(
+            tokio::runtime::Handle::try_current().is_err(),
+            "chorus World calls block the calling thread and cannot be made from inside an async runtime; \
+             call them from a plain thread or from tokio::task::spawn_blocking"
+        );
+    }
+
     fn runtime(&self) -> &tokio::runtime::Runtime {
         self.runtime.as_ref().expect("the runtime lives as long as the World")
     }

@@ -236,3 +236,23 @@ fn regression_a_failed_send_reports_the_peers_abort_not_a_lost_connection() {
     });
     assert_eq!(out[0], "job aborted by rank 1: input is corrupt");
 }
+
+/// A barrier through the group segment finishes without entering the runtime when the
+/// other ranks are already there; a rank there with another call must still be caught,
+/// whether it arrived first or last.
+#[test]
+fn a_barrier_against_a_small_allreduce_fails_every_rank_whichever_arrives_first() {
+    for late in [0, 1] {
+        let errs = errors(2, move |w| {
+            if w.rank() == late {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            if w.rank() == 0 {
+                w.barrier()
+            } else {
+                w.allreduce(1.0f64, Sum).map(drop)
+            }
+        });
+        assert_mismatch_named(&errs, "allreduce");
+    }
+}
