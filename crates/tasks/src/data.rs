@@ -23,8 +23,9 @@
 //! fetch as [`DataReply::ObjectAt`]. The holder keeps the bytes where it said until the
 //! copy is answered ([`DataReply::Stored`]) or acknowledged ([`DataRequest::Taken`]).
 //! Where the kernel forbids the read, `CHORUS_TRANSPORT` is `unix` or `tcp`, or
-//! `CHORUS_SINGLE_COPY` is `off`, the objects stream as above; a copy that fails midway falls back to the stream for that
-//! object and the rest of the connection, with one warning.
+//! `CHORUS_SINGLE_COPY` is `off`, the objects stream as above; a copy that fails midway
+//! falls back to the stream for that object and the rest of the connection, with one
+//! warning.
 
 use std::collections::HashMap;
 use std::io::{self, BufReader, Read, Write};

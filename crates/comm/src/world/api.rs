@@ -172,11 +172,9 @@ impl World {
         let (call, gen) = core.begin_flat(CollectiveOp::Barrier, 0, 0, "()")?;
         // Through the group segment, a barrier whose ranks arrive together is over
         // before the runtime would have been entered.
-        let started = match gen.and_then(|g| core.flat_start(&call, g, &[]).map(|s| (g, s))) {
-            Some((g, started)) => match started.complete(g) {
-                Ok(_arrived) => return Ok(()),
-                Err(started) => Some(started),
-            },
+        let started = match gen.and_then(|g| core.flat_start(&call, g, &[])).map(super::flat::Started::complete) {
+            Some(Ok(_arrived)) => return Ok(()),
+            Some(Err(started)) => Some(started),
             None => None,
         };
         self.run(|core| async move { core.barrier(&call, gen, started).await })

@@ -53,9 +53,9 @@ pub(crate) struct Started<'a> {
 
 impl<'a> Started<'a> {
     /// The call, if every rank has arrived at it.
-    pub(crate) fn complete(self, gen: u64) -> Result<Arrived<'a>, Started<'a>> {
+    pub(crate) fn complete(self) -> Result<Arrived<'a>, Started<'a>> {
         if self.missing.is_empty() {
-            Ok(Arrived { lens: self.lens, gen, _turn: self.turn })
+            Ok(Arrived { lens: self.lens, gen: self.turn.1, _turn: self.turn })
         } else {
             Err(self)
         }

@@ -473,5 +473,4 @@ mod tests {
         assert!(last.iter().enumerate().all(|(i, &b)| b == (i % 251) as u8));
         assert_eq!(out.last().unwrap().as_ref().unwrap_err().kind(), std::io::ErrorKind::UnexpectedEof);
     }
-
 }

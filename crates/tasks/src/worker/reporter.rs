@@ -71,9 +71,11 @@ impl Reporter {
         p.msgs.len() >= HOLD_MAX || p.since.is_some_and(|s| s.elapsed() >= HOLD_FOR)
     }
 
-    /// Whether any report waits to be written.
+    /// Whether reports wait that no write under way will take: the ones
+    /// [`Self::flush_held`] would send.
     pub(super) fn has_held(&self) -> bool {
-        !self.pending.lock().expect("reporter lock").msgs.is_empty()
+        let p = self.pending.lock().expect("reporter lock");
+        !p.msgs.is_empty() && !p.writing
     }
 
     /// Sends held reports, unless a write under way takes them.
@@ -168,6 +170,33 @@ mod tests {
                 other => panic!("unexpected {other:?}"),
             })
             .collect()
+    }
+
+    /// An executor with held reports and nothing to run flushes them before it waits; a
+    /// write under way on another thread takes them instead, so they must not count as
+    /// held meanwhile, or the executor would loop until that write ended.
+    #[test]
+    fn reports_held_during_another_threads_write_are_left_to_that_write() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let reporter = std::sync::Arc::new(Reporter::new(Stream::Unix(a)));
+        // More than the socket buffer holds: the write blocks until the peer reads.
+        let many = FromWorker::Finished((0..100_000).map(|i| match finished(i) {
+            FromWorker::Finished(mut f) => f.remove(0),
+            _ => unreachable!(),
+        }).collect());
+        let writer = {
+            let reporter = reporter.clone();
+            std::thread::spawn(move || reporter.send(many))
+        };
+        while !reporter.pending.lock().unwrap().writing {
+            std::thread::yield_now();
+        }
+        reporter.hold(finished(100_000));
+        assert!(!reporter.has_held(), "the write under way takes it");
+        let mut from = std::io::BufReader::new(b);
+        let got: usize = ids(&arrived(&mut from)).iter().map(Vec::len).sum();
+        writer.join().unwrap();
+        assert_eq!(got, 100_001, "every report arrives, the held one with the write's next batch");
     }
 
     #[test]
