@@ -46,7 +46,8 @@ pub struct Settings {
     pub connect_timeout: Option<Duration>,
     /// `CHORUS_WARN_AFTER`: a call waiting this long logs whom it waits for.
     pub warn_after: Option<Duration>,
-    /// `CHORUS_SPIN_US`: how long a waiting call polls before it sleeps, in µs.
+    /// `CHORUS_SPIN_US`: how long a waiting call polls before it sleeps, in µs (ranks'
+    /// calls and the task layer's waits alike).
     pub spin_us: Option<u64>,
     /// `CHORUS_MAX_OBJECT`: the largest value a process accepts, in bytes.
     pub max_object: Option<u64>,
@@ -151,7 +152,7 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("CHORUS_TLS", "`auto` (default: TLS on every TCP connection between hosts), `on` (loopback TCP too), or `off`"),
     ("CHORUS_CONNECT_TIMEOUT", "seconds ranks wait for each other at start-up (60)"),
     ("CHORUS_WARN_AFTER", "seconds a call waits before it logs whom it waits for (60)"),
-    ("CHORUS_SPIN_US", "microseconds a waiting call polls before it sleeps (50, or 200 when ranks share cores)"),
+    ("CHORUS_SPIN_US", "microseconds a waiting call polls before it sleeps: a rank's (50, or 200 when ranks share cores), and the task layer's idle workers, scheduler and drivers (50); 0 never polls"),
     ("CHORUS_DASHBOARD", "where a local cluster serves its dashboard: `auto` (default: 127.0.0.1:8787 or the next free port), `off`, or `HOST:PORT`"),
     ("CHORUS_TRACE", "a file a local cluster writes its task stream to when it stops, as a Chrome trace (Perfetto opens it)"),
     ("CHORUS_PROGRESS", "`1` or `on`: a program that starts its own ranks draws `ranks started: N/M` on a terminal (`0`/`off`, the default: none)"),

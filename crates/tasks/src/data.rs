@@ -508,7 +508,7 @@ mod tests {
     }
 
     fn limits() -> Limits {
-        Limits { max_object: 64 << 20, send_budget: 1 << 20, same_host_copy: true }
+        Limits { max_object: 64 << 20, send_budget: 1 << 20, same_host_copy: true, spin: crate::settings::DEFAULT_SPIN }
     }
 
     fn pair() -> (Conn, Stream) {

@@ -86,6 +86,8 @@ pub(crate) struct CoreHandle {
     stopped: AtomicBool,
     /// The send budget of each connection.
     budget: usize,
+    /// How long a worker's connection polls after a single report ([`Limits::spin`]).
+    spin: Duration,
 }
 
 impl CoreHandle {
@@ -207,6 +209,7 @@ impl SchedulerServer {
                 address: String::new(),
             }),
             budget: config.limits.send_budget,
+            spin: config.limits.spin,
         });
         {
             let core = core.clone();
@@ -389,12 +392,9 @@ struct Reader<R> {
     buf: Vec<u8>,
 }
 
-/// A worker's connection looks for the next report for this long after a short one
-/// (see `net::SpinRead`): on a round trip of single tasks the next report comes within
-/// it, and a thread woken from sleep would take about as long to get going.
-const REPORT_SPIN: Duration = Duration::from_micros(50);
-
-/// Reports up to this size are single ones, after which a worker's connection spins;
+/// Reports up to this size are single ones, after which a worker's connection looks for
+/// the next for [`Limits::spin`] (see `net::SpinRead`): on a round trip of single tasks
+/// it comes within that;
 /// batches of reports come from workers busy with many tasks, whose next batch takes
 /// longer than a spin.
 const SINGLE_REPORT_BYTES: usize = 128;
@@ -425,7 +425,7 @@ fn serve_conn(stream: Stream, kind: u8, core: &CoreHandle, ids: Ids<'_>) {
     let Ids { client: next_client, worker: next_worker, members, bytes_in } = ids;
     let Ok(reader) = stream.try_clone() else { return };
     let spin = kind == kind::WORKER;
-    let reader = net::SpinRead::new(reader, REPORT_SPIN, move |last| spin && last > 0 && last <= SINGLE_REPORT_BYTES);
+    let reader = net::SpinRead::new(reader, core.spin, move |last| spin && last > 0 && last <= SINGLE_REPORT_BYTES);
     // Buffered: a batch of messages costs one read, not two per message.
     let mut reader = Reader { inner: std::io::BufReader::with_capacity(1 << 16, reader), buf: Vec::new() };
     let out = Outgoing::new(stream, core.budget);

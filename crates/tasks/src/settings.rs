@@ -1,12 +1,15 @@
-//! The size limits of the task layer. They come from
+//! The size limits of the task layer, and how long it polls. They come from
 //! [`chorus_comm::settings`], where every `CHORUS_*` variable is read and checked:
 //!
 //! | variable | meaning | default |
 //! |---|---|---|
 //! | `CHORUS_MAX_OBJECT` | the largest value (argument, result, scattered object) a process accepts | half the machine's memory |
 //! | `CHORUS_SEND_BUDGET` | bytes the scheduler queues for one peer that is not reading before it drops that peer | 256 MiB |
+//! | `CHORUS_SPIN_US` | microseconds an idle worker, the scheduler's reader of a worker and a driver awaiting a result poll before they sleep (0: never) | 50 |
 //!
 //! Sizes are bytes, optionally with a unit: `64MiB`, `2GiB`, `500kB`, `1.5GB`.
+
+use std::time::Duration;
 
 use crate::Result;
 
@@ -27,7 +30,17 @@ pub struct Limits {
     /// through their Unix socket: on unless `CHORUS_TRANSPORT` is `unix` or `tcp`, or
     /// `CHORUS_SINGLE_COPY` is `off`.
     pub same_host_copy: bool,
+    /// How long a thread expecting a message soon polls for it before it sleeps: a
+    /// worker with nothing to do, the scheduler's reader of a worker after one report,
+    /// a driver awaiting one result ([`DEFAULT_SPIN`], or `CHORUS_SPIN_US`; zero never
+    /// polls). A wake-up from sleep costs tens of microseconds on a virtual machine,
+    /// more than a round trip's own work.
+    pub spin: Duration,
 }
+
+/// How long the task layer polls before it sleeps unless `CHORUS_SPIN_US` says otherwise:
+/// a round trip on one host takes less, and the wake-up it saves costs about as much.
+pub const DEFAULT_SPIN: Duration = Duration::from_micros(50);
 
 /// By-value arguments larger than this stay in the driver's object store, and the
 /// worker that runs the task fetches them from there.
@@ -40,13 +53,18 @@ impl Limits {
     /// The limits of this process: those set in the environment, the defaults for the
     /// others.
     pub fn get() -> Result<Limits> {
-        let s = chorus_comm::settings::settings()?;
-        Ok(Limits {
+        Ok(Limits::from_settings(chorus_comm::settings::settings()?))
+    }
+
+    /// The limits `s` sets, the defaults for the others.
+    fn from_settings(s: &chorus_comm::settings::Settings) -> Limits {
+        Limits {
             max_object: s.max_object.unwrap_or_else(|| total_memory() / 2),
             send_budget: s.send_budget.map_or(256 << 20, |b| b as usize),
             same_host_copy: s.transport == chorus_comm::TransportPreference::Auto
                 && s.single_copy == chorus_comm::settings::SingleCopy::Auto,
-        })
+            spin: s.spin_us.map_or(DEFAULT_SPIN, Duration::from_micros),
+        }
     }
 
     /// What to say of a value of `size` bytes over [`max_object`](Limits::max_object).
@@ -103,5 +121,16 @@ mod tests {
         assert_eq!(human(300), "300 B");
         assert_eq!(human(100 << 20), "100.0 MiB");
         assert_eq!(human(3 << 30), "3.0 GiB");
+    }
+
+    #[test]
+    fn chorus_spin_us_sets_how_long_the_task_layer_polls_and_zero_turns_it_off() {
+        let limits = |vars: &[(&str, &str)]| {
+            let s = chorus_comm::settings::Settings::from_lookup(|k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string()));
+            Limits::from_settings(&s.unwrap())
+        };
+        assert_eq!(limits(&[]).spin, DEFAULT_SPIN);
+        assert_eq!(limits(&[("CHORUS_SPIN_US", "0")]).spin, Duration::ZERO);
+        assert_eq!(limits(&[("CHORUS_SPIN_US", "300")]).spin, Duration::from_micros(300));
     }
 }

@@ -63,10 +63,9 @@ const MAX_IN_FLIGHT: usize = 1 << 17;
 const RELEASE_BATCH: usize = 4096;
 /// See [`RELEASE_BATCH`].
 const RELEASE_DELAY: Duration = Duration::from_millis(20);
-/// How long a thread awaiting a result watches for it before it sleeps, when at most
-/// [`SPIN_PENDING_MAX`] of the client's futures are pending (see
+/// A thread awaiting a result watches for it for [`Limits::spin`] before it sleeps when
+/// at most this many of the client's futures are pending (see
 /// [`Mailbox::spin_for_delivery`](mailbox::Mailbox::spin_for_delivery)).
-const SPIN_FOR_RESULT: Duration = Duration::from_micros(50);
 const SPIN_PENDING_MAX: usize = 4;
 
 pub(crate) struct Handle {
@@ -151,8 +150,8 @@ impl<T> Future<T> {
             }
             // Few results outstanding: this is a round trip, not a batch whose workers
             // need every core.
-            let until = *spin_until.get_or_insert_with(|| Instant::now() + SPIN_FOR_RESULT);
-            if spin && s.pending <= SPIN_PENDING_MAX && deadline.is_none_or(|d| until < d) {
+            let until = *spin_until.get_or_insert_with(|| Instant::now() + c.limits.spin);
+            if spin && !c.limits.spin.is_zero() && s.pending <= SPIN_PENDING_MAX && deadline.is_none_or(|d| until < d) {
                 let seen = c.mail.deliveries();
                 drop(s);
                 let delivered = c.mail.spin_for_delivery(seen, until);

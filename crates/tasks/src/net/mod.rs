@@ -162,7 +162,7 @@ impl<F: FnMut(usize) -> bool> Read for SpinRead<F> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let mut got = None;
         if let Stream::Unix(s) = &self.stream {
-            if (self.may_spin)(self.last) {
+            if !self.window.is_zero() && (self.may_spin)(self.last) {
                 got = recv_within(s, buf, self.window)?;
             }
         }
@@ -484,6 +484,19 @@ mod tests {
         let sizes = sizes.lock().unwrap();
         assert_eq!(sizes[0], 0, "nothing was read before the first read");
         assert_eq!(sizes.iter().sum::<usize>(), sent.len(), "each read's size is passed on");
+    }
+
+    /// A window of zero (`CHORUS_SPIN_US=0`) never polls: `may_spin` is not even asked.
+    #[test]
+    fn a_reader_with_no_spin_window_never_polls_and_reads_as_before() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let mut reader = super::SpinRead::new(Stream::Unix(a), std::time::Duration::ZERO, |_| panic!("asked whether to spin"));
+        let mut peer = Stream::Unix(b);
+        peer.write_all(b"no spin").unwrap();
+        peer.shutdown();
+        let mut got = Vec::new();
+        reader.read_to_end(&mut got).unwrap();
+        assert_eq!(got, b"no spin");
     }
 
     /// A worker killed by SIGKILL leaves its socket behind; a later process given the same

@@ -191,10 +191,6 @@ struct Worker {
 /// reads the scheduler's messages (see [`Worker::quick_one`]).
 const QUICK_RUN_MICROS: u64 = 100;
 
-/// How long a worker with nothing to do looks for its next message before sleeping: a
-/// round trip on one host takes less, and the wake-up it saves costs about as much.
-const IDLE_SPIN: Duration = Duration::from_micros(50);
-
 /// A task's inputs by id.
 type Inputs = FxHashMap<TaskId, Arc<Vec<u8>>>;
 
@@ -292,7 +288,7 @@ pub fn run_worker(config: WorkerConfig) -> Result<()> {
         move |_| this.get().is_some_and(|w| w.idle())
     };
     // Buffered: a batch of messages costs one read, not two per message.
-    let mut reader = std::io::BufReader::with_capacity(1 << 16, net::SpinRead::new(stream, IDLE_SPIN, idle));
+    let mut reader = std::io::BufReader::with_capacity(1 << 16, net::SpinRead::new(stream, limits.spin, idle));
     std::io::Write::write_all(&mut writer, &wire::encode(&FromWorker::Register(info.clone())))
         .map_err(|source| Error::Io { context: "registering with the scheduler".into(), source })?;
     let mut buf = Vec::new();
