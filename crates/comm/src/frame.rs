@@ -237,6 +237,9 @@ pub enum Frame {
         id: u64,
         /// Whether the part was written.
         done: bool,
+        /// How long the write took, in nanoseconds: the receiver balances its next
+        /// shares by it.
+        nanos: u64,
     },
 }
 
@@ -355,10 +358,11 @@ impl Frame {
     }
 
     /// Encodes a written frame body.
-    pub fn written_body(id: u64, done: bool) -> Vec<u8> {
+    pub fn written_body(id: u64, done: bool, nanos: u64) -> Vec<u8> {
         let mut b = vec![KIND_WRITTEN];
         b.extend_from_slice(&id.to_le_bytes());
         b.push(u8::from(done));
+        b.extend_from_slice(&nanos.to_le_bytes());
         b
     }
 
@@ -399,9 +403,10 @@ impl Frame {
                 Ok(Frame::Share { id: rest.get_u64_le(), from: rest.get_u64_le(), addr: rest.get_u64_le() })
             }
             KIND_SHARE => Err(FrameError(format!("share frame of {} bytes", body.len()))),
-            KIND_WRITTEN if body.len() == 10 && body[9] <= 1 => Ok(Frame::Written {
+            KIND_WRITTEN if body.len() == 18 && body[9] <= 1 => Ok(Frame::Written {
                 id: u64::from_le_bytes(body[1..9].try_into().expect("length checked")),
                 done: body[9] == 1,
+                nanos: u64::from_le_bytes(body[10..18].try_into().expect("length checked")),
             }),
             KIND_WRITTEN => Err(FrameError(format!("malformed written frame of {} bytes", body.len()))),
             KIND_PROBE_REPLY if body.len() == PROBE_REPLY_LEN => {

@@ -67,37 +67,12 @@ fn write_with_body(w: &mut impl Write, mut head: Vec<u8>, bytes: &[u8]) -> io::R
 fn read_body(r: &mut impl Read, size: u64) -> io::Result<Vec<u8>> {
     let mut out = Vec::new();
     out.reserve_exact(size.min(256 << 20) as usize);
-    advise_huge_pages(&mut out);
+    cma::advise_huge_pages(out.spare_capacity_mut());
     let got = r.by_ref().take(size).read_to_end(&mut out)?;
     if (got as u64) < size {
         return Err(io::ErrorKind::UnexpectedEof.into());
     }
     Ok(out)
-}
-
-/// Buffers at least this large are backed by huge pages where the kernel allows it.
-const HUGE_PAGES_FROM: usize = 4 << 20;
-
-/// Asks the kernel to back the spare capacity of `buf` with transparent huge pages.
-///
-/// A new object's buffer is fresh memory, and on first write every 4 KiB page of it is a
-/// page fault: in a virtual machine that costs more than the copy itself (a 50 MB copy
-/// into fresh memory runs at about a seventh of the speed of one into memory already
-/// touched). With 2 MiB pages there are 512 times fewer faults. Only whole 2 MiB pages
-/// inside the buffer are advised; where transparent huge pages are off, nothing changes.
-fn advise_huge_pages(buf: &mut Vec<u8>) {
-    const HUGE: usize = 2 << 20;
-    let spare = buf.spare_capacity_mut();
-    if spare.len() < HUGE_PAGES_FROM {
-        return;
-    }
-    let start = spare.as_mut_ptr() as usize;
-    let (first, end) = (start.next_multiple_of(HUGE), (start + spare.len()) / HUGE * HUGE);
-    if end > first {
-        // SAFETY: the range lies inside memory this vector owns and has not written; the
-        // advice changes how it is backed, not its contents or its validity.
-        unsafe { libc::madvise(first as *mut libc::c_void, end - first, libc::MADV_HUGEPAGE) };
-    }
 }
 
 /// Copies `size` bytes at `address` out of process `pid` into a fresh buffer (backed by
@@ -106,7 +81,7 @@ fn copy_out(pid: u32, address: u64, size: u64) -> io::Result<Vec<u8>> {
     let size = usize::try_from(size).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "an object larger than memory"))?;
     let mut out = Vec::new();
     out.try_reserve_exact(size).map_err(|e| io::Error::new(io::ErrorKind::OutOfMemory, format!("{size} bytes for an object: {e}")))?;
-    advise_huge_pages(&mut out);
+    cma::advise_huge_pages(out.spare_capacity_mut());
     cma::read_into(pid, address, size, &mut out)?;
     Ok(out)
 }

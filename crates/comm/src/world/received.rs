@@ -75,7 +75,9 @@ impl<'a, T: bytemuck::Pod> PodFill<'a, T> {
         let spare = self.out.spare_capacity_mut();
         // SAFETY: as in `push`, the spare capacity spans at least `total` bytes, viewed as
         // possibly uninitialised bytes.
-        unsafe { std::slice::from_raw_parts_mut(spare.as_mut_ptr().cast::<std::mem::MaybeUninit<u8>>(), self.total) }
+        let room = unsafe { std::slice::from_raw_parts_mut(spare.as_mut_ptr().cast::<std::mem::MaybeUninit<u8>>(), self.total) };
+        crate::cma::advise_huge_pages(room);
+        room
     }
 
     /// Records that every byte of [`Self::room`] was written.

@@ -11,11 +11,20 @@
 //!
 //! The sender would sit idle while the receiver copies, so for messages of at least
 //! [`SHARE_MIN`] bytes, when the sender may write into the receiver's memory, the
-//! receiver asks it to copy the second half ([`Frame::Share`]) with `process_vm_writev`
-//! while the receiver reads the first: two cores copy at once. The sender answers
-//! [`Frame::Written`] (or that it would not write, once the job is aborted), and the
-//! receiver answers [`Frame::Taken`] only after that, so that neither side's buffer goes
-//! while the other may still copy.
+//! receiver asks it to copy the tail ([`Frame::Share`]) with `process_vm_writev` while
+//! the receiver reads the head: two cores copy at once. The sender answers
+//! [`Frame::Written`] with how long its write took (or that it would not write, once the
+//! job is aborted), and the receiver answers [`Frame::Taken`] only after that, so that
+//! neither side's buffer goes while the other may still copy.
+//!
+//! The two directions seldom run at the same speed. A cross-memory copy pins the other
+//! process's pages one at a time, so it is about twice as fast when that memory is backed
+//! by 2 MiB pages (as the receive buffers chorus allocates are, [`crate::cma`]) as when it
+//! is in 4 KiB pages (as a `Vec` of the user's usually is). Each rank keeps, per peer,
+//! the rates it measured both ways in recent shared copies ([`CopyRates`]) and divides
+//! the next so that both sides should finish together. A large copy whose sender is busy
+//! with other copies of the same collective (an allgather's) is written whole by the
+//! sender into the receiver's buffer, which is in huge pages where the kernel allows.
 //!
 //! A receiver that dies in the middle closes its socket, and the sender's wait ends in
 //! [`Error::PeerLost`]; a sender that dies makes the copy fail, and the receiver's call
@@ -44,6 +53,39 @@ pub(crate) const REMOTE_MIN: usize = 64 << 10;
 /// Remote messages at least this large are copied by both sides at once (measured: at
 /// 1 MiB the extra round trip is already repaid).
 pub(crate) const SHARE_MIN: usize = 1 << 20;
+/// Shared copies shorter than this teach nothing about rates (fixed costs dominate).
+const RATE_SAMPLE_MIN: usize = 1 << 20;
+/// How fast the recent shared copies with one peer ran each way.
+#[derive(Default)]
+pub(crate) struct CopyRates {
+    /// Bytes per nanosecond of this rank's recent reads from the peer's memory.
+    read: Option<f64>,
+    /// Bytes per nanosecond of the peer's recent writes into this rank's memory.
+    write: Option<f64>,
+}
+
+impl CopyRates {
+    /// The share of a copy both sides make at once that this rank reads (the peer writes
+    /// the rest): in proportion to the rates, so that both should end together. Each side
+    /// keeps at least an eighth, so both rates stay measured.
+    fn read_share(&self) -> f64 {
+        match (self.read, self.write) {
+            (Some(r), Some(w)) => (r / (r + w)).clamp(0.125, 0.875),
+            _ => 0.5,
+        }
+    }
+
+    /// Averages a new measurement into `rate`, the older ones weighing half: one copy
+    /// slowed by a descheduled thread moves the next division only half way, and the
+    /// first copies into fresh memory (which also pay its page faults) are soon forgotten.
+    fn note(rate: &mut Option<f64>, bytes: usize, nanos: u64) {
+        if bytes >= RATE_SAMPLE_MIN && nanos > 0 {
+            let now = bytes as f64 / nanos as f64;
+            *rate = Some(rate.map_or(now, |before| (before + now) / 2.0));
+        }
+    }
+}
+
 /// How long an aborted job's calls still wait for a peer that may be copying into or out
 /// of their buffers.
 const ABORT_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
@@ -72,6 +114,7 @@ impl Core {
     async fn serve_share(&self, peer: usize, id: u64, ranges: &[(u64, usize)], total: usize, from: u64, addr: u64) {
         let me = self.rank();
         let pid = self.shared.cma[peer].read_from;
+        let started = std::time::Instant::now();
         let outcome = match (pid, usize::try_from(from)) {
             (Some(pid), Ok(from)) if from <= total && self.shared.poisoned().is_none() => {
                 Some(crate::shm::write_remote(pid, &crate::shm::cut_ranges(ranges, from, total), addr))
@@ -79,8 +122,9 @@ impl Core {
             _ => None,
         };
         let done = matches!(outcome, Some(Ok(())));
+        let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
         // The peer waits for this whatever the outcome.
-        let _ = self.shared.write_frame(peer, &[&Frame::written_body(id, done)]).await;
+        let _ = self.shared.write_frame(peer, &[&Frame::written_body(id, done, nanos)]).await;
         if let Some(Err(e)) = outcome {
             self.fail(format!("rank {me} could not copy its message into rank {peer}'s memory: {e}")).await;
         }
@@ -104,7 +148,13 @@ impl Core {
                 None => return self.shared.poisoned().map_or(Ok(()), Err),
                 // The peer answers Taken even when the write failed (the job is then
                 // aborted): wait for it, the peer may still be reading our first half.
-                Some((from, addr)) => self.serve_share(peer, id, ranges, total, from, addr).await,
+                Some((from, addr)) => {
+                    // The copy holds this thread until it ends: let the call's other
+                    // futures first ask for the copies they wait for (an allgather's
+                    // receive asks its peer to write), or the peer idles meanwhile.
+                    tokio::task::yield_now().await;
+                    self.serve_share(peer, id, ranges, total, from, addr).await
+                }
             }
         }
     }
@@ -161,7 +211,9 @@ impl Core {
         buf.try_reserve_exact(total).map_err(|_| {
             Error::InvalidArgument(format!("rank {} cannot allocate {total} bytes for a message from rank {peer}", self.rank()))
         })?;
-        self.fetch_into(peer, chunk, &mut buf.spare_capacity_mut()[..total], share).await?;
+        let room = &mut buf.spare_capacity_mut()[..total];
+        crate::cma::advise_huge_pages(room);
+        self.fetch_into(peer, chunk, room, share).await?;
         // SAFETY: fetch_into filled all `total` bytes.
         unsafe { buf.set_len(total) };
         Ok(Bytes::from(buf))
@@ -170,7 +222,8 @@ impl Core {
     /// Copies the remote message `chunk` describes from `peer` into `dst` (exactly its
     /// length), then tells the peer its buffer is free. With `share` (for callers whose
     /// sender has nothing else to do meanwhile, as a broadcast's or a gather's) a large
-    /// message is copied by both sides at once.
+    /// message is copied by both sides at once; without, a large one is written by the
+    /// sender while it waits for its other copies.
     pub(crate) async fn fetch_into(&self, peer: usize, chunk: &Chunk, dst: &mut [MaybeUninit<u8>], share: bool) -> Result<()> {
         let me = self.rank();
         let parts = match RemoteParts::decode(&chunk.payload, chunk.header.total) {
@@ -183,27 +236,46 @@ impl Core {
                 .await);
         };
         let total = dst.len();
-        let shared_copy = share && total >= SHARE_MIN && self.shared.cma[peer].peer_reads;
-        // With a shared copy the peer writes from `split` on while we read up to it.
-        let split = if shared_copy { (total / 2) & !4095 } else { total };
-        if shared_copy {
+        // The peer writes from `split` on while we read up to it.
+        let split = if total < SHARE_MIN || !self.shared.cma[peer].peer_reads {
+            total
+        } else if share {
+            let rates = self.shared.copy_rates[peer].lock().expect("copy rates lock");
+            ((total as f64 * rates.read_share()) as usize).min(total) & !4095
+        } else if total >= crate::cma::HUGE_PAGES_FROM {
+            // `dst` was advised to huge pages, which the peer's write pins faster than we
+            // would pin its memory (which may be in 4 KiB pages) to read it. Every rank of
+            // the collective does the same, so the copies stay evenly spread.
+            0
+        } else {
+            total
+        };
+        if split < total {
             let addr = dst[split..].as_mut_ptr() as u64;
             if self.shared.write_frame(peer, &[&Frame::share_body(parts.id, split as u64, addr)]).await.is_err() {
                 return Err(self.write_failed(peer).await);
             }
         }
+        let started = std::time::Instant::now();
         let mut copied = crate::shm::read_remote(pid, &crate::shm::cut_ranges(&parts.ranges, 0, split), &mut dst[..split]);
-        if shared_copy {
+        let read_nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let mut write_nanos = 0;
+        if split < total {
             // Our buffer must not go while the peer may write into it: wait for its word.
             match self.wait_receipt(peer, |st| st.written.remove(&parts.id)).await {
-                Ok(true) => {}
-                Ok(false) => {
+                Ok((true, nanos)) => write_nanos = nanos,
+                Ok((false, _)) => {
                     if copied.is_ok() {
-                        copied = Err(std::io::Error::other(format!("rank {peer} did not write its half")));
+                        copied = Err(std::io::Error::other(format!("rank {peer} did not write its part")));
                     }
                 }
                 Err(e) => return Err(e),
             }
+        }
+        if copied.is_ok() {
+            let mut rates = self.shared.copy_rates[peer].lock().expect("copy rates lock");
+            CopyRates::note(&mut rates.read, split, read_nanos);
+            CopyRates::note(&mut rates.write, total - split, write_nanos);
         }
         // The peer waits for this whatever the outcome.
         let _ = self.shared.write_frame(peer, &[&Frame::taken_body(parts.id)]).await;
@@ -364,6 +436,7 @@ impl Core {
         // SAFETY: the spare capacity holds `sum` elements; viewed as possibly uninitialised
         // bytes.
         let room = unsafe { std::slice::from_raw_parts_mut(spare.as_mut_ptr().cast::<MaybeUninit<u8>>(), sum * width) };
+        crate::cma::advise_huge_pages(room);
         // Every part's place, and a claim on each peer's ring for the rest of its part, so
         // that all of them land in place from now on whichever is being waited for.
         let mut places = Vec::with_capacity(firsts.len());
@@ -385,18 +458,46 @@ impl Core {
                 _ => None,
             });
         }
+        // This rank's own part is copied last: the peers' copies need them too (they wait
+        // for us to ask, or write into our buffer themselves), ours does not.
+        let mut own_place = None;
         for (((q, f), dst), claim) in firsts.into_iter().enumerate().zip(places).zip(claims) {
             match f {
-                None => {
-                    let src: &[u8] = bytemuck::cast_slice(own);
-                    // SAFETY: equal lengths, distinct buffers.
-                    unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst.as_mut_ptr().cast::<u8>(), src.len()) };
-                }
+                None => own_place = Some(dst),
                 Some(f) => self.place(call, q, f, dst, share, claim).await?,
             }
+        }
+        if let Some(dst) = own_place {
+            let src: &[u8] = bytemuck::cast_slice(own);
+            // SAFETY: equal lengths, distinct buffers.
+            unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst.as_mut_ptr().cast::<u8>(), src.len()) };
         }
         // SAFETY: every byte of the `sum` elements was written above; T is Pod.
         unsafe { out.set_len(sum) };
         Ok(counts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CopyRates;
+
+    #[test]
+    fn a_shared_copy_is_divided_in_proportion_to_the_measured_rates_within_an_eighth() {
+        let mut rates = CopyRates::default();
+        assert_eq!(rates.read_share(), 0.5, "nothing measured yet");
+        CopyRates::note(&mut rates.read, 40 << 20, 10_000_000);
+        assert_eq!(rates.read_share(), 0.5, "one direction measured");
+        CopyRates::note(&mut rates.write, 60 << 20, 10_000_000);
+        assert!((rates.read_share() - 0.4).abs() < 1e-9, "{}", rates.read_share());
+        // A short copy teaches nothing; a long one moves the estimate half way.
+        CopyRates::note(&mut rates.write, 4096, 1);
+        assert!((rates.read_share() - 0.4).abs() < 1e-9);
+        CopyRates::note(&mut rates.write, 20 << 20, 10_000_000);
+        assert!((rates.read_share() - 0.5).abs() < 1e-9, "the write rate is now (6 + 2) / 2 MiB per ms");
+        CopyRates::note(&mut rates.write, 4000 << 20, 10_000_000);
+        assert_eq!(rates.read_share(), 0.125, "clamped, so the reader's rate stays measured");
+        CopyRates::note(&mut rates.read, 20000 << 20, 1_000_000);
+        assert_eq!(rates.read_share(), 0.875);
     }
 }

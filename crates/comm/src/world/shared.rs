@@ -57,8 +57,9 @@ pub(crate) struct InboxState {
     /// The peer's requests to write part of our remote messages ([`Frame::Share`]): id to
     /// (from, addr).
     pub(crate) shares: HashMap<u64, (u64, u64)>,
-    /// Our requests the peer has answered ([`Frame::Written`]): id to whether it wrote.
-    pub(crate) written: HashMap<u64, bool>,
+    /// Our requests the peer has answered ([`Frame::Written`]): id to whether it wrote,
+    /// and how long that took in nanoseconds.
+    pub(crate) written: HashMap<u64, (bool, u64)>,
     pub(crate) closed: Option<Closed>,
 }
 
@@ -149,6 +150,8 @@ pub(crate) struct Shared {
     /// For each peer: its process id if this rank may copy from its memory, and whether
     /// it may copy from ours ([`crate::shm`]'s cross-memory attach).
     pub(crate) cma: Vec<Cma>,
+    /// For each peer: how fast remote copies with it ran each way, to divide the next ones.
+    pub(crate) copy_rates: Vec<Mutex<super::remote::CopyRates>>,
     /// Numbers this rank's remote messages.
     pub(crate) next_remote: std::sync::atomic::AtomicU64,
     pub(crate) calls: Mutex<Calls>,
@@ -187,6 +190,7 @@ impl Shared {
             room: (0..rings.len()).map(|_| Notify::new()).collect(),
             rings,
             spin,
+            copy_rates: cma.iter().map(|_| Mutex::default()).collect(),
             cma,
             next_remote: std::sync::atomic::AtomicU64::new(0),
             calls: Mutex::default(),
@@ -407,8 +411,8 @@ impl Shared {
             Ok(Frame::Share { id, from, addr }) => self.note(peer, |st| {
                 st.shares.insert(id, (from, addr));
             }),
-            Ok(Frame::Written { id, done }) => self.note(peer, |st| {
-                st.written.insert(id, done);
+            Ok(Frame::Written { id, done, nanos }) => self.note(peer, |st| {
+                st.written.insert(id, (done, nanos));
             }),
             Err(e) => {
                 let why = format!("rank {peer} sent a malformed frame: {e}");

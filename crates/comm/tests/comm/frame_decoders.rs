@@ -64,10 +64,10 @@ proptest! {
     }
 
     #[test]
-    fn shared_copy_frames_round_trip(id in any::<u64>(), from in any::<u64>(), addr in any::<u64>(), done in any::<bool>()) {
+    fn shared_copy_frames_round_trip(id in any::<u64>(), from in any::<u64>(), addr in any::<u64>(), done in any::<bool>(), nanos in any::<u64>()) {
         prop_assert_eq!(Frame::decode(Bytes::from(Frame::share_body(id, from, addr))).unwrap(), Frame::Share { id, from, addr });
-        prop_assert_eq!(Frame::decode(Bytes::from(Frame::written_body(id, done))).unwrap(), Frame::Written { id, done });
-        let mut bad = Frame::written_body(id, done);
+        prop_assert_eq!(Frame::decode(Bytes::from(Frame::written_body(id, done, nanos))).unwrap(), Frame::Written { id, done, nanos });
+        let mut bad = Frame::written_body(id, done, nanos);
         bad[9] = 2;
         prop_assert!(Frame::decode(Bytes::from(bad)).is_err());
     }

@@ -298,3 +298,41 @@ fn multi_frame_messages_through_the_rings_land_in_place_whatever_has_arrived_whe
         assert_eq!(out.len(), n);
     }
 }
+
+/// Large single copies are divided between receiver and sender by the rates measured in
+/// the previous ones, so the division moves from call to call (and an allgather's parts
+/// are written by their senders): whatever it is, every byte lands once, in its place.
+#[test]
+fn shared_copies_divided_by_measured_rates_land_every_byte_in_place_round_after_round() {
+    for n in [2usize, 3] {
+        let out = run_ranks(n, TransportPreference::Auto, move |w| {
+            let r = w.rank();
+            for round in 0..8usize {
+                let value = |q: usize, i: usize| (q as u64) << 48 | (round as u64) << 40 | i as u64;
+                // 1 MiB and up, lengths off the page grid, the receivers' buffers fresh on
+                // odd rounds and reused (already in memory) on even ones.
+                let elems = ((1usize << 20) << (round % 4)) / 8 + 13 * round + 1;
+                let root = round % n;
+                let mut b: Vec<u64> = if r == root { (0..elems).map(|i| value(root, i)).collect() } else { Vec::new() };
+                if r != root && round % 2 == 0 {
+                    b = vec![u64::MAX; elems];
+                }
+                w.bcast_slice(root, &mut b).unwrap();
+                assert!(b.len() == elems && b.iter().enumerate().all(|(i, &x)| x == value(root, i)), "bcast, {n} ranks, round {round}");
+                let mine: Vec<u64> = (0..elems + r).map(|i| value(r, i)).collect();
+                let mut gathered = vec![0; 3];
+                if let Some(counts) = w.gatherv_slice_into(root, &mine, &mut gathered).unwrap() {
+                    assert_eq!(counts, (0..n).map(|q| elems + q).collect::<Vec<_>>());
+                    let expected: Vec<u64> = (0..n).flat_map(|q| (0..elems + q).map(move |i| value(q, i))).collect();
+                    assert!(gathered == expected, "gather, {n} ranks, round {round}");
+                }
+                let mut all = Vec::new();
+                w.allgatherv_slice_into(&mine, &mut all).unwrap();
+                let expected: Vec<u64> = (0..n).flat_map(|q| (0..elems + q).map(move |i| value(q, i))).collect();
+                assert!(all == expected, "allgather, {n} ranks, round {round}");
+            }
+            w.finalize().unwrap();
+        });
+        assert_eq!(out.len(), n);
+    }
+}
