@@ -2,7 +2,7 @@
 //! `World`, the per-stream windows, and the tasks that produce each exchange's input.
 
 use std::fmt;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -25,6 +25,15 @@ type DfResult<T> = datafusion::common::Result<T>;
 
 /// Batches smaller than this are held back and sent together to a remote rank.
 const SEND_ROWS: usize = 8192;
+
+/// Acknowledgement kinds, the third word of an acknowledgement: a batch was taken by the
+/// consumer (its cost reopens the window)...
+const ACK_TAKEN: u64 = 0;
+/// ...the stream's end was received...
+const ACK_END: u64 = 1;
+/// ...or the consumer has gone (a limit has its rows): the sender stops sending to it,
+/// and stops producing once nothing it feeds is read any more.
+const ACK_STOP: u64 = 2;
 
 /// What a partition's inbox carries.
 pub(super) enum Delivery {
@@ -229,10 +238,12 @@ impl QueryRun {
 
     /// Receives output partition `p` of exchange `id` from `source` until its end,
     /// acknowledging each batch once the consumer has it. If the consumer has gone (a
-    /// limit was reached), keeps draining so that the sender can finish.
+    /// limit was reached), says so in the acknowledgement ([`ACK_STOP`]), so that the
+    /// sender stops producing for it, and drains what is still on its way until the end.
     fn receive(&self, id: usize, p: usize, source: usize, schema: SchemaRef, tx: mpsc::Sender<Delivery>) {
         let tag = data_tag(self.seq, id, p);
         let mut consumer_open = true;
+        let mut stop_sent = false;
         loop {
             let message = match self.world().recv_slice::<u8>(source, tag) {
                 Ok(m) => m,
@@ -249,7 +260,15 @@ impl QueryRun {
             if consumer_open && tx.blocking_send(delivery).is_err() {
                 consumer_open = false;
             }
-            let ack = [p as u64, cost, u64::from(done)];
+            let kind = if done {
+                ACK_END
+            } else if !consumer_open && !stop_sent {
+                stop_sent = true;
+                ACK_STOP
+            } else {
+                ACK_TAKEN
+            };
+            let ack = [p as u64, cost, kind];
             if let Err(e) = self.world().send_slice(source, ack_tag(self.seq, id), &ack) {
                 self.record_comm_failure(e);
                 return;
@@ -320,6 +339,8 @@ struct Outlets {
 struct RemoteOutlet {
     queue: std::sync::mpsc::Sender<(usize, Option<RecordBatch>, usize)>,
     windows: Vec<Arc<Semaphore>>,
+    /// Per output partition: the destination's consumer has gone ([`ACK_STOP`]).
+    stopped: Arc<Vec<AtomicBool>>,
 }
 
 impl Outlets {
@@ -345,16 +366,17 @@ impl Outlets {
                 continue;
             }
             let windows: Vec<Arc<Semaphore>> = (0..outputs).map(|_| Arc::new(Semaphore::new(run.window))).collect();
+            let stopped: Arc<Vec<AtomicBool>> = Arc::new((0..outputs).map(|_| AtomicBool::new(false)).collect());
             let (queue, items) = std::sync::mpsc::channel::<(usize, Option<RecordBatch>, usize)>();
             let id = exchange.id();
             let sender_run = Arc::clone(run);
             run.spawn_thread(format!("chorus-exchange-{id}-send"), move || sender_run.send_to(id, dest, items));
             let ack_run = Arc::clone(run);
-            let ack_windows = windows.clone();
+            let (ack_windows, ack_stopped) = (windows.clone(), Arc::clone(&stopped));
             run.spawn_thread(format!("chorus-exchange-{id}-ack"), move || {
-                ack_run.read_acks(id, dest, ack_windows, expected)
+                ack_run.read_acks(id, dest, ack_windows, &ack_stopped, expected)
             });
-            *slot = Some(RemoteOutlet { queue, windows });
+            *slot = Some(RemoteOutlet { queue, windows, stopped });
         }
         let pending = (0..run.ranks).map(|_| (0..outputs).map(|_| Vec::new()).collect()).collect();
         Outlets { rank: run.rank, local, remote, run: Arc::clone(run), pending: Mutex::new(pending), feeding }
@@ -370,6 +392,9 @@ impl Outlets {
                 // A closed inbox means its consumer stopped early (a limit); drop the batch.
                 let _ = tx.send(Delivery::Batch(batch)).await;
             }
+            return Ok(());
+        }
+        if self.is_stopped(dest, p) {
             return Ok(());
         }
         let ready = {
@@ -388,8 +413,25 @@ impl Outlets {
         }
     }
 
+    /// Whether nobody reads output partition `p` on `dest` any more.
+    fn is_stopped(&self, dest: usize, p: usize) -> bool {
+        if dest == self.rank {
+            return self.local[p].as_ref().is_none_or(mpsc::Sender::is_closed);
+        }
+        self.remote[dest].as_ref().is_some_and(|o| o.stopped[p].load(Ordering::Acquire))
+    }
+
+    /// Whether nothing input partition `q` feeds is read any more, anywhere: its producer
+    /// may stop (dropping its input, which cancels the work upstream).
+    fn unread(&self, exchange: &ExchangeExec, q: usize) -> bool {
+        exchange.outputs_fed_by(q).all(|p| exchange.destinations_of(p).into_iter().all(|dest| self.is_stopped(dest, p)))
+    }
+
     async fn send_remote(&self, dest: usize, p: usize, batches: Vec<RecordBatch>) -> DfResult<()> {
         let Some(first) = batches.first() else { return Ok(()) };
+        if self.is_stopped(dest, p) {
+            return Ok(());
+        }
         let batch = if batches.len() == 1 { first.clone() } else { concat_batches(&first.schema(), &batches)? };
         let batch = compact_views(batch)?;
         let outlet = self.remote[dest].as_ref().ok_or_else(|| internal_datafusion_err!("no outlet to rank {dest}"))?;
@@ -473,7 +515,7 @@ impl QueryRun {
 
     /// Reads `dest`'s acknowledgements and reopens the windows, until every partition
     /// `dest` owns has acknowledged its end.
-    fn read_acks(&self, id: usize, dest: usize, windows: Vec<Arc<Semaphore>>, mut expected_ends: usize) {
+    fn read_acks(&self, id: usize, dest: usize, windows: Vec<Arc<Semaphore>>, stopped: &[AtomicBool], mut expected_ends: usize) {
         while expected_ends > 0 {
             let ack = match self.world().recv_slice::<u64>(dest, ack_tag(self.seq, id)) {
                 Ok(a) => a,
@@ -485,10 +527,13 @@ impl QueryRun {
                     return;
                 }
             };
-            let [p, cost, done] = ack[..] else { return };
-            if done == 1 {
+            let [p, cost, kind] = ack[..] else { return };
+            if kind == ACK_END {
                 expected_ends -= 1;
             } else if let Some(w) = windows.get(p as usize) {
+                if kind == ACK_STOP {
+                    stopped[p as usize].store(true, Ordering::Release);
+                }
                 self.in_flight.fetch_sub(cost as usize, Ordering::Relaxed);
                 w.add_permits(cost as usize);
             }
@@ -516,6 +561,10 @@ async fn produce(exchange: &ExchangeExec, q: usize, outlets: &Outlets, context: 
         Route::Move(_) => None,
     };
     while let Some(batch) = stream.next().await {
+        if outlets.unread(exchange, q) {
+            // A limit downstream has its rows: dropping the stream cancels the rest.
+            break;
+        }
         let batch = batch?;
         match partitioner.as_mut() {
             Some(partitioner) => {

@@ -124,3 +124,40 @@ fn sort_merge_joins_over_shuffles_larger_than_the_window_complete() {
     assert!(results[0].1.contains("SortMergeJoin"), "the plan joins by sort-merge:\n{}", results[0].1);
     assert_eq!(results[0].0, vec!["200000 | 24000000".to_string()]);
 }
+
+/// A bug fixed: a `LIMIT` above a shuffle let the shuffle's producers run to the end of
+/// their input after the limit had its rows (every batch still sent, and drained by the
+/// receiver). Now the receiver of a stream whose consumer has gone tells its sender,
+/// which stops producing once nothing it feeds is read.
+#[test]
+fn a_limit_above_a_shuffle_stops_the_shuffles_producers() {
+    let dir = tempfile::tempdir().unwrap();
+    // 1,000,000 rows of `id` and a key that each value takes for exactly two ids.
+    let path = dir.path().join("narrow.csv");
+    let mut text = String::from("id,k\n");
+    for i in 0..1_000_000u64 {
+        text.push_str(&format!("{i},{}\n", (i * 7919) % 500_000));
+    }
+    std::fs::write(&path, text).unwrap();
+    let options = FrameOptions { threads_per_rank: Some(1), exchange_window: 256 << 10, ..FrameOptions::default() };
+    let results = on_ranks_with(2, options, |ctx| {
+        ctx.register_csv("t", &path, chorus_frame::CsvOptions::default()).unwrap();
+        ctx.sql("SET datafusion.optimizer.hash_join_single_partition_threshold = 0").unwrap();
+        ctx.sql("SET datafusion.optimizer.hash_join_single_partition_threshold_rows = 0").unwrap();
+        // The build side is 1,000 rows; the probe side, all 1,000,000, is shuffled by key
+        // in batches of 8,192 rows, and one row in 500 finds a match.
+        let limited =
+            ctx.sql("SELECT a.id FROM (SELECT k FROM t WHERE id < 1000) b JOIN t a ON a.k = b.k LIMIT 5").unwrap();
+        let got = limited.collect().unwrap().iter().map(|b| b.num_rows()).sum::<usize>();
+        let stats = ctx.last_exchange_stats();
+        // The job goes on: the next query on the same ranks sees all the rows.
+        let all = rows(&ctx.sql("SELECT count(*) FROM t").unwrap().collect().unwrap(), false);
+        (got, stats, all)
+    });
+    assert_eq!(results[0].0, 5);
+    assert_eq!(results[0].2, vec!["1000000".to_string()]);
+    for (rank, (_, stats, _)) in results.iter().enumerate() {
+        // The whole probe side crosses in 26 batches from each rank.
+        assert!(stats.batches_sent < 12, "rank {rank} sent {} batches after the limit had its rows", stats.batches_sent);
+    }
+}
