@@ -15,7 +15,11 @@
 //!   gathered to rank 0 first (`Single`);
 //! - the build side of a broadcast join (DataFusion's `CollectLeft`), and any other
 //!   single-partition input read by every partition of its parent, is sent to every rank
-//!   (`Replicated`);
+//!   (`Replicated`); a broadcast join that emits unmatched build rows (left, full, semi,
+//!   anti) is made a partitioned one instead, both sides shuffled by key, since each rank
+//!   would otherwise need the whole probe side to know which build rows matched nowhere
+//!   (the few that cannot be, such as a `NOT IN`'s null-aware anti join, run on rank 0,
+//!   and `explain` says so);
 //! - operators that process partition `p` of their inputs run where partition `p` is;
 //!   where two inputs disagree, one is moved.
 
@@ -109,6 +113,44 @@ fn key(plan: &Arc<dyn ExecutionPlan>) -> usize {
     Arc::as_ptr(plan) as *const () as usize
 }
 
+/// A broadcast hash join that tracks unmatched build rows (left, full, semi, anti: see
+/// [`tracks_unmatched_build_rows`]) rebuilt as a partitioned one: both sides shuffled by
+/// key, so that each key's build and probe rows meet in one partition and no rank needs
+/// the whole probe side. `None` where that would change the answer or the order: a
+/// null-aware anti join (`NOT IN`: one NULL probe key anywhere empties the result), a
+/// mark join (whose mark may depend on NULLs anywhere in the probe side), a join whose
+/// output order a parent relies on, a probe side of one partition.
+fn partitioned_join(plan: &Arc<dyn ExecutionPlan>) -> DfResult<Option<Arc<dyn ExecutionPlan>>> {
+    let Some(join) = plan.downcast_ref::<HashJoinExec>() else { return Ok(None) };
+    let partitionable = matches!(join.join_type, JoinType::Left | JoinType::Full | JoinType::LeftSemi | JoinType::LeftAnti);
+    if join.mode != PartitionMode::CollectLeft || !partitionable || join.null_aware || plan.output_ordering().is_some() {
+        return Ok(None);
+    }
+    let n = join.right.output_partitioning().partition_count();
+    if n < 2 {
+        return Ok(None);
+    }
+    let (left_keys, right_keys): (Vec<_>, Vec<_>) = join.on.iter().map(|(l, r)| (Arc::clone(l), Arc::clone(r))).unzip();
+    let shuffled = |side: &Arc<dyn ExecutionPlan>, keys: Vec<_>| -> DfResult<Arc<dyn ExecutionPlan>> {
+        let wanted = Partitioning::Hash(keys, n);
+        if side.output_partitioning() == &wanted {
+            return Ok(Arc::clone(side));
+        }
+        // The single partition of a broadcast build side, or a round-robin deal, is
+        // replaced by the shuffle rather than followed by it.
+        let input = match (side.downcast_ref::<CoalescePartitionsExec>(), side.downcast_ref::<RepartitionExec>()) {
+            (Some(coalesce), _) if coalesce.fetch().is_none() => Arc::clone(coalesce.input()),
+            (_, Some(deal)) if matches!(deal.partitioning(), Partitioning::RoundRobinBatch(_)) && !deal.preserve_order() => {
+                Arc::clone(deal.input())
+            }
+            _ => Arc::clone(side),
+        };
+        Ok(Arc::new(RepartitionExec::try_new(input, wanted)?))
+    };
+    let children = vec![shuffled(&join.left, left_keys)?, shuffled(&join.right, right_keys)?];
+    join.builder().with_partition_mode(PartitionMode::Partitioned).with_new_children(children)?.build_exec().map(Some)
+}
+
 /// Joins whose build side is shared by all probe partitions and which emit build rows
 /// that no probe partition matched: they need every probe partition in one process.
 fn tracks_unmatched_build_rows(join_type: JoinType) -> bool {
@@ -141,6 +183,11 @@ impl Planner<'_> {
         }
         if let Some(repartition) = plan.downcast_ref::<RepartitionExec>() {
             return self.place_repartition(repartition);
+        }
+        if self.ranks > 1 {
+            if let Some(partitioned) = partitioned_join(plan)? {
+                return self.place(&partitioned);
+            }
         }
         let children =
             plan.children().into_iter().map(|c| self.place(c)).collect::<DfResult<Vec<_>>>()?;
@@ -181,7 +228,7 @@ impl Planner<'_> {
         let everywhere = target.iter().all(|l| *l == Loc::Everywhere);
         if whole_probe && !everywhere && single_rank(&target).is_none() {
             target = vec![Loc::Rank(0); outputs];
-            label = "Single".into();
+            label = "Single: needs every probe row in one place".into();
         }
         let one_rank = single_rank(&target);
         let mut new_children = Vec::with_capacity(children.len());

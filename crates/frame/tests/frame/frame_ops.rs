@@ -237,6 +237,45 @@ fn explain_shows_each_operators_distribution() {
     }
 }
 
+/// A bug fixed: a broadcast join that emits unmatched build rows (left, full, semi,
+/// anti) kept its whole probe side on rank 0. It is now shuffled by key on both sides;
+/// only the joins that cannot be (a `NOT IN`'s null-aware anti join) stay on one rank,
+/// and `explain` says why.
+#[test]
+fn joins_that_emit_unmatched_build_rows_are_shuffled_not_gathered_to_one_rank() {
+    let dir = tempfile::tempdir().unwrap();
+    let facts: Vec<Row> = (0..300).map(|i| (Some(i % 11), Some(i), Some(1.0), None)).collect();
+    write_tables(dir.path(), &facts);
+    let queries = [
+        "SELECT d.k, d.label FROM d LEFT ANTI JOIN t ON t.k = d.k",
+        "SELECT d.k, d.label FROM d LEFT SEMI JOIN t ON t.k = d.k",
+        "SELECT d.k, t.id FROM d LEFT JOIN t ON t.k = d.k",
+        "SELECT d.k, t.id FROM d FULL JOIN t ON t.k = d.k",
+        "SELECT id, k FROM t WHERE k NOT IN (SELECT k FROM d WHERE k > 3)",
+    ];
+    let expected: Vec<Vec<String>> = queries.iter().map(|q| reference(dir.path(), q, false)).collect();
+    let got = on_ranks(2, 2, |ctx| {
+        ctx.register_parquet("t", dir.path().join("t")).unwrap();
+        ctx.register_parquet("d", dir.path().join("d")).unwrap();
+        queries
+            .iter()
+            .map(|q| {
+                let frame = ctx.sql(q).unwrap();
+                (frame.explain().unwrap(), rows(&frame.collect().unwrap(), false))
+            })
+            .collect::<Vec<_>>()
+    });
+    let single = "[Single: needs every probe row in one place]";
+    for ((query, want), (plan, rows)) in queries.iter().zip(&expected).zip(&got[0]) {
+        assert_eq!(rows, want, "{query}");
+        if query.contains("NOT IN") {
+            assert!(plan.contains(single), "{query}: the null-aware anti join should say it runs on one rank\n{plan}");
+        } else {
+            assert!(plan.contains("mode=Partitioned") && !plan.contains(single), "{query}: the join should be shuffled\n{plan}");
+        }
+    }
+}
+
 #[test]
 fn write_parquet_and_csv_one_file_per_partition() {
     let dir = tempfile::tempdir().unwrap();
