@@ -16,7 +16,7 @@
 //! - the build side of a broadcast join (DataFusion's `CollectLeft`), and any other
 //!   single-partition input read by every partition of its parent, is sent to every rank
 //!   (`Replicated`); a broadcast join that emits unmatched build rows (left, full, semi,
-//!   anti) is made a partitioned one instead, both sides shuffled by key, since each rank
+//!   anti, mark) is made a partitioned one instead, both sides shuffled by key, since each rank
 //!   would otherwise need the whole probe side to know which build rows matched nowhere
 //!   (the few that cannot be, such as a `NOT IN`'s null-aware anti join, run on rank 0,
 //!   and `explain` says so);
@@ -113,17 +113,19 @@ fn key(plan: &Arc<dyn ExecutionPlan>) -> usize {
     Arc::as_ptr(plan) as *const () as usize
 }
 
-/// A broadcast hash join that tracks unmatched build rows (left, full, semi, anti: see
-/// [`tracks_unmatched_build_rows`]) rebuilt as a partitioned one: both sides shuffled by
-/// key, so that each key's build and probe rows meet in one partition and no rank needs
-/// the whole probe side. `None` where that would change the answer or the order: a
+/// A broadcast hash join that tracks unmatched build rows (left, full, semi, anti, mark:
+/// see [`tracks_unmatched_build_rows`]) rebuilt as a partitioned one: both sides shuffled
+/// by key, so that each key's build and probe rows meet in one partition and no rank
+/// needs the whole probe side. `None` where that would change the answer or the order: a
 /// null-aware anti join (`NOT IN`: one NULL probe key anywhere empties the result), a
-/// mark join (whose mark may depend on NULLs anywhere in the probe side), a join whose
-/// output order a parent relies on, a probe side of one partition.
+/// join whose output order a parent relies on, a probe side of one partition.
 fn partitioned_join(plan: &Arc<dyn ExecutionPlan>) -> DfResult<Option<Arc<dyn ExecutionPlan>>> {
     let Some(join) = plan.downcast_ref::<HashJoinExec>() else { return Ok(None) };
-    let partitionable = matches!(join.join_type, JoinType::Left | JoinType::Full | JoinType::LeftSemi | JoinType::LeftAnti);
-    if join.mode != PartitionMode::CollectLeft || !partitionable || join.null_aware || plan.output_ordering().is_some() {
+    if join.mode != PartitionMode::CollectLeft
+        || !tracks_unmatched_build_rows(join.join_type)
+        || join.null_aware
+        || plan.output_ordering().is_some()
+    {
         return Ok(None);
     }
     let n = join.right.output_partitioning().partition_count();

@@ -251,6 +251,7 @@ fn joins_that_emit_unmatched_build_rows_are_shuffled_not_gathered_to_one_rank() 
         "SELECT d.k, d.label FROM d LEFT SEMI JOIN t ON t.k = d.k",
         "SELECT d.k, t.id FROM d LEFT JOIN t ON t.k = d.k",
         "SELECT d.k, t.id FROM d FULL JOIN t ON t.k = d.k",
+        "SELECT d.k FROM d WHERE d.k = 1 OR EXISTS (SELECT 1 FROM t WHERE t.k = d.k AND t.x > 200)",
         "SELECT id, k FROM t WHERE k NOT IN (SELECT k FROM d WHERE k > 3)",
     ];
     let expected: Vec<Vec<String>> = queries.iter().map(|q| reference(dir.path(), q, false)).collect();
