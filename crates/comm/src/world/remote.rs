@@ -144,10 +144,10 @@ impl Core {
                 })
                 .await?;
             match found {
-                // A failed write of our half poisoned the job: the call fails.
+                // A failed write of our part poisoned the job: the call fails.
                 None => return self.shared.poisoned().map_or(Ok(()), Err),
                 // The peer answers Taken even when the write failed (the job is then
-                // aborted): wait for it, the peer may still be reading our first half.
+                // aborted): wait for it, the peer may still be reading the head.
                 Some((from, addr)) => {
                     // The copy holds this thread until it ends: let the call's other
                     // futures first ask for the copies they wait for (an allgather's
