@@ -49,6 +49,9 @@ echo "# mpi4py on Open MPI, 2 ranks" >&2
 # ranks: with 4, stop the run once its collectives have been printed.
 echo "# mpi4py on Open MPI, 4 ranks (collectives only)" >&2
 four=$(mktemp)
+# Stopped early, Open MPI leaves its shared-memory segments behind: note the ones there
+# before, and remove the ones this run added.
+shm_before=$(ls /dev/shm 2>/dev/null | grep '^vader_segment' || true)
 (mpi 4) > "$four" 2>&1 &
 mpi_pid=$!
 while kill -0 "$mpi_pid" 2>/dev/null && ! grep -q "allgather_50MB_per_rank=" "$four"; do sleep 1; done
@@ -56,6 +59,9 @@ kill "$mpi_pid" 2>/dev/null || true
 wait "$mpi_pid" 2>/dev/null || true
 cat "$four" | tee -a "$results"
 rm -f "$four"
+for seg in $(ls /dev/shm 2>/dev/null | grep '^vader_segment' || true); do
+  grep -qxF "$seg" <<<"$shm_before" || rm -f "/dev/shm/$seg"
+done
 
 python3 - "$results" <<'PY'
 import re, sys
