@@ -88,7 +88,7 @@ pub const HUGE_PAGES_FROM: usize = 4 << 20;
 /// page on first write, which in a virtual machine costs more than the copy itself (a
 /// 50 MB copy into fresh memory ran at a seventh of the speed of one into touched memory
 /// here). And a cross-memory copy pins the other process's pages one by one: reading
-/// 100 MB from 4 KiB pages ran at 4.9 GB/s here, from 2 MiB pages at 8.6 GB/s
+/// 100 MB from 4 KiB pages ran at 5.2 GB/s here, from 2 MiB pages at 8.6 GB/s
 /// (`process_vm_readv`, one core). Only whole 2 MiB pages inside `room` are advised, only
 /// when it is at least [`HUGE_PAGES_FROM`] bytes; pages already in memory keep their size
 /// (the kernel may merge them later), and where transparent huge pages are off nothing

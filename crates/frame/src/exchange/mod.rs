@@ -176,10 +176,10 @@ impl ExchangeExec {
     }
 
     /// The ranks that receive output partition `p`.
-    fn destinations_of(&self, p: usize) -> Vec<usize> {
+    fn destinations_of(&self, p: usize) -> std::ops::Range<usize> {
         match self.output_loc(p) {
-            Loc::Rank(r) => vec![r],
-            Loc::Everywhere => (0..self.ranks).collect(),
+            Loc::Rank(r) => r..r + 1,
+            Loc::Everywhere => 0..self.ranks,
         }
     }
 

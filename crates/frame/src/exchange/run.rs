@@ -424,7 +424,7 @@ impl Outlets {
     /// Whether nothing input partition `q` feeds is read any more, anywhere: its producer
     /// may stop (dropping its input, which cancels the work upstream).
     fn unread(&self, exchange: &ExchangeExec, q: usize) -> bool {
-        exchange.outputs_fed_by(q).all(|p| exchange.destinations_of(p).into_iter().all(|dest| self.is_stopped(dest, p)))
+        exchange.outputs_fed_by(q).all(|p| exchange.destinations_of(p).all(|dest| self.is_stopped(dest, p)))
     }
 
     async fn send_remote(&self, dest: usize, p: usize, batches: Vec<RecordBatch>) -> DfResult<()> {
