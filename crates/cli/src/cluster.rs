@@ -164,7 +164,8 @@ pub fn worker(
     eprintln!("chorus: {nworkers} worker(s) of {} joining {scheduler}", program.display());
     // This process is the workers' nanny: one that exceeds its memory limit is replaced.
     let args = args.to_vec();
-    let nanny = chorus::tasks::Nanny::start(children, move |_| config.command(&program, &args).spawn());
+    let spill_base = config.spill_base();
+    let nanny = chorus::tasks::Nanny::start(children, spill_base, move |_| config.command(&program, &args).spawn());
     let mut worst = 0u8;
     for status in nanny.wait() {
         if !status.success() {

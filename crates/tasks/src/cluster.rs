@@ -256,6 +256,7 @@ impl LocalClusterBuilder {
             max_spill: self.max_spill,
         };
         let program_name = program.display().to_string();
+        let spill_base = config.spill_base();
         let env = self.env.clone();
         let max_object = limits.max_object;
         let spawn = move |_: usize| {
@@ -274,6 +275,9 @@ impl LocalClusterBuilder {
             for c in children {
                 let _ = c.kill();
                 let _ = c.wait();
+                if let Some(base) = &spill_base {
+                    let _ = std::fs::remove_dir_all(crate::store::worker_dir(base, c.id()));
+                }
             }
         };
         let joined = server.wait_for_workers(self.workers, self.timeout, || {
@@ -290,7 +294,7 @@ impl LocalClusterBuilder {
             kill_all(&mut children);
             return Err(e);
         }
-        let nanny = Nanny::start(children, spawn);
+        let nanny = Nanny::start(children, spill_base, spawn);
         let cluster = LocalCluster { server, secret, limits, nanny, started_in: t0.elapsed() };
         if let Some(d) = cluster.server.dashboard() {
             match d.displaced() {

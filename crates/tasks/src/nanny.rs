@@ -6,7 +6,11 @@
 //! nanny, `chorus worker` or a [`LocalCluster`](crate::LocalCluster), starts a new one
 //! with the same settings, which joins the scheduler as a new worker. A worker that
 //! ends any other way (its scheduler gone, killed, a failure to start) is not replaced.
+//!
+//! A worker removes its spill directory as it ends; one that is killed cannot, so the
+//! nanny removes the directory of every worker it sees end.
 
+use std::path::PathBuf;
 use std::process::{Child, ExitStatus};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -28,6 +32,8 @@ enum Slot {
 
 struct Shared {
     slots: Mutex<Vec<Slot>>,
+    /// Where the workers make their spill directories, if they spill.
+    spill_base: Option<PathBuf>,
     stop: AtomicBool,
     restarts: AtomicU64,
 }
@@ -40,10 +46,18 @@ pub struct Nanny {
 }
 
 impl Nanny {
-    /// Watches `children`; `spawn(i)` starts a replacement for the `i`-th.
-    pub fn start(children: Vec<Child>, spawn: impl Fn(usize) -> std::io::Result<Child> + Send + Sync + 'static) -> Nanny {
+    /// Watches `children`; `spawn(i)` starts a replacement for the `i`-th. `spill_base`
+    /// is where they make their spill directories ([`WorkerConfig::spill_base`]).
+    ///
+    /// [`WorkerConfig::spill_base`]: crate::WorkerConfig::spill_base
+    pub fn start(
+        children: Vec<Child>,
+        spill_base: Option<PathBuf>,
+        spawn: impl Fn(usize) -> std::io::Result<Child> + Send + Sync + 'static,
+    ) -> Nanny {
         let shared = Arc::new(Shared {
             slots: Mutex::new(children.into_iter().map(Slot::Running).collect()),
+            spill_base,
             stop: AtomicBool::new(false),
             restarts: AtomicU64::new(0),
         });
@@ -66,7 +80,8 @@ impl Nanny {
         self.shared.restarts.load(Ordering::Relaxed)
     }
 
-    /// Stops restarting workers, and runs `f` on the children still running.
+    /// Stops restarting workers, and runs `f` on the children still running (to wait
+    /// for them or kill them); then removes the spill directories of those that ended.
     pub fn stop(&mut self, f: impl FnOnce(&mut [Child])) {
         self.halt();
         let mut slots = self.slots();
@@ -77,6 +92,11 @@ impl Nanny {
             }
         }
         f(&mut running);
+        for child in &mut running {
+            if let Ok(Some(_)) = child.try_wait() {
+                self.shared.ended(child.id());
+            }
+        }
     }
 
     /// Waits until every worker has ended for good; how each last one ended.
@@ -110,6 +130,15 @@ impl Drop for Nanny {
     }
 }
 
+impl Shared {
+    /// Removes what worker `pid`, which has ended, left in its spill directory.
+    fn ended(&self, pid: u32) {
+        if let Some(base) = &self.spill_base {
+            let _ = std::fs::remove_dir_all(crate::store::worker_dir(base, pid));
+        }
+    }
+}
+
 fn watch(shared: &Shared, spawn: &Spawn) {
     while !shared.stop.load(Ordering::Relaxed) {
         std::thread::sleep(WATCH_EVERY);
@@ -117,6 +146,7 @@ fn watch(shared: &Shared, spawn: &Spawn) {
         for (i, slot) in slots.iter_mut().enumerate() {
             let Slot::Running(child) = slot else { continue };
             let Ok(Some(status)) = child.try_wait() else { continue };
+            shared.ended(child.id());
             if status.code() != Some(MEMORY_EXIT_CODE) || shared.stop.load(Ordering::Relaxed) {
                 *slot = Slot::Ended(status);
                 continue;

@@ -439,6 +439,11 @@ pub(crate) fn default_base() -> PathBuf {
     std::env::temp_dir().join("chorus-spill")
 }
 
+/// The spill directory of worker process `pid` under `base`.
+pub(crate) fn worker_dir(base: &Path, pid: u32) -> PathBuf {
+    base.join(format!("worker-{pid}"))
+}
+
 /// The error of a spill directory that cannot be made or written.
 fn spill_dir_error(what: &str, path: &Path, source: io::Error) -> crate::Error {
     crate::Error::Io {
@@ -472,7 +477,7 @@ impl SpillDir {
         std::fs::create_dir_all(base).map_err(|e| failed("creating", base, e))?;
         remove_stale(base);
         let pid = std::process::id();
-        let path = base.join(format!("worker-{pid}"));
+        let path = worker_dir(base, pid);
         let _ = std::fs::remove_dir_all(&path);
         std::fs::create_dir(&path).map_err(|e| failed("creating", &path, e))?;
         std::fs::write(path.join(OWNER_FILE), owner_tag(pid).unwrap_or_default()).map_err(|e| failed("writing in", &path, e))?;

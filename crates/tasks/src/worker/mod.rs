@@ -113,6 +113,14 @@ impl WorkerConfig {
 }
 
 impl WorkerConfig {
+    /// Where a worker of this configuration makes its spill directory (`worker-PID`
+    /// inside it), or `None` when it has no memory limit and so never spills. A nanny
+    /// passes it to [`Nanny::start`](crate::Nanny::start) to remove the directory of a
+    /// worker that could not remove it itself.
+    pub fn spill_base(&self) -> Option<std::path::PathBuf> {
+        (self.memory_limit > 0).then(|| self.spill_dir.clone().unwrap_or_else(crate::store::default_base))
+    }
+
     /// A command that starts `program` (whose `main` calls [`worker_entry`]) as a worker
     /// with this configuration: the environment [`WorkerConfig::from_env`] reads.
     ///
@@ -304,11 +312,9 @@ pub fn run_worker(config: WorkerConfig) -> Result<()> {
         }
         Err(e) => return Err(protocol(e)),
     };
-    let spill_dir = if config.memory_limit > 0 {
-        let base = config.spill_dir.clone().unwrap_or_else(crate::store::default_base);
-        Some(SpillDir::create(&base)?)
-    } else {
-        None
+    let spill_dir = match config.spill_base() {
+        Some(base) => Some(SpillDir::create(&base)?),
+        None => None,
     };
     let store = Arc::new(match &spill_dir {
         Some(dir) => ObjectStore::spilling(SpillConfig {
