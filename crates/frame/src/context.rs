@@ -15,7 +15,8 @@ use datafusion::prelude::{CsvReadOptions, ParquetReadOptions, SessionConfig};
 use chorus_tasks::Client;
 
 use crate::query::{Backend, Engine};
-use crate::{DataFrame, Error, Result};
+use crate::storage::{is_url, Listing, StorageOptions, Stores};
+use crate::{DataFrame, Error, Result, StorageFailure};
 
 /// Bytes each stream of an exchange may have in flight before its sender waits.
 pub const DEFAULT_EXCHANGE_WINDOW: usize = 8 << 20;
@@ -42,6 +43,9 @@ pub struct FrameOptions {
     pub memory_limit: Option<u64>,
     /// Where queries spill (default: the system's temporary directory).
     pub spill_dir: Option<std::path::PathBuf>,
+    /// How queries reach `s3://`, `gs://`, `az://` and `http(s)://` URLs: credentials,
+    /// anonymous access, an endpoint, retries (see [`StorageOptions`]).
+    pub storage: StorageOptions,
 }
 
 impl Default for FrameOptions {
@@ -52,6 +56,7 @@ impl Default for FrameOptions {
             batch_size: 8192,
             memory_limit: None,
             spill_dir: None,
+            storage: StorageOptions::default(),
         }
     }
 }
@@ -70,11 +75,18 @@ fn default_pool(ranks: usize) -> Result<u64> {
 }
 
 /// DataFusion's runtime for a rank: a fair, spilling memory pool of `limit` bytes that
-/// names its largest consumers when it is exhausted, and temporary files in `dir`.
-fn runtime_env(limit: u64, dir: Option<&std::path::Path>) -> Result<Arc<datafusion::execution::runtime_env::RuntimeEnv>> {
+/// names its largest consumers when it is exhausted, temporary files in `dir`, and the
+/// rank's object stores.
+fn runtime_env(
+    limit: u64,
+    dir: Option<&std::path::Path>,
+    stores: Arc<Stores>,
+) -> Result<Arc<datafusion::execution::runtime_env::RuntimeEnv>> {
     use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
     let pool = TrackConsumersPool::new(FairSpillPool::new(limit as usize), std::num::NonZeroUsize::new(5).expect("5 > 0"));
-    let mut builder = datafusion::execution::runtime_env::RuntimeEnvBuilder::new().with_memory_pool(Arc::new(pool));
+    let mut builder = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+        .with_memory_pool(Arc::new(pool))
+        .with_object_store_registry(stores);
     if let Some(dir) = dir {
         std::fs::create_dir_all(dir).map_err(|e| {
             Error::InvalidArgument(format!("cannot create the query spill directory {}: {e}", dir.display()))
@@ -239,7 +251,8 @@ impl Context {
         // default) must leave room for every partition's sorts in a small pool.
         let execution = &mut config.options_mut().execution;
         execution.sort_spill_reservation_bytes = execution.sort_spill_reservation_bytes.min((pool / (8 * threads as u64)) as usize);
-        let session = SessionContext::new_with_config_rt(config, runtime_env(pool, options.spill_dir.as_deref())?);
+        let stores = Arc::new(Stores::new(options.storage.clone()));
+        let session = SessionContext::new_with_config_rt(config, runtime_env(pool, options.spill_dir.as_deref(), stores)?);
         let options = FrameOptions { threads_per_rank: Some(threads), exchange_window: options.exchange_window.max(1), ..options };
         let engine = Arc::new(Engine::new(backend, runtime, options, threads));
         Ok(Context { session, engine })
@@ -272,6 +285,25 @@ impl Context {
 
     /// Reads CSV files: a file, a directory of `.csv` files, a glob (`data/*.csv`), or
     /// several of these. Each rank parses its own byte ranges, cut at line boundaries.
+    ///
+    /// Paths may be object storage URLs: `s3://bucket/purchases/*.csv`, a prefix ending
+    /// in `/` (`gs://bucket/purchases/`), `az://container/p.csv` or
+    /// `https://host/p.csv`. [`FrameOptions::storage`] says how to reach them
+    /// (credentials, anonymous access, an endpoint). On a driver's cluster the workers
+    /// read them, with the driver's options.
+    ///
+    /// ```no_run
+    /// use chorus_frame::{Context, CsvOptions, FrameOptions, StorageOptions};
+    ///
+    /// # fn main() -> chorus_frame::Result<()> {
+    /// let public = StorageOptions { anonymous: true, ..StorageOptions::default() };
+    /// let options = FrameOptions { storage: public, ..FrameOptions::default() };
+    /// let ctx = Context::with_options(chorus_comm::World::single(), options)?;
+    /// let samples = ctx.read_csv("s3://bodo-examples-data/example.csv", CsvOptions::default())?;
+    /// samples.show()?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn read_csv(&self, paths: impl Paths, options: CsvOptions) -> Result<DataFrame> {
         let paths = paths.into_paths();
         let extension = csv_extension(&paths);
@@ -279,7 +311,7 @@ impl Context {
             Some(schema) => Arc::clone(schema),
             None => self.shared_schema(|| {
                 let read = csv_read_options(&options, None, &extension);
-                self.engine.runtime.block_on(self.session.read_csv(paths.clone(), read)).map(|df| df.schema().inner().clone())
+                self.engine.runtime.block_on(self.session.read_csv(Listing(paths.clone()), read)).map(|df| df.schema().inner().clone())
             })?,
         };
         // DataFusion's CSV reader applies null strings only while inferring, so with null
@@ -290,7 +322,7 @@ impl Context {
             Arc::new(Schema::new(schema.fields().iter().map(|f| Field::new(f.name(), DataType::Utf8, true)).collect::<Vec<_>>()))
         };
         let read = csv_read_options(&options, Some(&read_schema), &extension);
-        let df = self.engine.runtime.block_on(self.session.read_csv(paths, read)).map_err(Error::plan)?;
+        let df = self.engine.runtime.block_on(self.session.read_csv(Listing(paths), read)).map_err(Error::plan)?;
         if options.null_values.is_empty() {
             return Ok(DataFrame::new(self.clone(), df));
         }
@@ -309,12 +341,13 @@ impl Context {
     }
 
     /// Reads Parquet files (a file, a directory, a glob, or several); the row groups are
-    /// divided among the ranks.
+    /// divided among the ranks. Paths may be object storage URLs, as for
+    /// [`read_csv`](Self::read_csv).
     pub fn read_parquet(&self, paths: impl Paths) -> Result<DataFrame> {
         let df = self
             .engine
             .runtime
-            .block_on(self.session.read_parquet(paths.into_paths(), ParquetReadOptions::default()))
+            .block_on(self.session.read_parquet(Listing(paths.into_paths()), ParquetReadOptions::default()))
             .map_err(Error::plan)?;
         Ok(DataFrame::new(self.clone(), df))
     }
@@ -353,11 +386,20 @@ impl Context {
         let Some(world) = self.engine.world() else {
             return infer().map_err(Error::plan);
         };
-        let inferred: Option<std::result::Result<Vec<u8>, String>> = (world.rank() == 0).then(|| {
-            infer().map(|schema| encode_schema(&schema)).map_err(|e| e.strip_backtrace())
+        // An error goes to every rank as it is, a storage error with its URL and kind.
+        type Shared = std::result::Result<Vec<u8>, (String, Option<(String, StorageFailure)>)>;
+        let inferred: Option<Shared> = (world.rank() == 0).then(|| {
+            infer().map(|schema| encode_schema(&schema)).map_err(|e| match Error::plan(e) {
+                Error::Storage { url, kind, message } => (message, Some((url, kind))),
+                Error::Plan(message) => (message, None),
+                other => (other.to_string(), None),
+            })
         });
-        let shared: std::result::Result<Vec<u8>, String> = world.bcast(0, inferred)?;
-        let bytes = shared.map_err(Error::Plan)?;
+        let shared: Shared = world.bcast(0, inferred)?;
+        let bytes = shared.map_err(|(message, storage)| match storage {
+            Some((url, kind)) => Error::Storage { url, kind, message },
+            None => Error::Plan(message),
+        })?;
         decode_schema(&bytes)
     }
 }
@@ -381,7 +423,7 @@ fn decode_schema(bytes: &[u8]) -> Result<SchemaRef> {
 fn csv_extension(paths: &[String]) -> String {
     let extension_of = |p: &String| {
         let path = Path::new(p);
-        if path.is_dir() {
+        if is_url(p) && p.ends_with('/') || !is_url(p) && path.is_dir() {
             ".csv".to_string()
         } else {
             path.extension().map(|e| format!(".{}", e.to_string_lossy())).unwrap_or_default()

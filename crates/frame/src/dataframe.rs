@@ -20,7 +20,10 @@ use crate::context::Context;
 use crate::driver;
 use crate::plan::ResultOn;
 use crate::query::Backend;
+use crate::storage::is_url;
 use crate::{Error, Result};
+use object_store::ObjectStore;
+use url::Url;
 
 /// A distributed query: a DataFusion logical plan and the [`Context`] that runs it.
 ///
@@ -181,8 +184,9 @@ impl DataFrame {
     }
 
     /// This rank's block of the result, left where it was computed (Bodo's
-    /// `distributed=`): the concatenation over ranks, in rank order, is the whole result
-    /// unless it is sorted (then see [`collect`](Self::collect)).
+    /// `distributed=`): the concatenation over ranks, in rank order, is the whole result.
+    /// A sorted result is split by ranges of the sort keys, rank `r` holding the `r`-th,
+    /// so that concatenation is in order too.
     pub fn collect_distributed(&self) -> Result<Vec<RecordBatch>> {
         self.collect_on(ResultOn::Distributed)
     }
@@ -232,6 +236,11 @@ impl DataFrame {
     /// Writes the result as Parquet into directory `dir` (created if missing), one file
     /// `part-<n>.parquet` per partition, each written by the rank that computed it.
     /// Returns the files this rank wrote.
+    ///
+    /// `dir` may be an object storage URL (`s3://bucket/out/`, see
+    /// [`StorageOptions`](crate::StorageOptions)): each part is written to a local
+    /// temporary file (in [`FrameOptions::spill_dir`](crate::FrameOptions::spill_dir)) and
+    /// uploaded in parts by its rank.
     pub fn write_parquet(&self, dir: impl AsRef<Path>) -> Result<Vec<PathBuf>> {
         self.write_parts(dir.as_ref(), "parquet", |file, schema| {
             let writer = ArrowWriter::try_new(file, schema, None)?;
@@ -240,7 +249,8 @@ impl DataFrame {
     }
 
     /// Writes the result as CSV (with a header line) into directory `dir`, one file
-    /// `part-<n>.csv` per partition. Returns the files this rank wrote.
+    /// `part-<n>.csv` per partition. Returns the files this rank wrote. `dir` may be an
+    /// object storage URL, as for [`write_parquet`](Self::write_parquet).
     pub fn write_csv(&self, dir: impl AsRef<Path>) -> Result<Vec<PathBuf>> {
         self.write_parts(dir.as_ref(), "csv", |file, _schema| {
             Ok(PartWriter::Csv(CsvWriterBuilder::new().with_header(true).build(file)))
@@ -254,22 +264,46 @@ impl DataFrame {
         open: fn(File, SchemaRef) -> datafusion::error::Result<PartWriter>,
     ) -> Result<Vec<PathBuf>> {
         let failed = |source| Error::Write { path: dir.display().to_string(), source };
+        let url = dir.to_str().filter(|d| is_url(d)).map(|d| d.trim_end_matches('/').to_string());
         let engine = self.ctx.engine();
         if let Backend::Driver { client, .. } = &engine.backend {
             // The workers create the directory, as SPMD ranks do.
-            let dir = std::path::absolute(dir).map_err(failed)?.display().to_string();
+            let dir = match &url {
+                Some(url) => url.clone(),
+                None => std::path::absolute(dir).map_err(failed)?.display().to_string(),
+            };
             let action = if extension == "csv" { driver::Action::WriteCsv(dir) } else { driver::Action::WriteParquet(dir) };
             return driver::write(client, &engine.options, engine.threads, self, action);
         }
-        std::fs::create_dir_all(dir).map_err(failed)?;
         let plan = self.physical_plan()?;
         let context = Arc::new(self.df.task_ctx());
-        let dir = dir.to_path_buf();
+        let Some(url) = url else {
+            std::fs::create_dir_all(dir).map_err(failed)?;
+            let dir = dir.to_path_buf();
+            let written = self.ctx.engine().run(plan, context, ResultOn::Distributed, move |p, stream| {
+                let path = dir.join(format!("part-{p}.{extension}"));
+                write_stream(path, stream, open)
+            })?;
+            return Ok(written.into_iter().map(|(_, path)| path).collect());
+        };
+        // Each part is written to a local file first (Parquet needs to seek back to
+        // its footer), then uploaded in parts of 10 MB and removed.
+        let parsed = Url::parse(&url).map_err(|e| Error::InvalidArgument(format!("{url} is not a valid URL: {e}")))?;
+        let store = context.runtime_env().object_store_registry.get_store(&parsed).map_err(Error::plan)?;
+        let staging = tempfile_dir(engine.options.spill_dir.as_deref()).map_err(failed)?;
+        let local = staging.clone();
         let written = self.ctx.engine().run(plan, context, ResultOn::Distributed, move |p, stream| {
-            let path = dir.join(format!("part-{p}.{extension}"));
-            write_stream(path, stream, open)
-        })?;
-        Ok(written.into_iter().map(|(_, path)| path).collect())
+            let name = format!("part-{p}.{extension}");
+            let (local, target, store) = (local.join(&name), format!("{url}/{name}"), Arc::clone(&store));
+            async move {
+                write_stream(local.clone(), stream, open).await?;
+                let uploaded = upload(&local, store, &target).await;
+                let _ = std::fs::remove_file(&local);
+                uploaded.map(|()| PathBuf::from(target))
+            }
+        });
+        let _ = std::fs::remove_dir_all(&staging);
+        Ok(written?.into_iter().map(|(_, path)| path).collect())
     }
 
     fn physical_plan(&self) -> Result<Arc<dyn ExecutionPlan>> {
@@ -315,6 +349,40 @@ async fn write_stream(
         PartWriter::Csv(w) => drop(w.into_inner()),
     }
     Ok(path)
+}
+
+/// A directory of this process's own under `base` (default: the system's temporary
+/// directory) for parts on their way to object storage.
+fn tempfile_dir(base: Option<&Path>) -> std::io::Result<PathBuf> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = base.map_or_else(std::env::temp_dir, Path::to_path_buf).join(format!("chorus-upload-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// Uploads the file `local` to `url` through `store`, in parts.
+async fn upload(local: &Path, store: Arc<dyn ObjectStore>, url: &str) -> datafusion::error::Result<()> {
+    use std::io::Read;
+    use tokio::io::AsyncWriteExt;
+    let failed = |e: std::io::Error| datafusion::error::DataFusionError::Execution(format!("uploading {url}: {e}"));
+    let location = Url::parse(url)
+        .map_err(|e| datafusion::error::DataFusionError::Execution(format!("{url} is not a valid URL: {e}")))
+        .and_then(|u| {
+            object_store::path::Path::from_url_path(u.path())
+                .map_err(|e| datafusion::error::DataFusionError::Execution(format!("{url} is not a valid object path: {e}")))
+        })?;
+    let mut file = File::open(local).map_err(failed)?;
+    let mut writer = object_store::buffered::BufWriter::new(store, location);
+    let mut buf = vec![0u8; 8 << 20];
+    loop {
+        let n = file.read(&mut buf).map_err(failed)?;
+        if n == 0 {
+            break;
+        }
+        writer.write_all(&buf[..n]).await.map_err(failed)?;
+    }
+    writer.shutdown().await.map_err(failed)
 }
 
 impl Context {

@@ -21,7 +21,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use serde::{Deserialize, Serialize};
 
 use crate::plan::ResultOn;
-use crate::{Context, DataFrame, Error, FrameOptions, Result};
+use crate::{Context, DataFrame, Error, FrameOptions, Result, StorageOptions};
 
 /// What a worker does with the plan.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -44,6 +44,7 @@ pub(crate) struct PlanRequest {
     batch_size: usize,
     memory_limit: Option<u64>,
     spill_dir: Option<std::path::PathBuf>,
+    storage: StorageOptions,
     /// The driver session's settings (`SET …`), applied on every worker.
     settings: Vec<(String, String)>,
     action: Action,
@@ -90,6 +91,7 @@ fn run_plan(world: &Arc<World>, args: &[&[u8]]) -> Encoded {
         batch_size: request.batch_size,
         memory_limit: request.memory_limit,
         spill_dir: request.spill_dir,
+        storage: request.storage,
     };
     let ctx = Context::with_options(Arc::clone(world), options).map_err(fault)?;
     let started = Instant::now();
@@ -189,9 +191,17 @@ fn run(client: &Client, options: &FrameOptions, threads: usize, df: &DataFrame, 
 }
 
 fn send_and_run(client: &Client, options: &FrameOptions, threads: usize, df: &DataFrame, action: Action) -> Result<Vec<(Reply, RankFigures)>> {
-    let plan = datafusion_proto::bytes::logical_plan_to_bytes(df.inner().logical_plan())
-        .map_err(|e| Error::Plan(format!("this query cannot be sent to the workers: {e}")))?
-        .to_vec();
+    // datafusion-proto cannot encode subquery expressions (`x IN (SELECT …)`, `EXISTS`);
+    // the optimizer turns them into joins, which it can.
+    let plan = match datafusion_proto::bytes::logical_plan_to_bytes(df.inner().logical_plan()) {
+        Ok(bytes) => bytes,
+        Err(_) => {
+            let optimized = df.inner().clone().into_optimized_plan().map_err(Error::plan)?;
+            datafusion_proto::bytes::logical_plan_to_bytes(&optimized)
+                .map_err(|e| Error::Plan(format!("this query cannot be sent to the workers: {e}")))?
+        }
+    }
+    .to_vec();
     let settings = df
         .inner()
         .task_ctx()
@@ -213,6 +223,7 @@ fn send_and_run(client: &Client, options: &FrameOptions, threads: usize, df: &Da
         batch_size: options.batch_size,
         memory_limit: options.memory_limit,
         spill_dir: options.spill_dir.clone(),
+        storage: options.storage.clone(),
         settings,
         action,
     };

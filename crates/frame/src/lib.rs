@@ -7,13 +7,17 @@
 //!
 //! - **Scans are split.** A CSV file is cut into byte ranges aligned to line boundaries,
 //!   Parquet files by row groups; each rank reads only its ranges. The schema is inferred
-//!   once, on rank 0, and shared.
+//!   once, on rank 0, and shared. Paths may be local (on a file system every rank
+//!   sees) or object storage URLs — `s3://`, `gs://`, `az://`, `http(s)://` — read by
+//!   byte range and pinned to the version planned ([`StorageOptions`]).
 //! - **Shuffles cross ranks.** A group-by runs as a partial aggregate per partition, a
 //!   shuffle by key hash, and a final aggregate per key. Joins broadcast a small side or
 //!   shuffle both. Exchanges stream Arrow IPC over the job's [`World`](chorus_comm::World)
 //!   with a bounded window per stream, so a shuffle never holds all its data in memory.
 //! - **Merges gather.** A global sort sorts each partition and merges on rank 0; `limit`,
 //!   final aggregates without keys, and results for [`DataFrame::collect`] go to rank 0.
+//!   A sorted result kept distributed ([`DataFrame::collect_distributed`]) is split by
+//!   ranges of the keys instead, its input computed once.
 //!
 //! [`DataFrame::explain`] shows the distributed plan with each operator's distribution,
 //! like Bodo's `distributed_diagnostics()`.
@@ -52,10 +56,12 @@ mod plan;
 mod query;
 mod scan;
 mod sort;
+mod storage;
 
 pub use context::{Context, CsvOptions, FrameOptions, Paths, DEFAULT_EXCHANGE_WINDOW};
 pub use dataframe::DataFrame;
-pub use error::{Error, Result};
+pub use error::{Error, Result, StorageFailure};
+pub use storage::{is_url, StorageOptions};
 pub use exchange::ExchangeStats;
 
 /// DataFusion, for its types (`RecordBatch`, `JoinType`, expressions) and what this crate

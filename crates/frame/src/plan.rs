@@ -42,6 +42,7 @@ use datafusion::datasource::source::DataSourceExec;
 
 use crate::exchange::{ExchangeExec, Loc, QueryRun, Route};
 use crate::scan::LocatedCsvScan;
+use crate::sort::HeldExec;
 
 type DfResult<T> = datafusion::common::Result<T>;
 
@@ -257,6 +258,10 @@ impl Planner<'_> {
         let is_file_scan = plan
             .downcast_ref::<DataSourceExec>()
             .is_some_and(|scan| scan.data_source().downcast_ref::<FileScanConfig>().is_some());
+        if let Some(held) = plan.downcast_ref::<HeldExec>() {
+            let locs = held.owners().iter().map(|r| Loc::Rank(*r)).collect();
+            return self.placed(Arc::clone(plan), locs, "1D_Block");
+        }
         if is_file_scan {
             let locs = (0..partitions).map(|p| Loc::Rank(p % self.ranks)).collect();
             let plan = LocatedCsvScan::wrap(plan).unwrap_or_else(|| Arc::clone(plan));

@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chorus_comm::World;
+use datafusion::datasource::physical_plan::FileScanConfig;
+use datafusion::datasource::source::DataSourceExec;
 use datafusion::execution::TaskContext;
 use datafusion::common::ScalarValue;
 use datafusion::physical_plan::execution_plan::ChildrenPropertiesMode;
@@ -21,6 +23,10 @@ use crate::{Error, FrameOptions, Result};
 use chorus_tasks::Client;
 
 type DfResult<T> = datafusion::common::Result<T>;
+
+/// What each root partition this rank ran gave, by partition, and where every root
+/// partition was placed.
+type Placed<T> = (Vec<(usize, T)>, Vec<Loc>);
 
 /// Who runs the queries.
 pub(crate) enum Backend {
@@ -113,17 +119,24 @@ impl Engine {
         let mut plan = self.run_scalar_subqueries(plan, &context)?;
         if result_on == ResultOn::Distributed && world.size() > 1 {
             if let Some((input, ordering)) = sort::global_sort(&plan) {
-                let order = ordering.clone();
-                let samples = self.run_placed(&world, Arc::clone(&input), Arc::clone(&context), ResultOn::Distributed, move |p, stream| {
-                    sort::sample_keys(stream, order.clone(), p as u64)
+                // The input runs once: sampled and held where it is computed, then read
+                // back by the range exchange.
+                let (order, held_context) = (ordering.clone(), Arc::clone(&context));
+                let (parts, locs) = self.run_placed(&world, Arc::clone(&input), Arc::clone(&context), ResultOn::Distributed, move |p, stream| {
+                    sort::hold_and_sample(stream, order.clone(), p, Arc::clone(&held_context))
                 })?;
-                let mine: Vec<_> = samples.into_iter().filter_map(|(_, s)| s).collect();
-                let all = world.allgatherv_slice::<u8>(&sort::encode_samples(&mine)?)?;
+                let (mut samples, mut held) = (Vec::new(), Vec::new());
+                for (p, (sample, part)) in parts {
+                    samples.extend(sample);
+                    held.push((p, part));
+                }
+                let all = world.allgatherv_slice::<u8>(&sort::encode_samples(&samples)?)?;
                 let points = sort::split_points(&all, &ordering, world.size())?;
-                plan = sort::range_sorted(input, ordering, points)?;
+                let owners = locs.iter().enumerate().map(|(p, loc)| loc.rank_of(p, world.size())).collect();
+                plan = sort::range_sorted(sort::HeldExec::new(input.schema(), owners, held), ordering, points)?;
             }
         }
-        self.run_placed(&world, plan, context, result_on, consume)
+        Ok(self.run_placed(&world, plan, context, result_on, consume)?.0)
     }
 
     /// The world of the ranks; a driver has none and runs nothing itself.
@@ -131,7 +144,8 @@ impl Engine {
         self.world().cloned().ok_or_else(|| Error::InvalidArgument("a driver does not run query partitions itself".into()))
     }
 
-    /// [`run`](Self::run) for a plan whose scalar subqueries have run.
+    /// [`run`](Self::run) for a plan whose scalar subqueries have run; also returns where
+    /// each root partition was placed.
     fn run_placed<T, F, Fut>(
         &self,
         world: &World,
@@ -139,24 +153,25 @@ impl Engine {
         context: Arc<TaskContext>,
         result_on: ResultOn,
         consume: F,
-    ) -> Result<Vec<(usize, T)>>
+    ) -> Result<Placed<T>>
     where
         T: Send + 'static,
         F: Fn(usize, SendableRecordBatchStream) -> Fut,
         Fut: Future<Output = DfResult<T>> + Send + 'static,
     {
+        let versions = file_versions(&plan);
         let (run, placed) = self.place(plan, result_on, true)?;
+        let root_locs = placed.root_locs.clone();
         let (rank, ranks) = (world.rank(), world.size());
-        check_same_plan(world, &placed)?;
+        check_same_plan(world, &placed, versions)?;
         let mine: Vec<usize> = placed
             .root_locs
             .iter()
             .enumerate()
-            .filter(|(p, loc)| match (result_on, loc) {
-                (ResultOn::Root, _) => rank == 0,
-                (ResultOn::EveryRank, _) => true,
-                (ResultOn::Distributed, Loc::Rank(r)) => *r == rank,
-                (ResultOn::Distributed, Loc::Everywhere) => p % ranks == rank,
+            .filter(|(p, loc)| match result_on {
+                ResultOn::Root => rank == 0,
+                ResultOn::EveryRank => true,
+                ResultOn::Distributed => loc.rank_of(*p, ranks) == rank,
             })
             .map(|(p, _)| p)
             .collect();
@@ -185,7 +200,7 @@ impl Engine {
                 Some(comm) => Error::Comm(comm),
                 None => Error::execution(rank, &e),
             };
-            if matches!(error, Error::Execution { .. } | Error::MemoryLimit { .. }) {
+            if matches!(error, Error::Execution { .. } | Error::MemoryLimit { .. } | Error::Storage { .. }) {
                 // The other ranks may be waiting for this one: end the job everywhere.
                 let _ = world.abort(&error.to_string());
             }
@@ -199,7 +214,7 @@ impl Engine {
         // A rank that finished its share may not have heard of another's failure yet:
         // agree that the query succeeded everywhere (a failed rank aborts instead).
         world.barrier()?;
-        Ok(results)
+        Ok((results, root_locs))
     }
 }
 
@@ -233,7 +248,7 @@ impl Engine {
         let data_type = plan.schema().field(0).data_type().clone();
         // Its own scalar subqueries ran first: the recursion visits children before parents.
         let world = self.ranks_world()?;
-        let parts = self.run_placed(&world, plan, Arc::clone(context), ResultOn::EveryRank, |_, stream| collect(stream))?;
+        let (parts, _) = self.run_placed(&world, plan, Arc::clone(context), ResultOn::EveryRank, |_, stream| collect(stream))?;
         let rows: Vec<_> = parts.into_iter().flat_map(|(_, b)| b).filter(|b| b.num_rows() > 0).collect();
         let invalid = |m: &str| Error::Execution { rank: self.rank(), message: m.to_string() };
         match rows.as_slice() {
@@ -249,16 +264,45 @@ impl Engine {
 /// Fails on every rank, before any data moves, if the ranks planned different queries
 /// (they listed different files, or were given different settings): their exchanges
 /// would not match.
-fn check_same_plan(world: &World, placed: &DistributedPlan) -> Result<()> {
+/// A digest of the files `plan` scans as its planning listed them: store, path, size and
+/// ETag (the version object storage pins reads to).
+fn file_versions(plan: &Arc<dyn ExecutionPlan>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    fn walk(plan: &Arc<dyn ExecutionPlan>, hasher: &mut std::collections::hash_map::DefaultHasher) {
+        let scan = plan.downcast_ref::<DataSourceExec>().and_then(|s| s.data_source().downcast_ref::<FileScanConfig>());
+        if let Some(config) = scan {
+            for file in config.file_groups.iter().flat_map(|g| g.iter()) {
+                let meta = &file.object_meta;
+                (config.object_store_url.as_str(), meta.location.as_ref(), meta.size, &meta.e_tag).hash(hasher);
+            }
+        }
+        for child in plan.children() {
+            walk(child, hasher);
+        }
+    }
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    walk(plan, &mut hasher);
+    hasher.finish()
+}
+
+/// Checks that every rank planned the same query over the same versions of the files it
+/// reads (`versions`, see [`file_versions`]).
+fn check_same_plan(world: &World, placed: &DistributedPlan, versions: u64) -> Result<()> {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     placed.display().hash(&mut hasher);
-    let plans = world.allgatherv(&hasher.finish())?;
-    match plans.iter().position(|p| *p != plans[0]) {
-        None => Ok(()),
-        Some(other) => Err(Error::Plan(format!(
+    let plans = world.allgatherv(&(hasher.finish(), versions))?;
+    if let Some(other) = plans.iter().position(|p| p.0 != plans[0].0) {
+        return Err(Error::Plan(format!(
             "rank {other} planned this query differently from rank 0: every rank must read the same files \
              (on a shared file system) and use the same settings"
+        )));
+    }
+    match plans.iter().position(|p| p.1 != plans[0].1) {
+        None => Ok(()),
+        Some(other) => Err(Error::Plan(format!(
+            "rank {other} listed other versions of the query's objects than rank 0: an object changed while the \
+             ranks planned; run the query again"
         ))),
     }
 }

@@ -3,7 +3,9 @@
 //! Arrow's CSV reader numbers rows from the start of the byte range it was given, and does
 //! not know the file. [`LocatedCsvScan`] wraps a CSV scan: when a partition fails to parse,
 //! it finds the file of the partition and turns the row number into the line of the file,
-//! and the column number into the column's name.
+//! and the column number into the column's name. For an object in object storage it
+//! names the object and the line counted from the partition's first byte, since counting
+//! the lines before that would mean fetching all of the object up to there.
 
 use std::any::Any;
 use std::fmt;
@@ -27,8 +29,11 @@ type DfResult<T> = datafusion::common::Result<T>;
 /// One piece of a partition: a file and the byte range of it that the partition reads.
 #[derive(Debug, Clone)]
 struct Piece {
+    /// A local path, or an object's URL.
     path: String,
     start: u64,
+    /// Whether it is a local file, whose lines can be counted.
+    local: bool,
 }
 
 /// A CSV scan whose parse errors name file, line and column.
@@ -48,15 +53,15 @@ struct Locator {
 }
 
 impl LocatedCsvScan {
-    /// Wraps `plan` if it is a CSV scan of local files.
+    /// Wraps `plan` if it is a CSV scan (of local files, or of objects, whose errors
+    /// name the object and the row within the partition's byte range).
     pub(crate) fn wrap(plan: &Arc<dyn ExecutionPlan>) -> Option<Arc<dyn ExecutionPlan>> {
         let scan = plan.downcast_ref::<DataSourceExec>()?;
         let config = scan.data_source().downcast_ref::<FileScanConfig>()?;
         let source: &dyn Any = config.file_source().as_ref();
         let csv = source.downcast_ref::<CsvSource>()?;
-        if config.object_store_url.as_str() != "file:///" {
-            return None;
-        }
+        let store = config.object_store_url.as_str().trim_end_matches('/');
+        let local = store == "file:/";
         let partitions = config
             .file_groups
             .iter()
@@ -64,8 +69,9 @@ impl LocatedCsvScan {
                 group
                     .iter()
                     .map(|f| Piece {
-                        path: format!("/{}", f.object_meta.location),
+                        path: if local { format!("/{}", f.object_meta.location) } else { format!("{store}/{}", f.object_meta.location) },
                         start: f.range.as_ref().map_or(0, |r| r.start.max(0) as u64),
+                        local,
                     })
                     .collect()
             })
@@ -82,8 +88,26 @@ impl Locator {
         let text = error.strip_backtrace();
         let Some(found) = parse_arrow_csv_error(&text) else { return error };
         let pieces = self.partitions.get(p).map(Vec::as_slice).unwrap_or_default();
+        let column = found.column.and_then(|c| self.columns.get(c)).map(|name| format!(", column {name:?}")).unwrap_or_default();
+        let value = found.value.as_ref().map(|v| format!(": cannot read {v:?} as {}", found.type_name.clone().unwrap_or_default())).unwrap_or_default();
+        if let [piece] = pieces {
+            if !piece.local {
+                // Counting the object's lines would mean fetching all of it before the
+                // range: say where the range starts and which of its rows failed.
+                let line = match found.numbering {
+                    Numbering::RowFromZero => found.number + 1 + u64::from(self.header && piece.start == 0),
+                    Numbering::RecordFromOne => found.number,
+                };
+                let range = if piece.start == 0 { String::new() } else { format!(" after byte {}", piece.start) };
+                return DataFusionError::Execution(format!(
+                    "{}: line {line} of the lines that start{range}{column}{value} (malformed CSV row; fix the row, or declare the column as text)\n  {text}",
+                    piece.path
+                ));
+            }
+        }
         let located: Vec<(String, u64)> = pieces
             .iter()
+            .filter(|piece| piece.local)
             .filter_map(|piece| {
                 let first_line = first_line_of_range(&piece.path, piece.start).ok()?;
                 let line = match found.numbering {
@@ -106,8 +130,6 @@ impl Locator {
                 })
                 .cloned(),
         };
-        let column = found.column.and_then(|c| self.columns.get(c)).map(|name| format!(", column {name:?}")).unwrap_or_default();
-        let value = found.value.map(|v| format!(": cannot read {v:?} as {}", found.type_name.unwrap_or_default())).unwrap_or_default();
         match chosen {
             Some((path, line)) => DataFusionError::Execution(format!(
                 "{path}:{line}{column}{value} (malformed CSV row; fix the row, or declare the column as text)\n  {text}"

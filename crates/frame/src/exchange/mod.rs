@@ -48,6 +48,17 @@ pub(crate) enum Loc {
     Everywhere,
 }
 
+impl Loc {
+    /// The one rank that answers for partition `p` placed here: its rank, or for a
+    /// partition computed everywhere, rank `p % ranks` (so that it is sent or kept once).
+    pub(crate) fn rank_of(self, p: usize, ranks: usize) -> usize {
+        match self {
+            Loc::Rank(r) => r,
+            Loc::Everywhere => p % ranks,
+        }
+    }
+}
+
 /// How an exchange routes its input.
 #[derive(Debug, Clone)]
 pub(crate) enum Route {
@@ -151,10 +162,7 @@ impl ExchangeExec {
     /// The one rank that sends input partition `q` (a partition computed everywhere is
     /// sent by one rank only, so that it is not duplicated).
     fn sender_of(&self, q: usize) -> usize {
-        match self.input_locs[q] {
-            Loc::Rank(r) => r,
-            Loc::Everywhere => q % self.ranks,
-        }
+        self.input_locs[q].rank_of(q, self.ranks)
     }
 
     /// The ranks that send (at least an end) to output partition `p`.

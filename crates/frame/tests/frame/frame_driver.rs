@@ -9,7 +9,8 @@ use chorus_tasks::LocalCluster;
 use crate::frame_purchases::{api_queries, purchases_file, SQL_QUERIES};
 use crate::support::{on_ranks, rows};
 
-fn cluster(workers: usize) -> LocalCluster {
+/// A local cluster whose workers are this test binary.
+pub fn cluster(workers: usize) -> LocalCluster {
     let exe = std::env::current_exe().expect("test binary path");
     let args = ["--exact", "worker_process", "--ignored", "--nocapture", "--test-threads=1"];
     LocalCluster::builder()

@@ -92,6 +92,33 @@ fn a_collected_sort_of_several_partitions_per_rank_under_a_pool_does_not_hang() 
     sorts_in_order_under_a_pool(2, 2);
 }
 
+/// Kept distributed, a sort of four times the pool holds its input on disk while the
+/// boundaries are chosen, and each rank's block is its range, in order.
+#[test]
+fn a_distributed_sort_over_four_times_the_pool_holds_its_input_on_disk_and_splits_it_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.csv");
+    let bytes = write_table(&path, 1_600_000);
+    let limited = FrameOptions {
+        threads_per_rank: Some(2),
+        memory_limit: Some(bytes / 4),
+        spill_dir: Some(dir.path().join("spill")),
+        ..FrameOptions::default()
+    };
+    let blocks = on_ranks_with(2, limited, |ctx| {
+        ctx.register_csv("t", &path, chorus_frame::CsvOptions::default()).unwrap();
+        let df = ctx.sql("SELECT payload, id FROM t ORDER BY payload DESC").unwrap();
+        rows(&df.collect_distributed().unwrap(), true)
+    });
+    for (rank, block) in blocks.iter().enumerate() {
+        assert!(block.len() > 400_000, "rank {rank} holds {} of 1,600,000 rows", block.len());
+    }
+    let got = blocks.concat();
+    assert_eq!(got.len(), 1_600_000);
+    let want: Vec<String> = (0..1_600_000u64).rev().map(|i| format!("p{i:0>39} | {i}")).collect();
+    assert!(got == want, "the sorted rows differ: first {:?}", got.iter().zip(&want).find(|(a, b)| a != b));
+}
+
 #[test]
 fn an_operator_that_cannot_spill_fails_naming_itself_the_limit_and_what_to_do() {
     let dir = tempfile::tempdir().unwrap();

@@ -323,3 +323,49 @@ fn a_sorted_result_kept_distributed_is_split_by_key_ranges() {
         assert!(block.len() > 150, "rank {rank} holds {} of 900 rows: the ranges are balanced by sampling", block.len());
     }
 }
+
+/// Rows that went through `counted(x)`, a function that returns its argument.
+static COUNTED_ROWS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn counting_udf() -> chorus_frame::datafusion::logical_expr::ScalarUDF {
+    use chorus_frame::datafusion::logical_expr::{create_udf, ColumnarValue, Volatility};
+    create_udf(
+        "counted",
+        vec![DataType::Int64],
+        DataType::Int64,
+        Volatility::Volatile,
+        Arc::new(|args: &[ColumnarValue]| {
+            let rows = match &args[0] {
+                ColumnarValue::Array(a) => a.len() as u64,
+                ColumnarValue::Scalar(_) => 1,
+            };
+            COUNTED_ROWS.fetch_add(rows, std::sync::atomic::Ordering::Relaxed);
+            Ok(args[0].clone())
+        }),
+    )
+}
+
+#[test]
+fn a_sort_kept_distributed_computes_its_input_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let facts: Vec<Row> = (0..900).map(|i| (Some(i % 13), Some((i * 7919) % 1000 - 500), None, Some(format!("n{}", i % 5)))).collect();
+    write_tables(dir.path(), &facts);
+    let blocks = on_ranks(2, 2, |ctx| {
+        ctx.session().register_udf(counting_udf());
+        ctx.register_parquet("t", dir.path().join("t")).unwrap();
+        let block = ctx.sql("SELECT counted(x) AS c, id FROM t ORDER BY c, id").unwrap().collect_distributed().unwrap();
+        rows(&block, true)
+    });
+    // Sampling the sort keys did not run the projection a second time.
+    assert_eq!(COUNTED_ROWS.load(std::sync::atomic::Ordering::Relaxed), 900, "rows through counted(x) on both ranks");
+    let got: Vec<String> = blocks.concat();
+    let mut want: Vec<(i64, i64)> = facts.iter().enumerate().map(|(id, r)| (r.1.unwrap(), id as i64)).collect();
+    want.sort();
+    assert_eq!(got, want.iter().map(|(c, id)| format!("{c} | {id}")).collect::<Vec<_>>());
+    // A replicated input (`VALUES`), held by the one rank that keeps its partition.
+    let blocks = on_ranks(3, 1, |ctx| {
+        let sql = "SELECT column1 AS v FROM (VALUES (3), (1), (2), (5), (4)) ORDER BY v DESC";
+        rows(&ctx.sql(sql).unwrap().collect_distributed().unwrap(), true)
+    });
+    assert_eq!(blocks.concat(), ["5", "4", "3", "2", "1"]);
+}
