@@ -6,6 +6,7 @@
 //! `CHORUS_TEST_SCENARIO`. In an ordinary test run it is listed as ignored.
 
 mod dashboard_token;
+mod frame_hosts;
 mod scenarios;
 mod spmd_collectives;
 mod spmd_dashboard;
@@ -40,14 +41,17 @@ fn worker_program() {
 }
 
 /// The entry point of driver processes of the standing-cluster tests: the one they stop,
-/// or (`CHORUS_TEST_DRIVER_JOB=tls`) the one that runs on another host.
+/// or one that runs on another host (`CHORUS_TEST_DRIVER_JOB=tls`, or `frame:TABLES` for
+/// DataFrame queries over the TPC-H tables in `TABLES`).
 #[test]
 #[ignore = "the driver program that the standing-cluster tests start; not a test of its own"]
 fn driver_program() {
     chorus::__private::init_logging("driver");
     let address = std::env::var("CHORUS_TEST_DRIVER").expect("driver_program runs with CHORUS_TEST_DRIVER set");
-    match std::env::var("CHORUS_TEST_DRIVER_JOB").as_deref() {
-        Ok("tls") => tasks_tls::tls_driver(&address),
+    let job = std::env::var("CHORUS_TEST_DRIVER_JOB").unwrap_or_default();
+    match job.split_once(':') {
+        _ if job == "tls" => tasks_tls::tls_driver(&address),
+        Some(("frame", tables)) => frame_hosts::frame_driver(&address, std::path::Path::new(tables)),
         _ => tasks_scale::stopped_driver(&address),
     }
 }

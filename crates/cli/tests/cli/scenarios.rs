@@ -29,6 +29,9 @@ fn scenario(name: &str) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let world = chorus::init()?;
+    if name == "tpch" {
+        return crate::frame_hosts::tpch_ranks(world, std::path::Path::new(arg));
+    }
     let (r, p) = (world.rank(), world.size());
     match name {
         "hello" | "slow-start" => println!("rank {r} of {p}"),

@@ -59,7 +59,7 @@ pub fn tls_driver(address: &str) {
 }
 
 /// Kills the processes it holds when dropped, so a failing test leaves nothing behind.
-struct Procs(Vec<Child>);
+pub struct Procs(pub Vec<Child>);
 
 impl Drop for Procs {
     fn drop(&mut self) {
