@@ -32,8 +32,9 @@ for size in ${SIZES//,/ }; do ln -sf "$ROOT/data/purchases_$size.csv" "$W/data/p
 (cd "$W" && venv-frame/bin/python bench_dataframes.py --sizes "$SIZES" --reps "$REPS" \
     --engines polars,duckdb,pandas,dask_cluster) | tee -a "$OUT" || echo "peer benchmark failed"
 if [ "$SF" != 0 ]; then
-  # Its own table: each query in DataFusion alone and on 1 and 2 ranks, answers checked.
-  "$BIN" --tpch "$SF" --ranks 1,2 --reference | tee -a "$OUT"
+  # Its own table: each query in DataFusion alone, in DuckDB, and on 1 and 2 ranks,
+  # answers checked against DataFusion's.
+  "$BIN" --tpch "$SF" --ranks 1,2 --reference --duckdb "$W/venv-frame/bin/python" | tee -a "$OUT"
 fi
 python3 - "$OUT" "$SIZES" <<'PY'
 import re, sys

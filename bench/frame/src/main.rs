@@ -3,7 +3,8 @@
 //!
 //!     bench-frame [--sizes 1m,10m] [--ranks 1,2] [--reps 3] [--queries mean,groupby,age40]
 //!     bench-frame --tpch SF [--ranks 1,2] [--reps 3] [--memory default,2GiB,none]
-//!                 [--reference] [--timeout SECS]     # CHORUS_TPCH_QUERY=N: only query N
+//!                 [--reference] [--duckdb PYTHON] [--timeout SECS]
+//!                 # CHORUS_TPCH_QUERY=N: only query N
 //!
 //! Prints `RESULT name=median unit` lines (the format of shared/peers' scripts): for each
 //! cell `frame_chorus<R>_<size>_<query>` in seconds and `..._rss` (peak resident memory
@@ -13,7 +14,9 @@
 //! `--memory` runs the TPC-H queries once per setting of `CHORUS_FRAME_MEMORY_LIMIT`
 //! (each rank's query memory pool; `default` leaves it unset, `none` removes the limit).
 //! `--reference` also runs every query in single-process DataFusion (no memory limit,
-//! a partition per core) and checks that chorus's answer is the same. Every query runs
+//! a partition per core) and checks that chorus's answer is the same; `--duckdb` runs
+//! every query in DuckDB too (`tpch_duckdb.py` with that Python, over the same Parquet
+//! files, time only: its answers are not compared). Every query runs
 //! in a job of its own, so its peak memory is its own; one that fails or passes
 //! `--timeout` (default 1800 s) is reported and the others still run.
 //! Inputs go to `data/` (generated when missing).
@@ -37,6 +40,8 @@ struct Args {
     /// `CHORUS_FRAME_MEMORY_LIMIT` values the TPC-H queries run with (`default`: unset).
     memory: Vec<String>,
     reference: bool,
+    /// A Python with `duckdb`, to run the TPC-H queries in DuckDB beside.
+    duckdb: Option<PathBuf>,
     timeout: Duration,
     /// Child mode: run one query in this job and report.
     one: Option<(PathBuf, String)>,
@@ -60,6 +65,7 @@ fn args() -> anyhow::Result<Args> {
         tpch: None,
         memory: list("default"),
         reference: false,
+        duckdb: None,
         timeout: Duration::from_secs(1800),
         one: None,
         tpch_dir: None,
@@ -81,6 +87,7 @@ fn args() -> anyhow::Result<Args> {
             }
             "--memory" => a.memory = list(&value()?),
             "--reference" => a.reference = true,
+            "--duckdb" => a.duckdb = Some(value()?.into()),
             "--timeout" => a.timeout = Duration::from_secs(value()?.parse()?),
             "--tpch-run" => a.tpch_dir = Some(value()?.into()),
             "--datafusion" => a.datafusion = true,
@@ -223,6 +230,20 @@ fn tpch_bench(sf: f64, args: &Args) -> anyhow::Result<()> {
         }
         columns.push(("DataFusion, 1 process".into(), outcomes));
     }
+    if let Some(python) = &args.duckdb {
+        let sql = dir.join("queries");
+        std::fs::create_dir_all(&sql)?;
+        let mut outcomes = Vec::new();
+        for &n in &queries {
+            std::fs::write(sql.join(format!("q{n}.sql")), tpch::query(n).context("22 queries")?)?;
+            let mut command = Command::new(python);
+            command.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tpch_duckdb.py")).arg(&dir).arg(n.to_string()).arg(&reps);
+            let outcome = Job { command }.outcome(args.timeout);
+            report(&format!("tpch_sf{sf}_duckdb_q{n}"), &outcome);
+            outcomes.push(outcome);
+        }
+        columns.push(("DuckDB, 1 process".into(), outcomes));
+    }
     for memory in &args.memory {
         for &ranks in &args.ranks {
             let (label, tag) = match memory.as_str() {
@@ -327,6 +348,11 @@ impl Job {
     fn run(mut self, dir: &str, reps: &str, answer: &Path, timeout: Duration) -> Outcome {
         let _ = std::fs::remove_file(answer);
         self.command.args(["--tpch-run", dir, "--reps", reps, "--answer"]).arg(answer);
+        self.outcome(timeout)
+    }
+
+    /// Runs the job's command and reads the `seconds=` and `rss_max_mb=` it prints.
+    fn outcome(mut self, timeout: Duration) -> Outcome {
         let out = match output_within(&mut self.command, timeout) {
             Ok(out) => out,
             Err(e) => return Outcome { failure: Some(format!("{e:#}")), ..Outcome::default() },

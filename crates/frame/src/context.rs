@@ -299,7 +299,8 @@ impl Context {
     /// let public = StorageOptions { anonymous: true, ..StorageOptions::default() };
     /// let options = FrameOptions { storage: public, ..FrameOptions::default() };
     /// let ctx = Context::with_options(chorus_comm::World::single(), options)?;
-    /// let samples = ctx.read_csv("s3://bodo-examples-data/example.csv", CsvOptions::default())?;
+    /// let path = "s3://bodo-examples-data/bodo-training-fundamentals/DATA/CSV/samples_001.csv";
+    /// let samples = ctx.read_csv(path, CsvOptions::default())?;
     /// samples.show()?;
     /// # Ok(())
     /// # }

@@ -60,8 +60,8 @@ impl LocatedCsvScan {
         let config = scan.data_source().downcast_ref::<FileScanConfig>()?;
         let source: &dyn Any = config.file_source().as_ref();
         let csv = source.downcast_ref::<CsvSource>()?;
+        let local = config.object_store_url.as_str() == "file:///";
         let store = config.object_store_url.as_str().trim_end_matches('/');
-        let local = store == "file:/";
         let partitions = config
             .file_groups
             .iter()
