@@ -233,16 +233,18 @@ impl Context {
         // Column names are matched as written (`Purchase_Amount`), as in pandas and Bodo,
         // rather than folded to lower case as SQL would.
         config.options_mut().sql_parser.enable_ident_normalization = false;
-        // Each rank reads only the byte ranges and row groups of its own partitions; a
-        // partition must not take over the files of one that runs on another rank.
-        config.options_mut().execution.enable_file_stream_work_stealing = false;
-        // Dynamic filters share state between all partitions of an operator, which only
-        // works when one process runs them all.
-        let optimizer = &mut config.options_mut().optimizer;
-        optimizer.enable_dynamic_filter_pushdown = false;
-        optimizer.enable_join_dynamic_filter_pushdown = false;
-        optimizer.enable_topk_dynamic_filter_pushdown = false;
-        optimizer.enable_aggregate_dynamic_filter_pushdown = false;
+        if size > 1 {
+            // Each rank reads only the byte ranges and row groups of its own partitions; a
+            // partition must not take over the files of one that runs on another rank.
+            config.options_mut().execution.enable_file_stream_work_stealing = false;
+            // Dynamic filters share state between all partitions of an operator, which only
+            // works when one process runs them all (as one rank does).
+            let optimizer = &mut config.options_mut().optimizer;
+            optimizer.enable_dynamic_filter_pushdown = false;
+            optimizer.enable_join_dynamic_filter_pushdown = false;
+            optimizer.enable_topk_dynamic_filter_pushdown = false;
+            optimizer.enable_aggregate_dynamic_filter_pushdown = false;
+        }
         let pool = match options.memory_limit {
             Some(limit) => limit,
             None => default_pool(size)?,

@@ -9,7 +9,8 @@
 //!   by rank `p % ranks` (`1D_Block`); inputs that every rank can build alike (`VALUES`,
 //!   an empty relation) are computed everywhere (`Replicated`);
 //! - a `RepartitionExec` becomes an [`ExchangeExec`]: a hash shuffle between ranks
-//!   (`Hash(keys)`, partition `p` on rank `p % ranks`) or a round-robin deal;
+//!   (`Hash(keys)`, partition `p` on rank `p % ranks`) or a round-robin deal (on one rank
+//!   it stays DataFusion's, which moves batches between the process's partitions);
 //! - an operator that merges all partitions into one (`CoalescePartitionsExec`,
 //!   `SortPreservingMergeExec`, a final aggregate over one partition) gets its input
 //!   gathered to rank 0 first (`Single`);
@@ -185,7 +186,7 @@ impl Planner<'_> {
             return Ok(self.place_leaf(plan));
         }
         if let Some(repartition) = plan.downcast_ref::<RepartitionExec>() {
-            return self.place_repartition(repartition);
+            return self.place_repartition(plan, repartition);
         }
         if self.ranks > 1 {
             if let Some(partitioned) = partitioned_join(plan)? {
@@ -271,8 +272,19 @@ impl Planner<'_> {
         }
     }
 
-    fn place_repartition(&mut self, repartition: &RepartitionExec) -> DfResult<Placed> {
+    fn place_repartition(&mut self, plan: &Arc<dyn ExecutionPlan>, repartition: &RepartitionExec) -> DfResult<Placed> {
         let input = self.place(repartition.input())?;
+        if self.ranks == 1 {
+            // Nothing crosses ranks: DataFusion's own repartition moves the batches
+            // between this process's partitions.
+            let outputs = repartition.partitioning().partition_count();
+            let label = match repartition.partitioning() {
+                Partitioning::Hash(keys, _) => format!("Hash({})", keys.iter().map(|k| k.to_string()).collect::<Vec<_>>().join(", ")),
+                _ => "1D_Var".to_string(),
+            };
+            let plan = with_children(plan, vec![input.plan])?;
+            return Ok(self.placed(plan, vec![Loc::Rank(0); outputs], label));
+        }
         let (route, label) = match repartition.partitioning() {
             Partitioning::Hash(keys, n) => {
                 let label = format!("Hash({})", keys.iter().map(|k| k.to_string()).collect::<Vec<_>>().join(", "));
