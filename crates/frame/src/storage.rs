@@ -331,9 +331,10 @@ impl Pinned {
     }
 }
 
-/// Records the ETag of a listed or read object.
+/// Records the ETag of a listed or read object. A weak ETag (`W/"…"`, from some HTTP
+/// servers) is not kept: `If-Match` compares strongly, so it would never match.
 fn pin(tags: &Mutex<HashMap<Path, String>>, meta: &ObjectMeta) {
-    if let Some(tag) = &meta.e_tag {
+    if let Some(tag) = meta.e_tag.as_ref().filter(|t| !t.starts_with("W/")) {
         tags.lock().expect("pins lock").insert(meta.location.clone(), tag.clone());
     }
 }
@@ -510,6 +511,23 @@ mod tests {
             let e = store.get(&Path::from("missing.csv")).await.unwrap_err();
             assert!(matches!(&e, object_store::Error::NotFound { path, .. } if path == "s3://bucket/missing.csv"), "{e}");
         });
+    }
+
+    #[test]
+    fn weak_etags_are_not_pinned_since_if_match_never_matches_them() {
+        let tags = Mutex::default();
+        let meta = |tag: &str| ObjectMeta {
+            location: Path::from(format!("p-{tag}.csv")),
+            last_modified: Default::default(),
+            size: 1,
+            e_tag: Some(tag.into()),
+            version: None,
+        };
+        pin(&tags, &meta("W/\"abc\""));
+        pin(&tags, &meta("\"def\""));
+        let tags = tags.into_inner().unwrap();
+        assert_eq!(tags.len(), 1);
+        assert_eq!(tags.values().next().map(String::as_str), Some("\"def\""));
     }
 
     #[test]
