@@ -8,17 +8,16 @@
 
 use std::path::Path;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use chorus::tasks::ClusterFile;
 use chorus::{Client, Secret};
 use chorus_datagen::tpch;
 use chorus_frame::datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
 use chorus_frame::Context;
 
-use crate::support::{chorus_bin, me, rank_args, wait_with_limit, Finished, Namespaces};
-use crate::tasks_standing::collect;
+use crate::support::{me, rank_args, wait_with_limit, Finished, Namespaces};
+use crate::tasks_tls::HostCluster;
 
 /// The queries the driver-mode test runs: a scan and aggregate, joins of five and six
 /// tables, an outer join, an `IN` subquery, and a `NOT IN` and a `NOT EXISTS`.
@@ -158,53 +157,11 @@ fn driver_mode_queries_on_a_cluster_across_three_hosts_match_datafusion() {
     let Some(ns) = Namespaces::for_test(3) else { return };
     let tables = tpch_tables("tpch-driver", 0.02);
     let want = reference(tables.path(), DRIVER_QUERIES);
-    let dir = tempfile::Builder::new().prefix("chorus-frame-cluster-").tempdir().unwrap();
-    let file = dir.path().join("cluster");
     let address = "10.123.0.1:47300";
-    let log = Arc::new(Mutex::new(String::new()));
-    let mut scheduler = ns
-        .exec(0, chorus_bin())
-        .args(["scheduler", "--listen", address, "--cluster-file"])
-        .arg(&file)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = std::io::BufReader::new(scheduler.stdout.take().unwrap());
-    collect(scheduler.stderr.take().unwrap(), &log);
-    let mut procs = crate::tasks_tls::Procs(vec![scheduler]);
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
-    assert!(line.contains(address), "{line}{}", log.lock().unwrap());
-    let secret = ClusterFile::read(&file).unwrap().secret;
-    for host in [1, 2] {
-        let mut w = ns
-            .exec(host, chorus_bin())
-            .args(["worker", "--scheduler", address, "--nworkers", "1", "--cluster-file"])
-            .arg(&file)
-            .arg(me())
-            .args(["--exact", "worker_program", "--ignored", "--quiet"])
-            .env("CHORUS_FRAME_THREADS", "1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        collect(w.stderr.take().unwrap(), &log);
-        procs.0.push(w);
-    }
-    let driver = ns
-        .exec(0, me())
-        .args(["driver_program", "--exact", "--ignored", "--nocapture", "--test-threads=1", "-q"])
-        .env("CHORUS_TEST_DRIVER", address)
-        .env("CHORUS_TEST_DRIVER_JOB", format!("frame:{}", tables.path().display()))
-        .env("CHORUS_SECRET", secret.to_hex())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = wait_with_limit(driver, Duration::from_secs(300));
-    drop(procs);
-    let log = log.lock().unwrap().clone();
-    assert!(out.success(), "{}\nscheduler and workers:\n{log}", out.all());
+    let cluster = HostCluster::start(&ns, address, &[("CHORUS_FRAME_THREADS", "1")]);
+    let job = format!("frame:{}", tables.path().display());
+    let out = cluster.drive(&ns, address, &job, &[], Duration::from_secs(300));
+    let (scheduler_log, worker_log) = cluster.stop();
+    assert!(out.success(), "{}\nscheduler:\n{scheduler_log}\nworkers:\n{worker_log}", out.all());
     assert_same_answers(&out, &want, "driver mode, workers on 2 hosts");
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use chorus::tasks::ClusterFile;
 use chorus::{Client, Secret};
 
-use crate::support::{chorus_bin, me, wait_with_limit, Namespaces};
+use crate::support::{chorus_bin, me, wait_with_limit, Finished, Namespaces};
 use crate::tasks_standing::{collect, Standing};
 
 #[chorus::remote]
@@ -72,60 +72,88 @@ impl Drop for Procs {
 
 const DEBUG_HANDSHAKES: (&str, &str) = ("RUST_LOG", "warn,chorus_comm::handshake=debug");
 
-#[test]
-fn a_task_cluster_on_three_hosts_runs_over_tls() {
-    let Some(ns) = Namespaces::for_test(3) else { return };
-    let dir = std::env::temp_dir().join(format!("chorus-tls-cluster-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("cluster");
-    let address = "10.123.0.1:47100";
-    let (scheduler_log, worker_log) = (Arc::new(Mutex::new(String::new())), Arc::new(Mutex::new(String::new())));
-    let mut scheduler = ns
-        .exec(0, chorus_bin())
-        .args(["scheduler", "--listen", address, "--cluster-file"])
-        .arg(&file)
-        .env(DEBUG_HANDSHAKES.0, DEBUG_HANDSHAKES.1)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = std::io::BufReader::new(scheduler.stdout.take().unwrap());
-    collect(scheduler.stderr.take().unwrap(), &scheduler_log);
-    let mut procs = Procs(vec![scheduler]);
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    assert!(line.contains(address), "{line}{}", scheduler_log.lock().unwrap());
-    let secret = ClusterFile::read(&file).unwrap().secret;
-    for host in [1, 2] {
-        let mut w = ns
-            .exec(host, chorus_bin())
-            .args(["worker", "--scheduler", address, "--nworkers", "1", "--cluster-file"])
+/// A standing cluster across hosts: `chorus scheduler` on host 0 listening at `address`,
+/// and one `chorus worker` (this binary's `worker_program`) on each of hosts 1 and 2,
+/// all with `env`. Dropping it stops them.
+pub struct HostCluster {
+    pub secret: Secret,
+    pub scheduler_log: Arc<Mutex<String>>,
+    pub worker_log: Arc<Mutex<String>>,
+    procs: Procs,
+    _dir: tempfile::TempDir,
+}
+
+impl HostCluster {
+    pub fn start(ns: &Namespaces, address: &str, env: &[(&str, &str)]) -> HostCluster {
+        let dir = tempfile::Builder::new().prefix("chorus-host-cluster-").tempdir().unwrap();
+        let file = dir.path().join("cluster");
+        let (scheduler_log, worker_log) = (Arc::new(Mutex::new(String::new())), Arc::new(Mutex::new(String::new())));
+        let mut scheduler = ns
+            .exec(0, chorus_bin())
+            .args(["scheduler", "--listen", address, "--cluster-file"])
             .arg(&file)
-            .arg(me())
-            .args(["--exact", "worker_program", "--ignored", "--quiet"])
-            .env(DEBUG_HANDSHAKES.0, DEBUG_HANDSHAKES.1)
-            .stdout(Stdio::null())
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        collect(w.stderr.take().unwrap(), &worker_log);
-        procs.0.push(w);
+        let mut stdout = std::io::BufReader::new(scheduler.stdout.take().unwrap());
+        collect(scheduler.stderr.take().unwrap(), &scheduler_log);
+        let mut procs = Procs(vec![scheduler]);
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        assert!(line.contains(address), "{line}{}", scheduler_log.lock().unwrap());
+        let secret = ClusterFile::read(&file).unwrap().secret;
+        for host in [1, 2] {
+            let mut w = ns
+                .exec(host, chorus_bin())
+                .args(["worker", "--scheduler", address, "--nworkers", "1", "--cluster-file"])
+                .arg(&file)
+                .arg(me())
+                .args(["--exact", "worker_program", "--ignored", "--quiet"])
+                .envs(env.iter().copied())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            collect(w.stderr.take().unwrap(), &worker_log);
+            procs.0.push(w);
+        }
+        HostCluster { secret, scheduler_log, worker_log, procs, _dir: dir }
     }
-    let driver = ns
-        .exec(0, me())
-        .args(["driver_program", "--exact", "--ignored", "--nocapture", "--test-threads=1", "-q"])
-        .env("CHORUS_TEST_DRIVER", address)
-        .env("CHORUS_TEST_DRIVER_JOB", "tls")
-        .env("CHORUS_SECRET", secret.to_hex())
-        .env(DEBUG_HANDSHAKES.0, DEBUG_HANDSHAKES.1)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = wait_with_limit(driver, Duration::from_secs(180));
-    drop(procs);
-    let _ = std::fs::remove_dir_all(&dir);
-    let (scheduler_log, worker_log) = (scheduler_log.lock().unwrap().clone(), worker_log.lock().unwrap().clone());
+
+    /// Runs this binary's `driver_program` with `CHORUS_TEST_DRIVER_JOB=job` on host 0,
+    /// with `env`, to its end (at most `limit`).
+    pub fn drive(&self, ns: &Namespaces, address: &str, job: &str, env: &[(&str, &str)], limit: Duration) -> Finished {
+        let driver = ns
+            .exec(0, me())
+            .args(["driver_program", "--exact", "--ignored", "--nocapture", "--test-threads=1", "-q"])
+            .env("CHORUS_TEST_DRIVER", address)
+            .env("CHORUS_TEST_DRIVER_JOB", job)
+            .env("CHORUS_SECRET", self.secret.to_hex())
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_with_limit(driver, limit)
+    }
+
+    /// Stops the scheduler and the workers; what they logged.
+    pub fn stop(self) -> (String, String) {
+        drop(self.procs);
+        let logs = (self.scheduler_log.lock().unwrap().clone(), self.worker_log.lock().unwrap().clone());
+        logs
+    }
+}
+
+#[test]
+fn a_task_cluster_on_three_hosts_runs_over_tls() {
+    let Some(ns) = Namespaces::for_test(3) else { return };
+    let address = "10.123.0.1:47100";
+    let cluster = HostCluster::start(&ns, address, &[DEBUG_HANDSHAKES]);
+    let out = cluster.drive(&ns, address, "tls", &[DEBUG_HANDSHAKES], Duration::from_secs(180));
+    let (scheduler_log, worker_log) = cluster.stop();
     assert!(out.success() && out.stdout.contains("tls driver ok"), "{}\nscheduler:\n{scheduler_log}\nworkers:\n{worker_log}", out.all());
     // The scheduler accepted the workers and the driver under TLS; the driver reached
     // the scheduler under TLS; the workers reached the scheduler, the driver's store
