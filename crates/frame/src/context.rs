@@ -426,7 +426,8 @@ fn decode_schema(bytes: &[u8]) -> Result<SchemaRef> {
 fn csv_extension(paths: &[String]) -> String {
     let extension_of = |p: &String| {
         let path = Path::new(p);
-        if is_url(p) && p.ends_with('/') || !is_url(p) && path.is_dir() {
+        let directory = if is_url(p) { p.ends_with('/') } else { path.is_dir() };
+        if directory {
             ".csv".to_string()
         } else {
             path.extension().map(|e| format!(".{}", e.to_string_lossy())).unwrap_or_default()

@@ -10,11 +10,14 @@ use datafusion::arrow::csv::WriterBuilder as CsvWriterBuilder;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::util::pretty::pretty_format_batches;
 use datafusion::common::JoinType;
+use datafusion::execution::SpillFile;
 use datafusion::logical_expr::{Expr, SortExpr};
 use datafusion::physical_plan::common::collect;
 use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
 use futures_util::StreamExt;
+use object_store::ObjectStore;
 use parquet::arrow::ArrowWriter;
+use url::Url;
 
 use crate::context::Context;
 use crate::driver;
@@ -22,8 +25,6 @@ use crate::plan::ResultOn;
 use crate::query::Backend;
 use crate::storage::is_url;
 use crate::{Error, Result};
-use object_store::ObjectStore;
-use url::Url;
 
 /// A distributed query: a DataFusion logical plan and the [`Context`] that runs it.
 ///
@@ -286,24 +287,28 @@ impl DataFrame {
             })?;
             return Ok(written.into_iter().map(|(_, path)| path).collect());
         };
-        // Each part is written to a local file first (Parquet needs to seek back to
-        // its footer), then uploaded in parts of 10 MB and removed.
+        // Each part is written to a temporary file of DataFusion's disk manager first
+        // (Parquet seeks back to write its footer), then uploaded in parts of 10 MB.
         let parsed = Url::parse(&url).map_err(|e| Error::InvalidArgument(format!("{url} is not a valid URL: {e}")))?;
         let store = context.runtime_env().object_store_registry.get_store(&parsed).map_err(Error::plan)?;
-        let staging = tempfile_dir(engine.options.spill_dir.as_deref()).map_err(failed)?;
-        let local = staging.clone();
+        let base = object_store::path::Path::from_url_path(parsed.path())
+            .map_err(|e| Error::InvalidArgument(format!("{url} is not a valid object path: {e}")))?;
+        let disk = Arc::clone(&context.runtime_env().disk_manager);
         let written = self.ctx.engine().run(plan, context, ResultOn::Distributed, move |p, stream| {
             let name = format!("part-{p}.{extension}");
-            let (local, target, store) = (local.join(&name), format!("{url}/{name}"), Arc::clone(&store));
+            let (location, target) = (base.clone().join(name.as_str()), format!("{url}/{name}"));
+            let (store, disk) = (Arc::clone(&store), Arc::clone(&disk));
             async move {
-                write_stream(local.clone(), stream, open).await?;
-                let uploaded = upload(&local, store, &target).await;
-                let _ = std::fs::remove_file(&local);
-                uploaded.map(|()| PathBuf::from(target))
+                let part = disk.create_tmp_file("writing a part for object storage")?;
+                let local = part.path().ok_or_else(|| {
+                    datafusion::error::DataFusionError::Execution("the disk manager's temporary files are not local files".into())
+                })?;
+                write_stream(local.to_path_buf(), stream, open).await?;
+                upload(part.as_ref(), store, location, &target).await?;
+                Ok(PathBuf::from(target))
             }
-        });
-        let _ = std::fs::remove_dir_all(&staging);
-        Ok(written?.into_iter().map(|(_, path)| path).collect())
+        })?;
+        Ok(written.into_iter().map(|(_, path)| path).collect())
     }
 
     fn physical_plan(&self) -> Result<Arc<dyn ExecutionPlan>> {
@@ -351,38 +356,18 @@ async fn write_stream(
     Ok(path)
 }
 
-/// A directory of this process's own under `base` (default: the system's temporary
-/// directory) for parts on their way to object storage.
-fn tempfile_dir(base: Option<&Path>) -> std::io::Result<PathBuf> {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let dir = base.map_or_else(std::env::temp_dir, Path::to_path_buf).join(format!("chorus-upload-{}-{n}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
-}
-
-/// Uploads the file `local` to `url` through `store`, in parts.
-async fn upload(local: &Path, store: Arc<dyn ObjectStore>, url: &str) -> datafusion::error::Result<()> {
-    use std::io::Read;
+/// Uploads `part` to `location` (at `url`) through `store`, in parts.
+async fn upload(part: &dyn SpillFile, store: Arc<dyn ObjectStore>, location: object_store::path::Path, url: &str) -> datafusion::error::Result<()> {
     use tokio::io::AsyncWriteExt;
-    let failed = |e: std::io::Error| datafusion::error::DataFusionError::Execution(format!("uploading {url}: {e}"));
-    let location = Url::parse(url)
-        .map_err(|e| datafusion::error::DataFusionError::Execution(format!("{url} is not a valid URL: {e}")))
-        .and_then(|u| {
-            object_store::path::Path::from_url_path(u.path())
-                .map_err(|e| datafusion::error::DataFusionError::Execution(format!("{url} is not a valid object path: {e}")))
-        })?;
-    let mut file = File::open(local).map_err(failed)?;
     let mut writer = object_store::buffered::BufWriter::new(store, location);
-    let mut buf = vec![0u8; 8 << 20];
-    loop {
-        let n = file.read(&mut buf).map_err(failed)?;
-        if n == 0 {
-            break;
-        }
-        writer.write_all(&buf[..n]).await.map_err(failed)?;
+    let mut chunks = part.read_stream()?;
+    while let Some(chunk) = chunks.next().await {
+        writer.put(chunk?).await?;
     }
-    writer.shutdown().await.map_err(failed)
+    writer
+        .shutdown()
+        .await
+        .map_err(|e| datafusion::error::DataFusionError::Execution(format!("uploading {url}: {e}")))
 }
 
 impl Context {

@@ -274,17 +274,6 @@ impl Planner<'_> {
 
     fn place_repartition(&mut self, plan: &Arc<dyn ExecutionPlan>, repartition: &RepartitionExec) -> DfResult<Placed> {
         let input = self.place(repartition.input())?;
-        if self.ranks == 1 {
-            // Nothing crosses ranks: DataFusion's own repartition moves the batches
-            // between this process's partitions.
-            let outputs = repartition.partitioning().partition_count();
-            let label = match repartition.partitioning() {
-                Partitioning::Hash(keys, _) => format!("Hash({})", keys.iter().map(|k| k.to_string()).collect::<Vec<_>>().join(", ")),
-                _ => "1D_Var".to_string(),
-            };
-            let plan = with_children(plan, vec![input.plan])?;
-            return Ok(self.placed(plan, vec![Loc::Rank(0); outputs], label));
-        }
         let (route, label) = match repartition.partitioning() {
             Partitioning::Hash(keys, n) => {
                 let label = format!("Hash({})", keys.iter().map(|k| k.to_string()).collect::<Vec<_>>().join(", "));
@@ -297,6 +286,13 @@ impl Planner<'_> {
             }
             other => return not_impl_err!("chorus cannot distribute a repartition by {other}"),
         };
+        if self.ranks == 1 {
+            // Nothing crosses ranks: DataFusion's own repartition moves the batches
+            // between this process's partitions.
+            let outputs = repartition.partitioning().partition_count();
+            let plan = with_children(plan, vec![input.plan])?;
+            return Ok(self.placed(plan, vec![Loc::Rank(0); outputs], label));
+        }
         let exchange = self.exchange(input.plan, input.locs, route);
         let locs = (0..exchange.properties().partitioning.partition_count()).map(|p| exchange.output_loc(p)).collect();
         let mut plan: Arc<dyn ExecutionPlan> = exchange;

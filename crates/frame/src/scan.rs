@@ -83,6 +83,16 @@ impl LocatedCsvScan {
 }
 
 impl Locator {
+    /// The 1-based line, among the lines `piece`'s range reads, of the row `found` names:
+    /// Arrow counts parsed rows from 0, after the header it skipped, and records,
+    /// header included, from 1.
+    fn line_in_range(&self, found: &ArrowCsvError, piece: &Piece) -> u64 {
+        match found.numbering {
+            Numbering::RowFromZero => found.number + 1 + u64::from(self.header && piece.start == 0),
+            Numbering::RecordFromOne => found.number,
+        }
+    }
+
     /// Rewrites a parse error of partition `p` with the file, line and column.
     fn locate(&self, p: usize, error: DataFusionError) -> DataFusionError {
         let text = error.strip_backtrace();
@@ -93,11 +103,8 @@ impl Locator {
         if let [piece] = pieces {
             if !piece.local {
                 // Counting the object's lines would mean fetching all of it before the
-                // range: say where the range starts and which of its rows failed.
-                let line = match found.numbering {
-                    Numbering::RowFromZero => found.number + 1 + u64::from(self.header && piece.start == 0),
-                    Numbering::RecordFromOne => found.number,
-                };
+                // range: say where the range starts and which of its lines failed.
+                let line = self.line_in_range(&found, piece);
                 let range = if piece.start == 0 { String::new() } else { format!(" after byte {}", piece.start) };
                 return DataFusionError::Execution(format!(
                     "{}: line {line} of the lines that start{range}{column}{value} (malformed CSV row; fix the row, or declare the column as text)\n  {text}",
@@ -110,15 +117,7 @@ impl Locator {
             .filter(|piece| piece.local)
             .filter_map(|piece| {
                 let first_line = first_line_of_range(&piece.path, piece.start).ok()?;
-                let line = match found.numbering {
-                    // Arrow counts parsed rows from 0, after the header it skipped.
-                    Numbering::RowFromZero => {
-                        first_line + found.number + u64::from(self.header && piece.start == 0)
-                    }
-                    // and records, header included, from 1.
-                    Numbering::RecordFromOne => first_line + found.number - 1,
-                };
-                Some((piece.path.clone(), line))
+                Some((piece.path.clone(), first_line + self.line_in_range(&found, piece) - 1))
             })
             .collect();
         let chosen = match located.as_slice() {

@@ -157,19 +157,20 @@ impl Stores {
                 if let Some(region) = region.or(profile.region) {
                     b = b.with_region(region);
                 }
+                // Keys: the options', else the environment's (from_env), else the profile's.
+                let keys = match (&o.key, &o.secret) {
+                    (Some(key), Some(secret)) => Some((key.clone(), secret.clone(), o.token.clone())),
+                    _ if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() => {
+                        profile.key.zip(profile.secret).map(|(key, secret)| (key, secret, profile.token))
+                    }
+                    _ => None,
+                };
                 if o.anonymous {
                     b = b.with_skip_signature(true);
-                } else if let (Some(key), Some(secret)) = (&o.key, &o.secret) {
+                } else if let Some((key, secret, token)) = keys {
                     b = b.with_access_key_id(key).with_secret_access_key(secret);
-                    if let Some(token) = &o.token {
+                    if let Some(token) = token {
                         b = b.with_token(token);
-                    }
-                } else if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
-                    if let (Some(key), Some(secret)) = (profile.key, profile.secret) {
-                        b = b.with_access_key_id(key).with_secret_access_key(secret);
-                        if let Some(token) = profile.token {
-                            b = b.with_token(token);
-                        }
                     }
                 }
                 Arc::new(b.build().map_err(failed)?)

@@ -276,7 +276,7 @@ impl LocalClusterBuilder {
                 let _ = c.kill();
                 let _ = c.wait();
                 if let Some(base) = &spill_base {
-                    let _ = std::fs::remove_dir_all(crate::store::worker_dir(base, c.id()));
+                    crate::store::remove_ended(base, c.id());
                 }
             }
         };

@@ -134,7 +134,7 @@ impl Shared {
     /// Removes what worker `pid`, which has ended, left in its spill directory.
     fn ended(&self, pid: u32) {
         if let Some(base) = &self.spill_base {
-            let _ = std::fs::remove_dir_all(crate::store::worker_dir(base, pid));
+            crate::store::remove_ended(base, pid);
         }
     }
 }

@@ -440,8 +440,14 @@ pub(crate) fn default_base() -> PathBuf {
 }
 
 /// The spill directory of worker process `pid` under `base`.
-pub(crate) fn worker_dir(base: &Path, pid: u32) -> PathBuf {
+fn worker_dir(base: &Path, pid: u32) -> PathBuf {
     base.join(format!("worker-{pid}"))
+}
+
+/// Removes the spill directory that worker process `pid`, which has ended, may have
+/// left under `base` (one that was killed could not remove it itself).
+pub(crate) fn remove_ended(base: &Path, pid: u32) {
+    let _ = std::fs::remove_dir_all(worker_dir(base, pid));
 }
 
 /// The error of a spill directory that cannot be made or written.

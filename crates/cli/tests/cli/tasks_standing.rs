@@ -29,6 +29,16 @@ pub struct Standing {
     log: Arc<Mutex<String>>,
 }
 
+/// Makes `cmd` (`chorus`, perhaps run through `ip netns exec`) start `nworkers` workers,
+/// this binary's `worker_program`, that join the scheduler at `address` with the secret of
+/// the cluster file `file`.
+pub fn worker_args<'a>(cmd: &'a mut Command, address: &str, nworkers: usize, file: &std::path::Path) -> &'a mut Command {
+    cmd.args(["worker", "--scheduler", address, "--nworkers", &nworkers.to_string(), "--cluster-file"])
+        .arg(file)
+        .arg(me())
+        .args(["--exact", "worker_program", "--ignored", "--quiet"])
+}
+
 /// Appends everything `r` prints to `log`, on a thread of its own.
 pub fn collect(r: impl Read + Send + 'static, log: &Arc<Mutex<String>>) {
     let log = log.clone();
@@ -71,11 +81,7 @@ impl Standing {
         let secret = ClusterFile::read(&file).unwrap().secret;
         let mut procs = vec![scheduler];
         if workers > 0 {
-            let mut w = Command::new(chorus_bin())
-                .args(["worker", "--scheduler", &address, "--nworkers", &workers.to_string(), "--cluster-file"])
-                .arg(&file)
-                .arg(me())
-                .args(["--exact", "worker_program", "--ignored", "--quiet"])
+            let mut w = worker_args(&mut Command::new(chorus_bin()), &address, workers, &file)
                 .envs(env.iter().copied())
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())

@@ -11,7 +11,7 @@ use chorus::tasks::ClusterFile;
 use chorus::{Client, Secret};
 
 use crate::support::{chorus_bin, me, wait_with_limit, Finished, Namespaces};
-use crate::tasks_standing::{collect, Standing};
+use crate::tasks_standing::{collect, worker_args, Standing};
 
 #[chorus::remote]
 fn plus_one(x: i64) -> i64 {
@@ -105,12 +105,7 @@ impl HostCluster {
         assert!(line.contains(address), "{line}{}", scheduler_log.lock().unwrap());
         let secret = ClusterFile::read(&file).unwrap().secret;
         for host in [1, 2] {
-            let mut w = ns
-                .exec(host, chorus_bin())
-                .args(["worker", "--scheduler", address, "--nworkers", "1", "--cluster-file"])
-                .arg(&file)
-                .arg(me())
-                .args(["--exact", "worker_program", "--ignored", "--quiet"])
+            let mut w = worker_args(&mut ns.exec(host, chorus_bin()), address, 1, &file)
                 .envs(env.iter().copied())
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
