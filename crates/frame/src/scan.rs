@@ -1,4 +1,5 @@
-//! CSV scans that say where a malformed row is.
+//! DataFusion's CSV scans, where chorus's reader ([`crate::csv`]) does not apply, made to
+//! say where a malformed row is.
 //!
 //! Arrow's CSV reader numbers rows from the start of the byte range it was given, and does
 //! not know the file. [`LocatedCsvScan`] wraps a CSV scan: when a partition fails to parse,
@@ -176,7 +177,7 @@ fn parse_arrow_csv_error(text: &str) -> Option<ArrowCsvError> {
 /// The 1-based line number of the first line a range starting at byte `start` reads:
 /// like DataFusion's CSV reader, a range not at the start of the file begins after the
 /// first newline at or after `start - 1`.
-fn first_line_of_range(path: &str, start: u64) -> std::io::Result<u64> {
+pub(crate) fn first_line_of_range(path: &str, start: u64) -> std::io::Result<u64> {
     if start == 0 {
         return Ok(1);
     }

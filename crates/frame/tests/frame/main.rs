@@ -7,6 +7,7 @@ mod frame_exchange;
 mod frame_memory;
 mod frame_ops;
 mod frame_purchases;
+mod frame_scan;
 mod frame_storage;
 mod frame_tpch;
 mod support;
