@@ -58,6 +58,7 @@ mod plan;
 mod query;
 mod scan;
 mod sort;
+mod split_join;
 mod storage;
 
 pub use context::{Context, CsvOptions, FrameOptions, Paths, DEFAULT_EXCHANGE_WINDOW};

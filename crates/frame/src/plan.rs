@@ -18,9 +18,11 @@
 //!   single-partition input read by every partition of its parent, is sent to every rank
 //!   (`Replicated`); a broadcast join that emits unmatched build rows (left, full, semi,
 //!   anti, mark) is made a partitioned one instead, both sides shuffled by key, since each rank
-//!   would otherwise need the whole probe side to know which build rows matched nowhere
-//!   (the few that cannot be, such as a `NOT IN`'s null-aware anti join, run on rank 0,
-//!   and `explain` says so);
+//!   would otherwise need the whole probe side to know which build rows matched nowhere;
+//!   those that cannot be shuffled by key (nested-loop joins, a `NOT IN`'s null-aware
+//!   anti join) deal their build rows among the ranks and send the probe side to every
+//!   rank ([`SplitBuildJoinExec`]); a full nested-loop join runs on rank 0, and `explain`
+//!   says so;
 //! - operators that process partition `p` of their inputs run where partition `p` is;
 //!   where two inputs disagree, one is moved.
 
@@ -45,6 +47,7 @@ use crate::exchange::{ExchangeExec, Loc, QueryRun, Route};
 use crate::csv::CsvScanExec;
 use crate::scan::LocatedCsvScan;
 use crate::sort::HeldExec;
+use crate::split_join::{can_split_build_side, SplitBuildJoinExec};
 
 type DfResult<T> = datafusion::common::Result<T>;
 
@@ -193,6 +196,9 @@ impl Planner<'_> {
             if let Some(partitioned) = partitioned_join(plan)? {
                 return self.place(&partitioned);
             }
+            if can_split_build_side(plan) && plan.output_partitioning().partition_count() >= self.ranks {
+                return self.place_split_build_join(plan);
+            }
         }
         let children =
             plan.children().into_iter().map(|c| self.place(c)).collect::<DfResult<Vec<_>>>()?;
@@ -253,6 +259,29 @@ impl Planner<'_> {
         }
         let plan = with_children(plan, new_children)?;
         Ok(self.placed(plan, target, label))
+    }
+
+    /// A join that emits unmatched build rows and cannot be shuffled by key (a nested
+    /// loop, a `NOT IN`): each rank joins its share of the build rows with all of the
+    /// probe side ([`SplitBuildJoinExec`]).
+    fn place_split_build_join(&mut self, plan: &Arc<dyn ExecutionPlan>) -> DfResult<Placed> {
+        let children = plan.children();
+        let build = self.place(children[0])?;
+        let probe = self.place(children[1])?;
+        let outputs = probe.locs.len();
+        let split: Arc<dyn ExecutionPlan> = self.exchange(build.plan, build.locs, Route::Rows(self.ranks));
+        self.labels.insert(key(&split), "1D_Var: build rows dealt among the ranks".into());
+        let probe = if probe.locs.iter().all(|l| *l == Loc::Everywhere) {
+            probe.plan
+        } else {
+            let everywhere = vec![Loc::Everywhere; outputs];
+            let broadcast: Arc<dyn ExecutionPlan> = self.exchange(probe.plan, probe.locs, Route::Move(everywhere));
+            self.labels.insert(key(&broadcast), "Replicated".into());
+            broadcast
+        };
+        let join = SplitBuildJoinExec::new(Arc::clone(plan), split, probe, self.run.rank(), self.ranks);
+        let locs = (0..outputs).map(|p| Loc::Rank(p % self.ranks)).collect();
+        Ok(self.placed(Arc::new(join), locs, "1D_Var: each rank joins its build rows with every probe row"))
     }
 
     fn place_leaf(&mut self, plan: &Arc<dyn ExecutionPlan>) -> Placed {

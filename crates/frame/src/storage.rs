@@ -52,8 +52,9 @@ use url::Url;
 
 type DfResult<T> = datafusion::common::Result<T>;
 
-/// How queries reach object storage (see the [module documentation](self)): fsspec's
-/// `storage_options` for chorus.
+/// How queries reach object storage, fsspec's `storage_options` for chorus: credentials
+/// (else looked up in the environment, the provider's files, the instance role), an
+/// endpoint and region for S3-compatible stores, and how long to retry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StorageOptions {
     /// Send requests unsigned, without looking for credentials: for public buckets.

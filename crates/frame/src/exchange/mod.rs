@@ -66,6 +66,9 @@ pub(crate) enum Route {
     Hash(Vec<Arc<dyn PhysicalExpr>>, usize),
     /// Input batches dealt in turn to `n` partitions, owned by rank `p % ranks`.
     RoundRobin(usize),
+    /// Rows dealt evenly to `n` partitions, owned by rank `p % ranks`: each batch is cut
+    /// into `n` slices, one for each partition.
+    Rows(usize),
     /// Output partition `p` holds the `p`-th range of keys, owned by rank `p % ranks`.
     Range(RangePartitioning),
     /// Output partition `q` is input partition `q`, moved to where `targets[q]` says.
@@ -92,7 +95,7 @@ impl ExchangeExec {
         let mut eq = input.equivalence_properties().clone();
         let partitioning = match &route {
             Route::Hash(keys, n) => Partitioning::Hash(keys.clone(), *n),
-            Route::RoundRobin(n) => Partitioning::UnknownPartitioning(*n),
+            Route::RoundRobin(n) | Route::Rows(n) => Partitioning::UnknownPartitioning(*n),
             Route::Range(ranges) => Partitioning::Range(ranges.clone()),
             Route::Move(_) => input.output_partitioning().clone(),
         };
@@ -134,7 +137,7 @@ impl ExchangeExec {
 
     fn output_partitions(&self) -> usize {
         match &self.route {
-            Route::Hash(_, n) | Route::RoundRobin(n) => *n,
+            Route::Hash(_, n) | Route::RoundRobin(n) | Route::Rows(n) => *n,
             Route::Range(ranges) => ranges.partition_count(),
             Route::Move(targets) => targets.len(),
         }
@@ -143,7 +146,7 @@ impl ExchangeExec {
     /// Where output partition `p` is.
     pub(crate) fn output_loc(&self, p: usize) -> Loc {
         match &self.route {
-            Route::Hash(..) | Route::RoundRobin(_) | Route::Range(_) => Loc::Rank(self.owner_of(p)),
+            Route::Hash(..) | Route::RoundRobin(_) | Route::Rows(_) | Route::Range(_) => Loc::Rank(self.owner_of(p)),
             Route::Move(targets) => targets[p],
         }
     }
@@ -168,7 +171,7 @@ impl ExchangeExec {
     /// The ranks that send (at least an end) to output partition `p`.
     fn sources_of(&self, p: usize) -> Vec<usize> {
         match &self.route {
-            Route::Hash(..) | Route::RoundRobin(_) | Route::Range(_) => {
+            Route::Hash(..) | Route::RoundRobin(_) | Route::Rows(_) | Route::Range(_) => {
                 (0..self.input_partitions()).map(|q| self.sender_of(q)).collect::<BTreeSet<_>>().into_iter().collect()
             }
             Route::Move(_) => vec![self.sender_of(p)],
@@ -178,7 +181,7 @@ impl ExchangeExec {
     /// The output partitions that input partition `q` may send batches to.
     fn outputs_fed_by(&self, q: usize) -> std::ops::Range<usize> {
         match &self.route {
-            Route::Hash(..) | Route::RoundRobin(_) | Route::Range(_) => 0..self.output_partitions(),
+            Route::Hash(..) | Route::RoundRobin(_) | Route::Rows(_) | Route::Range(_) => 0..self.output_partitions(),
             Route::Move(_) => q..q + 1,
         }
     }
@@ -199,6 +202,7 @@ impl ExchangeExec {
         let how = match &self.route {
             Route::Hash(_, n) => format!("shuffle into {n} partitions"),
             Route::RoundRobin(n) => format!("deal batches into {n} partitions"),
+            Route::Rows(n) => format!("deal rows into {n} partitions"),
             Route::Range(ranges) => format!("split into {} ranges", ranges.partition_count()),
             Route::Move(targets) if targets.iter().all(|t| *t == Loc::Everywhere) => "broadcast to every rank".into(),
             Route::Move(targets) if targets.iter().all(|t| *t == Loc::Rank(0)) => "gather to rank 0".into(),

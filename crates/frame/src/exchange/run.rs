@@ -110,6 +110,11 @@ impl QueryRun {
         self.ranks
     }
 
+    /// This process's rank.
+    pub(crate) fn rank(&self) -> usize {
+        self.rank
+    }
+
     fn world(&self) -> &World {
         self.world.as_deref().expect("only a query with a world is started")
     }
@@ -558,14 +563,29 @@ async fn produce(exchange: &ExchangeExec, q: usize, outlets: &Outlets, context: 
             exchange.input_partitions(),
         )?),
         Route::Range(ranges) => Some(BatchPartitioner::new_range_partitioner(ranges, metrics::Time::new())),
-        Route::Move(_) => None,
+        Route::Rows(_) | Route::Move(_) => None,
     };
+    // For `Rows`: which partition the first slice of the next batch goes to, turned each
+    // batch so that batches of fewer rows than partitions do not all feed the last ones.
+    let mut turn = q;
     while let Some(batch) = stream.next().await {
         if outlets.unread(exchange, q) {
             // A limit downstream has its rows: dropping the stream cancels the rest.
             break;
         }
         let batch = batch?;
+        if let Route::Rows(n) = exchange.route {
+            let rows = batch.num_rows();
+            for slice in 0..n {
+                let (start, end) = (rows * slice / n, rows * (slice + 1) / n);
+                if end > start {
+                    let p = (slice + turn) % n;
+                    outlets.deliver(exchange.owner_of(p), p, batch.slice(start, end - start)).await?;
+                }
+            }
+            turn += 1;
+            continue;
+        }
         match partitioner.as_mut() {
             Some(partitioner) => {
                 let mut routed = Vec::new();

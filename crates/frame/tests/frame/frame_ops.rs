@@ -270,10 +270,55 @@ fn joins_that_emit_unmatched_build_rows_are_shuffled_not_gathered_to_one_rank() 
     for ((query, want), (plan, rows)) in queries.iter().zip(&expected).zip(&got[0]) {
         assert_eq!(rows, want, "{query}");
         if query.contains("NOT IN") {
-            assert!(plan.contains(single), "{query}: the null-aware anti join should say it runs on one rank\n{plan}");
+            // A null-aware anti join cannot be shuffled by key (one null probe key empties
+            // its answer): each rank joins its share of the build rows with every probe row.
+            assert!(plan.contains("SplitBuildJoinExec") && !plan.contains(single), "{query}: the build side should be split\n{plan}");
         } else {
             assert!(plan.contains("mode=Partitioned") && !plan.contains(single), "{query}: the join should be shuffled\n{plan}");
         }
+    }
+}
+
+/// A bug fixed: nested-loop joins that emit unmatched build rows (a left join on an
+/// inequality, `EXISTS` and `NOT EXISTS` with one) ran on rank 0 with the whole probe
+/// side. Each rank now joins its share of the build rows with every probe row; only a
+/// full join, whose unmatched probe rows no single rank can tell, stays on one rank.
+#[test]
+fn nested_loop_joins_that_emit_unmatched_build_rows_split_their_build_side() {
+    let dir = tempfile::tempdir().unwrap();
+    let facts: Vec<Row> = (0..600).map(|i| (Some(i % 11), Some(i), Some(1.0), None)).collect();
+    write_tables(dir.path(), &facts);
+    // d.k runs 0..8: for k = 7, no t.x exceeds 630, so some build rows match nothing.
+    let queries = [
+        "SELECT d.k, t.id FROM d LEFT JOIN t ON t.x > d.k * 90",
+        "SELECT d.k, d.label FROM d WHERE EXISTS (SELECT 1 FROM t WHERE t.x > d.k * 90)",
+        "SELECT d.k FROM d WHERE NOT EXISTS (SELECT 1 FROM t WHERE t.x > d.k * 90)",
+        "SELECT d.k, t.id FROM d FULL JOIN t ON t.x > d.k * 90 AND t.x < d.k * 90 + 3",
+    ];
+    let expected: Vec<Vec<String>> = queries.iter().map(|q| reference(dir.path(), q, false)).collect();
+    for (ranks, threads) in [(2, 2), (3, 1)] {
+        let got = on_ranks(ranks, threads, |ctx| {
+            ctx.register_parquet("t", dir.path().join("t")).unwrap();
+            ctx.register_parquet("d", dir.path().join("d")).unwrap();
+            queries
+                .iter()
+                .map(|q| {
+                    let frame = ctx.sql(q).unwrap();
+                    (frame.explain().unwrap(), rows(&frame.collect().unwrap(), false))
+                })
+                .collect::<Vec<_>>()
+        });
+        for ((query, want), (plan, rows)) in queries.iter().zip(&expected).zip(&got[0]) {
+            assert_eq!(rows, want, "{query} on {ranks} ranks");
+            assert!(plan.contains("NestedLoopJoinExec"), "{query}: a nested-loop join\n{plan}");
+            let split = plan.contains("SplitBuildJoinExec") && plan.contains("deal rows into");
+            if query.contains("FULL") {
+                assert!(!split && plan.contains("[Single: needs every probe row in one place]"), "{query}\n{plan}");
+            } else {
+                assert!(split && !plan.contains("needs every probe row"), "{query}: the build side should be split\n{plan}");
+            }
+        }
+        assert!(expected[0].iter().any(|r| r.starts_with("7 | ")), "a build row that matched nothing: {:?}", &expected[0][..3]);
     }
 }
 
