@@ -90,16 +90,12 @@ pub(crate) struct Decoder {
     scratch: Vec<u8>,
 }
 
-/// Whether [`Decoder`] can build a column of this type.
-pub(crate) fn supported(data_type: &DataType) -> bool {
-    new_column(data_type, 0).is_some()
-}
-
 impl Decoder {
     /// A decoder of records with `fields` fields, filling the output columns `projection`
     /// (file column indices) with the types `types`.
     ///
-    /// Returns `None` if a type is one the decoder does not build (see [`supported`]).
+    /// Returns `None` if a column is projected twice, or of a type the decoder does not
+    /// build (dictionaries, binary, intervals, durations).
     pub(crate) fn new(
         dialect: Dialect,
         fields: usize,

@@ -12,7 +12,7 @@
 //! and line in its errors: compressed files, an escape character, comment lines, a
 //! record terminator other than `\n`, values spanning lines (`newlines_in_values`),
 //! partition columns, computed projections, and column types arrow-csv parses but
-//! [`decode::supported`] does not build (dictionaries, binary, intervals, durations).
+//! [`Decoder`] does not build (dictionaries, binary, intervals, durations).
 //!
 //! [`LocatedCsvScan`]: crate::scan::LocatedCsvScan
 
@@ -112,7 +112,9 @@ impl CsvScanExec {
         let schema = plan.schema();
         let types: Vec<_> = projection.iter().map(|i| file_schema.fields().get(*i).map(|f| f.data_type().clone())).collect::<Option<_>>()?;
         let same_types = schema.fields().len() == types.len() && schema.fields().iter().zip(&types).all(|(f, t)| f.data_type() == t);
-        if !same_types || !types.iter().all(decode::supported) {
+        let dialect = Dialect { delimiter: csv.delimiter(), quote: csv.quote(), truncated_rows: csv.truncate_rows() };
+        // The decoder takes each column once, of a type it builds.
+        if !same_types || Decoder::new(dialect, file_schema.fields().len(), &projection, &types, 1).is_none() {
             return None;
         }
         let partitions = config
@@ -137,7 +139,7 @@ impl CsvScanExec {
             fields: file_schema.fields().len(),
             projection,
             header: csv.has_header(),
-            dialect: Dialect { delimiter: csv.delimiter(), quote: csv.quote(), truncated_rows: csv.truncate_rows() },
+            dialect,
             limit: config.limit,
         };
         Some(Arc::new(CsvScanExec { inner: Arc::clone(plan), scan: Arc::new(scan) }))

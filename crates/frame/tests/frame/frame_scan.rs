@@ -69,6 +69,7 @@ fn awkward_csv_on_three_ranks_reads_as_datafusion_reads_it() {
         "SELECT note, id FROM t",
         "SELECT count(*) FROM t",
         "SELECT name FROM t WHERE amount IS NULL",
+        "SELECT id AS a, id AS b, day FROM t",
     ];
     let want: Vec<Vec<String>> = queries.iter().map(|q| reference(&path, q)).collect();
     // 3 ranks × 2 threads: six byte ranges of the file, most starting mid-line.

@@ -333,3 +333,49 @@ fn server_errors_and_unreachable_endpoints_are_retried_then_fail_naming_the_url_
     assert_eq!((url.as_str(), *kind), ("s3://gone-bucket/t.parquet", StorageFailure::Failed), "{message}");
     assert!(message.contains("after 1 retries"), "{message}");
 }
+
+/// An object replaced while a query reads it: the reads after the replacement carry the
+/// ETag the query planned with, the store refuses them, and the query fails with
+/// `Changed` instead of adding up rows of two versions.
+#[test]
+fn an_object_replaced_while_a_query_reads_it_fails_the_query_instead_of_mixing_versions() {
+    use chorus_frame::datafusion::arrow::datatypes::DataType;
+    use chorus_frame::datafusion::logical_expr::{create_udf, ColumnarValue, Volatility};
+    let Some(moto) = Moto::start(false) else { return };
+    let src = tempfile::tempdir().unwrap();
+    let objects = src.path().join("objects");
+    std::fs::create_dir_all(objects.join("chorus-data/big")).unwrap();
+    // About 20 MB: chorus's reader fetches it in three ranged reads of 8 MiB.
+    let rows: String = (0..1_500_000).map(|i| format!("{i},{}.5\n", i % 7)).collect();
+    std::fs::write(objects.join("chorus-data/big/b.csv"), format!("id,amount\n{rows}")).unwrap();
+    let (key, secret) = moto.setup(&objects, false);
+    let replacement = src.path().join("replacement.csv");
+    std::fs::write(&replacement, "id,amount\n1,1.5\n").unwrap();
+    // Replaces the object the first time it sees a batch, that is after the first read.
+    let replace = {
+        let (python, endpoint, replacement) = (moto.bin.join("python"), moto.endpoint.clone(), replacement.clone());
+        let done = Arc::new(std::sync::Once::new());
+        move |args: &[ColumnarValue]| {
+            done.call_once(|| {
+                let script = "import boto3, sys; boto3.client('s3', endpoint_url=sys.argv[1], region_name='us-east-1', \
+                              aws_access_key_id='k', aws_secret_access_key='s').upload_file(sys.argv[2], 'chorus-data', 'big/b.csv')";
+                let status = Command::new(&python).args(["-c", script, &endpoint]).arg(&replacement).status().unwrap();
+                assert!(status.success(), "replacing the object");
+            });
+            Ok(args[0].clone())
+        }
+    };
+    let errors = on_ranks_with(1, FrameOptions { threads_per_rank: Some(1), ..with_storage(moto.options(&key, &secret)) }, |ctx| {
+        ctx.session().register_udf(create_udf("replace_once", vec![DataType::Int64], DataType::Int64, Volatility::Volatile, Arc::new(replace.clone())));
+        ctx.register_csv("b", "s3://chorus-data/big/b.csv", CsvOptions::default()).unwrap();
+        ctx.sql("SELECT sum(replace_once(id)) FROM b").unwrap().collect().unwrap_err()
+    });
+    let Error::Storage { url, kind, message } = &errors[0] else { panic!("a storage error: {:?}", errors[0]) };
+    assert_eq!((url.as_str(), *kind), ("s3://chorus-data/big/b.csv", StorageFailure::Changed), "{message}");
+    assert!(message.contains("run the query again"), "{message}");
+    // Read again, the query sees the new version whole.
+    let n = on_ranks_with(1, with_storage(moto.options(&key, &secret)), |ctx| {
+        ctx.read_csv("s3://chorus-data/big/b.csv", CsvOptions::default()).unwrap().count().unwrap()
+    });
+    assert_eq!(n, [1]);
+}
