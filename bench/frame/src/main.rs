@@ -4,7 +4,8 @@
 //!     bench-frame [--sizes 1m,10m] [--ranks 1,2] [--reps 3] [--queries mean,groupby,age40]
 //!     bench-frame --tpch SF [--ranks 1,2] [--reps 3] [--memory default,2GiB,none]
 //!                 [--reference] [--duckdb PYTHON] [--timeout SECS]
-//!                 # CHORUS_TPCH_QUERY=N: only query N
+//!                 # CHORUS_TPCH_QUERY=N: only query N; 23 and 24 are
+//!                 # nested-loop joins over the same tables (see `query_sql`)
 //!
 //! Prints `RESULT name=median unit` lines (the format of shared/peers' scripts): for each
 //! cell `frame_chorus<R>_<size>_<query>` in seconds and `..._rss` (peak resident memory
@@ -201,6 +202,30 @@ fn run_one(path: &Path, query: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The 22 TPC-H queries, or the one asked for.
+fn queries(only: Option<usize>) -> Vec<usize> {
+    only.map_or_else(|| (1..=22).collect(), |n| vec![n])
+}
+
+/// Query `n`: TPC-H's 1–22, and beyond them joins on inequalities, which DataFusion runs
+/// as nested loops: 23 a left join and 24 a `NOT EXISTS` (a left anti join), each
+/// supplier against the small parts whose price is within 1 of its account balance
+/// (10 000 × 36 000 comparisons at SF 1), most suppliers matching none.
+fn query_sql(n: usize) -> anyhow::Result<String> {
+    const SMALL_PARTS: &str = "(SELECT p_partkey, p_retailprice FROM part WHERE p_size < 10)";
+    Ok(match n {
+        23 => format!(
+            "SELECT count(*) AS pairs, count(p.p_partkey) AS matched FROM supplier \
+             LEFT JOIN {SMALL_PARTS} p ON p.p_retailprice BETWEEN s_acctbal - 1 AND s_acctbal"
+        ),
+        24 => format!(
+            "SELECT count(*) AS unmatched FROM supplier WHERE NOT EXISTS \
+             (SELECT 1 FROM {SMALL_PARTS} p WHERE p.p_retailprice BETWEEN s_acctbal - 1 AND s_acctbal)"
+        ),
+        n => tpch::query(n).with_context(|| format!("no query {n}: 1-22 are TPC-H's, 23 and 24 nested-loop joins"))?.to_string(),
+    })
+}
+
 /// Runs the TPC-H queries (all, or `CHORUS_TPCH_QUERY`) in jobs of their own for each
 /// rank count and memory setting, and in DataFusion alone with `--reference`; prints
 /// the figures and a table.
@@ -215,7 +240,7 @@ fn tpch_bench(sf: f64, args: &Args) -> anyhow::Result<()> {
     let answers = dir.join("answers");
     std::fs::create_dir_all(&answers)?;
     let only: Option<usize> = std::env::var("CHORUS_TPCH_QUERY").ok().map(|q| q.parse()).transpose()?;
-    let queries: Vec<usize> = (1..=22).filter(|n| only.is_none_or(|o| o == *n)).collect();
+    let queries = queries(only);
     let reps = args.reps.to_string();
     let dir_arg = dir.display().to_string();
     // (column name, per query: outcome)
@@ -235,7 +260,7 @@ fn tpch_bench(sf: f64, args: &Args) -> anyhow::Result<()> {
         std::fs::create_dir_all(&sql)?;
         let mut outcomes = Vec::new();
         for &n in &queries {
-            std::fs::write(sql.join(format!("q{n}.sql")), tpch::query(n).context("22 queries")?)?;
+            std::fs::write(sql.join(format!("q{n}.sql")), query_sql(n)?)?;
             let mut command = Command::new(python);
             command.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tpch_duckdb.py")).arg(&dir).arg(n.to_string()).arg(&reps);
             let outcome = Job { command }.outcome(args.timeout);
@@ -403,7 +428,7 @@ fn output_within(command: &mut Command, timeout: Duration) -> anyhow::Result<std
 /// memory, and writes the last answer to `answer`.
 fn run_tpch(dir: &Path, datafusion: bool, reps: usize, answer: Option<&Path>) -> anyhow::Result<()> {
     let only: Option<usize> = std::env::var("CHORUS_TPCH_QUERY").ok().and_then(|q| q.parse().ok());
-    let queries: Vec<usize> = (1..=22).filter(|n| only.is_none_or(|o| o == *n)).collect();
+    let queries = queries(only);
     let reps = reps.max(1);
     let mut last = Vec::new();
     let mut times = Vec::new();
@@ -422,7 +447,7 @@ fn run_tpch(dir: &Path, datafusion: bool, reps: usize, answer: Option<&Path>) ->
             for &n in &queries {
                 for _ in 0..reps {
                     let started = Instant::now();
-                    last = ctx.sql(tpch::query(n).context("22 queries")?).await?.collect().await?;
+                    last = ctx.sql(&query_sql(n)?).await?.collect().await?;
                     times.push((n, started.elapsed().as_secs_f64()));
                 }
             }
@@ -440,7 +465,7 @@ fn run_tpch(dir: &Path, datafusion: bool, reps: usize, answer: Option<&Path>) ->
             for _ in 0..reps {
                 world.barrier()?;
                 let started = Instant::now();
-                last = ctx.sql(tpch::query(n).context("22 queries")?)?.collect()?;
+                last = ctx.sql(&query_sql(n)?)?.collect()?;
                 times.push((n, started.elapsed().as_secs_f64()));
                 if only.is_some() && ctx.rank() == 0 {
                     eprintln!("q{n}: {:.3} s, {:?}", times[times.len() - 1].1, ctx.last_exchange_stats());
