@@ -21,8 +21,9 @@
 //!   would otherwise need the whole probe side to know which build rows matched nowhere;
 //!   those that cannot be shuffled by key (nested-loop joins, a `NOT IN`'s null-aware
 //!   anti join) deal their build rows among the ranks and send the probe side to every
-//!   rank ([`SplitBuildJoinExec`]); a full nested-loop join runs on rank 0, and `explain`
-//!   says so;
+//!   rank ([`SplitBuildJoinExec`]; a full nested-loop join also joins the whole build side
+//!   with each rank's share of the probe rows, for those nothing matched); the few joins
+//!   that fit neither run on rank 0, and `explain` says so;
 //! - operators that process partition `p` of their inputs run where partition `p` is;
 //!   where two inputs disagree, one is moved.
 
@@ -47,7 +48,7 @@ use crate::exchange::{ExchangeExec, Loc, QueryRun, Route};
 use crate::csv::CsvScanExec;
 use crate::scan::LocatedCsvScan;
 use crate::sort::HeldExec;
-use crate::split_join::{can_split_build_side, SplitBuildJoinExec};
+use crate::split_join::{split_of, Split, SplitBuildJoinExec, UnmatchedProbe};
 
 type DfResult<T> = datafusion::common::Result<T>;
 
@@ -196,8 +197,10 @@ impl Planner<'_> {
             if let Some(partitioned) = partitioned_join(plan)? {
                 return self.place(&partitioned);
             }
-            if can_split_build_side(plan) && plan.output_partitioning().partition_count() >= self.ranks {
-                return self.place_split_build_join(plan);
+            if let Some(split) = split_of(plan) {
+                if plan.output_partitioning().partition_count() >= self.ranks {
+                    return self.place_split_build_join(plan, split);
+                }
             }
         }
         let children =
@@ -264,13 +267,26 @@ impl Planner<'_> {
     /// A join that emits unmatched build rows and cannot be shuffled by key (a nested
     /// loop, a `NOT IN`): each rank joins its share of the build rows with all of the
     /// probe side ([`SplitBuildJoinExec`]).
-    fn place_split_build_join(&mut self, plan: &Arc<dyn ExecutionPlan>) -> DfResult<Placed> {
+    fn place_split_build_join(&mut self, plan: &Arc<dyn ExecutionPlan>, split: Split) -> DfResult<Placed> {
         let children = plan.children();
         let build = self.place(children[0])?;
         let probe = self.place(children[1])?;
         let outputs = probe.locs.len();
-        let split: Arc<dyn ExecutionPlan> = self.exchange(build.plan, build.locs, Route::Rows(self.ranks));
-        self.labels.insert(key(&split), "1D_Var: build rows dealt among the ranks".into());
+        let locs: Vec<Loc> = (0..outputs).map(|p| Loc::Rank(p % self.ranks)).collect();
+        // A full join reads both sides a second time: the build side whole on every
+        // rank, the probe side where its partitions are joined.
+        let unmatched = match split {
+            Split::BuildRows => None,
+            Split::AlsoUnmatchedProbeRows => {
+                let build = self.place(children[0])?;
+                let build = self.shared(build, None).plan;
+                let probe = self.place(children[1])?;
+                let probe = self.partition_wise(probe, &locs).plan;
+                Some(UnmatchedProbe { build, probe })
+            }
+        };
+        let dealt: Arc<dyn ExecutionPlan> = self.exchange(build.plan, build.locs, Route::Rows(self.ranks));
+        self.labels.insert(key(&dealt), "1D_Var: build rows dealt among the ranks".into());
         let probe = if probe.locs.iter().all(|l| *l == Loc::Everywhere) {
             probe.plan
         } else {
@@ -279,8 +295,7 @@ impl Planner<'_> {
             self.labels.insert(key(&broadcast), "Replicated".into());
             broadcast
         };
-        let join = SplitBuildJoinExec::new(Arc::clone(plan), split, probe, self.run.rank(), self.ranks);
-        let locs = (0..outputs).map(|p| Loc::Rank(p % self.ranks)).collect();
+        let join = SplitBuildJoinExec::new(Arc::clone(plan), dealt, probe, unmatched, self.run.rank(), self.ranks);
         Ok(self.placed(Arc::new(join), locs, "1D_Var: each rank joins its build rows with every probe row"))
     }
 

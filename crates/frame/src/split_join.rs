@@ -14,8 +14,11 @@
 //! comparisons (|build| × |probe| for a nested loop) are divided among the ranks; what
 //! moves is the probe side, to each rank.
 //!
-//! A full join cannot be split this way (a probe row that one rank does not match may be
-//! matched on another); it keeps the probe side in one place.
+//! A full nested-loop join also emits the probe rows no build row matched, which no rank
+//! of the split can tell alone. It runs in two halves on every rank: the split join above
+//! as a left join (matched pairs and unmatched build rows), and a right anti join of the
+//! whole build side (sent to every rank) with the rank's own share of a second reading of
+//! the probe side, whose rows come out padded with nulls for the build columns.
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -25,36 +28,59 @@ use datafusion::common::{internal_err, JoinType};
 use datafusion::execution::TaskContext;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::execution_plan::ChildrenPropertiesMode;
-use datafusion::physical_plan::joins::{HashJoinExec, NestedLoopJoinExec, PartitionMode};
+use datafusion::physical_plan::joins::{HashJoinExec, NestedLoopJoinExec, NestedLoopJoinExecBuilder, PartitionMode};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, Partitioning, PlanProperties,
     ReplaceChildrenOptions, SendableRecordBatchStream,
 };
-use futures_util::stream;
+use datafusion::arrow::array::{new_null_array, ArrayRef};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
+use futures_util::stream::{self, StreamExt};
 
 type DfResult<T> = datafusion::common::Result<T>;
 
+/// How a join can run with its build side split among the ranks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Split {
+    /// Each rank's share of the build rows against every probe row is all it takes.
+    BuildRows,
+    /// A full nested-loop join: also each rank's share of the probe rows against every
+    /// build row, for the probe rows nothing matched.
+    AlsoUnmatchedProbeRows,
+}
+
 /// Whether `plan` is a join whose build side is shared by all probe partitions and which
-/// emits build rows by what no probe partition matched, and that can run split: not a
-/// full join (its unmatched probe rows would be emitted by every rank), a single build
-/// partition, and no output order to keep (the probe side arrives interleaved).
-pub(crate) fn can_split_build_side(plan: &Arc<dyn ExecutionPlan>) -> bool {
-    let join_type = if let Some(join) = plan.downcast_ref::<HashJoinExec>() {
-        if *join.partition_mode() != PartitionMode::CollectLeft {
-            return false;
+/// emits build rows by what no probe partition matched, and how it can run split: it
+/// needs a single build partition, and no output order to keep (the probe side arrives
+/// interleaved).
+pub(crate) fn split_of(plan: &Arc<dyn ExecutionPlan>) -> Option<Split> {
+    let split = if let Some(join) = plan.downcast_ref::<HashJoinExec>() {
+        match (join.partition_mode(), join.join_type()) {
+            (PartitionMode::CollectLeft, JoinType::Left | JoinType::LeftAnti | JoinType::LeftSemi | JoinType::LeftMark) => Split::BuildRows,
+            _ => return None,
         }
-        *join.join_type()
     } else if let Some(join) = plan.downcast_ref::<NestedLoopJoinExec>() {
-        *join.join_type()
+        match join.join_type() {
+            JoinType::Left | JoinType::LeftAnti | JoinType::LeftSemi | JoinType::LeftMark => Split::BuildRows,
+            JoinType::Full => Split::AlsoUnmatchedProbeRows,
+            _ => return None,
+        }
     } else {
-        return false;
+        return None;
     };
     let children = plan.children();
-    matches!(join_type, JoinType::Left | JoinType::LeftAnti | JoinType::LeftSemi | JoinType::LeftMark)
-        && children.len() == 2
-        && children[0].output_partitioning().partition_count() == 1
-        && plan.output_ordering().is_none()
+    let fits = children.len() == 2 && children[0].output_partitioning().partition_count() == 1 && plan.output_ordering().is_none();
+    fits.then_some(split)
+}
+
+/// The second half of a split full join: the build side whole on every rank, and a
+/// second reading of the probe side with partition `p` on rank `p % ranks`.
+#[derive(Debug, Clone)]
+pub(crate) struct UnmatchedProbe {
+    pub(crate) build: Arc<dyn ExecutionPlan>,
+    pub(crate) probe: Arc<dyn ExecutionPlan>,
 }
 
 /// A join run as one join per rank over that rank's share of the build rows and all of
@@ -67,11 +93,21 @@ pub(crate) struct SplitBuildJoinExec {
     build: Arc<dyn ExecutionPlan>,
     /// The probe side, each of its partitions on every rank.
     probe: Arc<dyn ExecutionPlan>,
+    /// For a full join, the half that finds the probe rows nothing matched.
+    unmatched: Option<UnmatchedProbe>,
     rank: usize,
     ranks: usize,
     properties: Arc<PlanProperties>,
-    /// This rank's join, built when its first partition runs.
-    local: Mutex<Option<Arc<dyn ExecutionPlan>>>,
+    /// This rank's joins, built when its first partition runs.
+    local: Mutex<Option<Local>>,
+}
+
+/// The joins a rank runs: the split join, and for a full join the right anti join whose
+/// rows are padded to the full join's columns.
+#[derive(Debug, Clone)]
+struct Local {
+    join: Arc<dyn ExecutionPlan>,
+    unmatched: Option<Arc<dyn ExecutionPlan>>,
 }
 
 impl SplitBuildJoinExec {
@@ -81,6 +117,7 @@ impl SplitBuildJoinExec {
         join: Arc<dyn ExecutionPlan>,
         build: Arc<dyn ExecutionPlan>,
         probe: Arc<dyn ExecutionPlan>,
+        unmatched: Option<UnmatchedProbe>,
         rank: usize,
         ranks: usize,
     ) -> Self {
@@ -93,24 +130,63 @@ impl SplitBuildJoinExec {
             join.pipeline_behavior(),
             join.boundedness(),
         );
-        SplitBuildJoinExec { join, build, probe, rank, ranks, properties: Arc::new(properties), local: Mutex::new(None) }
+        SplitBuildJoinExec { join, build, probe, unmatched, rank, ranks, properties: Arc::new(properties), local: Mutex::new(None) }
     }
 
-    /// This rank's join: its build partition, and the probe partitions bundled into as
-    /// many partitions as the rank has outputs.
-    fn local(&self) -> DfResult<Arc<dyn ExecutionPlan>> {
+    /// This rank's joins: its build partition against the probe partitions bundled into
+    /// as many partitions as the rank has outputs; for a full join, that as a left join,
+    /// and the whole build side against the rank's own probe partitions.
+    fn local(&self) -> DfResult<Local> {
         let mut local = self.local.lock().expect("local join lock");
-        if let Some(join) = local.as_ref() {
-            return Ok(Arc::clone(join));
+        if let Some(built) = local.as_ref() {
+            return Ok(built.clone());
         }
         let outputs = self.properties.partitioning.partition_count();
-        let mine = (self.rank..outputs).step_by(self.ranks).count();
-        let build: Arc<dyn ExecutionPlan> = Arc::new(OnePartitionExec::new(Arc::clone(&self.build), self.rank));
-        let probe: Arc<dyn ExecutionPlan> = Arc::new(BundleExec::new(Arc::clone(&self.probe), mine.max(1)));
-        let join = Arc::clone(&self.join)
-            .replace_children(vec![build, probe], ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute))?;
-        *local = Some(Arc::clone(&join));
-        Ok(join)
+        let mine: Vec<usize> = (self.rank..outputs).step_by(self.ranks).collect();
+        let build: Arc<dyn ExecutionPlan> = Arc::new(PartitionsExec::new(Arc::clone(&self.build), vec![self.rank]));
+        let probe: Arc<dyn ExecutionPlan> = Arc::new(BundleExec::new(Arc::clone(&self.probe), mine.len().max(1)));
+        let built = match (&self.unmatched, self.join.downcast_ref::<NestedLoopJoinExec>()) {
+            (Some(unmatched), Some(full)) => {
+                let filter = full.filter().cloned();
+                let join = NestedLoopJoinExecBuilder::new(build, probe, JoinType::Left)
+                    .with_filter(filter.clone())
+                    .with_projection_ref(full.projection().clone())
+                    .build()?;
+                let own: Arc<dyn ExecutionPlan> = Arc::new(PartitionsExec::new(Arc::clone(&unmatched.probe), mine));
+                let anti = NestedLoopJoinExecBuilder::new(Arc::clone(&unmatched.build), own, JoinType::RightAnti)
+                    .with_filter(filter)
+                    .build()?;
+                Local { join: Arc::new(join), unmatched: Some(Arc::new(anti)) }
+            }
+            (Some(_), None) => return internal_err!("only a nested-loop full join runs split"),
+            (None, _) => {
+                let join = Arc::clone(&self.join)
+                    .replace_children(vec![build, probe], ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute))?;
+                Local { join, unmatched: None }
+            }
+        };
+        *local = Some(built.clone());
+        Ok(built)
+    }
+
+    /// Partition `j` of the rank's right anti join, each row given null build columns
+    /// and then the full join's projection.
+    fn unmatched_rows(&self, anti: &Arc<dyn ExecutionPlan>, j: usize, context: Arc<TaskContext>) -> DfResult<SendableRecordBatchStream> {
+        let schema = self.schema();
+        let build_types: Vec<DataType> = self.join.children()[0].schema().fields().iter().map(|f| f.data_type().clone()).collect();
+        let projection = self.join.downcast_ref::<NestedLoopJoinExec>().and_then(|j| j.projection().clone());
+        let out = Arc::clone(&schema);
+        let rows = anti.execute(j, context)?.map(move |batch| {
+            let batch = batch?;
+            let n = batch.num_rows();
+            let mut columns: Vec<ArrayRef> = build_types.iter().map(|t| new_null_array(t, n)).collect();
+            columns.extend(batch.columns().iter().cloned());
+            if let Some(projection) = &projection {
+                columns = projection.iter().map(|i| Arc::clone(&columns[*i])).collect();
+            }
+            Ok(RecordBatch::try_new_with_options(Arc::clone(&out), columns, &RecordBatchOptions::new().with_row_count(Some(n)))?)
+        });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, rows)))
     }
 }
 
@@ -131,7 +207,11 @@ impl ExecutionPlan for SplitBuildJoinExec {
     }
 
     fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        vec![&self.build, &self.probe]
+        let mut children = vec![&self.build, &self.probe];
+        if let Some(unmatched) = &self.unmatched {
+            children.extend([&unmatched.build, &unmatched.probe]);
+        }
+        children
     }
 
     fn apply_expressions(
@@ -142,50 +222,67 @@ impl ExecutionPlan for SplitBuildJoinExec {
     }
 
     fn with_new_children(self: Arc<Self>, children: Vec<Arc<dyn ExecutionPlan>>) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let [build, probe]: [Arc<dyn ExecutionPlan>; 2] = match children.try_into() {
-            Ok(both) => both,
-            Err(_) => return internal_err!("SplitBuildJoinExec has two children"),
+        let mut children = children.into_iter();
+        let (build, probe, unmatched) = match (children.next(), children.next(), children.next(), children.next(), children.next()) {
+            (Some(build), Some(probe), None, None, None) if self.unmatched.is_none() => (build, probe, None),
+            (Some(build), Some(probe), Some(all), Some(own), None) if self.unmatched.is_some() => {
+                (build, probe, Some(UnmatchedProbe { build: all, probe: own }))
+            }
+            _ => return internal_err!("SplitBuildJoinExec takes the children it has"),
         };
-        Ok(Arc::new(SplitBuildJoinExec::new(Arc::clone(&self.join), build, probe, self.rank, self.ranks)))
+        Ok(Arc::new(SplitBuildJoinExec::new(Arc::clone(&self.join), build, probe, unmatched, self.rank, self.ranks)))
     }
 
     fn execute(&self, partition: usize, context: Arc<TaskContext>) -> DfResult<SendableRecordBatchStream> {
         if partition % self.ranks != self.rank {
             return internal_err!("partition {partition} of a split join runs on rank {}, not {}", partition % self.ranks, self.rank);
         }
-        self.local()?.execute(partition / self.ranks, context)
+        let j = partition / self.ranks;
+        let local = self.local()?;
+        let Some(anti) = &local.unmatched else { return local.join.execute(j, context) };
+        // The left join's rows under the full join's schema (its build columns nullable).
+        let schema = self.schema();
+        let out = Arc::clone(&schema);
+        let pairs = local.join.execute(j, Arc::clone(&context))?.map(move |batch| {
+            let batch = batch?;
+            let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+            Ok(RecordBatch::try_new_with_options(Arc::clone(&out), batch.columns().to_vec(), &options)?)
+        });
+        let unmatched = self.unmatched_rows(anti, j, context)?;
+        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream::select(pairs, unmatched))))
     }
 }
 
-/// One partition of its input, as a plan of one partition.
+/// Some partitions of its input, in the order given: output partition `j` is input
+/// partition `partitions[j]`.
 #[derive(Debug)]
-struct OnePartitionExec {
+struct PartitionsExec {
     input: Arc<dyn ExecutionPlan>,
-    partition: usize,
+    partitions: Vec<usize>,
     properties: Arc<PlanProperties>,
 }
 
-impl OnePartitionExec {
-    fn new(input: Arc<dyn ExecutionPlan>, partition: usize) -> Self {
+impl PartitionsExec {
+    fn new(input: Arc<dyn ExecutionPlan>, partitions: Vec<usize>) -> Self {
         let properties = PlanProperties::new(
             input.equivalence_properties().clone(),
-            Partitioning::UnknownPartitioning(1),
+            Partitioning::UnknownPartitioning(partitions.len()),
             input.pipeline_behavior(),
             input.boundedness(),
         );
-        OnePartitionExec { input, partition, properties: Arc::new(properties) }
+        PartitionsExec { input, partitions, properties: Arc::new(properties) }
     }
 }
 
-impl DisplayAs for OnePartitionExec {
+impl DisplayAs for PartitionsExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "OnePartitionExec: partition={}", self.partition)
+        write!(f, "PartitionsExec: partitions={:?}", self.partitions)
     }
 }
 
-impl ExecutionPlan for OnePartitionExec {
+impl ExecutionPlan for PartitionsExec {
     fn name(&self) -> &str {
-        "OnePartitionExec"
+        "PartitionsExec"
     }
 
     fn properties(&self) -> &Arc<PlanProperties> {
@@ -205,16 +302,16 @@ impl ExecutionPlan for OnePartitionExec {
 
     fn with_new_children(self: Arc<Self>, mut children: Vec<Arc<dyn ExecutionPlan>>) -> DfResult<Arc<dyn ExecutionPlan>> {
         match children.pop() {
-            Some(input) if children.is_empty() => Ok(Arc::new(OnePartitionExec::new(input, self.partition))),
-            _ => internal_err!("OnePartitionExec has one child"),
+            Some(input) if children.is_empty() => Ok(Arc::new(PartitionsExec::new(input, self.partitions.clone()))),
+            _ => internal_err!("PartitionsExec has one child"),
         }
     }
 
     fn execute(&self, partition: usize, context: Arc<TaskContext>) -> DfResult<SendableRecordBatchStream> {
-        if partition != 0 {
-            return internal_err!("OnePartitionExec has one partition, not {partition}");
+        match self.partitions.get(partition) {
+            Some(p) => self.input.execute(*p, context),
+            None => internal_err!("PartitionsExec has {} partitions, not {partition}", self.partitions.len()),
         }
-        self.input.execute(self.partition, context)
     }
 }
 

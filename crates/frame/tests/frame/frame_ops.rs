@@ -280,9 +280,10 @@ fn joins_that_emit_unmatched_build_rows_are_shuffled_not_gathered_to_one_rank() 
 }
 
 /// A bug fixed: nested-loop joins that emit unmatched build rows (a left join on an
-/// inequality, `EXISTS` and `NOT EXISTS` with one) ran on rank 0 with the whole probe
-/// side. Each rank now joins its share of the build rows with every probe row; only a
-/// full join, whose unmatched probe rows no single rank can tell, stays on one rank.
+/// inequality, `EXISTS` and `NOT EXISTS` with one, a full join) ran on rank 0 with the
+/// whole probe side. Each rank now joins its share of the build rows with every probe
+/// row; a full join also joins the whole build side with its share of the probe rows,
+/// for the probe rows nothing matched.
 #[test]
 fn nested_loop_joins_that_emit_unmatched_build_rows_split_their_build_side() {
     let dir = tempfile::tempdir().unwrap();
@@ -294,6 +295,7 @@ fn nested_loop_joins_that_emit_unmatched_build_rows_split_their_build_side() {
         "SELECT d.k, d.label FROM d WHERE EXISTS (SELECT 1 FROM t WHERE t.x > d.k * 90)",
         "SELECT d.k FROM d WHERE NOT EXISTS (SELECT 1 FROM t WHERE t.x > d.k * 90)",
         "SELECT d.k, t.id FROM d FULL JOIN t ON t.x > d.k * 90 AND t.x < d.k * 90 + 3",
+        "SELECT * FROM d FULL JOIN t ON t.x > d.k * 90 AND t.x < d.k * 90 + 3 AND t.v > 0",
     ];
     let expected: Vec<Vec<String>> = queries.iter().map(|q| reference(dir.path(), q, false)).collect();
     for (ranks, threads) in [(2, 2), (3, 1)] {
@@ -312,13 +314,10 @@ fn nested_loop_joins_that_emit_unmatched_build_rows_split_their_build_side() {
             assert_eq!(rows, want, "{query} on {ranks} ranks");
             assert!(plan.contains("NestedLoopJoinExec"), "{query}: a nested-loop join\n{plan}");
             let split = plan.contains("SplitBuildJoinExec") && plan.contains("deal rows into");
-            if query.contains("FULL") {
-                assert!(!split && plan.contains("[Single: needs every probe row in one place]"), "{query}\n{plan}");
-            } else {
-                assert!(split && !plan.contains("needs every probe row"), "{query}: the build side should be split\n{plan}");
-            }
+            assert!(split && !plan.contains("needs every probe row"), "{query}: the build side should be split\n{plan}");
         }
         assert!(expected[0].iter().any(|r| r.starts_with("7 | ")), "a build row that matched nothing: {:?}", &expected[0][..3]);
+        assert!(expected[3].iter().any(|r| r.starts_with("NULL | ")), "a probe row that matched nothing: {:?}", &expected[3][..3]);
     }
 }
 
