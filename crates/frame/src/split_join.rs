@@ -79,7 +79,9 @@ pub(crate) fn split_of(plan: &Arc<dyn ExecutionPlan>) -> Option<Split> {
 /// second reading of the probe side with partition `p` on rank `p % ranks`.
 #[derive(Debug, Clone)]
 pub(crate) struct UnmatchedProbe {
+    /// The build side, its one partition on every rank.
     pub(crate) build: Arc<dyn ExecutionPlan>,
+    /// The probe side again, partition `p` on rank `p % ranks`.
     pub(crate) probe: Arc<dyn ExecutionPlan>,
 }
 
@@ -143,8 +145,8 @@ impl SplitBuildJoinExec {
         }
         let outputs = self.properties.partitioning.partition_count();
         let mine: Vec<usize> = (self.rank..outputs).step_by(self.ranks).collect();
-        let build: Arc<dyn ExecutionPlan> = Arc::new(PartitionsExec::new(Arc::clone(&self.build), vec![self.rank]));
-        let probe: Arc<dyn ExecutionPlan> = Arc::new(BundleExec::new(Arc::clone(&self.probe), mine.len().max(1)));
+        let build: Arc<dyn ExecutionPlan> = Arc::new(RegroupExec::each(Arc::clone(&self.build), vec![self.rank]));
+        let probe: Arc<dyn ExecutionPlan> = Arc::new(RegroupExec::bundled(Arc::clone(&self.probe), mine.len().max(1)));
         let built = match (&self.unmatched, self.join.downcast_ref::<NestedLoopJoinExec>()) {
             (Some(unmatched), Some(full)) => {
                 let filter = full.filter().cloned();
@@ -152,7 +154,7 @@ impl SplitBuildJoinExec {
                     .with_filter(filter.clone())
                     .with_projection_ref(full.projection().clone())
                     .build()?;
-                let own: Arc<dyn ExecutionPlan> = Arc::new(PartitionsExec::new(Arc::clone(&unmatched.probe), mine));
+                let own: Arc<dyn ExecutionPlan> = Arc::new(RegroupExec::each(Arc::clone(&unmatched.probe), mine));
                 let anti = NestedLoopJoinExecBuilder::new(Arc::clone(&unmatched.build), own, JoinType::RightAnti)
                     .with_filter(filter)
                     .build()?;
@@ -253,100 +255,53 @@ impl ExecutionPlan for SplitBuildJoinExec {
     }
 }
 
-/// Some partitions of its input, in the order given: output partition `j` is input
-/// partition `partitions[j]`.
+/// Its input's partitions regrouped: output partition `j` reads the input partitions
+/// `groups[j]` (concurrently, when there are several).
 #[derive(Debug)]
-struct PartitionsExec {
+struct RegroupExec {
     input: Arc<dyn ExecutionPlan>,
-    partitions: Vec<usize>,
+    groups: Vec<Vec<usize>>,
     properties: Arc<PlanProperties>,
 }
 
-impl PartitionsExec {
-    fn new(input: Arc<dyn ExecutionPlan>, partitions: Vec<usize>) -> Self {
-        let properties = PlanProperties::new(
-            input.equivalence_properties().clone(),
-            Partitioning::UnknownPartitioning(partitions.len()),
-            input.pipeline_behavior(),
-            input.boundedness(),
-        );
-        PartitionsExec { input, partitions, properties: Arc::new(properties) }
-    }
-}
-
-impl DisplayAs for PartitionsExec {
-    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "PartitionsExec: partitions={:?}", self.partitions)
-    }
-}
-
-impl ExecutionPlan for PartitionsExec {
-    fn name(&self) -> &str {
-        "PartitionsExec"
+impl RegroupExec {
+    /// Input partitions `partitions`, one output partition each.
+    fn each(input: Arc<dyn ExecutionPlan>, partitions: Vec<usize>) -> Self {
+        Self::new(input, partitions.into_iter().map(|p| vec![p]).collect())
     }
 
-    fn properties(&self) -> &Arc<PlanProperties> {
-        &self.properties
+    /// All the input partitions in `bundles` outputs: bundle `j` holds partitions `j`,
+    /// `j + bundles`, ….
+    fn bundled(input: Arc<dyn ExecutionPlan>, bundles: usize) -> Self {
+        let inputs = input.output_partitioning().partition_count();
+        Self::new(input, (0..bundles).map(|j| (j..inputs).step_by(bundles).collect()).collect())
     }
 
-    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        vec![&self.input]
-    }
-
-    fn apply_expressions(
-        &self,
-        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> DfResult<TreeNodeRecursion>,
-    ) -> DfResult<TreeNodeRecursion> {
-        Ok(TreeNodeRecursion::Continue)
-    }
-
-    fn with_new_children(self: Arc<Self>, mut children: Vec<Arc<dyn ExecutionPlan>>) -> DfResult<Arc<dyn ExecutionPlan>> {
-        match children.pop() {
-            Some(input) if children.is_empty() => Ok(Arc::new(PartitionsExec::new(input, self.partitions.clone()))),
-            _ => internal_err!("PartitionsExec has one child"),
-        }
-    }
-
-    fn execute(&self, partition: usize, context: Arc<TaskContext>) -> DfResult<SendableRecordBatchStream> {
-        match self.partitions.get(partition) {
-            Some(p) => self.input.execute(*p, context),
-            None => internal_err!("PartitionsExec has {} partitions, not {partition}", self.partitions.len()),
-        }
-    }
-}
-
-/// Its input's partitions bundled into `bundles` partitions: bundle `j` holds input
-/// partitions `j`, `j + bundles`, …, read concurrently.
-#[derive(Debug)]
-struct BundleExec {
-    input: Arc<dyn ExecutionPlan>,
-    bundles: usize,
-    properties: Arc<PlanProperties>,
-}
-
-impl BundleExec {
-    fn new(input: Arc<dyn ExecutionPlan>, bundles: usize) -> Self {
+    fn new(input: Arc<dyn ExecutionPlan>, groups: Vec<Vec<usize>>) -> Self {
         let mut eq = input.equivalence_properties().clone();
-        eq.clear_orderings();
+        if groups.iter().any(|g| g.len() > 1) {
+            // Partitions read concurrently interleave.
+            eq.clear_orderings();
+        }
         let properties = PlanProperties::new(
             eq,
-            Partitioning::UnknownPartitioning(bundles),
+            Partitioning::UnknownPartitioning(groups.len()),
             input.pipeline_behavior(),
             input.boundedness(),
         );
-        BundleExec { input, bundles, properties: Arc::new(properties) }
+        RegroupExec { input, groups, properties: Arc::new(properties) }
     }
 }
 
-impl DisplayAs for BundleExec {
+impl DisplayAs for RegroupExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "BundleExec: bundles={}", self.bundles)
+        write!(f, "RegroupExec: groups={:?}", self.groups)
     }
 }
 
-impl ExecutionPlan for BundleExec {
+impl ExecutionPlan for RegroupExec {
     fn name(&self) -> &str {
-        "BundleExec"
+        "RegroupExec"
     }
 
     fn properties(&self) -> &Arc<PlanProperties> {
@@ -366,18 +321,19 @@ impl ExecutionPlan for BundleExec {
 
     fn with_new_children(self: Arc<Self>, mut children: Vec<Arc<dyn ExecutionPlan>>) -> DfResult<Arc<dyn ExecutionPlan>> {
         match children.pop() {
-            Some(input) if children.is_empty() => Ok(Arc::new(BundleExec::new(input, self.bundles))),
-            _ => internal_err!("BundleExec has one child"),
+            Some(input) if children.is_empty() => Ok(Arc::new(RegroupExec::new(input, self.groups.clone()))),
+            _ => internal_err!("RegroupExec has one child"),
         }
     }
 
     fn execute(&self, partition: usize, context: Arc<TaskContext>) -> DfResult<SendableRecordBatchStream> {
-        let inputs = self.input.output_partitioning().partition_count();
-        let streams = (partition..inputs)
-            .step_by(self.bundles)
-            .map(|q| self.input.execute(q, Arc::clone(&context)))
-            .collect::<DfResult<Vec<_>>>()?;
-        let merged = stream::select_all(streams);
-        Ok(Box::pin(RecordBatchStreamAdapter::new(self.input.schema(), merged)))
+        let Some(group) = self.groups.get(partition) else {
+            return internal_err!("RegroupExec has {} partitions, not {partition}", self.groups.len());
+        };
+        if let [one] = group.as_slice() {
+            return self.input.execute(*one, context);
+        }
+        let streams = group.iter().map(|q| self.input.execute(*q, Arc::clone(&context))).collect::<DfResult<Vec<_>>>()?;
+        Ok(Box::pin(RecordBatchStreamAdapter::new(self.input.schema(), stream::select_all(streams))))
     }
 }
