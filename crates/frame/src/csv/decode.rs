@@ -139,17 +139,6 @@ impl Decoder {
         self.lines
     }
 
-    /// Skips the line that starts `buf` (a header, or the end of a line that began in the
-    /// previous byte range). Returns the bytes it took, or `None` if `buf` holds no
-    /// newline and more input may follow.
-    pub(crate) fn skip_line(&mut self, buf: &[u8], eof: bool) -> Option<usize> {
-        match memchr(b'\n', buf) {
-            Some(at) => Some(at + 1),
-            None if eof => Some(buf.len()),
-            None => None,
-        }
-    }
-
     /// Counts a skipped header as a line.
     pub(crate) fn count_line(&mut self) {
         self.lines += 1;
@@ -317,6 +306,17 @@ fn find2(a: u8, b: u8, hay: &[u8]) -> Option<usize> {
         return hay[i..].iter().position(|c| *c == a || *c == b).map(|k| i + k);
     }
     memchr2(a, b, &hay[i..]).map(|k| i + k)
+}
+
+/// The length of the line that starts `buf`, its newline included (to skip a header, or
+/// the end of a line that began in the previous byte range); `None` if `buf` holds no
+/// newline and more input may follow.
+pub(crate) fn line_end(buf: &[u8], eof: bool) -> Option<usize> {
+    match memchr(b'\n', buf) {
+        Some(at) => Some(at + 1),
+        None if eof => Some(buf.len()),
+        None => None,
+    }
 }
 
 fn count(byte: u8, bytes: &[u8]) -> usize {

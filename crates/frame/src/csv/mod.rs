@@ -289,7 +289,7 @@ impl Reading {
             if !open.started {
                 let skipping = open.piece.start > 0 || self.scan.header;
                 if skipping {
-                    match self.decoder.skip_line(&open.buf[open.pos..open.filled], eof) {
+                    match decode::line_end(&open.buf[open.pos..open.filled], eof) {
                         Some(n) => {
                             open.pos += n;
                             if open.piece.start == 0 {
@@ -323,8 +323,8 @@ impl Reading {
         }
     }
 
-    /// Opens a file, and reads the first bytes of its range (from the byte before it, to
-    /// see whether the range starts on a line of its own).
+    /// Opens a file; its reads start at the byte before its range, to see whether the
+    /// range starts on a line of its own.
     fn open_piece(&mut self, piece: Piece) -> DfResult<Open> {
         let file = if self.scan.local {
             let path = self.scan.name(&piece);
@@ -345,7 +345,9 @@ impl Reading {
         open.base += open.pos as u64;
         open.pos = 0;
         let from = open.read_to();
-        let want = if from < open.piece.end { READ as u64 } else { READ_PAST_END as u64 };
+        // What is left is one incomplete record: reading at least as much again keeps a
+        // long record from being split again and again.
+        let want = if from < open.piece.end { READ } else { READ_PAST_END }.max(open.filled) as u64;
         let to = (from + want).min(open.piece.size);
         if to <= from {
             return Ok(());

@@ -125,3 +125,33 @@ fn a_record_with_too_few_fields_names_its_file_and_line() {
     };
     assert!(message.contains(&location) && message.contains("2 fields where the schema has 3"), "{message}");
 }
+
+#[test]
+fn a_record_longer_than_a_read_is_read_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("long.csv");
+    // A 12 MB quoted value (reads are of 8 MiB) in the middle, with a delimiter inside.
+    let mut text = String::from("id,note,n\n");
+    for i in 0..1000 {
+        writeln!(text, "{i},short{i},{i}").unwrap();
+    }
+    writeln!(text, "1000,\"{},{}\",1000", "x".repeat(6 << 20), "y".repeat(6 << 20)).unwrap();
+    for i in 1001..2000 {
+        writeln!(text, "{i},short{i},{i}").unwrap();
+    }
+    std::fs::write(&path, text).unwrap();
+    let sql = "SELECT id, length(note) AS len, n FROM t";
+    let want = {
+        let ctx = reference_session();
+        block_on(async {
+            ctx.register_csv("t", path.to_str().unwrap(), CsvReadOptions::new()).await.unwrap();
+            rows(&ctx.sql(sql).await.unwrap().collect().await.unwrap(), false)
+        })
+    };
+    let got = on_ranks(2, 1, |ctx| {
+        ctx.register_csv("t", &path, CsvOptions::default()).unwrap();
+        rows(&ctx.sql(sql).unwrap().collect().unwrap(), false)
+    });
+    assert_eq!(got[0], want);
+    assert!(want.contains(&format!("1000 | {} | 1000", (12 << 20) + 1)), "the long value is whole");
+}
