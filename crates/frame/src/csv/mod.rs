@@ -33,6 +33,7 @@ use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::TaskContext;
 use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::coop::make_cooperative;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, SendableRecordBatchStream,
@@ -229,7 +230,11 @@ impl ExecutionPlan for CsvScanExec {
         let stream = futures_util::stream::try_unfold(reading, |mut reading| async move {
             Ok(reading.next_batch().await?.map(|batch| (batch, reading)))
         });
-        Ok(Box::pin(RecordBatchStreamAdapter::new(Arc::clone(&scan.schema), stream)))
+        // Local reads do not go through Tokio: give the other tasks of the runtime (the
+        // partition beside it, the exchanges) their turn between batches.
+        // Local reads do not go through Tokio: give the other tasks of the runtime (the
+        // partition beside it, the exchanges) their turn between batches.
+        Ok(make_cooperative(Box::pin(RecordBatchStreamAdapter::new(Arc::clone(&scan.schema), stream))))
     }
 }
 
@@ -403,5 +408,46 @@ impl Reading {
         }
         self.emitted += batch.num_rows();
         Ok(batch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::prelude::{CsvReadOptions, SessionConfig, SessionContext};
+    use futures_util::StreamExt;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// A bug fixed: the scan read local files without ever yielding to the runtime, so
+    /// a long scan kept the other tasks of its worker thread (the partition beside it,
+    /// the exchanges) waiting until it ended; two sorts of one rank then merged at once
+    /// and ran out of their pool (frame_memory's collected sort, 1 run in 6).
+    #[test]
+    fn a_long_scan_lets_other_tasks_of_its_thread_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.csv");
+        let text: String = std::iter::once("a,b\n".to_string()).chain((0..4000).map(|i| format!("{i},x{i}\n"))).collect();
+        std::fs::write(&path, text).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        runtime.block_on(async {
+            let ctx = SessionContext::new_with_config(SessionConfig::new().with_batch_size(8).with_target_partitions(1));
+            let df = ctx.read_csv(path.to_str().unwrap(), CsvReadOptions::new()).await.unwrap();
+            let plan = df.create_physical_plan().await.unwrap();
+            let scan = CsvScanExec::try_replace(&plan).expect("a plain CSV scan");
+            let ran = Arc::new(AtomicBool::new(false));
+            let flag = Arc::clone(&ran);
+            tokio::spawn(async move { flag.store(true, Ordering::SeqCst) });
+            let (mut batches, mut other_task_ran_after) = (0, None);
+            let mut stream = scan.execute(0, ctx.task_ctx()).unwrap();
+            while let Some(batch) = stream.next().await {
+                batch.unwrap();
+                batches += 1;
+                if ran.load(Ordering::SeqCst) && other_task_ran_after.is_none() {
+                    other_task_ran_after = Some(batches);
+                }
+            }
+            assert_eq!(batches, 500);
+            assert!(other_task_ran_after.is_some_and(|n| n < batches), "the other task ran only after all {batches} batches");
+        });
     }
 }
