@@ -174,7 +174,8 @@ impl Decoder {
                 return Err(DecodeError { line, malformed: Malformed::Fields { expected: self.fields, found } });
             }
             if let Err(malformed) = self.push_row(buf) {
-                // Nothing of a failed row stays in the builders' batch: the query fails.
+                // The builders may hold part of this row; the query fails, so this batch
+                // is never flushed.
                 return Err(DecodeError { line, malformed });
             }
             self.rows += 1;
@@ -268,7 +269,7 @@ impl Decoder {
             if value.is_empty() {
                 column.push_null();
             } else if let Err(bad) = column.push(value) {
-                // Keep the builders' lengths equal: this row is dropped with the batch.
+                // The row fails the query: the builders' unequal lengths never reach a batch.
                 return Err(match bad {
                     Bad::Utf8 => Malformed::Utf8 { column: slot },
                     Bad::Value(type_name) => Malformed::Value {
