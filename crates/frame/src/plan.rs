@@ -45,8 +45,7 @@ use datafusion::datasource::physical_plan::FileScanConfig;
 use datafusion::datasource::source::DataSourceExec;
 
 use crate::exchange::{ExchangeExec, Loc, QueryRun, Route};
-use crate::csv::CsvScanExec;
-use crate::scan::LocatedCsvScan;
+use crate::scan::CsvScanExec;
 use crate::sort::HeldExec;
 use crate::split_join::{split_of, Split, SplitBuildJoinExec, UnmatchedProbe};
 
@@ -310,9 +309,7 @@ impl Planner<'_> {
         }
         if is_file_scan {
             let locs = (0..partitions).map(|p| Loc::Rank(p % self.ranks)).collect();
-            let plan = CsvScanExec::try_replace(plan)
-                .or_else(|| LocatedCsvScan::wrap(plan))
-                .unwrap_or_else(|| Arc::clone(plan));
+            let plan = CsvScanExec::wrap(plan).unwrap_or_else(|| Arc::clone(plan));
             self.placed(plan, locs, "1D_Block")
         } else {
             self.placed(Arc::clone(plan), vec![Loc::Everywhere; partitions], "Replicated")

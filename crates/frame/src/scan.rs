@@ -1,12 +1,15 @@
-//! DataFusion's CSV scans, where chorus's reader ([`crate::csv`]) does not apply, made to
-//! say where a malformed row is.
+//! CSV scans: chorus's reader where it applies ([`crate::csv`]), DataFusion's otherwise,
+//! with errors that say where a malformed row is either way.
 //!
-//! Arrow's CSV reader numbers rows from the start of the byte range it was given, and does
-//! not know the file. [`LocatedCsvScan`] wraps a CSV scan: when a partition fails to parse,
-//! it finds the file of the partition and turns the row number into the line of the file,
-//! and the column number into the column's name. For an object in object storage it
-//! names the object and the line counted from the partition's first byte, since counting
-//! the lines before that would mean fetching all of the object up to there.
+//! [`CsvScanExec`] takes the place of DataFusion's scan, keeping its properties and how it
+//! shows in `explain` (with `reader=chorus` when chorus reads). chorus's reader names file,
+//! line and column itself. Arrow's CSV reader numbers rows from the start of the byte
+//! range it was given, and does not know the file: when one of its partitions fails to
+//! parse, [`CsvScanExec`] finds the file of the partition and turns the row number into
+//! the line of the file, and the column number into the column's name. For an object in
+//! object storage it names the object and the line counted from the partition's first
+//! byte, since counting the lines before that would mean fetching all of the object up to
+//! there.
 
 use std::any::Any;
 use std::fmt;
@@ -17,6 +20,7 @@ use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::datasource::physical_plan::{CsvSource, FileScanConfig};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::error::DataFusionError;
+use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::TaskContext;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
@@ -24,6 +28,7 @@ use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, SendableRecordBatchStream,
 };
 use futures_util::StreamExt;
+use object_store::path::Path as ObjectPath;
 
 type DfResult<T> = datafusion::common::Result<T>;
 
@@ -39,10 +44,20 @@ struct Piece {
 
 /// A CSV scan whose parse errors name file, line and column.
 #[derive(Debug)]
-pub(crate) struct LocatedCsvScan {
+pub(crate) struct CsvScanExec {
+    /// DataFusion's scan: its properties, how it shows, and (without chorus's reader)
+    /// what runs.
     inner: Arc<dyn ExecutionPlan>,
-    /// Shared with the streams of the partitions, which rewrite the errors.
-    locator: Arc<Locator>,
+    reader: Reader,
+}
+
+/// Who reads the scan's partitions.
+#[derive(Debug)]
+enum Reader {
+    /// chorus's reader, which names file, line and column itself.
+    Chorus(Arc<crate::csv::Scan>),
+    /// DataFusion, its errors rewritten by the locator, which its streams share.
+    DataFusion(Arc<Locator>),
 }
 
 /// What is needed to turn a row of a partition into a line of a file.
@@ -53,16 +68,41 @@ struct Locator {
     columns: Vec<String>,
 }
 
-impl LocatedCsvScan {
-    /// Wraps `plan` if it is a CSV scan (of local files, or of objects, whose errors
-    /// name the object and the row within the partition's byte range).
+impl CsvScanExec {
+    /// Wraps `plan` if it is a CSV scan (of local files, or of objects).
     pub(crate) fn wrap(plan: &Arc<dyn ExecutionPlan>) -> Option<Arc<dyn ExecutionPlan>> {
         let scan = plan.downcast_ref::<DataSourceExec>()?;
         let config = scan.data_source().downcast_ref::<FileScanConfig>()?;
         let source: &dyn Any = config.file_source().as_ref();
         let csv = source.downcast_ref::<CsvSource>()?;
-        let local = config.object_store_url.as_str() == "file:///";
-        let store = config.object_store_url.as_str().trim_end_matches('/');
+        let reader = match crate::csv::Scan::try_new(plan, config, csv) {
+            Some(scan) => Reader::Chorus(Arc::new(scan)),
+            None => Reader::DataFusion(Arc::new(Locator::new(config, csv))),
+        };
+        Some(Arc::new(CsvScanExec { inner: Arc::clone(plan), reader }))
+    }
+}
+
+/// Whether a scan's files are local ones.
+pub(crate) fn is_local(store: &ObjectStoreUrl) -> bool {
+    store.as_str() == "file:///"
+}
+
+/// How a file of a scan is named in errors: its path, or its object's URL.
+pub(crate) fn file_name(store: &ObjectStoreUrl, location: &ObjectPath) -> String {
+    if is_local(store) {
+        object_store::local::LocalFileSystem::new()
+            .path_to_filesystem(location)
+            .map_or_else(|_| format!("/{location}"), |p| p.display().to_string())
+    } else {
+        format!("{}/{location}", store.as_str().trim_end_matches('/'))
+    }
+}
+
+impl Locator {
+    /// The files and ranges of each partition of the scan of `config`.
+    fn new(config: &FileScanConfig, csv: &CsvSource) -> Locator {
+        let local = is_local(&config.object_store_url);
         let partitions = config
             .file_groups
             .iter()
@@ -70,7 +110,7 @@ impl LocatedCsvScan {
                 group
                     .iter()
                     .map(|f| Piece {
-                        path: if local { format!("/{}", f.object_meta.location) } else { format!("{store}/{}", f.object_meta.location) },
+                        path: file_name(&config.object_store_url, &f.object_meta.location),
                         start: f.range.as_ref().map_or(0, |r| r.start.max(0) as u64),
                         local,
                     })
@@ -78,12 +118,9 @@ impl LocatedCsvScan {
             })
             .collect();
         let columns = config.file_schema().fields().iter().map(|f| f.name().clone()).collect();
-        let locator = Arc::new(Locator { partitions, header: csv.has_header(), columns });
-        Some(Arc::new(LocatedCsvScan { inner: Arc::clone(plan), locator }))
+        Locator { partitions, header: csv.has_header(), columns }
     }
-}
 
-impl Locator {
     /// The 1-based line, among the lines `piece`'s range reads, of the row `found` names:
     /// Arrow counts parsed rows from 0, after the header it skipped, and records,
     /// header included, from 1.
@@ -203,15 +240,19 @@ fn line_text(path: &str, line: u64) -> Option<String> {
     BufReader::new(file).lines().nth(usize::try_from(line).ok()?.checked_sub(1)?)?.ok()
 }
 
-impl DisplayAs for LocatedCsvScan {
+impl DisplayAs for CsvScanExec {
     fn fmt_as(&self, t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.inner.fmt_as(t, f)
+        self.inner.fmt_as(t, f)?;
+        match (&self.reader, t) {
+            (Reader::Chorus(_), DisplayFormatType::Default | DisplayFormatType::Verbose) => write!(f, ", reader=chorus"),
+            _ => Ok(()),
+        }
     }
 }
 
-impl ExecutionPlan for LocatedCsvScan {
+impl ExecutionPlan for CsvScanExec {
     fn name(&self) -> &str {
-        "LocatedCsvScan"
+        "CsvScanExec"
     }
 
     fn properties(&self) -> &Arc<PlanProperties> {
@@ -234,11 +275,16 @@ impl ExecutionPlan for LocatedCsvScan {
     }
 
     fn execute(&self, partition: usize, context: Arc<TaskContext>) -> DfResult<SendableRecordBatchStream> {
-        let stream = self.inner.execute(partition, context)?;
-        let schema = stream.schema();
-        let locator = Arc::clone(&self.locator);
-        let located = stream.map(move |batch| batch.map_err(|e| locator.locate(partition, e)));
-        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, located)))
+        match &self.reader {
+            Reader::Chorus(scan) => scan.execute(partition, context),
+            Reader::DataFusion(locator) => {
+                let stream = self.inner.execute(partition, context)?;
+                let schema = stream.schema();
+                let locator = Arc::clone(locator);
+                let located = stream.map(move |batch| batch.map_err(|e| locator.locate(partition, e)));
+                Ok(Box::pin(RecordBatchStreamAdapter::new(schema, located)))
+            }
+        }
     }
 }
 

@@ -1,48 +1,40 @@
-//! chorus's CSV scan: large reads, and only the projected columns tokenized and parsed.
+//! chorus's CSV reader: large reads, and only the projected columns tokenized and parsed.
 //!
 //! DataFusion plans a CSV scan as byte ranges of the files (one range per partition,
 //! ranks reading partition `p % ranks`); arrow-csv then splits every field of every line
-//! into a buffer before parsing the projected ones. [`CsvScanExec`] replaces that scan
-//! where it can and reads the same ranges by the same rule (a range owns the lines that
-//! start inside it), in reads of 8 MiB (local files by `pread`, objects by ranged GETs of
-//! their pinned version), splitting records with `memchr` and building only the
-//! projected columns ([`decode`]).
+//! into a buffer before parsing the projected ones. [`Scan`] reads the same ranges by the
+//! same rule (a range owns the lines that start inside it), in reads of 8 MiB (local files
+//! by `pread`, objects by ranged GETs of their pinned version), splitting records with
+//! `memchr` and building only the projected columns ([`decode`]).
 //!
-//! Scans it does not cover keep DataFusion's reader, with [`LocatedCsvScan`] naming file
-//! and line in its errors: compressed files, an escape character, comment lines, a
-//! record terminator other than `\n`, values spanning lines (`newlines_in_values`),
-//! partition columns, computed projections, and column types arrow-csv parses but
-//! [`Decoder`] does not build (dictionaries, binary, intervals, durations).
+//! [`CsvScanExec`] uses it where it applies and keeps DataFusion's reader for the rest:
+//! compressed files, an escape character, comment lines, a record terminator other than
+//! `\n`, values spanning lines (`newlines_in_values`), partition columns, computed
+//! projections, and column types arrow-csv parses but [`Decoder`] does not build
+//! (dictionaries, binary, intervals, durations).
 //!
-//! [`LocatedCsvScan`]: crate::scan::LocatedCsvScan
+//! [`CsvScanExec`]: crate::scan::CsvScanExec
 
 pub(crate) mod decode;
 
-use std::any::Any;
 use std::collections::VecDeque;
-use std::fmt;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
-use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::datasource::physical_plan::{CsvSource, FileScanConfig};
-use datafusion::datasource::source::DataSourceExec;
 use datafusion::error::DataFusionError;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::TaskContext;
 use datafusion::physical_expr::expressions::Column;
-use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::coop::make_cooperative;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::{
-    DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, SendableRecordBatchStream,
-};
+use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
 
 use self::decode::{DecodeError, Decoder, Dialect, Malformed};
-use crate::scan::first_line_of_range;
+use crate::scan::{file_name, first_line_of_range, is_local};
 
 type DfResult<T> = datafusion::common::Result<T>;
 
@@ -51,17 +43,9 @@ const READ: usize = 8 << 20;
 /// Bytes read at a time past a range's end, to finish its last line.
 const READ_PAST_END: usize = 64 << 10;
 
-/// A CSV scan of byte ranges of files or objects, projected columns only.
+/// chorus's reading of a DataFusion CSV scan: what every partition's stream needs to know.
 #[derive(Debug)]
-pub(crate) struct CsvScanExec {
-    /// DataFusion's scan it replaces: its properties and how it shows in `explain`.
-    inner: Arc<dyn ExecutionPlan>,
-    scan: Arc<Scan>,
-}
-
-/// What every partition's stream needs to know.
-#[derive(Debug)]
-struct Scan {
+pub(crate) struct Scan {
     store: ObjectStoreUrl,
     local: bool,
     /// Per partition, the files (or byte ranges of them) it reads in order.
@@ -84,13 +68,10 @@ struct Piece {
     end: u64,
 }
 
-impl CsvScanExec {
-    /// Replaces `plan` if it is a DataFusion CSV scan this reader covers.
-    pub(crate) fn try_replace(plan: &Arc<dyn ExecutionPlan>) -> Option<Arc<dyn ExecutionPlan>> {
-        let exec = plan.downcast_ref::<DataSourceExec>()?;
-        let config = exec.data_source().downcast_ref::<FileScanConfig>()?;
-        let source: &dyn Any = config.file_source().as_ref();
-        let csv = source.downcast_ref::<CsvSource>()?;
+impl Scan {
+    /// How chorus reads `plan`, DataFusion's scan of `config` with `csv`, if its reader
+    /// covers it (see the [module documentation](self)).
+    pub(crate) fn try_new(plan: &Arc<dyn ExecutionPlan>, config: &FileScanConfig, csv: &CsvSource) -> Option<Scan> {
         let plain = !config.file_compression_type.is_compressed()
             && csv.escape().is_none()
             && csv.comment().is_none()
@@ -132,9 +113,9 @@ impl CsvScanExec {
                     .collect()
             })
             .collect();
-        let scan = Scan {
+        Some(Scan {
             store: config.object_store_url.clone(),
-            local: config.object_store_url.as_str() == "file:///",
+            local: is_local(&config.object_store_url),
             partitions,
             schema,
             fields: file_schema.fields().len(),
@@ -142,21 +123,12 @@ impl CsvScanExec {
             header: csv.has_header(),
             dialect,
             limit: config.limit,
-        };
-        Some(Arc::new(CsvScanExec { inner: Arc::clone(plan), scan: Arc::new(scan) }))
+        })
     }
-}
 
-impl Scan {
     /// How a file is named in errors: its path, or its object's URL.
     fn name(&self, piece: &Piece) -> String {
-        if self.local {
-            object_store::local::LocalFileSystem::new()
-                .path_to_filesystem(&piece.location)
-                .map_or_else(|_| format!("/{}", piece.location), |p| p.display().to_string())
-        } else {
-            format!("{}/{}", self.store.as_str().trim_end_matches('/'), piece.location)
-        }
+        file_name(&self.store, &piece.location)
     }
 
     /// The error for a malformed record on `line` (1-based, counted from the first line
@@ -182,59 +154,22 @@ impl Scan {
         };
         DataFusionError::Execution(format!("{place}{column}{what} (malformed CSV row; {advice})"))
     }
-}
 
-impl DisplayAs for CsvScanExec {
-    fn fmt_as(&self, t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.inner.fmt_as(t, f)?;
-        match t {
-            DisplayFormatType::Default | DisplayFormatType::Verbose => write!(f, ", reader=chorus"),
-            DisplayFormatType::TreeRender => Ok(()),
-        }
-    }
-}
-
-impl ExecutionPlan for CsvScanExec {
-    fn name(&self) -> &str {
-        "CsvScanExec"
-    }
-
-    fn properties(&self) -> &Arc<PlanProperties> {
-        self.inner.properties()
-    }
-
-    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        vec![]
-    }
-
-    fn apply_expressions(
-        &self,
-        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> DfResult<TreeNodeRecursion>,
-    ) -> DfResult<TreeNodeRecursion> {
-        Ok(TreeNodeRecursion::Continue)
-    }
-
-    fn with_new_children(self: Arc<Self>, _children: Vec<Arc<dyn ExecutionPlan>>) -> DfResult<Arc<dyn ExecutionPlan>> {
-        Ok(self)
-    }
-
-    fn execute(&self, partition: usize, context: Arc<TaskContext>) -> DfResult<SendableRecordBatchStream> {
-        let scan = Arc::clone(&self.scan);
-        let pieces: VecDeque<Piece> = scan.partitions.get(partition).cloned().unwrap_or_default().into();
-        let store = context.runtime_env().object_store(&scan.store)?;
-        let types: Vec<_> = scan.schema.fields().iter().map(|f| f.data_type().clone()).collect();
+    /// The stream of partition `partition`.
+    pub(crate) fn execute(self: &Arc<Self>, partition: usize, context: Arc<TaskContext>) -> DfResult<SendableRecordBatchStream> {
+        let pieces: VecDeque<Piece> = self.partitions.get(partition).cloned().unwrap_or_default().into();
+        let store = context.runtime_env().object_store(&self.store)?;
+        let types: Vec<_> = self.schema.fields().iter().map(|f| f.data_type().clone()).collect();
         let batch_size = context.session_config().batch_size();
-        let decoder = Decoder::new(scan.dialect, scan.fields, &scan.projection, &types, batch_size)
+        let decoder = Decoder::new(self.dialect, self.fields, &self.projection, &types, batch_size)
             .ok_or_else(|| DataFusionError::Internal("a CSV column type the reader was checked to build".into()))?;
-        let reading = Reading { scan: Arc::clone(&scan), store, pieces, open: None, decoder, emitted: 0 };
+        let reading = Reading { scan: Arc::clone(self), store, pieces, open: None, decoder, emitted: 0 };
         let stream = futures_util::stream::try_unfold(reading, |mut reading| async move {
             Ok(reading.next_batch().await?.map(|batch| (batch, reading)))
         });
         // Local reads do not go through Tokio: give the other tasks of the runtime (the
         // partition beside it, the exchanges) their turn between batches.
-        // Local reads do not go through Tokio: give the other tasks of the runtime (the
-        // partition beside it, the exchanges) their turn between batches.
-        Ok(make_cooperative(Box::pin(RecordBatchStreamAdapter::new(Arc::clone(&scan.schema), stream))))
+        Ok(make_cooperative(Box::pin(RecordBatchStreamAdapter::new(Arc::clone(&self.schema), stream))))
     }
 }
 
@@ -414,6 +349,7 @@ impl Reading {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use datafusion::datasource::source::DataSourceExec;
     use datafusion::prelude::{CsvReadOptions, SessionConfig, SessionContext};
     use futures_util::StreamExt;
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -433,7 +369,12 @@ mod tests {
             let ctx = SessionContext::new_with_config(SessionConfig::new().with_batch_size(8).with_target_partitions(1));
             let df = ctx.read_csv(path.to_str().unwrap(), CsvReadOptions::new()).await.unwrap();
             let plan = df.create_physical_plan().await.unwrap();
-            let scan = CsvScanExec::try_replace(&plan).expect("a plain CSV scan");
+            let scan = plan
+                .downcast_ref::<DataSourceExec>()
+                .and_then(|exec| exec.data_source().downcast_ref::<FileScanConfig>())
+                .and_then(|config| Scan::try_new(&plan, config, config.file_source().downcast_ref::<CsvSource>()?))
+                .map(Arc::new)
+                .expect("a plain CSV scan");
             let ran = Arc::new(AtomicBool::new(false));
             let flag = Arc::clone(&ran);
             tokio::spawn(async move { flag.store(true, Ordering::SeqCst) });

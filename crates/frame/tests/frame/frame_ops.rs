@@ -237,6 +237,19 @@ fn explain_shows_each_operators_distribution() {
     }
 }
 
+/// Each query over the tables `t` and `d` under `dir`: its distributed plan and its rows.
+fn plans_and_rows(ctx: &chorus_frame::Context, dir: &Path, queries: &[&str]) -> Vec<(String, Vec<String>)> {
+    ctx.register_parquet("t", dir.join("t")).unwrap();
+    ctx.register_parquet("d", dir.join("d")).unwrap();
+    queries
+        .iter()
+        .map(|q| {
+            let frame = ctx.sql(q).unwrap();
+            (frame.explain().unwrap(), rows(&frame.collect().unwrap(), false))
+        })
+        .collect()
+}
+
 /// A bug fixed: a broadcast join that emits unmatched build rows (left, full, semi,
 /// anti) kept its whole probe side on rank 0. It is now shuffled by key on both sides;
 /// only the joins that cannot be (a `NOT IN`'s null-aware anti join) stay on one rank,
@@ -256,15 +269,7 @@ fn joins_that_emit_unmatched_build_rows_are_shuffled_not_gathered_to_one_rank() 
     ];
     let expected: Vec<Vec<String>> = queries.iter().map(|q| reference(dir.path(), q, false)).collect();
     let got = on_ranks(2, 2, |ctx| {
-        ctx.register_parquet("t", dir.path().join("t")).unwrap();
-        ctx.register_parquet("d", dir.path().join("d")).unwrap();
-        queries
-            .iter()
-            .map(|q| {
-                let frame = ctx.sql(q).unwrap();
-                (frame.explain().unwrap(), rows(&frame.collect().unwrap(), false))
-            })
-            .collect::<Vec<_>>()
+        plans_and_rows(ctx, dir.path(), &queries)
     });
     let single = "[Single: needs every probe row in one place]";
     for ((query, want), (plan, rows)) in queries.iter().zip(&expected).zip(&got[0]) {
@@ -300,15 +305,7 @@ fn nested_loop_joins_that_emit_unmatched_build_rows_split_their_build_side() {
     let expected: Vec<Vec<String>> = queries.iter().map(|q| reference(dir.path(), q, false)).collect();
     for (ranks, threads) in [(2, 2), (3, 1)] {
         let got = on_ranks(ranks, threads, |ctx| {
-            ctx.register_parquet("t", dir.path().join("t")).unwrap();
-            ctx.register_parquet("d", dir.path().join("d")).unwrap();
-            queries
-                .iter()
-                .map(|q| {
-                    let frame = ctx.sql(q).unwrap();
-                    (frame.explain().unwrap(), rows(&frame.collect().unwrap(), false))
-                })
-                .collect::<Vec<_>>()
+            plans_and_rows(ctx, dir.path(), &queries)
         });
         for ((query, want), (plan, rows)) in queries.iter().zip(&expected).zip(&got[0]) {
             assert_eq!(rows, want, "{query} on {ranks} ranks");
